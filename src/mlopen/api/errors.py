@@ -1,0 +1,44 @@
+"""One error body for every API failure: {"detail": "...", "errors": {field: message}}."""
+
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _flatten(errors, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(errors, list):
+        if all(not isinstance(item, (dict, list)) for item in errors):
+            flat[prefix or "non_field_errors"] = " ".join(str(item) for item in errors)
+        else:
+            for index, item in enumerate(errors):
+                flat.update(_flatten(item, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        flat[prefix or "non_field_errors"] = str(errors)
+    return flat
+
+
+def error_response(detail: str, errors: dict | None = None, status_code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": detail, "errors": errors or {}}, status=status_code)
+
+
+def exception_handler(exc, context):
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        errors = _flatten(response.data)
+        first = next(iter(errors.items()), ("", "Invalid request."))
+        detail = f"{first[0]}: {first[1]}" if first[0] not in ("", "non_field_errors") else first[1]
+        response.data = {"detail": detail, "errors": errors}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"]), "errors": {}}
+    else:
+        response.data = {"detail": str(response.data), "errors": {}}
+    return response

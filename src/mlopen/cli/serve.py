@@ -1,0 +1,133 @@
+"""`mlopen serve`: prepare the database, then run gunicorn and N workers, restarting any that die.
+
+The supervisor itself runs no request and no pipeline; it only starts, watches and stops its
+children, so a crash in either can never take the others down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+RESTART_BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Child:
+    label: str
+    argv: list[str]
+    env: dict
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    backoff: float = field(default=1.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env)
+        self.started_at = time.monotonic()
+        print(f"mlopen: started {self.label} (pid {self.process.pid})", flush=True)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.alive():
+            self.process.send_signal(sig)
+
+
+def prepare(stdout=print) -> None:
+    """Migrate, create the bootstrap admin, register demo content once."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
+    call_command("migrate", interactive=False, verbosity=0)
+    from mlopen.core.bootstrap import ensure_admin, load_demo
+
+    ensure_admin(stdout)
+    if settings.MLOPEN_LOAD_DEMO:
+        load_demo(stdout)
+
+
+def _children(host: str, port: int, workers: int, web_processes: int) -> list[Child]:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="mlopen.settings")
+    web = Child("web server", [
+        sys.executable, "-m", "gunicorn", "mlopen.wsgi:application",
+        "--bind", f"{host}:{port}", "--workers", str(max(1, web_processes)), "--worker-class", "gthread",
+        "--threads", "8", "--timeout", "300", "--graceful-timeout", "10", "--access-logfile", "-",
+        "--forwarded-allow-ips", os.environ.get("MLOPEN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    ], env)
+    children = [web]
+    base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
+    for index in range(1, workers + 1):
+        name = f"{base}-w{index}"
+        children.append(Child(f"worker {name}", [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name],
+                              dict(env, MLOPEN_WORKER_NAME=name)))
+    return children
+
+
+def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
+    if workers < 0:
+        print("mlopen serve: --workers must be 0 or more", file=sys.stderr)
+        return 2
+    prepare()
+    children = _children(host, port, workers, web_processes)
+    stopping = {"flag": False}
+
+    def request_stop(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    for child in children:
+        child.start()
+    print(f"mlopen: serving on http://{host}:{port}/ with {workers} worker(s); Ctrl+C stops", flush=True)
+    try:
+        while not stopping["flag"]:
+            time.sleep(0.5)
+            _restart_dead(children)
+    finally:
+        _stop_all(children)
+    return 0
+
+
+def _restart_dead(children: list[Child]) -> None:
+    now = time.monotonic()
+    for child in children:
+        if child.alive():
+            if now - child.started_at > 60:
+                child.backoff = 1.0  # it ran fine for a while: the next crash restarts it at once
+            continue
+        if child.next_start == 0.0:
+            code = child.process.returncode if child.process else None
+            print(f"mlopen: {child.label} exited with status {code}; restarting in {child.backoff:.0f} s", flush=True)
+            child.next_start = now + child.backoff
+            child.backoff = min(RESTART_BACKOFF_MAX, child.backoff * 2)
+        elif now >= child.next_start:
+            child.next_start = 0.0
+            child.restarts += 1
+            child.start()
+
+
+def _stop_all(children: list[Child]) -> None:
+    for child in children:
+        child.stop(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.stop(signal.SIGKILL)
+            child.process.wait()

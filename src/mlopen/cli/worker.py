@@ -1,0 +1,31 @@
+"""`mlopen worker`: one Celery worker process that executes runs one at a time.
+
+Each run already gets its own child process with its own limits, so the worker uses Celery's
+solo pool: one run per worker process, and `mlopen serve --workers N` (or more hosts) for more.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    os.environ["MLOPEN_WORKER_NAME"] = name
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from mlopen.celery_app import app
+
+    queue_list = queues or settings.MLOPEN_DEFAULT_QUEUE
+    argv = [
+        "worker", "--pool", "solo", "--concurrency", "1", "--hostname", f"{name}@%h", "--queues", queue_list,
+        "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--prefetch-multiplier", "1",
+    ]
+    app.worker_main(argv)
+    return 0

@@ -1,0 +1,86 @@
+"""First start: the bootstrap admin and the demo pipelines and datasets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+
+
+def ensure_admin(stdout=print) -> None:
+    """Create the admin from MLOPEN_ADMIN_USER / _PASSWORD / _TOKEN, or `admin` with a printed password."""
+    from rest_framework.authtoken.models import Token
+
+    User = get_user_model()
+    username = os.environ.get("MLOPEN_ADMIN_USER") or "admin"
+    password = os.environ.get("MLOPEN_ADMIN_PASSWORD")
+    token = os.environ.get("MLOPEN_ADMIN_TOKEN")
+    with transaction.atomic():
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            if not os.environ.get("MLOPEN_ADMIN_USER") and User.objects.filter(is_superuser=True).exists():
+                return  # an admin already exists and none was asked for
+            generated = password is None
+            password = password or secrets.token_urlsafe(12)
+            user = User.objects.create_superuser(username=username, email="", password=password)
+            if generated:
+                stdout(f"\n  mlopen admin created.  user: {username}   password: {password}\n"
+                       "  (shown once; set MLOPEN_ADMIN_PASSWORD to choose it)\n")
+            else:
+                stdout(f"mlopen admin {username!r} created from MLOPEN_ADMIN_USER/MLOPEN_ADMIN_PASSWORD")
+        elif password and not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        if token:
+            Token.objects.filter(key=token).exclude(user=user).delete()
+            Token.objects.filter(user=user).exclude(key=token).delete()
+            Token.objects.get_or_create(user=user, key=token)
+    from mlopen.core.roles import ensure_roles, set_role
+
+    ensure_roles()
+    set_role(user, "admin")
+
+
+def load_demo(stdout=print) -> None:
+    """Register each demo pipeline and dataset that is not there yet (by name)."""
+    from mlopen.datasets.models import Dataset
+    from mlopen.datasets.services import store_dataset
+    from mlopen.pipelines.models import Pipeline
+    from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
+
+    User = get_user_model()
+    owner = User.objects.filter(is_superuser=True).order_by("pk").first()
+    if owner is None:
+        return
+    for folder in sorted((DEMO_DIR / "pipelines").iterdir()):
+        control = folder / "control.py"
+        if not control.exists() or Pipeline.objects.filter(name=folder.name).exists():
+            continue
+        support = [IncomingFile.from_path(p) for p in sorted(folder.iterdir())
+                   if p.is_file() and p.name not in ("control.py", "description.txt") and not p.name.startswith(".")]
+        description = (folder / "description.txt").read_text().strip() if (folder / "description.txt").exists() else ""
+        control_file = IncomingFile.from_path(control)
+        control_file.name = f"{folder.name}.py"
+        try:
+            version = upload_pipeline(UploadRequest(control=control_file, support_files=support, name=folder.name,
+                                                    description=description), owner)
+        except PipelineRejected as exc:
+            stdout(f"demo pipeline {folder.name} was refused: {exc.message}")
+            continue
+        Pipeline.objects.filter(pk=version.pipeline_id).update(is_demo=True)
+        stdout(f"registered demo pipeline {folder.name}")
+    for path in sorted((DEMO_DIR / "data").iterdir()):
+        if not path.is_file() or Dataset.objects.filter(is_demo=True, filename=path.name).exists():
+            continue
+        with open(path, "rb") as handle:
+            dataset = store_dataset(owner=owner, name=path.name, filename=path.name,
+                                    chunks=iter(lambda: handle.read(1024 * 1024), b""))
+        Dataset.objects.filter(pk=dataset.pk).update(is_demo=True)
+        stdout(f"registered demo dataset {path.name}")

@@ -1,0 +1,54 @@
+"""What /healthz reports: can this web server reach its database and broker, and how many workers live."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
+        return f"error: {exc.__class__.__name__}: {exc}"[:300]
+
+
+def check_broker() -> str:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        folder = settings.MLOPEN_HOME / "broker"
+        try:
+            for sub in ("queue", "control", "processed"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            return "ok"
+        except OSError as exc:
+            return f"error: broker folder {folder}: {exc}"
+    from mlopen.celery_app import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc.__class__.__name__}: {exc}"[:300]
+
+
+def report() -> tuple[dict, bool]:
+    from mlopen.runs.workers import live_workers
+    from mlopen_runner import sandbox_status
+
+    database = check_database()
+    broker = check_broker()
+    healthy = database == "ok" and broker == "ok"
+    workers = live_workers().count() if database == "ok" else 0
+    sandbox = sandbox_status()
+    body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "workers": workers,
+            "sandbox": sandbox["kind"]}
+    if sandbox["kind"] != "bubblewrap":
+        body["sandbox_note"] = sandbox.get("reason", "")
+    failing = [part for part in ("database", "broker") if body[part] != "ok"]
+    if failing:
+        body["failing"] = failing
+    return body, healthy

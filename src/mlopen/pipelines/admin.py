@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
+
+
+class VersionInline(admin.TabularInline):
+    model = PipelineVersion
+    fields = ["number", "control_filename", "env_status", "created_by", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    list_display = ["name", "queue", "timeout_seconds", "memory_mb", "allow_network", "updated_at"]
+    search_fields = ["name", "description"]
+    inlines = [VersionInline]
+
+
+@admin.register(PipelineVersion)
+class PipelineVersionAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "number", "control_filename", "env_status", "created_at"]
+    list_filter = ["env_status"]
+    readonly_fields = ["pipeline", "number", "control_filename", "support_files", "folder", "params_train",
+                       "params_run", "requirements", "env_hash", "env_log", "created_by", "created_at"]
+
+
+@admin.register(TrainedModel)
+class TrainedModelAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "number", "version", "run", "label", "size", "created_at"]
+    readonly_fields = ["pipeline", "number", "version", "run", "artifact", "label", "model_names", "arg_names", "size"]

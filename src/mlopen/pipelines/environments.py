@@ -1,0 +1,196 @@
+"""Per-pipeline Python environments built from a requirements.txt uploaded with the pipeline.
+
+An environment is a virtual environment built with uv, named by the hash of its requirements
+(and the Python version), so versions that share requirements share one environment. It lives
+under MLOPEN_HOME/envs on each worker host: a worker that finds it missing builds it before the
+run (uv's cache makes that quick), so hosts need nothing but database, broker and storage.
+The platform's pipeline SDK (mlopen_runner + the mlopenapp shim, no Django) is put on the
+child's PYTHONPATH from a copy beside the environments.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from mlopen.pipelines.models import PipelineVersion
+
+log = logging.getLogger(__name__)
+BUILD_TIMEOUT_SECONDS = 900
+_REFUSED_MARKERS = ("://", "git+", "hg+", "svn+", "bzr+", "file:")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._ -]+\])?\s*([<>=!~;].*)?$")
+
+
+class EnvironmentFailed(RuntimeError):
+    pass
+
+
+def check_requirements(raw: bytes) -> str:
+    """Return the normalized requirements text, or refuse lines that could fetch arbitrary code."""
+    from mlopen.pipelines.services import PipelineRejected
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PipelineRejected("requirements.txt is not UTF-8 text.", field="requirements") from None
+    kept = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split(" #", 1)[0].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        problem = None
+        if stripped.startswith("-"):
+            problem = "options (-e, -r, --index-url, ...) are not allowed"
+        elif any(marker in stripped for marker in _REFUSED_MARKERS) or " @ " in stripped or stripped.startswith("@"):
+            problem = "URLs, VCS and file references are not allowed; name a package from the index"
+        elif stripped.startswith((".", "/", "~")) or "\\" in stripped:
+            problem = "local paths are not allowed"
+        elif not _NAME.match(stripped):
+            problem = "this is not a requirement like 'package==1.2' or 'package>=1.0'"
+        if problem:
+            raise PipelineRejected(f"requirements.txt line {number} ({stripped[:80]!r}): {problem}.",
+                                   field="requirements")
+        kept.append(stripped)
+    if not kept:
+        raise PipelineRejected("requirements.txt names no package.", field="requirements")
+    return "\n".join(kept) + "\n"
+
+
+def requirements_hash(requirements: str) -> str:
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return hashlib.sha256(f"python{python}\n{requirements}".encode()).hexdigest()
+
+
+def envs_root() -> Path:
+    return settings.MLOPEN_HOME / "envs"
+
+
+def env_path(env_hash: str) -> Path:
+    return envs_root() / env_hash[:24]
+
+
+def env_python(env_hash: str) -> Path:
+    return env_path(env_hash) / "bin" / "python"
+
+
+def request_environment(version: PipelineVersion) -> None:
+    """Mark the version as building (or ready, if the same requirements were built before) and enqueue a build."""
+    env_hash = requirements_hash(version.requirements)
+    ready = PipelineVersion.objects.filter(env_hash=env_hash, env_status=PipelineVersion.EnvStatus.READY).exists()
+    status = PipelineVersion.EnvStatus.READY if ready and env_python(env_hash).exists() else \
+        PipelineVersion.EnvStatus.BUILDING
+    PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status)
+    version.env_hash, version.env_status = env_hash, status
+    if status == PipelineVersion.EnvStatus.BUILDING:
+        from mlopen.pipelines.tasks import build_environment
+
+        transaction.on_commit(lambda: build_environment.apply_async(kwargs={"version_id": version.pk}))
+
+
+@contextmanager
+def _build_lock(env_hash: str):
+    envs_root().mkdir(parents=True, exist_ok=True)
+    with open(envs_root() / f"{env_hash[:24]}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if not found:
+            raise EnvironmentFailed("uv is not installed; it is needed to build pipeline environments") from None
+        return found
+
+
+def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
+    """Build the environment for these requirements if it is not there yet; return (python, build log)."""
+    python = env_python(env_hash)
+    marker = env_path(env_hash) / ".mlopen-ready"
+    with _build_lock(env_hash):
+        if marker.exists() and python.exists():
+            return python, "environment already built\n"
+        target = env_path(env_hash)
+        shutil.rmtree(target, ignore_errors=True)
+        requirements_file = envs_root() / f"{env_hash[:24]}.requirements.txt"
+        requirements_file.write_text(requirements)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MLOPEN_ADMIN", "DATABASE_"))}
+        env["UV_CACHE_DIR"] = str(envs_root() / "uv-cache")
+        build_log = ""
+        for argv in ([_uv(), "venv", "--python", sys.executable, str(target)],
+                     [_uv(), "pip", "install", "--python", str(python), "-r", str(requirements_file)]):
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_SECONDS)
+            build_log += f"$ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}\n"
+            build_log += done.stdout + done.stderr
+            if done.returncode != 0:
+                shutil.rmtree(target, ignore_errors=True)
+                raise EnvironmentFailed(build_log)
+        marker.write_text(requirements)
+        return python, build_log
+
+
+def sdk_overlay() -> Path:
+    """A folder holding copies of mlopen_runner and mlopenapp, importable without Django."""
+    import mlopen_runner
+    import mlopenapp
+
+    packages = [Path(mlopen_runner.__file__).parent, Path(mlopenapp.__file__).parent]
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    overlay = envs_root() / f"sdk-{digest.hexdigest()[:16]}"
+    if not overlay.exists():
+        staging = overlay.with_name(overlay.name + f".tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        for package in packages:
+            shutil.copytree(package, staging / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            staging.rename(overlay)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another worker made it first
+    return overlay
+
+
+def interpreter_for(version: PipelineVersion) -> tuple[str, list[str]]:
+    python, _log = ensure_environment(version.env_hash or requirements_hash(version.requirements), version.requirements)
+    return str(python), [str(sdk_overlay())]
+
+
+def build_for_version(version_id: int) -> str:
+    """The background build job: build, then mark every version sharing these requirements."""
+    version = PipelineVersion.objects.filter(pk=version_id).first()
+    if version is None or not version.requirements:
+        return "skipped"
+    env_hash = version.env_hash or requirements_hash(version.requirements)
+    same = PipelineVersion.objects.filter(env_hash=env_hash)
+    try:
+        _python, build_log = ensure_environment(env_hash, version.requirements)
+        sdk_overlay()
+    except EnvironmentFailed as exc:
+        same.update(env_status=PipelineVersion.EnvStatus.FAILED, env_log=str(exc)[-20000:])
+        return "failed"
+    except subprocess.TimeoutExpired:
+        same.update(env_status=PipelineVersion.EnvStatus.FAILED,
+                    env_log=f"Building the environment took longer than {BUILD_TIMEOUT_SECONDS} s.")
+        return "failed"
+    same.update(env_status=PipelineVersion.EnvStatus.READY, env_log=build_log[-20000:])
+    return "ready"

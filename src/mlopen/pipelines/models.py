@@ -1,0 +1,105 @@
+"""Pipelines, their uploaded versions, and the models their training runs produced."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Pipeline(models.Model):
+    """A named pipeline. Uploading a control file under an existing name adds a version."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Limits and routing set by the pipeline's author; empty means the platform default.
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=64, blank=True,
+                             help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue")
+    allow_network = models.BooleanField(default=False)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def latest_version(self) -> PipelineVersion | None:
+        return self.versions.order_by("-number").first()
+
+    @property
+    def current_model(self) -> TrainedModel | None:
+        return self.trained_models.order_by("-number").first()
+
+
+class PipelineVersion(models.Model):
+    """One upload of a pipeline's control file and support files. Never changed once stored."""
+
+    class EnvStatus(models.TextChoices):
+        NONE = "none", "platform environment"
+        BUILDING = "building", "building"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    control_filename = models.CharField(max_length=200)
+    support_files = models.JSONField(default=list, blank=True)
+    folder = models.CharField(max_length=300, help_text="storage folder holding the control and support files")
+    description = models.TextField(blank=True)
+    params_train = models.JSONField(default=dict, blank=True)
+    params_run = models.JSONField(default=dict, blank=True)
+    requirements = models.TextField(blank=True)
+    env_hash = models.CharField(max_length=64, blank=True)
+    env_status = models.CharField(max_length=10, choices=EnvStatus.choices, default=EnvStatus.NONE)
+    env_log = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline", "-number"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="unique_pipeline_version")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline.name} v{self.number}"
+
+    @property
+    def control_storage_name(self) -> str:
+        return f"{self.folder}/{self.control_filename}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.env_status in (self.EnvStatus.NONE, self.EnvStatus.READY)
+
+    def params_for(self, kind: str) -> dict:
+        return self.params_train if kind == "train" else self.params_run
+
+
+class TrainedModel(models.Model):
+    """What one training run saved with io.save_pipeline; the newest is the pipeline's current model."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="trained_models")
+    version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="trained_models")
+    run = models.OneToOneField("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="produced_model")
+    number = models.PositiveIntegerField()
+    artifact = models.CharField(max_length=300, help_text="storage name of the pickled models and args")
+    label = models.CharField(max_length=200, blank=True, help_text="the name passed to save_pipeline")
+    model_names = models.JSONField(default=list, blank=True)
+    arg_names = models.JSONField(default=list, blank=True)
+    size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline", "-number"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="unique_trained_model")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline.name} model #{self.number}"

@@ -1,0 +1,243 @@
+"""Uploading pipelines: validate a control file and its support files, then store a new version.
+
+Everything is checked before anything is stored: a refused upload leaves the pipeline exactly as
+it was. get_params is evaluated in a child process (never in the web process) with a time limit.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from mlopen.core import storage
+from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.models import Pipeline, PipelineVersion
+from mlopen_runner import Job, execute
+
+MAX_CONTROL_BYTES = 5 * 1024 * 1024
+REQUIRED_FUNCTIONS = ("train", "run_pipeline")
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
+
+
+class PipelineRejected(ValueError):
+    """An upload that cannot be stored. ``field`` names the form field the message belongs to."""
+
+    def __init__(self, message: str, field: str = "control"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class IncomingFile:
+    """A file arriving with an upload: its name and a way to read it in chunks."""
+
+    name: str
+    chunks: object  # callable returning an iterable of bytes
+    size: int | None = None
+
+    @classmethod
+    def from_uploaded(cls, uploaded) -> IncomingFile:
+        return cls(name=uploaded.name, chunks=uploaded.chunks, size=uploaded.size)
+
+    @classmethod
+    def from_path(cls, path: Path) -> IncomingFile:
+        def chunks():
+            with open(path, "rb") as handle:
+                yield from iter(lambda: handle.read(1024 * 1024), b"")
+
+        return cls(name=path.name, chunks=chunks, size=path.stat().st_size)
+
+
+@dataclass
+class UploadRequest:
+    control: IncomingFile
+    support_files: list[IncomingFile] = field(default_factory=list)
+    name: str = ""
+    description: str = ""
+    requirements: IncomingFile | None = None
+
+
+def validate_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME_OK.match(name):
+        raise PipelineRejected(
+            "Pipeline names are 1-100 characters: letters, digits, spaces, '.', '_' and '-', starting with a letter or digit.",
+            field="name",
+        )
+    return name
+
+
+def check_control_source(filename: str, source: bytes) -> str | None:
+    """Refuse a control file that cannot work; return its module docstring (a default description)."""
+    if len(source) > MAX_CONTROL_BYTES:
+        raise PipelineRejected(f"The control file is {len(source) // 1024} KB; the limit is {MAX_CONTROL_BYTES // 1024} KB.")
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PipelineRejected(f"{filename} is not UTF-8 text (byte {exc.start}). Upload the Python source file.") from None
+    try:
+        tree = ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        snippet = (exc.text or "").strip()
+        detail = f": {snippet}" if snippet else ""
+        raise PipelineRejected(f"Syntax error in {filename} at {where}: {exc.msg}{detail}") from None
+    defined = _top_level_names(tree)
+    missing = [name for name in REQUIRED_FUNCTIONS if name not in defined]
+    if missing:
+        raise PipelineRejected(
+            f"{filename} must define {' and '.join(missing)}: a control file needs both train(inpt, params=None) "
+            "and run_pipeline(input, model, args, params=None)."
+        )
+    return ast.get_docstring(tree)
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at top level: def, class, assignment and import all count."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try)):
+            # `try: from fast import train / except ImportError: def train(...)` and friends.
+            inner = ast.Module(body=[*getattr(node, "body", []), *getattr(node, "orelse", []),
+                                     *[n for h in getattr(node, "handlers", []) for n in h.body]], type_ignores=[])
+            names |= _top_level_names(inner)
+    return names
+
+
+def _read_all(incoming: IncomingFile, limit: int) -> bytes:
+    data = bytearray()
+    for chunk in incoming.chunks():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise PipelineRejected(f"{incoming.name} is larger than {limit // 1024} KB.")
+    return bytes(data)
+
+
+def _write(path: Path, incoming: IncomingFile) -> None:
+    with open(path, "wb") as out:
+        for chunk in incoming.chunks():
+            out.write(chunk)
+
+
+class _CollectOutput:
+    """Runner callbacks that keep the child's output, to quote it when get_params fails."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def output(self, text: str) -> None:
+        self.text += text
+
+    def event(self, event: dict) -> None:
+        pass
+
+    def tick(self) -> bool:
+        return False
+
+
+def evaluate_params(control_path: Path, work_dir: Path) -> dict:
+    """Run get_params(run=True/False) in a child process; return {"train": spec, "run": spec}."""
+    job = Job(
+        kind="params",
+        control_path=str(control_path),
+        work_dir=str(work_dir),
+        timeout_s=settings.MLOPEN_PARAMS_TIMEOUT,
+        memory_mb=settings.MLOPEN_RUN_MEMORY_MB,
+        max_log_bytes=64 * 1024,
+        max_result_bytes=4 * 1024 * 1024,
+    )
+    collected = _CollectOutput()
+    outcome = execute(job, collected)
+    if outcome.status != "succeeded":
+        log_tail = collected.text.strip()[-1500:]
+        message = f"Loading the control file failed: {outcome.error}"
+        if log_tail and log_tail not in message:
+            message += f"\n{log_tail}"
+        raise PipelineRejected(message)
+    specs = outcome.params or {}
+    return {"train": params_mod.spec_from_runner(specs.get("train")),
+            "run": params_mod.spec_from_runner(specs.get("run"))}
+
+
+def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
+    """Validate an upload and store it as the next version of the pipeline with that name."""
+    control_name = storage.safe_filename(request.control.name, fallback="control.py")
+    if not control_name.endswith(".py"):
+        raise PipelineRejected(f"The control file must be a Python file ending in .py (got {control_name!r}).")
+    name = validate_name(request.name or Path(control_name).stem)
+    source = _read_all(request.control, MAX_CONTROL_BYTES)
+    docstring = check_control_source(control_name, source)
+
+    support_names: list[str] = []
+    for support in request.support_files:
+        support_name = storage.safe_filename(support.name)
+        if support_name == control_name or support_name in support_names:
+            raise PipelineRejected(f"Two files are named {support_name!r}; every file of a pipeline needs its own name.",
+                                   field="support_files")
+        support_names.append(support_name)
+
+    requirements_text = ""
+    if request.requirements is not None:
+        from mlopen.pipelines.environments import check_requirements
+
+        requirements_text = check_requirements(_read_all(request.requirements, 256 * 1024))
+
+    staging = settings.MLOPEN_WORK_DIR / "uploads" / uuid.uuid4().hex
+    code_dir = staging / "code"
+    code_dir.mkdir(parents=True)
+    try:
+        (code_dir / control_name).write_bytes(source)
+        for support, support_name in zip(request.support_files, support_names):
+            _write(code_dir / support_name, support)
+        (staging / "work").mkdir()
+        specs = evaluate_params(code_dir / control_name, staging / "work")
+        return _store_version(name, request.description or docstring or "", control_name, support_names,
+                              code_dir, specs, requirements_text, user)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _store_version(name, description, control_name, support_names, code_dir, specs, requirements, user):
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                pipeline, created = Pipeline.objects.get_or_create(
+                    name=name, defaults={"description": description, "created_by": user})
+                if not created and description:
+                    pipeline.description = description
+                    pipeline.save(update_fields=["description", "updated_at"])
+                last = pipeline.versions.order_by("-number").values_list("number", flat=True).first() or 0
+                number = last + 1
+                folder = f"pipelines/{pipeline.pk}/v{number}"
+                for file_name in [control_name, *support_names]:
+                    storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
+                version = PipelineVersion.objects.create(
+                    pipeline=pipeline, number=number, control_filename=control_name, support_files=support_names,
+                    folder=folder, description=description, params_train=specs["train"], params_run=specs["run"],
+                    requirements=requirements, created_by=user,
+                )
+            break
+        except IntegrityError:
+            # Another upload of the same name took this version number first: take the next one.
+            if attempt == 2:
+                raise
+    if requirements:
+        from mlopen.pipelines.environments import request_environment
+
+        request_environment(version)
+    return version

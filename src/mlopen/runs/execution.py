@@ -1,0 +1,215 @@
+"""Where a run is executed: claim it, hand it to the runner, record what happened.
+
+This is the one place that turns a Run row into a runner Job and an Outcome back into rows and
+stored files. The Celery task only calls :func:`execute_run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from mlopen.core import storage
+from mlopen.datasets.models import Dataset
+from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.models import TrainedModel
+from mlopen.runs import results
+from mlopen.runs.models import Run, RunMetric
+from mlopen_runner import Job, execute
+
+log = logging.getLogger(__name__)
+
+# How often a running run's log, progress and heartbeat are written to its row, and how often
+# the worker looks for a cancel request. The issue asks for the log to grow at least every second.
+FLUSH_SECONDS = 0.5
+
+
+def claim(run_id: int, worker_name: str) -> Run | None:
+    """Take a queued run for this worker. Exactly one worker can win, however often the message arrives."""
+    now = timezone.now()
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now, attempt=F("attempt") + 1)
+    if taken != 1:
+        return None
+    return Run.objects.select_related("pipeline", "version", "input").get(pk=run_id)
+
+
+def execute_run(run_id: int, worker_name: str) -> str:
+    """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
+    run = claim(run_id, worker_name)
+    if run is None:
+        current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+        log.info("run %s not claimed (status %s): already taken, finished or deleted", run_id, current)
+        return f"skipped ({current or 'missing'})"
+    from mlopen.runs import workers
+
+    workers.set_current_run(worker_name, run.pk)
+    work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
+    try:
+        job = build_job(run, work_dir)
+        recorder = RunRecorder(run)
+        outcome = execute(job, recorder)
+        recorder.flush(force=True)
+        return finish(run, outcome, recorder)
+    except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
+        log.exception("run %s failed inside the platform", run.pk)
+        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}")
+        return Run.Status.FAILED
+    finally:
+        workers.set_current_run(worker_name, None)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _file_ref(dataset: Dataset) -> dict:
+    return {"path": str(storage.local_path(dataset.file)), "name": dataset.filename}
+
+
+def build_job(run: Run, work_dir: Path) -> Job:
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    version = run.version
+    job_params = dict(run.params)
+    readonly = []
+    spec = version.params_for(run.kind)
+    for name in params_mod.file_param_names(spec):
+        dataset_id = job_params.get(name)
+        if dataset_id is None:
+            continue
+        dataset = Dataset.objects.filter(pk=dataset_id).first()
+        if dataset is None:
+            raise ValueError(f"the dataset chosen for parameter {name!r} was deleted")
+        job_params[name] = {"__mlopen_file__": _file_ref(dataset)}
+        readonly.append(job_params[name]["__mlopen_file__"]["path"])
+    model_path = None
+    if run.kind == Run.Kind.RUN:
+        model = run.pipeline.current_model
+        if model is not None:
+            Run.objects.filter(pk=run.pk).update(trained_model=model)
+            run.trained_model = model
+            model_path = str(storage.local_path(model.artifact))
+    pipeline = run.pipeline
+    python = None
+    extra_path: list[str] = []
+    if version.requirements:
+        from mlopen.pipelines import environments
+
+        python, extra_path = environments.interpreter_for(version)
+    return Job(
+        kind=run.kind,
+        control_path=str(storage.local_path(version.control_storage_name)),
+        work_dir=str(work_dir),
+        input=_file_ref(run.input) if run.input else None,
+        params=job_params,
+        model_path=model_path,
+        timeout_s=run.timeout_seconds or pipeline.timeout_seconds or settings.MLOPEN_RUN_TIMEOUT,
+        memory_mb=pipeline.memory_mb or settings.MLOPEN_RUN_MEMORY_MB,
+        max_log_bytes=settings.MLOPEN_MAX_LOG_KB * 1024,
+        max_result_bytes=settings.MLOPEN_MAX_RESULT_MB * 1024 * 1024,
+        python=python,
+        allow_network=pipeline.allow_network,
+        extra_pythonpath=extra_path,
+        readonly_paths=readonly,
+    )
+
+
+class RunRecorder:
+    """Runner callbacks that write a running run's log, progress and metrics to its row."""
+
+    def __init__(self, run: Run):
+        self.run_id = run.pk
+        self.log_text = ""
+        self.progress: tuple[float | None, str] | None = None
+        self.metrics: list[RunMetric] = []
+        self.dirty = False
+        self.last_flush = 0.0
+        self.cancelled = False
+
+    def output(self, text: str) -> None:
+        self.log_text += text
+        self.dirty = True
+
+    def event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "progress":
+            self.progress = (event.get("fraction"), str(event.get("message") or "")[:500])
+            self.dirty = True
+        elif kind == "metric":
+            try:
+                value = float(event["value"])
+            except (KeyError, TypeError, ValueError):
+                return
+            step = event.get("step")
+            self.metrics.append(RunMetric(run_id=self.run_id, name=str(event.get("name", "metric"))[:100],
+                                          value=value, step=step if isinstance(step, int) else None))
+            self.dirty = True
+
+    def tick(self) -> bool:
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+        return self.cancelled
+
+    def flush(self, force: bool = False) -> None:
+        """Write what changed and the heartbeat; learn whether the user asked to cancel."""
+        self.last_flush = time.monotonic()
+        fields = {"heartbeat_at": timezone.now()}
+        if self.dirty or force:
+            fields["log"] = self.log_text
+            if self.progress is not None:
+                fields["progress_fraction"], fields["progress_message"] = self.progress
+        with transaction.atomic():
+            Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(**fields)
+            if self.metrics:
+                RunMetric.objects.bulk_create(self.metrics)
+                self.metrics = []
+        self.dirty = False
+        self.cancelled = Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+
+
+def finish(run: Run, outcome, recorder: RunRecorder) -> str:
+    if outcome.status == "cancelled":
+        _finish_row(run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome)
+        return Run.Status.CANCELLED
+    if outcome.status != "succeeded":
+        _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome)
+        return Run.Status.FAILED
+    extra: dict = {}
+    if run.kind == Run.Kind.TRAIN:
+        _store_trained_model(run, outcome)
+    elif outcome.result is not None:
+        try:
+            extra["result_folder"], extra["result_rows"] = results.store_result(run.pk, outcome.result)
+        except results.ResultInvalid as exc:
+            _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome)
+            return Run.Status.FAILED
+    _finish_row(run, Run.Status.SUCCEEDED, outcome=outcome, **extra)
+    return Run.Status.SUCCEEDED
+
+
+def _store_trained_model(run: Run, outcome) -> None:
+    if not outcome.model_path or not Path(outcome.model_path).exists():
+        return  # a pipeline that needs no training saves nothing
+    manifest = getattr(outcome, "model_manifest", None) or {}
+    with transaction.atomic():
+        number = (TrainedModel.objects.filter(pipeline=run.pipeline).aggregate(n=Max("number"))["n"] or 0) + 1
+        artifact = f"models/{run.pipeline_id}/{number}-run{run.pk}.pkl"
+        size, _digest = storage.copy_file_in(artifact, Path(outcome.model_path))
+        TrainedModel.objects.create(
+            pipeline=run.pipeline, version=run.version, run=run, number=number, artifact=artifact, size=size,
+            label=str(manifest.get("label") or "")[:200], model_names=manifest.get("models") or [],
+            arg_names=manifest.get("args") or [])
+
+
+def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, **extra) -> None:
+    fields = {"status": status, "finished_at": timezone.now(), "error": error, **extra}
+    if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
+        fields["peak_memory_mb"] = outcome.peak_rss_mb
+    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
+    if updated != 1:
+        log.warning("run %s was no longer running when it finished as %s", run.pk, status)

@@ -1,0 +1,127 @@
+"""Runs (one train or run of a pipeline), the metrics they log, and the workers that execute them.
+
+The Run row is the record of a job: the web pages and API read it, workers write it. Celery
+only carries "please execute run N"; nothing about a run's state lives in the queue.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RunQuerySet(models.QuerySet):
+    def visible_to(self, user) -> RunQuerySet:
+        """What ``user`` may see: their own runs (admins see all)."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(owner=user)
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        TRAIN = "train", "train"
+        RUN = "run", "run"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.PROTECT, related_name="runs")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    input = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="runs")
+    input_name = models.CharField(max_length=200, blank=True, help_text="kept if the dataset is deleted")
+    params = models.JSONField(default=dict, blank=True)
+    trained_model = models.ForeignKey("pipelines.TrainedModel", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="used_by_runs", help_text="the model a run was given")
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=64, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    attempt = models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")
+
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    error = models.TextField(null=True, blank=True)
+    log = models.TextField(blank=True)
+    progress_fraction = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=500, blank=True)
+
+    result_folder = models.CharField(max_length=300, blank=True, help_text="storage folder of the result")
+    result_rows = models.PositiveIntegerField(null=True, blank=True)
+    peak_memory_mb = models.FloatField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.kind} {self.pipeline_id})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def progress(self) -> dict | None:
+        if self.progress_fraction is None and not self.progress_message:
+            return None
+        return {"fraction": self.progress_fraction, "message": self.progress_message or None}
+
+
+class RunMetric(models.Model):
+    """A value a pipeline logged with io.log_metric (loss per epoch, accuracy, ...)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=100)
+    step = models.IntegerField(null=True, blank=True)
+    value = models.FloatField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "name", "step", "id"]
+
+
+class Worker(models.Model):
+    """A live (or recently live) `mlopen worker` process; it heartbeats while it lives."""
+
+    name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=200, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    queues = models.JSONField(default=list, blank=True)
+    sandbox = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(db_index=True)
+    current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

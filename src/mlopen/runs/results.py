@@ -1,0 +1,156 @@
+"""A run's result on disk: the table as Parquet (paged and sorted without a database), the graphs
+and text as JSON. Written once by the worker, read by the web pages, the API and downloads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlopen.core import storage
+
+TABLE = "table.parquet"
+META = "result.json"
+# Spreadsheet programs run cells that start with these as formulas (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ResultInvalid(ValueError):
+    """The pipeline returned something mlopen cannot store or show."""
+
+
+def _column_names(columns, width: int) -> list[str]:
+    names = [str(c) for c in (columns or [])]
+    names = names[:width] + [f"column {i + 1}" for i in range(len(names), width)]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:  # Parquet needs distinct column names; the page shows them as given
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name} ({count + 1})")
+    return unique
+
+
+def _to_frame(columns, data) -> pd.DataFrame:
+    rows = [list(row) if isinstance(row, (list, tuple)) else [row] for row in data]
+    width = max([len(r) for r in rows] + [len(columns or [])])
+    rows = [r + [None] * (width - len(r)) for r in rows]
+    frame = pd.DataFrame(rows, columns=_column_names(columns, width))
+    return frame
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """Convert to Arrow; a column mixing types (numbers and text) is kept as text."""
+    arrays = []
+    for name in frame.columns:
+        column = frame[name]
+        try:
+            arrays.append(pa.array(column.tolist(), from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays.append(pa.array([None if v is None else str(v) for v in column.tolist()], type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+
+
+def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
+    """Store a normalized result (see mlopen_runner.results); return (storage folder, row count)."""
+    folder = f"results/{run_id}"
+    data = result.get("data")
+    columns = result.get("columns")
+    rows = None
+    if data is not None:
+        table = _arrow_table(_to_frame(columns, data))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        storage.write_stream(f"{folder}/{TABLE}", [buffer.getvalue()])
+        rows = table.num_rows
+        columns = [str(c) for c in columns] if columns else table.column_names
+    meta = {"columns": columns if columns else None, "graphs": result.get("graphs") or [],
+            "text": result.get("text"), "warnings": result.get("warnings") or []}
+    storage.write_stream(f"{folder}/{META}", [json.dumps(meta).encode()])
+    return folder, rows
+
+
+def _read_meta(folder: str) -> dict:
+    with storage.open_stored(f"{folder}/{META}") as handle:
+        return json.load(handle)
+
+
+def _read_table(folder: str) -> pa.Table | None:
+    name = f"{folder}/{TABLE}"
+    if not storage.exists(name):
+        return None
+    return pq.read_table(storage.local_path(name))
+
+
+def _json_cell(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = None,
+            descending: bool = False) -> dict:
+    """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "text"}.
+
+    ``sort`` is a column index (names may repeat); rows are sorted before paging.
+    """
+    meta = _read_meta(folder)
+    table = _read_table(folder)
+    out = {"columns": meta.get("columns"), "data": None, "rows": None, "page": page, "page_size": page_size,
+           "pages": 0, "graphs": meta.get("graphs") or [], "text": meta.get("text"),
+           "warnings": meta.get("warnings") or []}
+    if table is None:
+        return out
+    rows = table.num_rows
+    if sort is not None and 0 <= sort < table.num_columns:
+        table = table.sort_by([(table.column_names[sort], "descending" if descending else "ascending")])
+    start = (page - 1) * page_size
+    chunk = table.slice(start, page_size).to_pylist()
+    names = table.column_names
+    out.update(data=[[_json_cell(row[n]) for n in names] for row in chunk], rows=rows,
+               pages=max(1, math.ceil(rows / page_size)))
+    return out
+
+
+def iter_csv(folder: str) -> Iterator[str]:
+    """The whole result table as CSV lines, with formula-like cells neutralized."""
+    meta = _read_meta(folder)
+    table = _read_table(folder)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def emit(row):
+        writer.writerow(row)
+        line = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return line
+
+    if table is None:
+        return
+    yield emit([_neutralize(c) for c in (meta.get("columns") or table.column_names)])
+    for batch in table.to_batches(max_chunksize=1000):
+        for row in batch.to_pylist():
+            yield emit([_neutralize(v) for v in row.values()])
+
+
+def _neutralize(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return "" if value is None else value
+
+
+def as_json_rows(folder: str) -> dict:
+    meta = _read_meta(folder)
+    table = _read_table(folder)
+    rows = [] if table is None else [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]
+    return {"columns": meta.get("columns"), "data": rows}

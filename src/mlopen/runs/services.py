@@ -1,0 +1,152 @@
+"""Starting, cancelling and repeating runs. Web, API and CLI all call these; none of them run code.
+
+A run is recorded first and handed to Celery only once that row is committed, so a worker never
+looks for a run that does not exist yet (or was rolled back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mlopen.datasets.models import Dataset
+from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.models import Pipeline
+from mlopen.runs.models import Run
+
+
+class RunRefused(ValueError):
+    """A run request that cannot be accepted. ``errors`` maps field names to messages."""
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+        self.status = status
+
+
+class RunNotCancellable(RunRefused):
+    def __init__(self, run: Run):
+        super().__init__(f"Run {run.pk} already {run.status}; only queued or running runs can be cancelled.",
+                         status=409)
+
+
+@dataclass
+class RunRequest:
+    pipeline: object  # Pipeline, id, or name
+    kind: str = Run.Kind.RUN
+    input: object = None  # Dataset, id, or None
+    params: dict | None = None
+    timeout_seconds: object = None
+
+
+def resolve_pipeline(ref) -> Pipeline:
+    if isinstance(ref, Pipeline):
+        return ref
+    if isinstance(ref, bool) or ref is None or ref == "":
+        raise RunRefused("Name the pipeline to run by its id or name.", {"pipeline": "This field is required."})
+    query = Pipeline.objects.all()
+    pipeline = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        pipeline = query.filter(pk=int(ref)).first()
+    if pipeline is None and isinstance(ref, str):
+        pipeline = query.filter(name=ref).first()
+    if pipeline is None:
+        raise RunRefused(f"There is no pipeline {ref!r}.", {"pipeline": f"Unknown pipeline {ref!r}."})
+    return pipeline
+
+
+def _resolve_dataset(user, ref, field: str) -> Dataset | None:
+    if ref is None or ref == "":
+        return None
+    if isinstance(ref, Dataset):
+        dataset_id = ref.pk
+    else:
+        try:
+            dataset_id = params_mod._to_dataset_id(ref)
+        except ValueError as exc:
+            raise RunRefused(str(exc), {field: str(exc)}) from None
+    dataset = Dataset.objects.visible_to(user).filter(pk=dataset_id).first()
+    if dataset is None:
+        raise RunRefused(f"There is no dataset {dataset_id} you can use.", {field: f"Unknown dataset {dataset_id}."})
+    return dataset
+
+
+def _effective_timeout(pipeline: Pipeline, requested) -> int:
+    ceiling = pipeline.timeout_seconds or settings.MLOPEN_RUN_TIMEOUT
+    if requested in (None, ""):
+        return ceiling
+    try:
+        value = params_mod._to_int(requested)
+    except ValueError as exc:
+        raise RunRefused(str(exc), {"timeout": str(exc)}) from None
+    if value <= 0:
+        raise RunRefused("timeout must be a positive number of seconds.", {"timeout": "Must be at least 1 second."})
+    return min(value, ceiling)
+
+
+def submit_run(user, request: RunRequest) -> Run:
+    """Validate a run request, record the run as queued and enqueue it once committed."""
+    if request.kind not in Run.Kind.values:
+        raise RunRefused(f"kind must be 'train' or 'run', not {request.kind!r}.", {"kind": "Use 'train' or 'run'."})
+    pipeline = resolve_pipeline(request.pipeline)
+    version = pipeline.latest_version
+    if version is None:
+        raise RunRefused(f"Pipeline {pipeline.name} has no uploaded version.", {"pipeline": "No version uploaded."})
+    if not version.is_usable:
+        raise RunRefused(
+            f"{pipeline.name} v{version.number} cannot run yet: its environment is {version.get_env_status_display()}.",
+            {"pipeline": f"Environment {version.env_status}."}, status=409)
+    dataset = _resolve_dataset(user, request.input, "input")
+    spec = version.params_for(request.kind)
+    try:
+        values = params_mod.convert(spec, request.params)
+    except params_mod.ParamsInvalid as exc:
+        raise RunRefused("Some parameters are not valid.", {f"params.{k}": v for k, v in exc.errors.items()}) from None
+    for name in params_mod.file_param_names(spec):
+        if values.get(name) is not None:
+            try:
+                values[name] = _resolve_dataset(user, values[name], f"params.{name}").pk
+            except RunRefused as exc:
+                raise RunRefused(exc.message, exc.errors) from None
+    timeout = _effective_timeout(pipeline, request.timeout_seconds)
+    with transaction.atomic():
+        run = Run.objects.create(
+            pipeline=pipeline, version=version, kind=request.kind, owner=user, input=dataset,
+            input_name=dataset.name if dataset else "", params=values, timeout_seconds=timeout,
+            queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
+        )
+        transaction.on_commit(lambda: enqueue(run))
+    return run
+
+
+def enqueue(run: Run) -> None:
+    from mlopen.runs.tasks import execute_run
+
+    execute_run.apply_async(kwargs={"run_id": run.pk}, queue=run.queue)
+
+
+def cancel_run(run: Run) -> Run:
+    """Cancel a queued run outright, or ask the worker holding a running one to kill it."""
+    if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started.",
+            cancel_requested=True) == 1:
+        run.refresh_from_db()
+        return run
+    if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True) == 1:
+        run.refresh_from_db()
+        return run
+    run.refresh_from_db()
+    raise RunNotCancellable(run)
+
+
+def rerun(user, run: Run) -> Run:
+    """Start a new run of the same pipeline, kind, input and params (the user's explicit retry)."""
+    new = submit_run(user, RunRequest(pipeline=run.pipeline, kind=run.kind, input=run.input_id,
+                                      params=run.params, timeout_seconds=run.timeout_seconds))
+    Run.objects.filter(pk=new.pk).update(retry_of=run)
+    new.retry_of = run
+    return new

@@ -1,0 +1,114 @@
+"""Worker liveness: each worker process heartbeats its Worker row from a background thread, and
+fails runs whose worker stopped heartbeating (killed, out of memory, host lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from mlopen.runs.models import Run, Worker
+
+log = logging.getLogger(__name__)
+_state = {"name": None}
+
+
+def current_worker_name() -> str:
+    return _state["name"] or settings.MLOPEN_WORKER_NAME or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def live_workers():
+    cutoff = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT)
+    return Worker.objects.filter(last_seen__gte=cutoff)
+
+
+def register(name: str, queues: list[str], sandbox: str) -> None:
+    """Record this worker as alive. Runs a previous process of the same name still held are lost."""
+    _state["name"] = name
+    fail_runs_of_worker(name, reason=f"Worker {name} restarted while this run was running; the run was lost.")
+    Worker.objects.update_or_create(name=name, defaults={
+        "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "sandbox": sandbox,
+        "last_seen": timezone.now(), "current_run": None, "started_at": timezone.now()})
+
+
+def unregister(name: str) -> None:
+    Worker.objects.filter(name=name, pid=os.getpid()).delete()
+
+
+def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> None:
+    if Worker.objects.filter(name=name).update(last_seen=timezone.now()) == 0:
+        # The row went away (deleted by an admin, a flushed test database): this worker still lives.
+        Worker.objects.update_or_create(name=name, defaults={
+            "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues or [], "sandbox": sandbox,
+            "last_seen": timezone.now()})
+
+
+def set_current_run(name: str, run_id: int | None) -> None:
+    Worker.objects.filter(name=name).update(current_run_id=run_id, last_seen=timezone.now())
+
+
+def fail_runs_of_worker(name: str, reason: str) -> int:
+    return Run.objects.filter(status=Run.Status.RUNNING, worker=name).update(
+        status=Run.Status.FAILED, finished_at=timezone.now(), error=reason)
+
+
+def fail_lost_runs() -> int:
+    """Fail running runs whose heartbeat stopped longer ago than MLOPEN_HEARTBEAT_TIMEOUT."""
+    timeout = settings.MLOPEN_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
+    count = 0
+    for run_id, worker in lost.values_list("pk", "worker"):
+        count += Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=Run.Status.FAILED, finished_at=timezone.now(),
+            error=f"The worker running this run ({worker or 'unknown'}) was lost: no heartbeat for over "
+                  f"{timeout:g} s. The run did not finish; use 'Run again' to retry it.")
+    if count:
+        log.warning("marked %d run(s) failed: their worker was lost", count)
+    return count
+
+
+def cleanup_broker_folder() -> None:
+    """The folder broker keeps processed messages; drop those older than an hour."""
+    folder = settings.MLOPEN_HOME / "broker" / "processed"
+    if not folder.is_dir():
+        return
+    cutoff = timezone.now().timestamp() - 3600
+    for entry in os.scandir(folder):
+        try:
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+class HeartbeatThread(threading.Thread):
+    """Keeps the Worker row fresh and reaps lost runs, independent of the task being executed."""
+
+    def __init__(self, name: str, queues: list[str], sandbox: str):
+        super().__init__(name="mlopen-heartbeat", daemon=True)
+        self.worker_name = name
+        self.queues = queues
+        self.sandbox = sandbox
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        ticks = 0
+        while not self.stopped.wait(settings.MLOPEN_HEARTBEAT_INTERVAL):
+            try:
+                heartbeat(self.worker_name, self.queues, self.sandbox)
+                fail_lost_runs()
+                ticks += 1
+                if ticks % 60 == 0:
+                    cleanup_broker_folder()
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the heartbeat for good
+                log.exception("worker heartbeat failed")
+            finally:
+                close_old_connections()

@@ -1,0 +1,291 @@
+"""Django settings for mlopen, read from the environment (see .env.example for every variable).
+
+With no environment at all, mlopen runs on SQLite and a broker made of folders, both under
+MLOPEN_HOME (default ./.mlopen), so a fresh checkout needs no server of any kind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from mlopen.config import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    mlopen_home,
+    storage_dir,
+)
+
+BASE_DIR = Path(__file__).resolve().parent
+MLOPEN_HOME = mlopen_home()
+MLOPEN_STORAGE_DIR = storage_dir()
+MLOPEN_ENV = env_str("MLOPEN_ENV", "development")
+PRODUCTION = MLOPEN_ENV == "production"
+if MLOPEN_ENV not in {"development", "production", "test"}:
+    raise ConfigError(f"MLOPEN_ENV must be development, production or test, got {MLOPEN_ENV!r}")
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    key_file = env_str("DJANGO_SECRET_KEY_FILE")
+    if key_file:
+        key = Path(key_file).read_text().strip()
+    if key:
+        return key
+    if PRODUCTION:
+        raise ConfigError("MLOPEN_ENV=production needs DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE")
+    # Development: a key generated once and kept beside the database, so sessions survive restarts.
+    path = MLOPEN_HOME / "secret_key"
+    if not path.exists():
+        MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("MLOPEN_DEBUG", False) and not PRODUCTION
+ALLOWED_HOSTS = env_list("MLOPEN_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigError("MLOPEN_ENV=production needs MLOPEN_ALLOWED_HOSTS (comma-separated host names)")
+CSRF_TRUSTED_ORIGINS = env_list("MLOPEN_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "mlopen.core",
+    "mlopen.pipelines",
+    "mlopen.datasets",
+    "mlopen.runs",
+    "mlopen.web",
+    "mlopen.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "mlopen.urls"
+WSGI_APPLICATION = "mlopen.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+# The web server and several workers write at once: WAL lets readers and one writer proceed
+# together, IMMEDIATE takes the write lock at BEGIN so two writers queue on the busy timeout
+# instead of failing with "database is locked" in the middle of a transaction.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+}
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": MLOPEN_HOME / "db.sqlite3"}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+    # Tests use a file (not :memory:) so that real worker processes can see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(MLOPEN_HOME / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("MLOPEN_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files and stored files -------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = MLOPEN_HOME / "static"
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MLOPEN_STORAGE_DIR), "file_permissions_mode": 0o640},
+    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# plotly.js is served from the copy inside the installed plotly package, so the page draws
+# figures with exactly the plotly.js version the Python side produced them for.
+try:
+    import plotly as _plotly
+
+    STATICFILES_DIRS = [("vendor/plotly", str(Path(_plotly.__file__).parent / "package_data"))]
+except ImportError:  # pragma: no cover - plotly is a hard dependency
+    STATICFILES_DIRS = []
+# Serve static files straight from the app folders: no collectstatic step for a fresh checkout.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Uploads ------------------------------------------------------------------------------------
+MLOPEN_MAX_UPLOAD_MB = env_int("MLOPEN_MAX_UPLOAD_MB", 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # non-file form/JSON bodies
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MLOPEN_MAX_UPLOAD_FILES", 50)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+FILE_UPLOAD_TEMP_DIR = None
+FILE_UPLOAD_PERMISSIONS = 0o640
+
+# --- Execution limits ----------------------------------------------------------------------------
+MLOPEN_RUN_TIMEOUT = env_int("MLOPEN_RUN_TIMEOUT", 3600)
+MLOPEN_RUN_MEMORY_MB = env_int("MLOPEN_RUN_MEMORY_MB", 4096)
+MLOPEN_PARAMS_TIMEOUT = env_int("MLOPEN_PARAMS_TIMEOUT", 60)
+MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
+MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)
+MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)
+MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
+MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).resolve()
+MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
+MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
+MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
+MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
+
+# --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+_broker_dir = MLOPEN_HOME / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+        # Processed messages are moved (an atomic rename on the same filesystem) rather than into
+        # /tmp, where a cross-device copy would let two workers read the same message.
+        "store_processed": True,
+        "processed_folder": str(_broker_dir / "processed"),
+        # The folder broker polls; 0.1 s keeps a submitted run's start latency low at a cost of
+        # a few directory listings per second per worker.
+        "polling_interval": env_float("MLOPEN_BROKER_POLL_SECONDS", 0.1),
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = MLOPEN_DEFAULT_QUEUE
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "mlopen.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "mlopen.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mlopen API",
+    "DESCRIPTION": "Upload pipelines and datasets, train and run pipelines, read their results.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Security ---
+# Content-Security-Policy (django-csp). Our templates carry no inline script: htmx, plotly.js and
+# our own code come from /static/. Graphs that pipelines return as HTML are shown from a
+# separate sandboxed URL with its own policy (see mlopen.web.views.graph_frame).
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        # plotly.js injects <style> elements and style attributes while it draws.
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "frame-src": [SELF],
+        "frame-ancestors": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    }
+}
+# --- Security (cont.) -------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "SAMEORIGIN"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("MLOPEN_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("MLOPEN_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MLOPEN_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

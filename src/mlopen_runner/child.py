@@ -1,0 +1,240 @@
+"""The child process: `python -m mlopen_runner.child JOB_JSON_PATH`.
+
+Imports the control file, calls train / run_pipeline / get_params, and leaves its outputs in
+work_dir (model.pkl, result.json, params.json or error.json). Standard library only: this runs
+inside per-pipeline virtual environments.
+
+`handle(job)` does one job and cleans up after itself, so a long-lived process could call it
+repeatedly; `main()` adds what belongs to a fresh process (limits, the events pipe, exit status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import json
+import os
+import pickle
+import resource
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mlopen_runner import sdk
+from mlopen_runner.inputs import InputFile
+from mlopen_runner.job import (
+    ERROR_FILE, FILE_MARKER, MB, MODEL_FILE, PARAMS_FILE, RESULT_FILE, Job, is_file_param, memory_limit_message,
+)
+from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
+
+EVENTS_FD_VARIABLE = "MLOPEN_EVENTS_FD"
+
+# The parent enforces the memory limit on RSS; RLIMIT_AS only backs it up against allocations
+# faster than its polling. Address space runs far ahead of RSS (the first pandas.read_csv
+# reserves ~1.3 GB it never touches), so the backstop sits well above the limit.
+ADDRESS_SPACE_HEADROOM_MB = 4096
+
+PARAM_TYPES = ("string", "integer", "float", "bool", "choice", "file", "upload")
+PARAM_OPTIONS = ("default", "blank", "choices")
+_MAX_ERROR_MESSAGE_CHARS = 2000
+
+
+class JobFailed(Exception):
+    """The pipeline failed; error.json is written and the traceback printed."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    job = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
+    _drop_launch_dir_from_path()
+    _limit_address_space(job.memory_mb)
+    sdk.attach_events(_take_events_fd())
+    try:
+        handle(job)
+    except JobFailed:
+        return 1
+    return 0
+
+
+def handle(job: Job) -> None:
+    """Do one job. Raises JobFailed after writing error.json when the pipeline fails."""
+    os.chdir(job.work_dir)
+    sdk.take_saved()  # nothing a previous job saved may leak into this one
+    try:
+        with _control_module(job.control_path) as module:
+            _KIND_HANDLERS[job.kind](job, module)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from pipeline code are failures too
+        _report_failure(job, exc)
+        raise JobFailed(str(exc)) from exc
+
+
+def _train(job: Job, module: ModuleType) -> None:
+    _call_accepting(_required(module, "train"), _input_file(job), _pipeline_params(job))
+    saved = sdk.take_saved()
+    if saved is not None:
+        _write_model(Path(job.work_dir, MODEL_FILE), saved)
+
+
+def _run(job: Job, module: ModuleType) -> None:
+    run_pipeline = _required(module, "run_pipeline")
+    model, args = _load_model(job.model_path)
+    returned = _call_accepting(run_pipeline, _input_file(job), model, args, _pipeline_params(job))
+    Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
+
+
+def _describe_params(job: Job, module: ModuleType) -> None:
+    get_params = getattr(module, "get_params", None)
+    specs = {
+        "train": normalize_param_spec(_call_accepting(get_params, False) if get_params else None),
+        "run": normalize_param_spec(_call_accepting(get_params, True) if get_params else None),
+    }
+    Path(job.work_dir, PARAMS_FILE).write_text(dumps_strict(specs))
+
+
+_KIND_HANDLERS: dict[str, Callable[[Job, ModuleType], None]] = {
+    "train": _train, "run": _run, "params": _describe_params,
+}
+
+
+def normalize_param_spec(spec: object) -> dict[str, dict[str, Any]]:
+    """What get_params returned, as {name: {"type": ..., and only the options given}}."""
+    if spec is None or spec == "":
+        return {}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f'get_params must return a dict (or "" / None for no parameters), '
+                        f"it returned {type(spec).__name__}")
+    return {str(name): _param_entry(str(name), entry) for name, entry in spec.items()}
+
+
+def _param_entry(name: str, entry: object) -> dict[str, Any]:
+    # ("string") is just "string" in Python, so bare names and (type, options) tuples both occur.
+    if isinstance(entry, str):
+        kind, options = entry, {}
+    elif isinstance(entry, (tuple, list)) and len(entry) in (1, 2) and isinstance(entry[0], str):
+        kind, options = entry[0], (entry[1] if len(entry) == 2 and entry[1] is not None else {})
+    else:
+        raise ValueError(f"parameter {name!r}: expected a type name or a (type, options) tuple, got {entry!r}")
+    if kind not in PARAM_TYPES:
+        raise ValueError(f"parameter {name!r} has unknown type {kind!r}; known types: {', '.join(PARAM_TYPES)}")
+    if not isinstance(options, Mapping) or not set(options) <= set(PARAM_OPTIONS):
+        raise ValueError(f"parameter {name!r}: options must be a dict with any of {', '.join(PARAM_OPTIONS)}, "
+                         f"got {options!r}")
+    if kind == "choice" and not isinstance(options.get("choices"), (list, tuple)):
+        raise ValueError(f"parameter {name!r} is a choice but gives no list of choices")
+    return {"type": kind, **{option: to_jsonable(value) for option, value in options.items()}}
+
+
+@contextlib.contextmanager
+def _control_module(control_path: str) -> Iterator[ModuleType]:
+    """The control file imported under its file stem, its folder first on sys.path."""
+    folder = os.path.dirname(control_path)
+    name = Path(control_path).stem
+    # Registered so pickle can find classes defined in the control file, but never over a
+    # module the runner already uses (a control file called json.py).
+    registers_name = name not in sys.modules
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, control_path)
+        module = importlib.util.module_from_spec(spec)
+        if registers_name:
+            sys.modules[name] = module
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(folder)
+        if registers_name:
+            sys.modules.pop(name, None)
+
+
+def _required(module: ModuleType, name: str) -> Callable[..., Any]:
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise AttributeError(f"the control file defines no {name}() function")
+    return function
+
+
+def _call_accepting(function: Callable[..., Any], *args: Any) -> Any:
+    """Call with as many leading arguments as the function declares: train(inpt), get_params()."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return function(*args)
+    if any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
+        return function(*args)
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return function(*args[:len(positional)])
+
+
+def _input_file(job: Job) -> InputFile | None:
+    return InputFile(**job.input) if job.input else None
+
+
+def _pipeline_params(job: Job) -> dict[str, Any]:
+    return {name: InputFile(**value[FILE_MARKER]) if is_file_param(value) else value
+            for name, value in job.params.items()}
+
+
+def _write_model(path: Path, saved: dict[str, Any]) -> None:
+    try:
+        payload = pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise TypeError(f"save_pipeline: what was saved cannot be pickled: {exc}") from exc
+    path.write_bytes(payload)
+
+
+def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:
+    """model = the first saved model (or None), args = {name: object}, as the contract says."""
+    if not model_path:
+        return None, {}
+    with open(model_path, "rb") as file:
+        saved = pickle.load(file)
+    models = saved.get("models") or []
+    return (models[0][1] if models else None), dict(saved.get("args") or [])
+
+
+def _report_failure(job: Job, exc: BaseException) -> None:
+    # Drop the pipeline's locals first: after a MemoryError they hold the memory that ran out.
+    traceback.clear_frames(exc.__traceback__)
+    text = "".join(traceback.format_exception(exc))
+    print(text, file=sys.stderr, end="")
+    error = {"type": type(exc).__name__, "message": _message(exc, job)[:_MAX_ERROR_MESSAGE_CHARS], "traceback": text}
+    Path(job.work_dir, ERROR_FILE).write_text(json.dumps(error))
+
+
+def _message(exc: BaseException, job: Job) -> str:
+    if isinstance(exc, MemoryError) and job.memory_mb:
+        return memory_limit_message(job.memory_mb)
+    if isinstance(exc, SystemExit):
+        return f"pipeline called exit({exc.code!r})"
+    return str(exc)
+
+
+def _drop_launch_dir_from_path() -> None:
+    # `python -m` puts the working folder (work_dir) first on sys.path; files a pipeline writes
+    # there must never shadow real modules.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
+
+def _limit_address_space(memory_mb: int | None) -> None:
+    if memory_mb:
+        limit = (memory_mb + ADDRESS_SPACE_HEADROOM_MB) * MB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _take_events_fd() -> int | None:
+    # Taken out of the environment so programs the pipeline starts never write to a number
+    # that means something else to them.
+    value = os.environ.pop(EVENTS_FD_VARIABLE, None)
+    if value is None:
+        return None
+    fd = int(value)
+    os.set_inheritable(fd, False)
+    return fd
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""InputFile: the dataset object handed to pipelines as `input` and for file params.
+
+It behaves like the Django FieldFile the original mlopen handed out, because pipelines call
+`input.open("r")` then iterate, `readlines()`, `read()`, or `pandas.read_csv(input)`.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO, Any, AnyStr
+
+_CHUNK_SIZE = 64 * 1024
+
+
+class InputFile:
+    def __init__(self, path: str, name: str | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.name = name or os.path.basename(path)
+        self._file: IO[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<InputFile {self.name}>"
+
+    @property
+    def size(self) -> int:
+        return os.path.getsize(self.path)
+
+    @property
+    def mode(self) -> str:
+        # pandas reads `mode` to decide whether to wrap the object in a text decoder.
+        return self._file.mode if self._file else "rb"
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None or self._file.closed
+
+    def open(self, mode: str = "rb") -> InputFile:
+        """(Re)open from the start; returns self, as FieldFile.open does."""
+        self.close()
+        encoding = None if "b" in mode else "utf-8"
+        self._file = open(self.path, mode, encoding=encoding)
+        return self
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def read(self, size: int = -1) -> AnyStr:
+        return self._opened().read(size)
+
+    def readline(self, size: int = -1) -> AnyStr:
+        return self._opened().readline(size)
+
+    def readlines(self, hint: int = -1) -> list[AnyStr]:
+        return self._opened().readlines(hint)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._opened().seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._opened().tell()
+
+    def chunks(self, chunk_size: int = _CHUNK_SIZE) -> Iterator[AnyStr]:
+        """The whole file from the start, in pieces (FieldFile.chunks)."""
+        self.seek(0)
+        while chunk := self.read(chunk_size):
+            yield chunk
+
+    def __iter__(self) -> Iterator[AnyStr]:
+        return iter(self._opened())
+
+    def __enter__(self) -> InputFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # File-object queries that io.TextIOWrapper (used by pandas on binary handles) needs.
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def _opened(self) -> IO[Any]:
+        # Like FieldFile, reading an unopened file opens it in binary mode.
+        if self.closed:
+            self.open("rb")
+        return self._file

@@ -1,0 +1,82 @@
+"""What the parent asks the child to do (Job) and what came of it (Outcome).
+
+A Job travels to the child as `job.json` in its work folder, so it holds only JSON values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KINDS = ("train", "run", "params")
+
+# Files the child leaves in work_dir for the parent to collect.
+JOB_FILE = "job.json"
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.json"
+MODEL_FILE = "model.pkl"
+OUTPUT_FILES = (RESULT_FILE, PARAMS_FILE, ERROR_FILE, MODEL_FILE)
+
+# A param value of {FILE_MARKER: {"path": ..., "name": ...}} reaches the pipeline as an InputFile.
+FILE_MARKER = "__mlopen_file__"
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Job:
+    kind: str
+    control_path: str
+    work_dir: str
+    input: dict[str, str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    model_path: str | None = None
+    timeout_s: float | None = None
+    memory_mb: int | None = None
+    max_log_bytes: int = 1 * MB
+    max_result_bytes: int = 50 * MB
+    python: str | None = None
+    allow_network: bool = False
+    extra_pythonpath: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Job kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        return cls(**json.loads(text))
+
+    def data_files(self) -> list[str]:
+        """Paths of the dataset files the pipeline reads: the input and any file params."""
+        paths = [self.input["path"]] if self.input else []
+        paths += [value[FILE_MARKER]["path"] for value in self.params.values() if is_file_param(value)]
+        return paths
+
+
+def is_file_param(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {FILE_MARKER}
+
+
+def memory_limit_message(memory_mb: int) -> str:
+    """Said the same way whether the parent's RSS watch or a MemoryError in the child caught it."""
+    return f"Run exceeded the memory limit of {memory_mb} MB"
+
+
+@dataclass
+class Outcome:
+    status: str  # "succeeded" | "failed" | "cancelled"
+    error: str | None = None
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    log_truncated_bytes: int = 0
+    result: dict[str, Any] | None = None
+    model_path: str | None = None
+    params: dict[str, Any] | None = None

@@ -1,0 +1,197 @@
+"""Turn what run_pipeline returned into plain, strict JSON (child side, standard library only).
+
+Output shape: {"columns", "data", "graphs", "text", "warnings"}; see docs/RUNNER_SPEC.md.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import datetime
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+KNOWN_KEYS = ("data", "columns", "graphs", "text")
+
+# plotly.offline.plot(..., output_type="div") embeds `Plotly.newPlot("id", data, layout, config)`.
+_NEW_PLOT_CALL = re.compile(r"""Plotly\.newPlot\(\s*(?:"[^"]*"|'[^']*')\s*,\s*""")
+_ARGUMENT_SEPARATOR = re.compile(r"\s*,\s*")
+
+# plotly >= 6 stores numpy arrays as {"dtype": "f8", "bdata": base64}; these map to array codes.
+_TYPED_ARRAY_CODES = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
+
+# pandas.NA / NaT and numpy's datetime64 must not go through tolist(): NA has none and
+# datetime64[ns].tolist() gives a bare integer.
+_MISSING_TYPE_NAMES = ("NAType", "NaTType")
+_NUMPY_TIME_TYPE_NAMES = ("datetime64", "timedelta64")
+
+
+def normalize_result(returned: object) -> dict[str, Any]:
+    if not isinstance(returned, Mapping):
+        raise TypeError("run_pipeline must return a dict with any of data, columns, graphs, text; "
+                        f"it returned {type(returned).__name__}")
+    columns, data = _table(returned.get("columns"), returned.get("data"))
+    text = returned.get("text")
+    return {
+        "columns": columns,
+        "data": data,
+        "graphs": _graphs(returned.get("graphs")),
+        "text": None if text is None else str(to_cell(text)),
+        "warnings": [f"run_pipeline returned an unknown key {key!r}; only {', '.join(KNOWN_KEYS)} are shown"
+                     for key in returned if key not in KNOWN_KEYS],
+    }
+
+
+def dumps_strict(value: object) -> str:
+    """JSON a browser can parse: NaN/Infinity were already turned into null or text."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def to_cell(value: object) -> Any:
+    """One table cell as a JSON scalar."""
+    value = _unboxed(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def to_jsonable(value: object) -> Any:
+    """Any nested structure (figures, param defaults) as plain JSON values."""
+    if isinstance(value, Mapping):
+        if _is_typed_array(value):
+            return to_jsonable(_decode_typed_array(value))
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    to_plotly_json = getattr(value, "to_plotly_json", None)
+    if callable(to_plotly_json):
+        return to_jsonable(to_plotly_json())
+    value = _unboxed(value)
+    if isinstance(value, (list, tuple, Mapping)):
+        return to_jsonable(value)
+    return to_cell(value)
+
+
+def _unboxed(value: object) -> Any:
+    """numpy/pandas scalars and arrays as Python values."""
+    type_name = type(value).__name__
+    if type_name in _MISSING_TYPE_NAMES:
+        return None
+    if type_name in _NUMPY_TIME_TYPE_NAMES:
+        return str(value)
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
+
+
+def _finite_or_none(number: float) -> float | str | None:
+    if math.isnan(number):
+        return None
+    return number if math.isfinite(number) else str(number)
+
+
+def _table(columns: object, data: object) -> tuple[list[str] | None, list[list[Any]] | None]:
+    if data is None:
+        rows = None
+    elif _is_data_frame(data):
+        columns = data.columns if columns is None else columns
+        rows = [_row(index, row, None) for index, row in enumerate(data.itertuples(index=False, name=None))]
+    else:
+        given = _listed(data)
+        if columns is None and given and isinstance(given[0], Mapping):
+            columns = list(given[0])
+        rows = [_row(index, row, columns) for index, row in enumerate(given)]
+    return (None if columns is None else [str(to_cell(name)) for name in columns]), rows
+
+
+def _is_data_frame(value: object) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "itertuples")
+
+
+def _listed(data: object) -> list[Any]:
+    if isinstance(data, (str, bytes, Mapping)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"data is a {type(data).__name__}; it must be a list of rows")
+    return list(data)
+
+
+def _row(index: int, row: object, columns: object) -> list[Any]:
+    if isinstance(row, Mapping):
+        # Dict rows are laid out in column order, whatever order their keys came in.
+        cells = [row.get(name) for name in columns] if columns is not None else list(row.values())
+    elif isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+        raise TypeError(f"data row {index} is a {type(row).__name__}; rows must be lists or tuples")
+    else:
+        cells = row
+    return [to_cell(cell) for cell in cells]
+
+
+def _graphs(graphs: object) -> list[dict[str, Any]]:
+    if graphs is None:
+        return []
+    items = graphs if isinstance(graphs, (list, tuple)) else [graphs]
+    return [_graph(index, graph) for index, graph in enumerate(items) if graph is not None]
+
+
+def _graph(index: int, graph: object) -> dict[str, Any]:
+    if isinstance(graph, str):
+        figure = _figure_from_html(graph)
+        return {"kind": "html", "html": graph} if figure is None else _figure(index, figure)
+    if isinstance(graph, Mapping):
+        return _figure(index, graph)
+    for method in ("to_plotly_json", "to_dict"):
+        convert = getattr(graph, method, None)
+        if callable(convert):
+            return _figure(index, convert())
+    raise TypeError(f"graph {index} is a {type(graph).__name__}; expected a plotly figure, a figure dict "
+                    "or an HTML string from plotly.offline.plot")
+
+
+def _figure(index: int, figure: object) -> dict[str, Any]:
+    if not isinstance(figure, Mapping) or "data" not in figure:
+        raise TypeError(f"graph {index} ({type(figure).__name__}) has no 'data'; "
+                        'a figure is {"data": [...], "layout": {...}}')
+    data = to_jsonable(figure["data"])
+    layout = to_jsonable(figure.get("layout") or {})
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not isinstance(layout, dict):
+        raise TypeError(f"graph {index}: 'data' must be a list of traces and 'layout' a dict")
+    return {"kind": "figure", "figure": {"data": data, "layout": layout}}
+
+
+def _figure_from_html(html: str) -> dict[str, Any] | None:
+    """The figure inside a plotly.offline.plot div, or None when it cannot be read safely."""
+    calls = list(_NEW_PLOT_CALL.finditer(html))
+    if len(calls) != 1:
+        return None
+    decoder = json.JSONDecoder()
+    try:
+        data, end = decoder.raw_decode(html, calls[0].end())
+        separator = _ARGUMENT_SEPARATOR.match(html, end)
+        layout, _ = decoder.raw_decode(html, separator.end()) if separator else ({}, end)
+    except ValueError:
+        return None
+    return {"data": data, "layout": layout}
+
+
+def _is_typed_array(value: Mapping) -> bool:
+    return set(value) in ({"dtype", "bdata"}, {"dtype", "bdata", "shape"}) and value["dtype"] in _TYPED_ARRAY_CODES
+
+
+def _decode_typed_array(value: Mapping) -> list[Any]:
+    numbers = array.array(_TYPED_ARRAY_CODES[value["dtype"]], base64.b64decode(value["bdata"]))
+    if sys.byteorder == "big":  # plotly encodes little-endian
+        numbers.byteswap()
+    flat = numbers.tolist()
+    shape = [int(size) for size in str(value.get("shape", "")).split(",") if size.strip()]
+    if len(shape) != 2:
+        return flat
+    width = shape[1]
+    return [flat[start:start + width] for start in range(0, len(flat), width)]

@@ -1,0 +1,211 @@
+"""Shared test fixtures.
+
+Every test session (and every xdist worker) gets its own MLOPEN_HOME, so its database, broker
+folders and storage never mix with a developer's data or another worker's. Engine tests start
+real `mlopen worker` processes against the test database and a real broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_configure(config):
+    # Must run before pytest-django loads settings (its pytest_configure is trylast).
+    xdist = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if "MLOPEN_TEST_HOME" not in os.environ:
+        home = tempfile.mkdtemp(prefix=f"mlopen-test-{xdist}-")
+        os.environ["MLOPEN_TEST_HOME"] = home
+    os.environ["MLOPEN_HOME"] = os.environ["MLOPEN_TEST_HOME"]
+    os.environ.pop("MLOPEN_STORAGE_DIR", None)
+    os.environ["MLOPEN_ENV"] = "test"
+    os.environ["MLOPEN_LOAD_DEMO"] = "false"
+    os.environ["MLOPEN_HEARTBEAT_INTERVAL"] = "1"
+    os.environ.setdefault("MLOPEN_HEARTBEAT_TIMEOUT", "6")
+    # Runs of concurrent xdist workers sharing one Redis must not take each other's messages.
+    os.environ["MLOPEN_DEFAULT_QUEUE"] = f"mlopen-test-{xdist}-{os.getpid()}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
+
+
+def pytest_unconfigure(config):
+    home = os.environ.get("MLOPEN_TEST_HOME")
+    if home and home.startswith(tempfile.gettempdir()) and "mlopen-test-" in home:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def author(django_user_model):
+    from mlopen.core.roles import set_role
+
+    person = django_user_model.objects.create_user(username="ada", password="ada-password-1")
+    set_role(person, "author")
+    return person
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    from mlopen.core.roles import set_role
+
+    person = django_user_model.objects.create_user(username="root", password="root-password-1")
+    set_role(person, "admin")
+    return person
+
+
+def _client_for(person):
+    from rest_framework.test import APIClient
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=person)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.user = person
+    return client
+
+
+@pytest.fixture
+def api(admin_user):
+    """An API client authenticated with an admin's token."""
+    return _client_for(admin_user)
+
+
+@pytest.fixture
+def api_for():
+    return _client_for
+
+
+def worker_env(name: str, extra: dict | None = None) -> dict:
+    """The environment a worker process needs to use this test session's database and broker."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:"
+                               f"{db['PORT'] or 5432}/{db['NAME']}")
+    env["MLOPEN_WORKER_NAME"] = name
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env.update(extra or {})
+    return env
+
+
+class WorkerProcess:
+    """A real `mlopen worker` in its own process, for engine tests."""
+
+    def __init__(self, name: str, extra_env: dict | None = None, queues: str | None = None):
+        self.name = name
+        self.env = worker_env(name, extra_env)
+        self.queues = queues
+        self.log_path = Path(os.environ["MLOPEN_HOME"]) / f"worker-{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        argv = [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", self.name, "--loglevel", "INFO"]
+        if self.queues:
+            argv += ["--queues", self.queues]
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log_text()[-3000:]}")
+            if "ready." in self.log_text():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {self.name} did not start: {self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """One real worker process serving this test's database (tests using it see committed data only)."""
+    process = WorkerProcess(f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{time.monotonic_ns()}").start()
+    yield process
+    process.stop()
+
+
+def wait_for_run(run_id: int, timeout: float = 120, until=("succeeded", "failed", "cancelled")):
+    """Poll the database until the run reaches one of ``until``; return the refreshed Run."""
+    from mlopen.runs.models import Run
+
+    deadline = time.monotonic() + timeout
+    run = Run.objects.get(pk=run_id)
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in until:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} still {run.status} after {timeout} s; log:\n{run.log[-2000:]}")
+
+
+@pytest.fixture
+def upload_pipeline(api):
+    """Upload a control file from tests/fixtures/pipelines (or given source) through the API."""
+
+    def upload(control: str | Path, *, name: str | None = None, support: list[Path] | None = None, client=None,
+               expect: int = 201, source: str | None = None):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        if source is not None:
+            control_file = SimpleUploadedFile(str(control), source.encode())
+        else:
+            path = Path(control) if Path(control).is_absolute() else FIXTURES / "pipelines" / control
+            control_file = SimpleUploadedFile(path.name, path.read_bytes())
+        data = {"control": control_file}
+        if name:
+            data["name"] = name
+        if support:
+            data["support_files"] = [SimpleUploadedFile(p.name, p.read_bytes()) for p in support]
+        response = (client or api).post("/api/v1/pipelines/", data, format="multipart")
+        assert response.status_code == expect, response.content
+        return response.json()
+
+    return upload
+
+
+@pytest.fixture
+def upload_dataset(api):
+    def upload(name: str, content: bytes, client=None, expect: int = 201):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        response = (client or api).post("/api/v1/datasets/", {"file": SimpleUploadedFile(name, content), "name": name},
+                                        format="multipart")
+        assert response.status_code == expect, response.content
+        return response.json()
+
+    return upload
