@@ -27,11 +27,10 @@ from typing import Any
 from mlopen_runner import sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
-    ERROR_FILE, FILE_MARKER, MB, MODEL_FILE, PARAMS_FILE, RESULT_FILE, Job, is_file_param, memory_limit_message,
+    ERROR_FILE, EVENTS_FD_VARIABLE, FILE_MARKER, MB, MODEL_FILE, PARAMS_FILE, RESULT_FILE, Job, is_file_param,
+    memory_limit_message,
 )
 from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
-
-EVENTS_FD_VARIABLE = "MLOPEN_EVENTS_FD"
 
 # The parent enforces the memory limit on RSS; RLIMIT_AS only backs it up against allocations
 # faster than its polling. Address space runs far ahead of RSS (the first pandas.read_csv

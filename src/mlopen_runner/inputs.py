@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import IO, Any, AnyStr
+from typing import IO, Any
 
 _CHUNK_SIZE = 64 * 1024
 
@@ -48,13 +48,13 @@ class InputFile:
             self._file.close()
             self._file = None
 
-    def read(self, size: int = -1) -> AnyStr:
+    def read(self, size: int = -1) -> str | bytes:
         return self._opened().read(size)
 
-    def readline(self, size: int = -1) -> AnyStr:
+    def readline(self, size: int = -1) -> str | bytes:
         return self._opened().readline(size)
 
-    def readlines(self, hint: int = -1) -> list[AnyStr]:
+    def readlines(self, hint: int = -1) -> list[str | bytes]:
         return self._opened().readlines(hint)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -63,13 +63,13 @@ class InputFile:
     def tell(self) -> int:
         return self._opened().tell()
 
-    def chunks(self, chunk_size: int = _CHUNK_SIZE) -> Iterator[AnyStr]:
+    def chunks(self, chunk_size: int = _CHUNK_SIZE) -> Iterator[str | bytes]:
         """The whole file from the start, in pieces (FieldFile.chunks)."""
         self.seek(0)
         while chunk := self.read(chunk_size):
             yield chunk
 
-    def __iter__(self) -> Iterator[AnyStr]:
+    def __iter__(self) -> Iterator[str | bytes]:
         return iter(self._opened())
 
     def __enter__(self) -> InputFile:
@@ -78,7 +78,7 @@ class InputFile:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # File-object queries that io.TextIOWrapper (used by pandas on binary handles) needs.
+    # FieldFile answers these too, and io.TextIOWrapper(input) needs them.
     def readable(self) -> bool:
         return True
 

@@ -19,6 +19,9 @@ ERROR_FILE = "error.json"
 MODEL_FILE = "model.pkl"
 OUTPUT_FILES = (RESULT_FILE, PARAMS_FILE, ERROR_FILE, MODEL_FILE)
 
+# The child finds the write end of the events pipe (progress, metrics) under this name.
+EVENTS_FD_VARIABLE = "MLOPEN_EVENTS_FD"
+
 # A param value of {FILE_MARKER: {"path": ..., "name": ...}} reaches the pipeline as an InputFile.
 FILE_MARKER = "__mlopen_file__"
 

@@ -24,8 +24,9 @@ _ARGUMENT_SEPARATOR = re.compile(r"\s*,\s*")
 # plotly >= 6 stores numpy arrays as {"dtype": "f8", "bdata": base64}; these map to array codes.
 _TYPED_ARRAY_CODES = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
 
-# pandas.NA / NaT and numpy's datetime64 must not go through tolist(): NA has none and
-# datetime64[ns].tolist() gives a bare integer.
+# Recognised by type name, since this module cannot import pandas or numpy: pandas.NA / NaT
+# are missing values (null, not the text "<NA>"), and numpy datetime64[ns].tolist() would give a
+# bare integer, so those are shown as their text.
 _MISSING_TYPE_NAMES = ("NAType", "NaTType")
 _NUMPY_TIME_TYPE_NAMES = ("datetime64", "timedelta64")
 

@@ -26,6 +26,7 @@ _PROBE_TIMEOUT_S = 10
 class _Probe:
     kind: str  # "bubblewrap" | "process"
     reason: str
+    bwrap: str = ""
     distinct_uid: bool = False
 
 
@@ -41,7 +42,7 @@ def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterab
         return command
     readable = [*_python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
                 *job.data_files(), *([job.model_path] if job.model_path else []), *job.readonly_paths]
-    return ["bwrap", *_isolation_flags(job.allow_network, probe.distinct_uid), *_ro_binds(readable),
+    return [probe.bwrap, *_isolation_flags(job.allow_network, probe.distinct_uid), *_ro_binds(readable),
             "--bind", job.work_dir, job.work_dir, "--chdir", job.work_dir, "--", *command]
 
 
@@ -69,7 +70,7 @@ def _probe() -> _Probe:
         failure = _try_bwrap([bwrap, *_isolation_flags(False, distinct_uid), "true"])
         if not failure:
             uid_note = "as uid 65534" if distinct_uid else "without a distinct uid (--uid is refused here)"
-            return _Probe("bubblewrap", f"bwrap works {uid_note}", distinct_uid)
+            return _Probe("bubblewrap", f"bwrap works {uid_note}", bwrap, distinct_uid)
     return _Probe("process", f"bwrap is installed but cannot create a sandbox here: {failure}")
 
 

@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Any
 
-# Longer progress messages are cut so an event line stays under PIPE_BUF and is written
-# atomically even when a pipeline reports from several threads.
-_MAX_MESSAGE_CHARS = 1000
+# Longer texts are cut so an event line (at worst 6 bytes a character once JSON-escaped) stays
+# under PIPE_BUF and is written atomically even when a pipeline reports from several threads.
+_MAX_MESSAGE_CHARS = 500
 
 _events_fd: int | None = None
 _saved: dict[str, Any] | None = None

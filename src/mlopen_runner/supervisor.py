@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import psutil
 
 from mlopen_runner import sandbox
-from mlopen_runner.child import EVENTS_FD_VARIABLE
 from mlopen_runner.job import (
-    ERROR_FILE, JOB_FILE, MB, MODEL_FILE, OUTPUT_FILES, PARAMS_FILE, RESULT_FILE, Job, Outcome, memory_limit_message,
+    ERROR_FILE, EVENTS_FD_VARIABLE, JOB_FILE, MB, MODEL_FILE, OUTPUT_FILES, PARAMS_FILE, RESULT_FILE, Job, Outcome,
+    memory_limit_message,
 )
 
 POLL_INTERVAL_S = 0.1  # memory checks; also the longest the loop sleeps
@@ -101,7 +101,11 @@ def child_environment(job: Job, events_fd: int) -> dict[str, str]:
 
 
 def _runner_paths(job: Job) -> list[str]:
-    return [*job.extra_pythonpath, _RUNNER_ROOT]
+    # Another interpreter (a pipeline's own venv) gets the runner only from the SDK overlay in
+    # extra_pythonpath: our root may be the platform's site-packages, and PYTHONPATH entries
+    # would shadow the packages installed in that venv.
+    own_root = [_RUNNER_ROOT] if job.python is None else []
+    return [*job.extra_pythonpath, *own_root]
 
 
 def _prepare_work_dir(job: Job) -> None:
@@ -125,6 +129,8 @@ class _Supervision:
         self.ended = self.started
 
     def start(self) -> None:
+        # stdout and stderr share one pipe so the log keeps their interleaving.
+        output_read, output_write = os.pipe()
         events_read, events_write = os.pipe()
         python = self.job.python or sys.executable
         command = [python, "-m", "mlopen_runner.child", os.path.join(self.job.work_dir, JOB_FILE)]
@@ -132,46 +138,43 @@ class _Supervision:
             self.process = subprocess.Popen(
                 sandbox.wrap_command(command, self.job, python, _runner_paths(self.job)),
                 cwd=self.job.work_dir, env=child_environment(self.job, events_write),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
                 pass_fds=(events_write,), start_new_session=True,  # its own group, killed as one
             )
         except OSError:
+            os.close(output_read)
             os.close(events_read)
             raise
         finally:
+            os.close(output_write)
             os.close(events_write)
         self.started = time.monotonic()
         self.watched = psutil.Process(self.process.pid)
-        self.selector.register(self.process.stdout.fileno(), selectors.EVENT_READ, self._on_output)
+        self.selector.register(output_read, selectors.EVENT_READ, self._on_output)
         self.selector.register(events_read, selectors.EVENT_READ, self._on_events)
 
     def watch(self) -> None:
-        memory_check, tick, flush = _Every(POLL_INTERVAL_S), _Every(TICK_INTERVAL_S), _Every(OUTPUT_INTERVAL_S)
-        while self.process.poll() is None:
-            self._read_ready(POLL_INTERVAL_S)
+        limits, tick, flush = _Every(POLL_INTERVAL_S), _Every(TICK_INTERVAL_S), _Every(OUTPUT_INTERVAL_S)
+        while self.stop is None and self.process.poll() is None:
+            self._wait_for_activity(POLL_INTERVAL_S)
             now = time.monotonic()
-            if memory_check.due(now):
+            if limits.due(now):
                 self.stop = self._over_limit(now)
             if self.stop is None and tick.due(now) and self.callbacks.tick():
                 self.stop = _Stop("cancelled", "Run was cancelled")
-            if self.stop is not None:
-                self._kill_tree()
             if flush.due(now):
                 self._flush_output()
         self.ended = time.monotonic()
 
     def finish(self) -> None:
-        """Kill whatever the child left running, read the rest of its output, close the pipes."""
+        """Kill whatever is left of the child's tree, read the rest of its output, close the pipes."""
         self._kill_tree()
         self.process.wait()
-        self.ended = max(self.ended, self.started)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while self.selector.get_map() and time.monotonic() < deadline:
             self._read_ready(deadline - time.monotonic())
-        for key in list(self.selector.get_map().values()):
-            self.selector.unregister(key.fd)
-            os.close(key.fd)
-        self.process.stdout.close()
+        for fd in list(self.selector.get_map()):
+            self._close(fd)
         self.pending_output += self.log.finish()
         self._flush_output()
 
@@ -191,16 +194,25 @@ class _Supervision:
                 outcome.error = str(exc)
         return outcome
 
+    def _wait_for_activity(self, timeout: float) -> None:
+        if self.selector.get_map():
+            self._read_ready(timeout)
+            return
+        # Both pipes are closed, so the child is exiting: wake the moment it has, not a poll later.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+
     def _read_ready(self, timeout: float) -> None:
         for key, _ in self.selector.select(max(timeout, 0)):
             chunk = os.read(key.fd, _READ_SIZE)
             if chunk:
                 key.data(chunk)
-            elif key.fd != self.process.stdout.fileno():  # stdout is closed with its file object
-                self.selector.unregister(key.fd)
-                os.close(key.fd)
             else:
-                self.selector.unregister(key.fd)
+                self._close(key.fd)
+
+    def _close(self, fd: int) -> None:
+        self.selector.unregister(fd)
+        os.close(fd)
 
     def _on_output(self, chunk: bytes) -> None:
         self.pending_output += self.log.feed(chunk)
@@ -288,12 +300,13 @@ class _LogCapture:
 
     def _trim_tail(self) -> None:
         excess = len(self.tail) - self.tail_limit
+        if excess <= 0:
+            return
         # Also drop UTF-8 continuation bytes so the kept tail starts on a whole character.
-        while excess < len(self.tail) and excess >= 0 and self.tail[max(excess, 0)] & 0xC0 == 0x80:
+        while excess < len(self.tail) and self.tail[excess] & 0xC0 == 0x80:
             excess += 1
-        if excess > 0:
-            del self.tail[:excess]
-            self.dropped += excess
+        del self.tail[:excess]
+        self.dropped += excess
 
 
 class _EventReader:
@@ -342,11 +355,10 @@ def _read_output(path: Path, max_bytes: int) -> Any:
 
 
 def _error_reported_by_child(job: Job) -> str | None:
-    path = Path(job.work_dir, ERROR_FILE)
     try:
-        error = _read_output(path, job.max_result_bytes) if path.exists() else None
+        error = _read_output(Path(job.work_dir, ERROR_FILE), job.max_result_bytes)
     except (_OutputError, ValueError):
-        return None  # unreadable: fall back to the exit status
+        return None  # absent or unreadable: the exit status tells what happened
     if not isinstance(error, dict):
         return None
     kind, message = str(error.get("type") or "Error"), str(error.get("message") or "")

@@ -1,0 +1,143 @@
+"""`mlopen serve` end to end: a real gunicorn, real supervised workers, the demo registered once,
+and a worker killed with SIGKILL is replaced while the run it held is failed, not left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.engine
+
+HANG = '''
+import time
+def train(inpt, params=None):
+    pass
+def run_pipeline(input, model, args, params=None):
+    print("started", flush=True)
+    time.sleep(600)
+    return {"text": "never"}
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, home: Path, workers: int = 1):
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_SETTINGS"))}
+        env.update(MLOPEN_HOME=str(home), MLOPEN_ENV="development", MLOPEN_ADMIN_USER="boss",
+                   MLOPEN_ADMIN_PASSWORD="boss-password-1", MLOPEN_ADMIN_TOKEN="serve-test-token",
+                   MLOPEN_LOAD_DEMO="true", MLOPEN_HEARTBEAT_INTERVAL="1", MLOPEN_HEARTBEAT_TIMEOUT="5",
+                   MLOPEN_DEFAULT_QUEUE="mlopen", MLOPEN_WEB_PROCESSES="1")
+        env.pop("MLOPEN_TEST_HOME", None)
+        home.mkdir(parents=True, exist_ok=True)
+        self.log_path = home / "serve.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlopen.cli.main", "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": "Token serve-test-token"}, timeout=30)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, workers: int, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        body = {}
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()[-3000:]
+            try:
+                response = self.client.get("/healthz")
+                body = response.json()
+                if response.status_code == 200 and body["workers"] >= workers:
+                    return body
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"not healthy with {workers} worker(s): {body}\n{self.output()[-3000:]}")
+
+    def wait_run(self, run_id: int, until=("succeeded", "failed", "cancelled"), timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.client.get(f"/api/v1/runs/{run_id}/").json()
+            if run["status"] in until:
+                return run
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} stuck: {run}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path / "home")
+    yield running
+    running.stop()
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(server_pid), "-f", "mlopen.cli.main worker"], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def test_serve_starts_web_and_worker_and_runs_a_demo_pipeline(server):
+    health = server.wait_healthy(workers=1)
+    assert health == {**health, "status": "ok", "database": "ok", "broker": "ok", "workers": 1}
+    pipelines = {p["name"]: p for p in server.client.get("/api/v1/pipelines/").json()["results"]}
+    assert {"iris_knn", "sentiment", "data_explorer"} <= set(pipelines)
+    datasets = {d["filename"]: d for d in server.client.get("/api/v1/datasets/").json()["results"]}
+    run = server.client.post("/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run",
+                                                     "input": datasets["iris.csv"]["id"], "params": {}}).json()
+    finished = server.wait_run(run["id"])
+    assert finished["status"] == "succeeded", finished
+    assert finished["result"]["rows"] > 0 and finished["result"]["graphs"]
+    assert "mlopen admin 'boss' created" in server.output() or "boss" in server.output()
+    login_page = server.client.get("/accounts/login/")
+    assert login_page.status_code == 200
+    assert server.client.get("/static/vendor/plotly/plotly.min.js").status_code == 200
+
+
+def test_sigkilled_worker_is_restarted_and_its_run_is_marked_failed(server):
+    server.wait_healthy(workers=1)
+    response = server.client.post("/api/v1/pipelines/", files={"control": ("hang.py", HANG.encode())})
+    assert response.status_code == 201, response.text
+    run = server.client.post("/api/v1/runs/", json={"pipeline": "hang", "kind": "run"}).json()
+    server.wait_run(run["id"], until=("running",))
+    [worker_pid] = _worker_pids(server.process.pid)
+    os.kill(worker_pid, signal.SIGKILL)
+
+    lost = server.wait_run(run["id"], until=("failed",), timeout=60)
+    assert "worker" in lost["error"].lower() and "lost" in lost["error"], lost["error"]
+
+    server.wait_healthy(workers=1, timeout=90)
+    new_pids = _worker_pids(server.process.pid)
+    assert new_pids and worker_pid not in new_pids
+    again = server.client.post("/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run",
+                                                       "input": None, "params": {}}).json()
+    finished = server.wait_run(again["id"])
+    # iris_knn without input still finishes (succeeds or fails with its own message): the new worker took it.
+    assert finished["status"] in ("succeeded", "failed") and finished["worker"]

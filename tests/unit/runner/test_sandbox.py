@@ -1,0 +1,70 @@
+"""The sandbox probe picks bubblewrap only when it really works, and falls back cleanly."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlopen_runner import sandbox
+
+
+@pytest.fixture
+def fake_bwrap(tmp_path, monkeypatch):
+    """Put a stand-in `bwrap` script first on PATH and forget the cached probe around the test."""
+
+    def install(script: str) -> None:
+        path = tmp_path / "bin" / "bwrap"
+        path.parent.mkdir()
+        path.write_text("#!/bin/sh\n" + script)
+        path.chmod(0o755)
+        monkeypatch.setenv("PATH", str(path.parent))
+
+    sandbox._probe.cache_clear()
+    yield install
+    sandbox._probe.cache_clear()
+
+
+def test_a_bwrap_that_cannot_create_namespaces_falls_back_to_a_plain_process(fake_bwrap):
+    fake_bwrap('echo "bwrap: No permissions to create new namespace" >&2\nexit 1\n')
+
+    assert sandbox.sandbox_status() == {
+        "kind": "process",
+        "reason": "bwrap is installed but cannot create a sandbox here: bwrap: No permissions to create new namespace",
+    }
+
+
+def test_a_bwrap_that_refuses_uid_mapping_is_used_without_a_distinct_uid(fake_bwrap):
+    fake_bwrap('case "$*" in *--uid*) echo "bwrap: uid mapping refused" >&2; exit 1;; esac\nexit 0\n')
+
+    assert sandbox.sandbox_status() == {
+        "kind": "bubblewrap", "reason": "bwrap works without a distinct uid (--uid is refused here)"}
+
+
+def test_no_bwrap_on_the_path_means_a_plain_process(fake_bwrap, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    assert sandbox.sandbox_status() == {"kind": "process", "reason": "bwrap is not installed"}
+
+
+def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, run_job, tmp_path, requires_bubblewrap):
+    secret = tmp_path / "not-given.txt"
+    secret.write_text("secret")
+    control = write_pipeline(f'''
+        import os, socket
+
+        def train(inpt, params=None):
+            print(os.getuid(), os.path.exists({str(secret)!r}), os.path.exists("/root/.bashrc"))
+            try:
+                socket.create_connection(("1.1.1.1", 53), timeout=1)
+            except OSError:
+                print("no network")
+
+        def run_pipeline(input, model, args, params=None):
+            return {{}}
+        ''')
+
+    ran = run_job("train", control)
+
+    uid = 65534 if sandbox._probe().distinct_uid else os.getuid()
+    assert ran.log == f"{uid} False False\nno network\n"
