@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "mlopen.core.uploads.UploadLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,6 +144,7 @@ USE_TZ = True
 # --- Static files and stored files -------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = MLOPEN_HOME / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start when it is missing
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -168,7 +170,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temp
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # non-file form/JSON bodies
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MLOPEN_MAX_UPLOAD_FILES", 50)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
-FILE_UPLOAD_TEMP_DIR = None
+FILE_UPLOAD_HANDLERS = [
+    "mlopen.core.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # --- Execution limits ----------------------------------------------------------------------------
@@ -240,6 +246,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tags and operation ids from the path after /api/v1/ (pipelines, datasets, runs, me).
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Several models have a "kind"; name each choice set after its owner rather than by a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "RunKindEnum": "mlopen.runs.models.Run.Kind",
+        "DatasetKindEnum": "mlopen.datasets.models.Dataset.Kind",
+        "PreviewKindEnum": ["table", "text", "none"],
+    },
 }
 
 # --- Security ---
