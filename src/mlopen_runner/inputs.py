@@ -43,6 +43,13 @@ class InputFile:
         self._file = open(self.path, mode, encoding=encoding)
         return self
 
+    def extract(self, destination: str | None = None) -> str:
+        """Extract a zip dataset into a folder (checked entry by entry); return the folder's path."""
+        from mlopen_runner.archives import extract_zip
+
+        target = destination or os.path.join(os.getcwd(), "extracted", os.path.splitext(os.path.basename(self.name))[0])
+        return extract_zip(self.path, target)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
