@@ -70,7 +70,9 @@ def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
         pq.write_table(table, buffer)
         storage.write_stream(f"{folder}/{TABLE}", [buffer.getvalue()])
         rows = table.num_rows
-        columns = [str(c) for c in columns] if columns else table.column_names
+        # Names as given (repeats and all), then the generated ones for any extra data columns.
+        given = [str(c) for c in columns or []]
+        columns = given + table.column_names[len(given):]
     meta = {"columns": columns if columns else None, "graphs": result.get("graphs") or [],
             "text": result.get("text"), "warnings": result.get("warnings") or []}
     storage.write_stream(f"{folder}/{META}", [json.dumps(meta).encode()])
@@ -114,7 +116,8 @@ def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = 
     if sort is not None and 0 <= sort < table.num_columns:
         table = table.sort_by([(table.column_names[sort], "descending" if descending else "ascending")])
     start = (page - 1) * page_size
-    chunk = table.slice(start, page_size).to_pylist()
+    # Never slice past the end: pyarrow gives a table without columns as many rows as asked for.
+    chunk = table.slice(start, max(0, min(page_size, rows - start))).to_pylist()
     names = table.column_names
     out.update(data=[[_json_cell(row[n]) for n in names] for row in chunk], rows=rows,
                pages=max(1, math.ceil(rows / page_size)))
@@ -154,3 +157,9 @@ def as_json_rows(folder: str) -> dict:
     table = _read_table(folder)
     rows = [] if table is None else [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]
     return {"columns": meta.get("columns"), "data": rows}
+
+
+def graph_at(folder: str, index: int) -> dict | None:
+    """The result's graph number ``index`` (0-based), or None if there is no such graph."""
+    graphs = _read_meta(folder).get("graphs") or []
+    return graphs[index] if 0 <= index < len(graphs) else None

@@ -1,8 +1,24 @@
 from django.urls import path
 
-from mlopen.web import views
+from mlopen.web.views import dashboard, datasets, pipelines, runs
 
 app_name = "web"
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", dashboard.home, name="home"),
+    path("pipelines/", pipelines.pipeline_list, name="pipeline-list"),
+    path("pipelines/upload/", pipelines.pipeline_upload, name="pipeline-upload"),
+    path("pipelines/<int:pk>/", pipelines.pipeline_detail, name="pipeline-detail"),
+    path("datasets/", datasets.dataset_list, name="dataset-list"),
+    path("datasets/upload/", datasets.dataset_upload, name="dataset-upload"),
+    path("datasets/<int:pk>/", datasets.dataset_detail, name="dataset-detail"),
+    path("datasets/<int:pk>/delete/", datasets.dataset_delete, name="dataset-delete"),
+    path("runs/", runs.run_list, name="run-list"),
+    path("runs/new/", runs.run_new, name="run-new"),
+    path("runs/new/params/", runs.run_new_params, name="run-new-params"),
+    path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
+    path("runs/<int:pk>/status/", runs.run_status, name="run-status"),
+    path("runs/<int:pk>/table/", runs.run_table, name="run-table"),
+    path("runs/<int:pk>/cancel/", runs.run_cancel, name="run-cancel"),
+    path("runs/<int:pk>/rerun/", runs.run_rerun, name="run-rerun"),
+    path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
 ]

@@ -1,0 +1,188 @@
+"""Forms of the web pages. They collect what the user typed; the domain services decide if it is valid."""
+
+from __future__ import annotations
+
+from django import forms
+
+from mlopen.datasets.models import Dataset
+from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.models import Pipeline
+from mlopen.runs.models import Run
+
+PARAM_PREFIX = "params."
+
+
+class BootstrapMixin:
+    """Give every widget the Bootstrap class that matches it."""
+
+    def style_widgets(self) -> None:
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                css = "form-check-input"
+            elif isinstance(widget, forms.RadioSelect):
+                css = "btn-check"
+            elif isinstance(widget, forms.Select):
+                css = "form-select"
+            else:
+                css = "form-control"
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
+
+    def add_refusal(self, field: str | None, message: str) -> None:
+        """Show a service's refusal next to its field, or above the form if no field matches."""
+        self.add_error(field if field in self.fields else None, message)
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, (list, tuple)):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data]
+        return [super().clean(data, initial)] if data else []
+
+
+class PipelineUploadForm(BootstrapMixin, forms.Form):
+    control = forms.FileField(
+        label="Control file",
+        help_text="The Python file that defines train(inpt, params=None) and run_pipeline(input, model, args, params=None).",
+        widget=forms.FileInput(attrs={"accept": ".py"}))
+    support_files = MultipleFileField(
+        required=False, allow_empty_file=True, label="Support files",
+        help_text="Optional: modules, vocabularies, weights… They are placed beside the control file.")
+    requirements = forms.FileField(
+        required=False, allow_empty_file=True, label="requirements.txt",
+        help_text="Optional: extra packages. The pipeline then gets its own environment, built before its first run.",
+        widget=forms.FileInput(attrs={"accept": ".txt"}))
+    name = forms.CharField(
+        required=False, max_length=100,
+        help_text="Leave empty to use the control file's name. Uploading under an existing name adds a new version.")
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the pipeline does and what input it expects. Empty: the control file's docstring.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.style_widgets()
+
+
+class DatasetUploadForm(BootstrapMixin, forms.Form):
+    file = forms.FileField(label="File", help_text="A CSV table, a text file, a zip archive… whatever the pipeline reads.")
+    name = forms.CharField(required=False, max_length=200, help_text="Optional. Empty: the file's name.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.style_widgets()
+
+
+def _dataset_label(dataset: Dataset) -> str:
+    from django.template.defaultfilters import filesizeformat
+
+    return f"{dataset.name} ({dataset.get_kind_display()}, {filesizeformat(dataset.size)})"
+
+
+class DatasetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return _dataset_label(obj)
+
+
+_TYPE_HELP = {
+    "string": "Text", "integer": "A whole number", "float": "A number", "bool": "",
+    "choice": "", "file": "One of your datasets",
+    "upload": "A file sent with this run (kept as one of your datasets)",
+}
+
+
+def _param_help(spec: dict) -> str:
+    """'A whole number; empty means 5.' — what the field takes, and what leaving it empty does."""
+    text = _TYPE_HELP.get(spec["type"], "")
+    if spec["type"] in ("integer", "float") and "default" in spec:
+        text += f"; empty means {spec['default']}"
+    elif text and not params_mod.is_required(spec) and "default" not in spec:
+        text += "; optional"
+    return f"{text}." if text else ""
+
+
+def _param_field(spec: dict, datasets) -> forms.Field:
+    """One form field for one get_params entry. Values are converted by the domain, not here."""
+    kind = spec["type"]
+    required = params_mod.is_required(spec)
+    default = spec.get("default")
+    attrs = {"required": True} if required else {}
+    if kind == "bool":
+        return forms.BooleanField(required=False, initial=bool(default))
+    if kind == "integer":
+        return forms.CharField(required=False, initial=default, widget=forms.NumberInput(attrs={**attrs, "step": 1}))
+    if kind == "float":
+        return forms.CharField(required=False, initial=default,
+                               widget=forms.NumberInput(attrs={**attrs, "step": "any"}))
+    if kind == "choice":
+        choices = [(str(c), str(c)) for c in spec.get("choices", [])]
+        if default is None:
+            choices.insert(0, ("", "Choose…"))
+        return forms.CharField(required=False, initial=default, widget=forms.Select(choices=choices, attrs=attrs))
+    if kind == "file":
+        choices = [("", "Choose one of your datasets…")] + [(str(d.pk), _dataset_label(d)) for d in datasets]
+        return forms.CharField(required=False, widget=forms.Select(choices=choices, attrs=attrs))
+    if kind == "upload":
+        return forms.FileField(required=False, widget=forms.FileInput(attrs=attrs))
+    return forms.CharField(required=False, initial=default, widget=forms.TextInput())
+
+
+class RunForm(BootstrapMixin, forms.Form):
+    """Pipeline, kind, input and the parameter fields that the pipeline version's get_params describes."""
+
+    pipeline = forms.ModelChoiceField(queryset=Pipeline.objects.order_by("name"), empty_label="Choose a pipeline…")
+    kind = forms.ChoiceField(choices=[(Run.Kind.TRAIN, "Train"), (Run.Kind.RUN, "Run")], initial=Run.Kind.RUN,
+                             widget=forms.RadioSelect)
+    input = DatasetChoiceField(queryset=Dataset.objects.none(), required=False, empty_label="No input file",
+                               label="Dataset")
+    input_upload = forms.FileField(required=False, label="…or upload a new file",
+                                   help_text="It is kept as one of your datasets.")
+    timeout = forms.IntegerField(required=False, min_value=1, label="Time limit (seconds)",
+                                 help_text="Optional. The pipeline's own limit still applies if it is lower.")
+
+    def __init__(self, *args, user, pipeline: Pipeline | None, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipeline_obj = pipeline
+        self.kind_value = kind
+        self.version = pipeline.latest_version if pipeline else None
+        visible = Dataset.objects.visible_to(user).order_by("name", "-id")
+        self.fields["input"].queryset = visible
+        self.spec = self.version.params_for(kind) if self.version else []
+        datasets = list(visible) if any(spec["type"] == "file" for spec in self.spec) else []
+        self.param_names = []
+        for spec in self.spec:
+            name = PARAM_PREFIX + spec["name"]
+            field = _param_field(spec, datasets)
+            field.label = spec["name"]
+            field.help_text = _param_help(spec)
+            field.spec = spec
+            field.is_param_required = params_mod.is_required(spec)
+            self.fields[name] = field
+            self.param_names.append(name)
+        self.style_widgets()
+
+    @property
+    def param_fields(self):
+        return [self[name] for name in self.param_names]
+
+    @property
+    def upload_param_names(self) -> list[str]:
+        return [name for name in self.param_names if self.fields[name].spec["type"] == "upload"]
+
+    def raw_params(self) -> dict:
+        """Submitted parameter values, still as typed (None where left empty); uploads are left out."""
+        values = {}
+        for name in self.param_names:
+            if name in self.upload_param_names:
+                continue
+            value = self.cleaned_data.get(name)
+            values[name[len(PARAM_PREFIX):]] = None if value == "" else value
+        return values

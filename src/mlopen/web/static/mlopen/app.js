@@ -1,0 +1,98 @@
+/* mlopen pages: everything the templates need from JavaScript, wired through data attributes.
+ * The Content-Security-Policy allows no inline script, so nothing here is called from markup. */
+(function () {
+  "use strict";
+
+  var PLOT_CONFIG = { responsive: true, displaylogo: false };
+
+  /* Plotly figures: <div data-figure="ID"> next to <script type="application/json" id="ID">. */
+  function drawFigures(root) {
+    if (!window.Plotly) { return; }
+    root.querySelectorAll("[data-figure]:not([data-drawn])").forEach(function (el) {
+      el.setAttribute("data-drawn", "");
+      var source = document.getElementById(el.getAttribute("data-figure"));
+      if (!source) { return; }
+      var figure;
+      try {
+        figure = JSON.parse(source.textContent);
+      } catch (err) {
+        el.textContent = "This graph could not be read.";
+        return;
+      }
+      var layout = Object.assign({ autosize: true }, figure.layout || {});
+      var config = Object.assign({}, PLOT_CONFIG, figure.config || {});
+      window.Plotly.newPlot(el, figure.data || [], layout, config);
+    });
+  }
+
+  /* Logs: keep the newest line in view unless the reader scrolled up to read. */
+  var logFollow = {};
+
+  function scrollLogs(root) {
+    root.querySelectorAll("pre[data-autoscroll]").forEach(function (pre) {
+      var key = pre.id || "";
+      if (logFollow[key] === undefined || logFollow[key] === true) {
+        pre.scrollTop = pre.scrollHeight;
+      } else {
+        pre.scrollTop = logFollow[key];
+      }
+    });
+  }
+
+  function rememberLogPositions(root) {
+    root.querySelectorAll("pre[data-autoscroll]").forEach(function (pre) {
+      var atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+      logFollow[pre.id || ""] = atBottom ? true : pre.scrollTop;
+    });
+  }
+
+  /* Forms that take a while (uploads, starting a run): show that something is happening. */
+  function markBusy(form) {
+    var label = form.getAttribute("data-busy");
+    form.querySelectorAll("button[type=submit]").forEach(function (button) {
+      button.disabled = true;
+      button.innerHTML = '<span class="spinner-border spinner-border-sm" aria-hidden="true"></span> ';
+      button.appendChild(document.createTextNode(label));
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    if (form.hasAttribute("data-busy")) {
+      markBusy(form);
+    }
+  });
+
+  /* HTML graphs live in sandboxed frames; they post their height so the frame fits them. */
+  window.addEventListener("message", function (event) {
+    var data = event.data;
+    if (!data || typeof data.mlopenGraphHeight !== "number") { return; }
+    document.querySelectorAll("iframe.graph-frame").forEach(function (frame) {
+      if (frame.contentWindow === event.source) {
+        frame.style.height = Math.max(200, Math.min(2000, Math.ceil(data.mlopenGraphHeight) + 4)) + "px";
+      }
+    });
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    rememberLogPositions(event.detail.target || document);
+  });
+
+  /* htmx fires htmx:load for the page body once, then for every piece of content it swaps in. */
+  function start(root) {
+    drawFigures(root);
+    scrollLogs(root);
+  }
+  if (window.htmx) {
+    document.addEventListener("htmx:load", function (event) { start(event.detail.elt); });
+  } else if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { start(document); });
+  } else {
+    start(document);
+  }
+})();

@@ -1,0 +1,319 @@
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET, require_POST
+
+from mlopen.datasets import services as dataset_services
+from mlopen.datasets.models import Dataset
+from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.models import Pipeline, TrainedModel
+from mlopen.runs import results
+from mlopen.runs import services as run_services
+from mlopen.runs.models import Run, RunMetric
+from mlopen.runs.workers import live_workers
+from mlopen.web.forms import PARAM_PREFIX, RunForm
+from mlopen.web.sanitize import format_pipeline_text
+
+RUNS_PER_PAGE = 25
+# The live log is re-sent every second while a run is going; beyond this it shows the tail only.
+LOG_TAIL_CHARS = 200_000
+
+
+def _visible_runs(request):
+    return Run.objects.visible_to(request.user)
+
+
+def _get_run(request, pk: int) -> Run:
+    return get_object_or_404(
+        _visible_runs(request).select_related("pipeline", "version", "owner", "input", "trained_model"), pk=pk)
+
+
+# --- history --------------------------------------------------------------------------------------
+
+@login_required
+def run_list(request):
+    runs = _visible_runs(request).select_related("pipeline", "version", "owner")
+    filters = {key: request.GET.get(key, "") for key in ("pipeline", "kind", "status")}
+    if filters["pipeline"].isdigit():
+        runs = runs.filter(pipeline_id=int(filters["pipeline"]))
+    if filters["kind"] in Run.Kind.values:
+        runs = runs.filter(kind=filters["kind"])
+    if filters["status"] in Run.Status.values:
+        runs = runs.filter(status=filters["status"])
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "web/runs/list.html", {
+        "page": page, "filters": filters, "filtered": any(filters.values()),
+        "pipelines": Pipeline.objects.order_by("name").only("pk", "name"),
+        "kinds": Run.Kind.choices, "statuses": Run.Status.choices,
+    })
+
+
+# --- starting a run -------------------------------------------------------------------------------
+
+def _choice(request) -> tuple[Pipeline | None, str]:
+    """The pipeline and kind the form is for, from the submitted form or the query string."""
+    source = request.POST if request.method == "POST" else request.GET
+    raw = source.get("pipeline", "")
+    pipeline = Pipeline.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    kind = source.get("kind") if source.get("kind") in Run.Kind.values else Run.Kind.RUN
+    return pipeline, kind
+
+
+def _form_context(form: RunForm) -> dict:
+    pipeline, kind = form.pipeline_obj, form.kind_value
+    return {"form": form, "pipeline": pipeline, "kind": kind, "version": form.version,
+            "current_model": pipeline.current_model if pipeline else None}
+
+
+@login_required
+def run_new(request):
+    pipeline, kind = _choice(request)
+    if request.method == "POST":
+        form = RunForm(request.POST, request.FILES, user=request.user, pipeline=pipeline, kind=kind)
+        if form.is_valid():
+            run = _submit(request, form)
+            if run is not None:
+                return redirect("web:run-detail", pk=run.pk)
+        status = 400
+    else:
+        initial = {"pipeline": pipeline, "kind": kind, "input": request.GET.get("input") or None}
+        form = RunForm(initial=initial, user=request.user, pipeline=pipeline, kind=kind)
+        status = 200
+    return render(request, "web/runs/new.html", _form_context(form), status=status)
+
+
+@login_required
+@require_GET
+def run_new_params(request):
+    """The parameter part of the run form, re-rendered by htmx when the pipeline or kind changes."""
+    pipeline, kind = _choice(request)
+    form = RunForm(user=request.user, pipeline=pipeline, kind=kind)
+    response = render(request, "web/runs/_params.html", _form_context(form))
+    query = f"?pipeline={pipeline.pk}&kind={kind}" if pipeline else f"?kind={kind}"
+    response["HX-Replace-Url"] = reverse("web:run-new") + query
+    return response
+
+
+def _store_upload(request, uploaded) -> Dataset:
+    return dataset_services.store_dataset(owner=request.user, name="", filename=uploaded.name,
+                                          chunks=uploaded.chunks(),
+                                          content_type=getattr(uploaded, "content_type", "") or "")
+
+
+def _submit(request, form: RunForm) -> Run | None:
+    """Keep files uploaded with the form as the user's datasets, then submit the run.
+
+    If the run is refused, those new datasets are removed again: the user fixes the form and
+    chooses the files once more (browsers never re-fill file inputs).
+    """
+    data = form.cleaned_data
+    stored: list[Dataset] = []
+    try:
+        input_ref = data["input"]
+        if data.get("input_upload"):
+            input_ref = _store_upload(request, data["input_upload"])
+            stored.append(input_ref)
+        params = form.raw_params()
+        for name in form.upload_param_names:
+            if data.get(name):
+                dataset = _store_upload(request, data[name])
+                stored.append(dataset)
+                params[name[len(PARAM_PREFIX):]] = dataset.pk
+        run = run_services.submit_run(request.user, run_services.RunRequest(
+            pipeline=data["pipeline"], kind=data["kind"], input=input_ref, params=params,
+            timeout_seconds=data.get("timeout")))
+    except dataset_services.DatasetRejected as exc:
+        form.add_refusal(None, exc.message)
+    except run_services.RunRefused as exc:
+        if not exc.errors:
+            form.add_refusal(None, exc.message)
+        for field, message in exc.errors.items():
+            form.add_refusal(field, message)
+    else:
+        return run
+    for dataset in stored:
+        dataset_services.delete_dataset(dataset)
+    if stored:
+        form.add_refusal(None, "The files you chose were not kept because of the problems below; choose them again.")
+    return None
+
+
+# --- one run --------------------------------------------------------------------------------------
+
+def _metric_charts(run: Run) -> list[dict]:
+    """One plotly line chart per metric name, x = the logged step (or the order of logging)."""
+    series: dict[str, dict] = {}
+    for name, step, value in RunMetric.objects.filter(run=run).order_by("name", "step", "id").values_list(
+            "name", "step", "value"):
+        points = series.setdefault(name, {"x": [], "y": []})
+        points["x"].append(step if step is not None else len(points["x"]) + 1)
+        points["y"].append(value)
+    return [{"name": name, "dom_id": f"metric-data-{n}", "figure": {
+        "data": [{"type": "scatter", "mode": "lines+markers", "name": name, **points}],
+        "layout": {"title": {"text": name}, "height": 280, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+                   "xaxis": {"title": {"text": "step"}}},
+    }} for n, (name, points) in enumerate(series.items())]
+
+
+def _param_rows(run: Run) -> list[dict]:
+    """The run's parameters for display; dataset ids of file parameters shown as dataset names."""
+    spec = {field["name"]: field for field in run.version.params_for(run.kind)}
+    file_ids = [v for k, v in run.params.items() if spec.get(k, {}).get("type") in params_mod.FILE_TYPES and v]
+    names = dict(Dataset.objects.filter(pk__in=file_ids).values_list("pk", "name")) if file_ids else {}
+    rows = []
+    for key, value in run.params.items():
+        kind = spec.get(key, {}).get("type", "")
+        shown = names.get(value, f"dataset {value} (deleted)") if kind in params_mod.FILE_TYPES and value else value
+        rows.append({"name": key, "type": kind, "value": shown})
+    return rows
+
+
+def _status_context(run: Run) -> dict:
+    log = run.log or ""
+    return {
+        "run": run,
+        "log": log[-LOG_TAIL_CHARS:],
+        "log_cut": max(0, len(log) - LOG_TAIL_CHARS),
+        "no_worker": run.status == Run.Status.QUEUED and not live_workers().exists(),
+        "metrics": _metric_charts(run),
+    }
+
+
+def _table_args(request) -> dict:
+    def number(name):
+        raw = request.GET.get(name, "")
+        return int(raw) if raw.isdigit() else None
+
+    return {"page": max(1, number("page") or 1), "sort": number("sort"),
+            "descending": request.GET.get("order") == "desc"}
+
+
+def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: bool = False) -> dict | None:
+    """One page of the run's result table, with the query strings its header and pager links use."""
+    if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+        return None
+    size = settings.MLOPEN_RESULT_PAGE_SIZE
+    try:
+        result = results.page_of(run.result_folder, page, size, sort, descending)
+        if result["rows"] is not None and page > result["pages"]:
+            result = results.page_of(run.result_folder, result["pages"], size, sort, descending)
+    except FileNotFoundError:
+        return {"missing": True}
+    order = "desc" if descending else "asc"
+    result["headers"] = [{
+        "name": name,
+        "sorted": order if index == sort else None,
+        # A click sorts ascending, a second click on the same column flips the order.
+        "query": "?" + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc"}),
+    } for index, name in enumerate(result["columns"] or [])]
+
+    def page_query(number):
+        return "?" + urlencode({"page": number, **({"sort": sort, "order": order} if sort is not None else {})})
+
+    result["prev_query"] = page_query(result["page"] - 1) if result["page"] > 1 else None
+    result["next_query"] = page_query(result["page"] + 1) if result["page"] < result["pages"] else None
+    return result
+
+
+@login_required
+def run_detail(request, pk: int):
+    run = _get_run(request, pk)
+    result = _result_page(run, **_table_args(request))
+    graphs = []
+    if result and not result.get("missing"):
+        graphs = [{"index": i, "kind": g.get("kind"), "figure": g.get("figure"), "dom_id": f"graph-data-{i}"}
+                  for i, g in enumerate(result["graphs"])]
+    context = {
+        **_status_context(run),
+        "params": _param_rows(run),
+        "result": result,
+        "graphs": graphs,
+        "text_html": format_pipeline_text(result.get("text")) if result else "",
+        "produced_model": TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None,
+    }
+    return render(request, "web/runs/detail.html", context)
+
+
+@login_required
+@require_GET
+def run_status(request, pk: int):
+    """The live status panel. htmx polls it while the run is going; once finished the page reloads
+    (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
+    run = _get_run(request, pk)
+    response = render(request, "web/runs/_status.html", _status_context(run))
+    if run.is_finished and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_GET
+def run_table(request, pk: int):
+    run = _get_run(request, pk)
+    result = _result_page(run, **_table_args(request))
+    if result is None:
+        raise Http404("This run has no result table.")
+    return render(request, "web/runs/_table.html", {"run": run, "result": result})
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk: int):
+    run = _get_run(request, pk)
+    try:
+        run = run_services.cancel_run(run)
+    except run_services.RunRefused as exc:
+        messages.warning(request, exc.message)
+    else:
+        if run.status == Run.Status.CANCELLED:
+            messages.info(request, "The run is cancelled.")
+        else:
+            messages.info(request, "Cancelling: the worker stops the pipeline within a second.")
+    return redirect("web:run-detail", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_rerun(request, pk: int):
+    run = _get_run(request, pk)
+    try:
+        new = run_services.rerun(request.user, run)
+    except run_services.RunRefused as exc:
+        messages.error(request, f"This run cannot be started again: {exc.message}")
+        return redirect("web:run-detail", pk=run.pk)
+    messages.success(request, f"Started run {new.pk}, a repeat of run {run.pk}.")
+    return redirect("web:run-detail", pk=new.pk)
+
+
+# What an HTML graph (a pipeline's own markup and script) may do inside its sandboxed frame: run
+# inline script and our static plotly.js, nothing else: no network, no same-origin access to us.
+_FRAME_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' {static}; "
+              "style-src 'unsafe-inline'; img-src data:")
+
+
+@login_required
+@require_GET
+@xframe_options_sameorigin
+def graph_frame(request, pk: int, index: int):
+    run = _get_run(request, pk)
+    if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+        raise Http404("This run has no graphs.")
+    graph = results.graph_at(run.result_folder, index)
+    if graph is None or graph.get("kind") != "html":
+        raise Http404("No such HTML graph.")
+    static_origin = request.build_absolute_uri(settings.STATIC_URL)
+    body = render_to_string("web/runs/graph_frame.html", {
+        "graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"})
+    response = HttpResponse(body)
+    response["Content-Security-Policy"] = _FRAME_CSP.format(static=static_origin)
+    return response
