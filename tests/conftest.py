@@ -23,10 +23,17 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 def pytest_configure(config):
     # Must run before pytest-django loads settings (its pytest_configure is trylast).
+    if not os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "numprocesses", None):
+        # The xdist controller runs no tests. Setting Django up here would put DJANGO_SETTINGS_MODULE
+        # and this process's MLOPEN_HOME in the workers' inherited environment, and their
+        # pytest-django would load settings from it before their own pytest_configure runs.
+        return
     xdist = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    if "MLOPEN_TEST_HOME" not in os.environ:
-        home = tempfile.mkdtemp(prefix=f"mlopen-test-{xdist}-")
-        os.environ["MLOPEN_TEST_HOME"] = home
+    # xdist workers inherit the controller's environment, MLOPEN_TEST_HOME included: each process
+    # makes its own, or two workers would share one SQLite database and broker folder.
+    if os.environ.get("MLOPEN_TEST_HOME_PID") != str(os.getpid()):
+        os.environ["MLOPEN_TEST_HOME"] = tempfile.mkdtemp(prefix=f"mlopen-test-{xdist}-")
+        os.environ["MLOPEN_TEST_HOME_PID"] = str(os.getpid())
     os.environ["MLOPEN_HOME"] = os.environ["MLOPEN_TEST_HOME"]
     os.environ.pop("MLOPEN_STORAGE_DIR", None)
     os.environ["MLOPEN_ENV"] = "test"
@@ -36,11 +43,18 @@ def pytest_configure(config):
     # Runs of concurrent xdist workers sharing one Redis must not take each other's messages.
     os.environ["MLOPEN_DEFAULT_QUEUE"] = f"mlopen-test-{xdist}-{os.getpid()}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
+    # pytest-django sets Django up by itself only when DJANGO_SETTINGS_MODULE was in the environment
+    # before pytest started; this hook sets it, so Django is set up here (its trylast hook then
+    # blocks database access outside db fixtures as usual).
+    import django
+
+    django.setup()
 
 
 def pytest_unconfigure(config):
     home = os.environ.get("MLOPEN_TEST_HOME")
-    if home and home.startswith(tempfile.gettempdir()) and "mlopen-test-" in home:
+    made_here = os.environ.get("MLOPEN_TEST_HOME_PID") == str(os.getpid())
+    if made_here and home and home.startswith(tempfile.gettempdir()) and "mlopen-test-" in home:
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -139,6 +153,11 @@ class WorkerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def terminate(self) -> None:
+        """Ask the worker to shut down without waiting (stop() waits)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -159,6 +178,50 @@ def worker(transactional_db):
     process.stop()
 
 
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start real workers during a test: ``start_worker(name, queues=None, extra_env=None, env=None)``.
+
+    ``env`` replaces the whole environment (a worker configured from scratch). All are stopped
+    when the test ends.
+    """
+    started: list[WorkerProcess] = []
+
+    def start(name: str | None = None, queues: str | None = None, extra_env: dict | None = None,
+              env: dict | None = None) -> WorkerProcess:
+        name = name or f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{time.monotonic_ns()}"
+        process = WorkerProcess(name, extra_env, queues=queues)
+        if env is not None:
+            process.env = env
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:  # all at once: a worker takes seconds to shut down
+        process.terminate()
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def module_worker(django_db_setup, django_db_blocker):
+    """One real worker process shared by all tests of a module, instead of one started per test.
+
+    The module's tests must be transactional (``pytestmark = pytest.mark.django_db(transaction=True)``),
+    since the worker only sees committed rows. pytest-django empties every table after each such
+    test; the worker does not mind: it reads each run afresh when its message arrives, and its
+    heartbeat re-creates its Worker row.
+    """
+    from mlopen.runs.models import Worker
+
+    name = f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-module-{time.monotonic_ns()}"
+    process = WorkerProcess(name).start()
+    yield process
+    process.stop()
+    with django_db_blocker.unblock():  # a heartbeat after the last test's flush must not leak its row
+        Worker.objects.filter(name=name).delete()
+
+
 def wait_for_run(run_id: int, timeout: float = 120, until=("succeeded", "failed", "cancelled")):
     """Poll the database until the run reaches one of ``until``; return the refreshed Run."""
     from mlopen.runs.models import Run
@@ -171,6 +234,12 @@ def wait_for_run(run_id: int, timeout: float = 120, until=("succeeded", "failed"
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} still {run.status} after {timeout} s; log:\n{run.log[-2000:]}")
+
+
+@pytest.fixture(name="wait_for_run")
+def wait_for_run_fixture():
+    """wait_for_run, for test modules (two conftest.py files make `from conftest import` ambiguous)."""
+    return wait_for_run
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import dj_database_url
 
 from mlopen.config import (
     ConfigError,
+    broker_folder,
     env_bool,
     env_float,
     env_int,
@@ -86,6 +87,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Closed by default: a page that does not declare itself public (mlopen.core.access) needs a
+    # login. API views answer 401 themselves (DRF marks them login_required = False).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -148,6 +152,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env_int("MLOPEN_PROXY_COUNT", 0)
+if MLOPEN_ENV == "test":
+    # The real hasher costs ~0.5 s per password; tests create many users.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -182,6 +189,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Uploads ------------------------------------------------------------------------------------
 MLOPEN_MAX_UPLOAD_MB = env_int("MLOPEN_MAX_UPLOAD_MB", 1024)
+# What each user's datasets may take in all, unless an admin set their own quota; 0 = no limit.
+MLOPEN_USER_QUOTA_MB = env_int("MLOPEN_USER_QUOTA_MB", 10240)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # non-file form/JSON bodies
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MLOPEN_MAX_UPLOAD_FILES", 50)
@@ -206,11 +215,18 @@ MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
 MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
+# Warm runs: a worker keeps up to MLOPEN_WARM_MAX child processes with a pipeline version and its
+# model loaded, so a run skips starting Python, the imports and unpickling the model.
+MLOPEN_WARM_RUNS = env_bool("MLOPEN_WARM_RUNS", True)
+MLOPEN_WARM_MAX = env_int("MLOPEN_WARM_MAX", 2)
+MLOPEN_WARM_IDLE_SECONDS = env_float("MLOPEN_WARM_IDLE_SECONDS", 300.0)
 
 # --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-_broker_dir = MLOPEN_HOME / "broker"
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# The folder broker's folder (None with Redis or RabbitMQ); filesystem:///path names it.
+MLOPEN_BROKER_DIR = broker_folder(CELERY_BROKER_URL) if CELERY_BROKER_URL.startswith("filesystem://") else None
+_broker_dir = MLOPEN_BROKER_DIR
+if _broker_dir is not None:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

@@ -22,6 +22,7 @@ from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen_runner import Job, execute
 
 MAX_CONTROL_BYTES = 5 * 1024 * 1024
+REQUIREMENTS_FILENAME = "requirements.txt"
 REQUIRED_FUNCTIONS = ("train", "run_pipeline")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 
@@ -150,8 +151,37 @@ class _CollectOutput:
         return False
 
 
-def evaluate_params(control_path: Path, work_dir: Path) -> dict:
-    """Run get_params(run=True/False) in a child process; return {"train": spec, "run": spec}."""
+def pipeline_traceback(log: str, code_dir: Path) -> str:
+    """The frames of a child's traceback that are in the uploaded files, with their paths shortened.
+
+    The platform's own frames (the runner) and the staging folder's location are of no use to the
+    author and reveal server paths.
+    """
+    lines = log.strip().splitlines()
+    start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Traceback")), None)
+    if start is None:
+        return "\n".join(lines[-10:]).replace(f"{code_dir}/", "")
+    kept, keep_next = [], False
+    prefix = f'  File "{code_dir}/'
+    for line in lines[start + 1:]:
+        if line.startswith('  File "'):
+            keep_next = line.startswith(prefix)
+            if keep_next:
+                kept.append(line.replace(f"{code_dir}/", ""))
+        elif line.startswith("    "):
+            if keep_next:
+                kept.append(line)
+        else:
+            kept.append(line)
+    return "\n".join(["Traceback (most recent call last):", *kept]) if kept else ""
+
+
+def evaluate_params(control_path: Path, work_dir: Path, python: str | None = None,
+                    extra_pythonpath: list[str] | None = None) -> dict:
+    """Run get_params(run=True/False) in a child process; return {"train": spec, "run": spec}.
+
+    ``python`` and ``extra_pythonpath``: a pipeline's own environment (see environments.py).
+    """
     job = Job(
         kind="params",
         control_path=str(control_path),
@@ -160,14 +190,21 @@ def evaluate_params(control_path: Path, work_dir: Path) -> dict:
         memory_mb=settings.MLOPEN_RUN_MEMORY_MB,
         max_log_bytes=64 * 1024,
         max_result_bytes=4 * 1024 * 1024,
+        python=python,
+        extra_pythonpath=list(extra_pythonpath or []),
     )
     collected = _CollectOutput()
     outcome = execute(job, collected)
     if outcome.status != "succeeded":
-        log_tail = collected.text.strip()[-1500:]
+        if outcome.error and outcome.error.startswith("Run timed out"):
+            raise PipelineRejected(
+                f"Reading the control file's parameters took longer than {settings.MLOPEN_PARAMS_TIMEOUT} s "
+                "(MLOPEN_PARAMS_TIMEOUT). mlopen imports the file and calls get_params at upload to build its "
+                "forms, so module-level code and get_params must return quickly.")
         message = f"Loading the control file failed: {outcome.error}"
-        if log_tail and log_tail not in message:
-            message += f"\n{log_tail}"
+        trace = pipeline_traceback(collected.text, control_path.parent)
+        if trace:
+            message += f"\n{trace}"
         raise PipelineRejected(message)
     specs = outcome.params or {}
     return {"train": params_mod.spec_from_runner(specs.get("train")),
@@ -183,29 +220,44 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
     source = _read_all(request.control, MAX_CONTROL_BYTES)
     docstring = check_control_source(control_name, source)
 
+    support_files: list[IncomingFile] = []
     support_names: list[str] = []
+    requirements = request.requirements
     for support in request.support_files:
         support_name = storage.safe_filename(support.name)
+        if support_name == REQUIREMENTS_FILENAME:
+            # requirements.txt uploaded beside the control file names the pipeline's environment.
+            if requirements is not None:
+                raise PipelineRejected("Two requirements.txt files were given; send one, as the requirements "
+                                       "field or among the support files.", field="requirements")
+            requirements = support
+            continue
         if support_name == control_name or support_name in support_names:
             raise PipelineRejected(f"Two files are named {support_name!r}; every file of a pipeline needs its own name.",
                                    field="support_files")
+        support_files.append(support)
         support_names.append(support_name)
 
     requirements_text = ""
-    if request.requirements is not None:
+    if requirements is not None:
         from mlopen.pipelines.environments import check_requirements
 
-        requirements_text = check_requirements(_read_all(request.requirements, 256 * 1024))
+        requirements_text = check_requirements(_read_all(requirements, 256 * 1024))
 
     staging = settings.MLOPEN_WORK_DIR / "uploads" / uuid.uuid4().hex
     code_dir = staging / "code"
     code_dir.mkdir(parents=True)
     try:
         (code_dir / control_name).write_bytes(source)
-        for support, support_name in zip(request.support_files, support_names):
+        for support, support_name in zip(support_files, support_names):
             _write(code_dir / support_name, support)
         (staging / "work").mkdir()
-        specs = evaluate_params(code_dir / control_name, staging / "work")
+        if requirements_text:
+            # The control file may import what only its own environment has: its forms are read
+            # there, once the environment is built (environments.build_for_version).
+            specs = {"train": {}, "run": {}}
+        else:
+            specs = evaluate_params(code_dir / control_name, staging / "work")
         return _store_version(name, request.description or docstring or "", control_name, support_names,
                               code_dir, specs, requirements_text, user)
     finally:
