@@ -75,5 +75,13 @@ def filesystem_broker_url() -> str:
     return "filesystem://"
 
 
-def broker_folder() -> Path:
-    return mlopen_home() / "broker"
+def broker_folder(broker_url: str = "filesystem://") -> Path:
+    """The folder broker's folder: the URL's path (``filesystem:///shared/broker``), else MLOPEN_HOME/broker.
+
+    Naming the folder in the URL lets a worker with its own MLOPEN_HOME share the queue with the
+    web server through CELERY_BROKER_URL alone, as it would with redis://.
+    """
+    from urllib.parse import urlsplit
+
+    path = urlsplit(broker_url).path
+    return Path(path).expanduser().resolve() if path not in ("", "/") else mlopen_home() / "broker"

@@ -252,6 +252,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Celery's Django fix-up would close the database connection before and after every task: a new
+# PostgreSQL connection (~10 ms) per run. mlopen.runs.signals applies Django's own rules instead
+# (CONN_MAX_AGE, health checks), as for a web request; this only keeps the fix-up out of the way.
+CELERY_DB_REUSE_MAX = 1_000_000
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -274,6 +278,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload pipelines and datasets, train and run pipelines, read their results.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its documentation pages are public on purpose: they describe, they hold no data.
+    "SERVE_PERMISSIONS": ["mlopen.api.permissions.Public"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -27,8 +27,8 @@ from typing import Any
 from mlopen_runner import sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
-    ERROR_FILE, EVENTS_FD_VARIABLE, FILE_MARKER, MB, MODEL_FILE, PARAMS_FILE, RESULT_FILE, Job, is_file_param,
-    memory_limit_message,
+    ERROR_FILE, EVENTS_FD_VARIABLE, FILE_MARKER, MB, MODEL_FILE, MODEL_MANIFEST_FILE, PARAMS_FILE, RESULT_FILE, Job,
+    is_file_param, memory_limit_message,
 )
 from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
 
@@ -48,6 +48,7 @@ class JobFailed(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     job = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
+    _die_with_parent()
     _drop_launch_dir_from_path()
     _limit_address_space(job.memory_mb)
     sdk.attach_events(_take_events_fd())
@@ -75,6 +76,7 @@ def _train(job: Job, module: ModuleType) -> None:
     saved = sdk.take_saved()
     if saved is not None:
         _write_model(Path(job.work_dir, MODEL_FILE), saved)
+        Path(job.work_dir, MODEL_MANIFEST_FILE).write_text(dumps_strict(model_manifest(saved)))
 
 
 def _run(job: Job, module: ModuleType) -> None:
@@ -184,6 +186,13 @@ def _write_model(path: Path, saved: dict[str, Any]) -> None:
     path.write_bytes(payload)
 
 
+def model_manifest(saved: dict[str, Any]) -> dict[str, Any]:
+    """The names in what save_pipeline kept, for the platform to show without unpickling anything."""
+    return {"label": str(saved.get("label") or ""),
+            "models": [str(name) for name, _obj in saved.get("models") or []],
+            "args": [str(name) for name, _obj in saved.get("args") or []]}
+
+
 def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:
     """model = the first saved model (or None), args = {name: object}, as the contract says."""
     if not model_path:
@@ -216,6 +225,23 @@ def _drop_launch_dir_from_path() -> None:
     # there must never shadow real modules.
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
+
+
+def _die_with_parent() -> None:
+    # bubblewrap's --die-with-parent does this inside the sandbox; as a plain process, a worker
+    # killed with SIGKILL would otherwise leave its pipeline running with nobody enforcing limits.
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _limit_address_space(memory_mb: int | None) -> None:

@@ -17,7 +17,10 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.json"
 MODEL_FILE = "model.pkl"
-OUTPUT_FILES = (RESULT_FILE, PARAMS_FILE, ERROR_FILE, MODEL_FILE)
+# What model.pkl holds, by name only ({"label", "models": [names], "args": [names]}): the parent
+# reads this and never unpickles model.pkl.
+MODEL_MANIFEST_FILE = "model.json"
+OUTPUT_FILES = (RESULT_FILE, PARAMS_FILE, ERROR_FILE, MODEL_FILE, MODEL_MANIFEST_FILE)
 
 # The child finds the write end of the events pipe (progress, metrics) under this name.
 EVENTS_FD_VARIABLE = "MLOPEN_EVENTS_FD"
@@ -82,4 +85,5 @@ class Outcome:
     log_truncated_bytes: int = 0
     result: dict[str, Any] | None = None
     model_path: str | None = None
+    model_manifest: dict[str, Any] | None = None  # {"label": str, "models": [str], "args": [str]}
     params: dict[str, Any] | None = None

@@ -24,8 +24,8 @@ import psutil
 
 from mlopen_runner import sandbox
 from mlopen_runner.job import (
-    ERROR_FILE, EVENTS_FD_VARIABLE, JOB_FILE, MB, MODEL_FILE, OUTPUT_FILES, PARAMS_FILE, RESULT_FILE, Job, Outcome,
-    memory_limit_message,
+    ERROR_FILE, EVENTS_FD_VARIABLE, JOB_FILE, MB, MODEL_FILE, MODEL_MANIFEST_FILE, OUTPUT_FILES, PARAMS_FILE,
+    RESULT_FILE, Job, Outcome, memory_limit_message,
 )
 
 POLL_INTERVAL_S = 0.1  # memory checks; also the longest the loop sleeps
@@ -343,6 +343,26 @@ def _collect_outputs(job: Job, outcome: Outcome) -> None:
         outcome.params = _read_output(Path(job.work_dir, PARAMS_FILE), job.max_result_bytes)
     elif Path(job.work_dir, MODEL_FILE).exists():
         outcome.model_path = os.path.join(job.work_dir, MODEL_FILE)
+        outcome.model_manifest = _model_manifest(Path(job.work_dir, MODEL_MANIFEST_FILE))
+
+
+# model.json holds names only; anything bigger was not written by the child's own code.
+_MAX_MANIFEST_BYTES = 1 * MB
+
+
+def _model_manifest(path: Path) -> dict[str, Any] | None:
+    """The names the child listed beside model.pkl, or None when absent or malformed (pipeline code
+    could have overwritten it): the model is still kept, only its names are missing."""
+    try:
+        manifest = _read_output(path, _MAX_MANIFEST_BYTES)
+    except (_OutputError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    names = {key: manifest.get(key) for key in ("models", "args")}
+    if not all(isinstance(value, list) and all(isinstance(n, str) for n in value) for value in names.values()):
+        return None
+    return {"label": str(manifest.get("label") or ""), **names}
 
 
 def _read_output(path: Path, max_bytes: int) -> Any:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -29,6 +31,14 @@ def error_response(detail: str, errors: dict | None = None, status_code: int = s
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return error_response("The request body is too large; send files as multipart uploads.",
+                              status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, a malformed multipart body...
+        return error_response(f"The request was refused: {exc}")
+    if isinstance(exc, Http404):
+        # One answer for "does not exist" and "not yours": the model's name is no one's business.
+        exc = NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

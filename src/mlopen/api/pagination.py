@@ -1,7 +1,67 @@
+"""Page-number pagination for every list, strict about its own query parameters.
+
+DRF's default quietly falls back to page size 50 for ``page_size=abc`` and answers ``page=0``
+with a bare "Invalid page."; here a malformed page or page size is a 400 that names the problem,
+and a page past the end is a 404 that says where the last page is.
+"""
+
+from __future__ import annotations
+
+from django.core.paginator import InvalidPage
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
+
+MAX_PAGE_SIZE = 1000
+
+
+def positive_int(raw, name: str, maximum: int | None = None) -> int:
+    """Parse a query parameter that must be a whole number >= 1 (and <= maximum); 400 otherwise."""
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValidationError({name: f"Must be a whole number, got {str(raw)[:40]!r}."}) from None
+    if value < 1:
+        raise ValidationError({name: f"Must be 1 or more, got {value}."})
+    if maximum is not None and value > maximum:
+        raise ValidationError({name: f"Must be at most {maximum}, got {str(raw)[:40]}."})
+    return value
 
 
 class StandardPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw in (None, ""):
+            return self.page_size
+        return positive_int(raw, self.page_size_query_param, self.max_page_size)
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param)
+        if raw in (None, ""):
+            return 1
+        if raw in self.last_page_strings:
+            return paginator.num_pages
+        return positive_int(raw, self.page_query_param)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        page_size = self.get_page_size(request)
+        paginator = self.django_paginator_class(queryset, page_size)
+        number = self.get_page_number(request, paginator)
+        try:
+            self.page = paginator.page(number)
+        except InvalidPage:
+            raise NotFound(f"Page {number} is past the last page ({paginator.num_pages}).") from None
+        return list(self.page)
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": self.page_query_param, "required": False, "in": "query",
+             "description": "Page number, from 1.", "schema": {"type": "integer", "minimum": 1}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Results per page (default {self.page_size}, at most {self.max_page_size}).",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -12,6 +14,24 @@ from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
 from mlopen.runs import results
 from mlopen.runs.models import Run
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField(allow_blank=True)
+    first_name = serializers.CharField(allow_blank=True)
+    last_name = serializers.CharField(allow_blank=True)
+    role = serializers.ChoiceField(choices=["admin", "author", "user"])
+    is_admin = serializers.BooleanField()
+    can_upload_pipelines = serializers.BooleanField()
+
+
+def _finite(value):
+    """JSON has no NaN or infinity; a pipeline may still log them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class TrainedModelSerializer(serializers.ModelSerializer):
@@ -51,10 +71,12 @@ class PipelineSerializer(serializers.ModelSerializer):
                   "memory_mb", "queue", "allow_network", "created_at", "updated_at"]
 
     def _latest(self, pipeline):
-        cache = self.context.setdefault("_latest", {})
-        if pipeline.pk not in cache:
-            cache[pipeline.pk] = pipeline.latest_version
-        return cache[pipeline.pk]
+        # The API's querysets prefetch versions and models newest first; fall back to a query.
+        prefetched = getattr(pipeline, "_prefetched_objects_cache", {})
+        if "versions" in prefetched:
+            versions = list(prefetched["versions"])
+            return versions[0] if versions else None
+        return pipeline.latest_version
 
     def get_version(self, pipeline) -> int | None:
         latest = self._latest(pipeline)
@@ -69,7 +91,12 @@ class PipelineSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(TrainedModelSerializer(allow_null=True))
     def get_current_model(self, pipeline):
-        model = pipeline.current_model
+        prefetched = getattr(pipeline, "_prefetched_objects_cache", {})
+        if "trained_models" in prefetched:
+            models = list(prefetched["trained_models"])
+            model = models[0] if models else None
+        else:
+            model = pipeline.current_model
         return TrainedModelSerializer(model).data if model else None
 
 
@@ -90,6 +117,16 @@ class PipelineUploadSerializer(serializers.Serializer):
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
 
 
+class PipelineVersionUploadSerializer(serializers.Serializer):
+    """A new version of an existing pipeline: the same form without the name."""
+
+    control = serializers.FileField(help_text="the control file (.py) with train and run_pipeline")
+    support_files = serializers.ListField(child=serializers.FileField(), required=False, default=list,
+                                          help_text="files placed beside the control file; repeat the field")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+    requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
+
+
 class DatasetSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
 
@@ -103,13 +140,102 @@ class DatasetUploadSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
+class DatasetPreviewSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["table", "text", "none"])
+    columns = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    rows = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()), required=False)
+    lines = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    message = serializers.CharField(required=False)
+    note = serializers.CharField(required=False, allow_blank=True)
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}],
+                      "description": "the pipeline's id or name"})
+class PipelineRefField(serializers.JSONField):
+    """A pipeline's id (a number, or digits as text) or its name; the run service resolves it."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise serializers.ValidationError("Give the pipeline's id (a number) or its name (text).")
+        if isinstance(value, str) and (len(value) > 200 or "\x00" in value):
+            raise serializers.ValidationError("Not a pipeline name.")
+        return value
+
+
+def _has_nul(value) -> bool:
+    """PostgreSQL cannot store NUL in text or jsonb; refuse it as a 400 rather than fail with a 500."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class RunCreateSerializer(serializers.Serializer):
-    pipeline = serializers.JSONField(help_text="the pipeline's id or name")
+    pipeline = PipelineRefField(help_text="the pipeline's id or name")
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.RUN)
     input = serializers.IntegerField(required=False, allow_null=True, help_text="a dataset id, or null")
-    params = serializers.DictField(required=False, default=dict)
+    params = serializers.DictField(required=False, default=dict,
+                                   help_text="parameter name → value; text values are converted to the parameter's type")
+
+    def validate_params(self, value: dict) -> dict:
+        if _has_nul(value):
+            raise serializers.ValidationError("Parameter names and values cannot contain NUL characters.")
+        return value
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                        help_text="seconds; capped by the pipeline's own limit")
+
+
+class RunFilterSerializer(serializers.Serializer):
+    """The run list's query parameters; anything malformed is a 400 naming the parameter."""
+
+    pipeline = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                     help_text="a pipeline's id or name")
+    kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False, allow_blank=True)
+    status = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="one status, or several separated by commas: "
+                                             + ", ".join(Run.Status.values))
+    user = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="the owner's username")
+
+    def validate_status(self, value: str) -> list[str]:
+        if not value:
+            return []
+        wanted = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = [part for part in wanted if part not in Run.Status.values]
+        if unknown or not wanted:
+            raise serializers.ValidationError(
+                f"Unknown status {(unknown or [value])[0][:40]!r}; use {', '.join(Run.Status.values)}.")
+        return wanted
+
+
+class ProgressSerializer(serializers.Serializer):
+    fraction = serializers.FloatField(allow_null=True, help_text="0 to 1, or null when only a message was given")
+    message = serializers.CharField(allow_null=True)
+
+
+class ResultSummarySerializer(serializers.Serializer):
+    """The first page of a run's result, as included in a run's detail."""
+
+    columns = serializers.ListField(child=serializers.CharField(allow_blank=True), allow_null=True)
+    data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()), allow_null=True)
+    rows = serializers.IntegerField(allow_null=True, help_text="rows in the whole table; null if there is no table")
+    graphs = serializers.ListField(child=serializers.JSONField())
+    text = serializers.CharField(allow_null=True, allow_blank=True)
+    page_size = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class ResultPageSerializer(ResultSummarySerializer):
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField(help_text="0 when the result has no table")
+
+
+class ResultRowsSerializer(serializers.Serializer):
+    columns = serializers.ListField(child=serializers.CharField(allow_blank=True), allow_null=True)
+    data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()))
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -128,9 +254,12 @@ class RunSerializer(serializers.ModelSerializer):
                   "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "error", "progress",
                   "result_rows"]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, run) -> dict | None:
-        return run.progress
+        progress = run.progress
+        if progress is not None:
+            progress["fraction"] = _finite(progress["fraction"])
+        return progress
 
     def get_duration(self, run) -> float | None:
         return run.duration_seconds
@@ -143,16 +272,20 @@ class RunDetailSerializer(RunSerializer):
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "result", "metrics"]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(ResultSummarySerializer(allow_null=True))
     def get_result(self, run) -> dict | None:
         if run.status != Run.Status.SUCCEEDED or not run.result_folder:
             return None
         page = results.page_of(run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE)
         return {key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings")}
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {
+        "type": "object", "properties": {"step": {"type": "integer", "nullable": True},
+                       "value": {"type": "number", "nullable": True}}}}})
     def get_metrics(self, run) -> dict:
         series: dict[str, list] = {}
+        if run.started_at is None:  # a run logs metrics only once started: no query for a queued one
+            return series
         for metric in run.metrics.all():
-            series.setdefault(metric.name, []).append({"step": metric.step, "value": metric.value})
+            series.setdefault(metric.name, []).append({"step": metric.step, "value": _finite(metric.value)})
         return series

@@ -1,11 +1,21 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from mlopen.api import views
+from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
+router.APIRootView = ApiRootView  # declares its permission like every other API view
+# No /runs/7/logs.json-style routes: the custom actions took no `format` argument and answered
+# 500 there; ?format= (or the Accept header) chooses the format instead.
+router.include_format_suffixes = False
 router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("runs", views.RunViewSet, basename="run")
 
-urlpatterns = [path("", include(router.urls))]
+urlpatterns = [
+    path("me/", views.MeView.as_view(), name="api-me"),
+    path("", include(router.urls)),
+    # Last: anything else under /api/v1/ is a JSON 404, not the site's HTML page.
+    re_path(r"^(?P<path>.*)$", views.not_found),
+]

@@ -1,86 +1,196 @@
-"""REST API views: parse the request, call a domain service, shape the answer."""
+"""REST API views: parse the request, call a domain service, shape the answer.
+
+Every failure is a 4xx with {"detail", "errors"} (mlopen.api.errors): malformed query parameters
+and bodies are validated here or by serializers before any domain code sees them.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Prefetch
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
+from django.urls import Resolver404, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from mlopen.api import serializers as s
 from mlopen.api.errors import error_response
+from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
+from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
+from mlopen.api.sharing import ShareMixin
+from mlopen.api.schema import AutoSchema, ErrorSerializer
 from mlopen.core import storage
-from mlopen.core.roles import can_upload_pipelines
+from mlopen.core.access import PUBLIC, access
+from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
-from mlopen.pipelines.models import Pipeline, PipelineVersion
+from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
 from mlopen.runs import results
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
+from mlopen.runs.workers import fail_lost_runs
+
+# Ids are 64-bit; a longer string of digits cannot name anything.
+_MAX_ID = 2**63 - 1
 
 
-class CSVPassthroughRenderer(BaseRenderer):
-    """Lets `?format=csv` through DRF's format negotiation; the view streams the CSV itself."""
+class JSONErrorsNegotiation(DefaultContentNegotiation):
+    """For operations whose success body is a file or plain text the view builds itself.
 
-    media_type = "text/csv"
-    format = "csv"
+    Their errors are always JSON, whatever Accept header or ``?format=`` the client sent (``format``
+    is the download's own parameter there, not DRF's renderer override).
+    """
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data if isinstance(data, bytes) else str(data).encode()
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        return renderer, renderer.media_type
 
 
-class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ApiNegotiation(DefaultContentNegotiation):
+    """DRF's, with a 404 that says what was wrong when ``?format=`` names no format."""
+
+    def filter_renderers(self, renderers, format):
+        kept = [renderer for renderer in renderers if renderer.format == format]
+        if not kept:
+            raise NotFound(f"There is no {format[:20]!r} format here; leave out ?format= to get JSON.")
+        return kept
+
+
+class ApiView:
+    # Every API view's schema documents the error answers too (see mlopen.api.schema).
+    schema = AutoSchema()
+    permission_classes = [LoggedIn]  # declared, not inherited from settings: see mlopen.api.permissions
+    content_negotiation_class = ApiNegotiation
+
+
+class MeView(ApiView, APIView):
+    """Who the token (or session) belongs to, and what they may do."""
+
+    @extend_schema(responses=s.MeSerializer, operation_id="me_retrieve")
+    def get(self, request):
+        user = request.user
+        return Response(s.MeSerializer({
+            "id": user.pk, "username": user.get_username(), "email": user.email or "",
+            "first_name": user.first_name or "", "last_name": user.last_name or "", "role": role_of(user),
+            "is_admin": user.is_superuser, "can_upload_pipelines": can_upload_pipelines(user),
+        }).data)
+
+
+def _upload_request(request, data: dict, name: str) -> UploadRequest:
+    return UploadRequest(
+        control=IncomingFile.from_uploaded(data["control"]),
+        support_files=[IncomingFile.from_uploaded(f) for f in request.FILES.getlist("support_files")],
+        name=name, description=data.get("description", ""),
+        requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
+    )
+
+
+def _require_author(request) -> None:
+    if not can_upload_pipelines(request.user):
+        raise PermissionDenied("Uploading pipelines needs the author or admin role.")
+
+
+class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Pipelines are visible to every logged-in user; uploading needs the author role."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    openapi_links = {action: {"GetPipeline": "pipelines_retrieve", "ListVersions": "pipelines_versions_list",
+                              "ListTrainedModels": "pipelines_models_list", "UploadVersion": "pipelines_versions_create"}
+                     for action in ("create", "versions")}
 
     def get_queryset(self):
-        return Pipeline.objects.order_by("name").prefetch_related(
-            Prefetch("versions", queryset=PipelineVersion.objects.order_by("-number")))
+        pipelines = Pipeline.objects.visible_to(self.request.user).order_by("name").prefetch_related(
+            Prefetch("versions", queryset=PipelineVersion.objects.order_by("-number")),
+            Prefetch("trained_models", queryset=TrainedModel.objects.select_related("version").order_by("-number")))
+        if self.action == "list" and self.request.query_params.get("name"):
+            name = self.request.query_params["name"]
+            if len(name) > 100 or "\x00" in name:
+                raise ValidationError({"name": "Not a pipeline name."})
+            pipelines = pipelines.filter(name=name)
+        return pipelines
 
     def get_serializer_class(self):
         if self.action == "create":
             return s.PipelineUploadSerializer
         return s.PipelineDetailSerializer if self.action == "retrieve" else s.PipelineSerializer
 
-    @extend_schema(request=s.PipelineUploadSerializer, responses={201: s.PipelineDetailSerializer})
+    @extend_schema(parameters=[OpenApiParameter("name", str, description="only the pipeline with exactly this name")])
+    def list(self, request, *args, **kwargs):
+        """Every pipeline, by name, with its latest version's parameters and its current model."""
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request, *args, **kwargs):
+        """A pipeline with all its versions and trained models."""
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request={"multipart/form-data": s.PipelineUploadSerializer},
+                   responses={201: s.PipelineDetailSerializer})
     def create(self, request):
-        if not can_upload_pipelines(request.user):
-            raise PermissionDenied("Uploading pipelines needs the author or admin role.")
+        """Upload a control file (and support files): a new pipeline, or a new version of the one with that name."""
+        _require_author(request)
         form = s.PipelineUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        data = form.validated_data
-        upload = UploadRequest(
-            control=IncomingFile.from_uploaded(data["control"]),
-            support_files=[IncomingFile.from_uploaded(f) for f in request.FILES.getlist("support_files")],
-            name=data.get("name", ""), description=data.get("description", ""),
-            requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
-        )
+        return self._store(request, _upload_request(request, form.validated_data, form.validated_data.get("name", "")))
+
+    def _store(self, request, upload: UploadRequest) -> Response:
         try:
             version = upload_pipeline(upload, request.user)
         except PipelineRejected as exc:
             return error_response(exc.message, {exc.field: exc.message})
-        body = s.PipelineDetailSerializer(version.pipeline, context={"request": request}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        pipeline = self.get_queryset().get(pk=version.pipeline_id)
+        body = s.PipelineDetailSerializer(pipeline, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED,
+                        headers={"Location": reverse("pipeline-detail", args=[pipeline.pk])})
+
+    @extend_schema(methods=["GET"], responses=s.PipelineVersionSerializer(many=True))
+    @extend_schema(methods=["POST"], request={"multipart/form-data": s.PipelineVersionUploadSerializer},
+                   responses={201: s.PipelineDetailSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=s.PipelineVersionSerializer)
+    def versions(self, request, pk=None):
+        """GET: the pipeline's versions, newest first. POST: upload its next version."""
+        pipeline = self.get_object()
+        if request.method == "POST":
+            _require_author(request)
+            form = s.PipelineVersionUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            return self._store(request, _upload_request(request, form.validated_data, pipeline.name))
+        page = self.paginate_queryset(pipeline.versions.order_by("-number"))
+        return self.get_paginated_response(s.PipelineVersionSerializer(page, many=True).data)
+
+    @extend_schema(responses=s.TrainedModelSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="models", serializer_class=s.TrainedModelSerializer)
+    def trained_models(self, request, pk=None):
+        """The models the pipeline's training runs saved, newest (the current one) first."""
+        pipeline = self.get_object()
+        page = self.paginate_queryset(pipeline.trained_models.select_related("version").order_by("-number"))
+        return self.get_paginated_response(s.TrainedModelSerializer(page, many=True).data)
 
 
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class DatasetViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet):
+    """Files to run pipelines on. Each user sees their own datasets, those shared with them and the
+    demo ones; admins see all."""
+
+    permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     serializer_class = s.DatasetSerializer
+    openapi_links = {"create": {"GetDataset": "datasets_retrieve", "DownloadDataset": "datasets_download_retrieve",
+                                "PreviewDataset": "datasets_preview_retrieve", "DeleteDataset": "datasets_destroy"}}
 
     def get_queryset(self):
         return Dataset.objects.visible_to(self.request.user).select_related("owner")
 
-    @extend_schema(request=s.DatasetUploadSerializer, responses={201: s.DatasetSerializer})
+    @extend_schema(request={"multipart/form-data": s.DatasetUploadSerializer}, responses={201: s.DatasetSerializer})
     def create(self, request):
         form = s.DatasetUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -88,58 +198,91 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         try:
             dataset = dataset_services.store_dataset(
                 owner=request.user, name=form.validated_data.get("name", ""), filename=uploaded.name,
-                chunks=uploaded.chunks(), content_type=getattr(uploaded, "content_type", "") or "")
+                chunks=uploaded.chunks(), content_type=getattr(uploaded, "content_type", "") or "",
+                size=uploaded.size)
         except dataset_services.DatasetRejected as exc:
-            return error_response(exc.message, {exc.field: exc.message})
-        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+            return error_response(exc.message, {exc.field: exc.message}, exc.status)
+        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": reverse("dataset-detail", args=[dataset.pk])})
 
     def perform_destroy(self, dataset):
+        # Demo datasets are visible to everyone, but only their owner (or an admin) may delete one.
         if dataset.owner_id != self.request.user.pk and not self.request.user.is_superuser:
             raise NotFound()
         dataset_services.delete_dataset(dataset)
 
-    @extend_schema(responses={200: OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
+            content_negotiation_class=JSONErrorsNegotiation)
     def download(self, request, pk=None):
         dataset = self.get_object()
+        if not storage.exists(dataset.file):
+            return error_response(f"The file of dataset {dataset.pk} is missing from storage.", status_code=404)
         return FileResponse(storage.open_stored(dataset.file), as_attachment=True, filename=dataset.filename,
                             content_type="application/octet-stream")
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses=s.DatasetPreviewSerializer)
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
+        """The first rows of a CSV, the first lines of a text file, or a zip file's entries."""
         return Response(dataset_services.preview(self.get_object()))
 
 
-def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
+def _non_negative_int(raw: str, name: str) -> int:
     try:
-        value = int(raw)
+        value = int(raw.strip())
     except ValueError:
         raise ValidationError({name: f"Must be a whole number, got {raw[:40]!r}."}) from None
-    if value < 1:
-        raise ValidationError({name: "Must be 1 or more."})
-    if maximum is not None and value > maximum:
-        raise ValidationError({name: f"Must be at most {maximum}."})
+    if value < 0:
+        raise ValidationError({name: f"Must be 0 or more, got {value}."})
     return value
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+def _resolve_pipeline_filter(value: str, user) -> Pipeline:
+    query = Pipeline.objects.visible_to(user)
+    pipeline = None
+    if value.isdigit() and int(value) <= _MAX_ID:
+        pipeline = query.filter(pk=int(value)).first()
+    if pipeline is None:
+        pipeline = query.filter(name=value).first()
+    if pipeline is None:
+        raise ValidationError({"pipeline": f"There is no pipeline {value[:100]!r} (give its id or name)."})
+    return pipeline
+
+
+_RUN_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="The run's state does not allow this.")}
+
+
+class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Trains and runs of pipelines, newest first. Each user sees their own runs and those shared
+    with them; admins see all."""
+
+    permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    openapi_links = {action: {"GetRun": "runs_retrieve", "GetRunLogs": "runs_logs_retrieve",
+                              "GetRunResult": "runs_result_retrieve", "DownloadRunResult": "runs_download_retrieve",
+                              "CancelRun": "runs_cancel_create", "RerunRun": "runs_rerun_create"}
+                     for action in ("create", "rerun")}
 
     def get_queryset(self):
+        # A run whose worker died is failed here too: with no other worker alive, nothing else would.
+        # Not while the schema is generated (`check --deploy` may run before the database exists).
+        if not getattr(self, "swagger_fake_view", False):
+            fail_lost_runs()
         runs = Run.objects.visible_to(self.request.user).select_related("pipeline", "version", "owner")
-        params = self.request.query_params
-        for field in ("kind", "status"):
-            if params.get(field):
-                runs = runs.filter(**{field: params[field]})
-        if params.get("pipeline"):
-            value = params["pipeline"]
-            runs = runs.filter(pipeline_id=int(value)) if value.isdigit() else runs.filter(pipeline__name=value)
-        if params.get("user"):
-            runs = runs.filter(owner__username=params["user"])
+        if self.action != "list":
+            return runs
+        form = s.RunFilterSerializer(data=self.request.query_params)
+        form.is_valid(raise_exception=True)
+        filters = form.validated_data
+        if filters.get("kind"):
+            runs = runs.filter(kind=filters["kind"])
+        if filters.get("status"):
+            runs = runs.filter(status__in=filters["status"])
+        if filters.get("pipeline"):
+            runs = runs.filter(pipeline=_resolve_pipeline_filter(filters["pipeline"], self.request.user))
+        if filters.get("user"):
+            runs = runs.filter(owner__username=filters["user"])
         return runs
 
     def get_serializer_class(self):
@@ -147,10 +290,21 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return s.RunCreateSerializer
         return s.RunDetailSerializer if self.action == "retrieve" else s.RunSerializer
 
-    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunDetailSerializer})
+    @extend_schema(parameters=[s.RunFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        """Runs you can see, newest first, filtered by pipeline, kind, status or user."""
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request, *args, **kwargs):
+        """A run: status, progress, error, parameters, the first page of its result and its metrics."""
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     def create(self, request):
-        if not isinstance(request.data, dict):
-            return error_response("Send a JSON object with pipeline, kind, input and params.")
+        """Queue a train or run of a pipeline's latest version. Parameter values are converted by type."""
+        if not isinstance(request.data, dict):  # a JSON array, string or number
+            return error_response("Send a JSON object with pipeline, kind, input and params.",
+                                  {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
         form = s.RunCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -160,16 +314,31 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 timeout_seconds=data.get("timeout")))
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": reverse("run-detail", args=[run.pk])})
 
-    @extend_schema(responses={200: OpenApiTypes.STR})
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", int, description="skip this many characters of the log (to tail it)")],
+        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description=(
+            "The log from `offset` on. Headers: X-Log-Offset (the offset to ask for next), "
+            "X-Run-Status (the run's status, to know when to stop tailing)."))})
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
+            content_negotiation_class=JSONErrorsNegotiation)
     def logs(self, request, pk=None):
-        return HttpResponse(self.get_object().log, content_type="text/plain; charset=utf-8")
+        """The run's output (stdout and stderr), growing while it runs."""
+        run = self.get_object()
+        raw = request.query_params.get("offset")
+        offset = _non_negative_int(raw, "offset") if raw else 0
+        log = run.log or ""
+        response = HttpResponse(log[offset:], content_type="text/plain; charset=utf-8")
+        response["X-Log-Offset"] = str(max(offset, len(log)))
+        response["X-Run-Status"] = run.status
+        return response
 
-    @extend_schema(request=None, responses={200: s.RunDetailSerializer, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={200: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
+        """Cancel a queued run, or ask the worker to stop a running one. 409 if it already finished."""
         run = self.get_object()
         try:
             run = run_services.cancel_run(run)
@@ -177,55 +346,86 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return error_response(exc.message, exc.errors, exc.status)
         return Response(s.RunDetailSerializer(run).data)
 
-    @extend_schema(request=None, responses={201: s.RunDetailSerializer})
+    @extend_schema(request=None, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
+        """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
         run = self.get_object()
         try:
             new = run_services.rerun(request.user, run)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        return Response(s.RunDetailSerializer(new).data, status=status.HTTP_201_CREATED)
+        return Response(s.RunDetailSerializer(new).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": reverse("run-detail", args=[new.pk])})
+
+    def _result_folder(self, run: Run) -> str:
+        if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+            reason = "it returned no result" if run.status == Run.Status.SUCCEEDED else f"it is {run.status}"
+            raise NotFound(f"Run {run.pk} has no result: {reason}.")
+        return run.result_folder
 
     @extend_schema(parameters=[
-        OpenApiParameter("page", int), OpenApiParameter("page_size", int),
-        OpenApiParameter("sort", int, description="column index to sort by"),
-        OpenApiParameter("order", str, enum=["asc", "desc"])], responses={200: OpenApiTypes.OBJECT})
+        OpenApiParameter("page", OpenApiTypes.INT, description="page number, from 1"),
+        OpenApiParameter("page_size", OpenApiTypes.INT,
+                         description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE})"),
+        OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
+        OpenApiParameter("order", str, enum=["asc", "desc"])], responses=s.ResultPageSerializer)
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
-        run = self.get_object()
-        if run.status != Run.Status.SUCCEEDED or not run.result_folder:
-            return error_response(f"Run {run.pk} has no result (status {run.status}).", status_code=404)
-        page = _positive_int(request, "page", 1)
-        page_size = _positive_int(request, "page_size", settings.MLOPEN_RESULT_PAGE_SIZE, maximum=1000)
-        sort = request.query_params.get("sort")
-        sort_index = _positive_int(request, "sort", 1) - 1 if sort not in (None, "") and sort != "0" else (
-            0 if sort == "0" else None)
-        order = request.query_params.get("order", "asc")
+        """One page of the run's result table, with its graphs and text."""
+        folder = self._result_folder(self.get_object())
+        params = request.query_params
+        page = positive_int(params["page"], "page") if params.get("page") else 1
+        page_size = (positive_int(params["page_size"], "page_size", MAX_PAGE_SIZE) if params.get("page_size")
+                     else settings.MLOPEN_RESULT_PAGE_SIZE)
+        sort = _non_negative_int(params["sort"], "sort") if params.get("sort") else None
+        order = params.get("order") or "asc"
         if order not in ("asc", "desc"):
-            raise ValidationError({"order": "Use asc or desc."})
-        body = results.page_of(run.result_folder, page, page_size, sort_index, order == "desc")
+            raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
+        body = results.page_of(folder, page, page_size, sort, order == "desc")
+        if sort is not None and body["columns"] is not None and body["data"] is not None \
+                and sort >= len(body["columns"]):
+            raise ValidationError({"sort": f"The table has {len(body['columns'])} columns (0 to "
+                                           f"{len(body['columns']) - 1})."})
         if body["rows"] is not None and page > body["pages"]:
-            return error_response(f"Page {page} is past the last page ({body['pages']}).", {"page": "Out of range."},
-                                  status_code=404)
+            raise NotFound(f"Page {page} is past the last page ({body['pages']}).")
         return Response(body)
 
-    @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"])],
-                   responses={200: OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"], url_path="download",
-            renderer_classes=[JSONRenderer, CSVPassthroughRenderer])
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="csv (default) or json")],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
+                   (200, "application/json"): s.ResultRowsSerializer})
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
+            content_negotiation_class=JSONErrorsNegotiation)
     def download(self, request, pk=None):
+        """The whole result table as a CSV or JSON file."""
         run = self.get_object()
-        if run.status != Run.Status.SUCCEEDED or not run.result_folder:
-            return error_response(f"Run {run.pk} has no result (status {run.status}).", status_code=404)
         fmt = request.query_params.get("format") or "csv"
+        if fmt not in ("csv", "json"):
+            raise ValidationError({"format": f"Use csv or json, not {fmt[:40]!r}."})
+        folder = self._result_folder(run)
         if fmt == "json":
-            response = Response(results.as_json_rows(run.result_folder))
+            response = Response(results.as_json_rows(folder))
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.json"'
             return response
-        if fmt != "csv":
-            raise ValidationError({"format": "Use csv or json."})
-        response = StreamingHttpResponse(results.iter_csv(run.result_folder), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(results.iter_csv(folder), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
         return response
 
+
+@access(PUBLIC)  # anyone may be told there is nothing here
+@csrf_exempt  # it changes nothing; a POST to a wrong URL should get the JSON 404, not a CSRF page
+def not_found(request, path: str = ""):
+    """Any other URL under /api/v1/: a JSON 404 (or the same URL with its missing slash)."""
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            query = request.META.get("QUERY_STRING", "")
+            # 308 keeps the method and body, so a POST without the slash still works.
+            response = HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""))
+            response.status_code = 308
+            return response
+    return JsonResponse({"detail": f"There is no API endpoint at {request.path[:200]}.", "errors": {}}, status=404)

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_worker(name=args.name, queues=args.queues, loglevel=args.loglevel)
     if args.command == "user":
+        _setup_django()  # before the import: mlopen.cli.users imports models
         from mlopen.cli.users import run_user_command
 
-        _setup_django()
         return run_user_command(args)
     return 2
 

@@ -24,7 +24,9 @@ def run_user_command(args) -> int:
         if User.objects.filter(username=args.name).exists():
             return _fail(f"user {args.name!r} already exists")
         if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                return _fail("--password-stdin was given but standard input held no password")
         elif sys.stdin.isatty():
             password = getpass.getpass(f"Password for {args.name}: ")
         else:

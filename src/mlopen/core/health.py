@@ -17,8 +17,8 @@ def check_database() -> str:
 
 def check_broker() -> str:
     url = settings.CELERY_BROKER_URL
-    if url.startswith("filesystem://"):
-        folder = settings.MLOPEN_HOME / "broker"
+    if settings.MLOPEN_BROKER_DIR is not None:
+        folder = settings.MLOPEN_BROKER_DIR
         try:
             for sub in ("queue", "control", "processed"):
                 (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -36,13 +36,19 @@ def check_broker() -> str:
 
 
 def report() -> tuple[dict, bool]:
-    from mlopen.runs.workers import live_workers
+    from mlopen.runs.workers import fail_lost_runs, live_workers
     from mlopen_runner import sandbox_status
 
     database = check_database()
     broker = check_broker()
     healthy = database == "ok" and broker == "ok"
-    workers = live_workers().count() if database == "ok" else 0
+    workers = 0
+    if database == "ok":
+        workers = live_workers().count()
+        try:
+            fail_lost_runs()  # polled often, so it notices even when the last worker died
+        except Exception:  # noqa: BLE001 - a busy database must not make the health check fail
+            pass
     sandbox = sandbox_status()
     body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "workers": workers,
             "sandbox": sandbox["kind"]}

@@ -47,8 +47,30 @@ def _ensure_inside(path: Path) -> Path:
     return resolved
 
 
-def write_stream(storage_name: str, chunks: Iterable[bytes]) -> tuple[int, str]:
-    """Write chunks to storage_name atomically; return (size, sha256)."""
+class StagedFile:
+    """A file written under a temporary name beside its final place; ``commit`` moves it there.
+
+    Lets a caller decide on what was actually received (a quota, the file's kind) before the
+    file appears under its name, without reading it twice.
+    """
+
+    def __init__(self, target: Path, temporary: Path, size: int, sha256: str):
+        self.target = target
+        self.path = temporary
+        self.size = size
+        self.sha256 = sha256
+
+    def commit(self) -> None:
+        os.replace(self.path, self.target)
+        self.path = self.target
+
+    def discard(self) -> None:
+        if self.path != self.target:
+            self.path.unlink(missing_ok=True)
+
+
+def stage_stream(storage_name: str, chunks: Iterable[bytes]) -> StagedFile:
+    """Write chunks to a temporary file beside storage_name; nothing is at storage_name yet."""
     target = _ensure_inside(local_path(storage_name))
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -61,11 +83,21 @@ def write_stream(storage_name: str, chunks: Iterable[bytes]) -> tuple[int, str]:
                 size += len(chunk)
                 out.write(chunk)
         os.chmod(tmp, 0o640)
-        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return size, digest.hexdigest()
+    return StagedFile(target, Path(tmp), size, digest.hexdigest())
+
+
+def write_stream(storage_name: str, chunks: Iterable[bytes]) -> tuple[int, str]:
+    """Write chunks to storage_name atomically; return (size, sha256)."""
+    staged = stage_stream(storage_name, chunks)
+    try:
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    return staged.size, staged.sha256
 
 
 def write_uploaded(storage_name: str, uploaded) -> tuple[int, str]:

@@ -2,9 +2,11 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from mlopen.core.access import PUBLIC, access
 from mlopen.core.health import report
 
 
+@access(PUBLIC)
 @never_cache
 @require_GET
 def healthz(request):

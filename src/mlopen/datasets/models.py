@@ -8,13 +8,23 @@ from django.db import models
 
 class DatasetQuerySet(models.QuerySet):
     def visible_to(self, user) -> DatasetQuerySet:
-        """What ``user`` may see and use: their own datasets (admins see all)."""
+        """What ``user`` may see and use: their own datasets, those shared with them (with everyone
+        or with one of their groups) and the demo ones. Admins see all."""
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
+        shared_with_a_group = Dataset.shared_groups.through.objects.filter(
+            group__in=user.groups.all()).values("dataset_id")
         # Demo datasets are there for everyone to try the demo pipelines on.
-        return self.filter(models.Q(owner=user) | models.Q(is_demo=True))
+        return self.filter(models.Q(owner=user) | models.Q(is_demo=True) | models.Q(shared_with_all=True)
+                           | models.Q(pk__in=shared_with_a_group))
+
+    def manageable_by(self, user) -> DatasetQuerySet:
+        """What ``user`` may change (share, delete): their own datasets; admins all."""
+        if not user.is_authenticated:
+            return self.none()
+        return self if user.is_superuser else self.filter(owner=user)
 
 
 class Dataset(models.Model):
@@ -34,6 +44,11 @@ class Dataset(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     is_demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Sharing gives read access (view, preview, download, use as a run's input); only the owner
+    # and admins may share, stop sharing or delete.
+    shared_with_all = models.BooleanField(default=False, help_text="visible to every logged-in user")
+    shared_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+",
+                                           help_text="visible to the members of these groups")
 
     objects = DatasetQuerySet.as_manager()
 
@@ -42,3 +57,16 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class StorageQuota(models.Model):
+    """How much a user may store as datasets; users without a row get MLOPEN_USER_QUOTA_MB."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="storage_quota")
+    megabytes = models.PositiveIntegerField(help_text="the most this user's datasets may take, in MB; 0 = no limit")
+
+    class Meta:
+        verbose_name = "storage quota"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.megabytes} MB)" if self.megabytes else f"{self.user} (no limit)"

@@ -9,10 +9,15 @@ import uuid
 import zipfile
 from itertools import islice
 
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Sum
 
 from mlopen.core import storage
-from mlopen.datasets.models import Dataset
+from mlopen.datasets.models import Dataset, StorageQuota
 
 PREVIEW_ROWS = 20
 _PREVIEW_BYTES = 256 * 1024
@@ -20,10 +25,55 @@ _TEXT_EXTENSIONS = {".txt", ".tsv", ".json", ".jsonl", ".md", ".log", ".xml", ".
 
 
 class DatasetRejected(ValueError):
-    def __init__(self, message: str, field: str = "file"):
+    def __init__(self, message: str, field: str = "file", status: int = 400):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.status = status
+
+
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """What a user's datasets take, against their quota (``limit`` None: no limit)."""
+
+    used: int
+    limit: int | None
+
+    @property
+    def percent(self) -> int:
+        if not self.limit:
+            return 0
+        return min(100, round(100 * self.used / self.limit))
+
+
+def quota_bytes(user) -> int | None:
+    """The user's quota in bytes: their StorageQuota row, else MLOPEN_USER_QUOTA_MB; None: no limit."""
+    row = StorageQuota.objects.filter(user=user).values_list("megabytes", flat=True).first()
+    megabytes = settings.MLOPEN_USER_QUOTA_MB if row is None else row
+    return megabytes * _MB if megabytes else None
+
+
+def storage_usage(user) -> StorageUsage:
+    # Demo datasets belong to the admin who loaded them but are the platform's, not theirs.
+    used = Dataset.objects.filter(owner=user, is_demo=False).aggregate(total=Sum("size"))["total"] or 0
+    return StorageUsage(used=used, limit=quota_bytes(user))
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / _MB:.1f}".rstrip("0").rstrip(".")
+
+
+def check_quota(user, adding: int) -> None:
+    """Refuse (413) when ``adding`` more bytes would take the user's datasets past their quota."""
+    usage = storage_usage(user)
+    if usage.limit is not None and usage.used + adding > usage.limit:
+        raise DatasetRejected(
+            f"Storage quota of {_megabytes(usage.limit)} MB exceeded: you use {_megabytes(usage.used)} MB and this "
+            f"file is {_megabytes(adding)} MB. Delete datasets you no longer need or ask an admin for more space.",
+            status=413)
 
 
 def detect_kind(filename: str, path) -> str:
@@ -46,21 +96,34 @@ def detect_kind(filename: str, path) -> str:
     return Dataset.Kind.TEXT
 
 
-def store_dataset(*, owner, name: str, filename: str, chunks, content_type: str = "") -> Dataset:
-    """Stream an upload into storage and record it. ``chunks`` is an iterable of bytes."""
+def store_dataset(*, owner, name: str, filename: str, chunks, content_type: str = "",
+                  size: int | None = None) -> Dataset:
+    """Stream an upload into storage and record it. ``chunks`` is an iterable of bytes.
+
+    ``size``, when the caller knows it (a received upload), lets a file that cannot fit in the
+    owner's quota be refused before it is copied. The quota is checked again on the bytes actually
+    stored, before the file is moved into place, inside the transaction that records it.
+    """
     safe = storage.safe_filename(filename, fallback="data")
     display = (name or "").strip() or safe
     if len(display) > 200:
         raise DatasetRejected("Dataset names are at most 200 characters.", field="name")
+    check_quota(owner, size or 0)
     storage_name = f"datasets/{owner.pk}/{uuid.uuid4().hex}/{safe}"
-    size, digest = storage.write_stream(storage_name, chunks)
+    staged = storage.stage_stream(storage_name, chunks)
     try:
-        kind = detect_kind(safe, storage.local_path(storage_name))
+        kind = detect_kind(safe, staged.path)
         guessed = content_type or mimetypes.guess_type(safe)[0] or "application/octet-stream"
         with transaction.atomic():
-            return Dataset.objects.create(owner=owner, name=display, filename=safe, file=storage_name, size=size,
-                                          content_type=guessed[:120], kind=kind, sha256=digest)
+            # Lock the owner's row so that two uploads at once cannot both fit in the last space.
+            list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+            check_quota(owner, staged.size)
+            staged.commit()
+            return Dataset.objects.create(owner=owner, name=display, filename=safe, file=storage_name,
+                                          size=staged.size, content_type=guessed[:120], kind=kind,
+                                          sha256=staged.sha256)
     except BaseException:
+        staged.discard()
         storage.delete_tree(storage_name.rsplit("/", 1)[0])
         raise
 

@@ -14,7 +14,7 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["name", "queue", "timeout_seconds", "memory_mb", "allow_network", "updated_at"]
+    list_display = ["name", "queue", "timeout_seconds", "memory_mb", "allow_network", "private_group", "updated_at"]
     search_fields = ["name", "description"]
     inlines = [VersionInline]
 

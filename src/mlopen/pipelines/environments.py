@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,17 +86,21 @@ def env_python(env_hash: str) -> Path:
 
 
 def request_environment(version: PipelineVersion) -> None:
-    """Mark the version as building (or ready, if the same requirements were built before) and enqueue a build."""
+    """Mark the version as building and enqueue its build, once the upload is committed.
+
+    Even when the same requirements were built before, the build job runs: it reads the new control
+    file's forms (get_params) inside the environment, which only then makes the version usable.
+    It goes to the pipeline's own queue, so a pipeline served only by `--queues gpu` workers is
+    still built.
+    """
     env_hash = requirements_hash(version.requirements)
-    ready = PipelineVersion.objects.filter(env_hash=env_hash, env_status=PipelineVersion.EnvStatus.READY).exists()
-    status = PipelineVersion.EnvStatus.READY if ready and env_python(env_hash).exists() else \
-        PipelineVersion.EnvStatus.BUILDING
+    status = PipelineVersion.EnvStatus.BUILDING
     PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status)
     version.env_hash, version.env_status = env_hash, status
-    if status == PipelineVersion.EnvStatus.BUILDING:
-        from mlopen.pipelines.tasks import build_environment
+    from mlopen.pipelines.tasks import build_environment
 
-        transaction.on_commit(lambda: build_environment.apply_async(kwargs={"version_id": version.pk}))
+    queue = version.pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE
+    transaction.on_commit(lambda: build_environment.apply_async(kwargs={"version_id": version.pk}, queue=queue))
 
 
 @contextmanager
@@ -132,8 +137,7 @@ def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
         shutil.rmtree(target, ignore_errors=True)
         requirements_file = envs_root() / f"{env_hash[:24]}.requirements.txt"
         requirements_file.write_text(requirements)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MLOPEN_ADMIN", "DATABASE_"))}
-        env["UV_CACHE_DIR"] = str(envs_root() / "uv-cache")
+        env = _build_environment_variables()
         build_log = ""
         for argv in ([_uv(), "venv", "--python", sys.executable, str(target)],
                      [_uv(), "pip", "install", "--python", str(python), "-r", str(requirements_file)]):
@@ -145,6 +149,33 @@ def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
                 raise EnvironmentFailed(build_log)
         marker.write_text(requirements)
         return python, build_log
+
+
+def _build_environment_variables() -> dict[str, str]:
+    """What uv sees: where to find things and how to reach the index, none of the platform's secrets.
+
+    Installing a package without a wheel runs its build code, so the database URL, the broker's
+    password or the secret key must not be in reach.
+    """
+    passed = {k: v for k, v in os.environ.items()
+              if k in _PASSED_TO_UV or k.startswith("UV_") or k.lower().endswith("_proxy")}
+    passed.setdefault("PATH", os.defpath)
+    passed["UV_CACHE_DIR"] = str(envs_root() / "uv-cache")
+    passed["UV_PYTHON_DOWNLOADS"] = "never"  # the platform's own interpreter, never a downloaded one
+    return passed
+
+
+_PASSED_TO_UV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def failure_summary(env_log: str, limit: int = 600) -> str:
+    """The part of a failed build's log that says why: what the last command printed, minus uv's
+    "Using Python ..." chatter."""
+    last_command = env_log.rsplit("\n$ ", 1)[-1]
+    lines = [line.strip() for line in last_command.splitlines()[1:]
+             if line.strip() and not line.startswith(("Using Python", "Using CPython"))]
+    text = " ".join(lines) or env_log.strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def sdk_overlay() -> Path:
@@ -176,21 +207,44 @@ def interpreter_for(version: PipelineVersion) -> tuple[str, list[str]]:
 
 
 def build_for_version(version_id: int) -> str:
-    """The background build job: build, then mark every version sharing these requirements."""
+    """The background build job: build the environment, read the control file's forms in it, and
+    mark the version ready (or failed, with what went wrong in env_log)."""
     version = PipelineVersion.objects.filter(pk=version_id).first()
     if version is None or not version.requirements:
         return "skipped"
     env_hash = version.env_hash or requirements_hash(version.requirements)
-    same = PipelineVersion.objects.filter(env_hash=env_hash)
+    this = PipelineVersion.objects.filter(pk=version.pk)
     try:
-        _python, build_log = ensure_environment(env_hash, version.requirements)
-        sdk_overlay()
+        python, build_log = ensure_environment(env_hash, version.requirements)
+        overlay = sdk_overlay()
     except EnvironmentFailed as exc:
-        same.update(env_status=PipelineVersion.EnvStatus.FAILED, env_log=str(exc)[-20000:])
+        this.update(env_status=PipelineVersion.EnvStatus.FAILED, env_log=str(exc)[-20000:])
         return "failed"
     except subprocess.TimeoutExpired:
-        same.update(env_status=PipelineVersion.EnvStatus.FAILED,
+        this.update(env_status=PipelineVersion.EnvStatus.FAILED,
                     env_log=f"Building the environment took longer than {BUILD_TIMEOUT_SECONDS} s.")
         return "failed"
-    same.update(env_status=PipelineVersion.EnvStatus.READY, env_log=build_log[-20000:])
+    from mlopen.pipelines.services import PipelineRejected
+
+    try:
+        specs = _params_in_environment(version, python, overlay)
+    except PipelineRejected as exc:
+        this.update(env_status=PipelineVersion.EnvStatus.FAILED,
+                    env_log=f"{build_log}\n$ get_params() in this environment\n{exc.message}"[-20000:])
+        return "failed"
+    this.update(env_status=PipelineVersion.EnvStatus.READY, env_log=build_log[-20000:],
+                params_train=specs["train"], params_run=specs["run"])
     return "ready"
+
+
+def _params_in_environment(version: PipelineVersion, python: Path, overlay: Path) -> dict:
+    from mlopen.core import storage
+    from mlopen.pipelines.services import evaluate_params
+
+    work_dir = settings.MLOPEN_WORK_DIR / "env-params" / uuid.uuid4().hex
+    work_dir.mkdir(parents=True)
+    try:
+        return evaluate_params(storage.local_path(version.control_storage_name), work_dir, python=str(python),
+                               extra_pythonpath=[str(overlay)])
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)

@@ -6,6 +6,24 @@ from django.conf import settings
 from django.db import models
 
 
+class PipelineQuerySet(models.QuerySet):
+    def visible_to(self, user) -> PipelineQuerySet:
+        """Pipelines are visible to every logged-in user, except those their author made private
+        to a group: those only to its members, their author and admins."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(models.Q(private_group__isnull=True) | models.Q(private_group__in=user.groups.all())
+                           | models.Q(created_by=user))
+
+    def manageable_by(self, user) -> PipelineQuerySet:
+        """Pipelines whose visibility ``user`` may change: the ones they created (admins: all)."""
+        if not user.is_authenticated:
+            return self.none()
+        return self if user.is_superuser else self.filter(created_by=user)
+
+
 class Pipeline(models.Model):
     """A named pipeline. Uploading a control file under an existing name adds a version."""
 
@@ -22,6 +40,12 @@ class Pipeline(models.Model):
                              help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue")
     allow_network = models.BooleanField(default=False)
     is_demo = models.BooleanField(default=False)
+    # PROTECT: deleting the group must not quietly make a private pipeline public.
+    private_group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                      help_text="only this group's members (and admins) see the pipeline; "
+                                                "empty: every logged-in user")
+
+    objects = PipelineQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -270,6 +270,10 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
             with transaction.atomic():
                 pipeline, created = Pipeline.objects.get_or_create(
                     name=name, defaults={"description": description, "created_by": user})
+                if not created and user is not None and not Pipeline.objects.visible_to(user).filter(
+                        pk=pipeline.pk).exists():
+                    raise PipelineRejected(f"The name {name!r} is taken by a pipeline you cannot see; choose another.",
+                                           field="name")
                 if not created and description:
                     pipeline.description = description
                     pipeline.save(update_fields=["description", "updated_at"])

@@ -12,7 +12,8 @@ class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "pipeline", "kind", "status", "owner", "worker", "created_at", "finished_at"]
     list_filter = ["status", "kind", "worker"]
     search_fields = ["pipeline__name", "owner__username", "error"]
-    readonly_fields = [f.name for f in Run._meta.fields]
+    readonly_fields = [f.name for f in Run._meta.fields if f.name != "shared_with_all"]
+    filter_horizontal = ["shared_groups"]
 
 
 @admin.register(Worker)

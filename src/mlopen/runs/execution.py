@@ -13,16 +13,17 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Case, F, Max, OuterRef, Subquery, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import TrainedModel
-from mlopen.runs import results
+from mlopen.runs import results, warm
 from mlopen.runs.models import Run, RunMetric
-from mlopen_runner import Job, execute
+from mlopen_runner import Job
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,25 @@ FLUSH_SECONDS = 0.5
 
 
 def claim(run_id: int, worker_name: str) -> Run | None:
-    """Take a queued run for this worker. Exactly one worker can win, however often the message arrives."""
+    """Take a queued run for this worker. Exactly one worker can win, however often the message arrives.
+
+    The same UPDATE gives a `run` the pipeline's current trained model, and the worker's row names
+    the run in the same transaction: one commit (on PostgreSQL one WAL flush), not three.
+    """
+    from mlopen.runs import workers
+
     now = timezone.now()
-    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now, attempt=F("attempt") + 1)
-    if taken != 1:
-        return None
-    return Run.objects.select_related("pipeline", "version", "input").get(pk=run_id)
+    current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
+    with transaction.atomic():
+        taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
+            attempt=F("attempt") + 1,
+            trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
+                               default=F("trained_model")))
+        if taken != 1:
+            return None
+        workers.set_current_run(worker_name, run_id)
+    return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
 
 
 def execute_run(run_id: int, worker_name: str) -> str:
@@ -50,20 +63,19 @@ def execute_run(run_id: int, worker_name: str) -> str:
         return f"skipped ({current or 'missing'})"
     from mlopen.runs import workers
 
-    workers.set_current_run(worker_name, run.pk)
     work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
+    recorder = RunRecorder(run)
     try:
         job = build_job(run, work_dir)
-        recorder = RunRecorder(run)
-        outcome = execute(job, recorder)
-        recorder.flush(force=True)
+        outcome = warm.execute(run, job, recorder)  # a warm process or a fresh child
         return finish(run, outcome, recorder)
     except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
         log.exception("run %s failed inside the platform", run.pk)
-        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}")
+        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}", log=recorder.log_text)
         return Run.Status.FAILED
     finally:
-        workers.set_current_run(worker_name, None)
+        if workers.executing() == run.pk:  # the final status was not written (the database failed)
+            workers.set_current_run(worker_name, None)
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
@@ -72,8 +84,9 @@ def _file_ref(dataset: Dataset) -> dict:
 
 
 def build_job(run: Run, work_dir: Path) -> Job:
+    # A folder left by an earlier attempt goes; the runner creates the folder when it needs one
+    # (a warm run does its work in its warm process's own folder).
     shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
     version = run.version
     job_params = dict(run.params)
     readonly = []
@@ -88,12 +101,8 @@ def build_job(run: Run, work_dir: Path) -> Job:
         job_params[name] = {"__mlopen_file__": _file_ref(dataset)}
         readonly.append(job_params[name]["__mlopen_file__"]["path"])
     model_path = None
-    if run.kind == Run.Kind.RUN:
-        model = run.pipeline.current_model
-        if model is not None:
-            Run.objects.filter(pk=run.pk).update(trained_model=model)
-            run.trained_model = model
-            model_path = str(storage.local_path(model.artifact))
+    if run.kind == Run.Kind.RUN and run.trained_model is not None:  # given by claim()
+        model_path = str(storage.local_path(run.trained_model.artifact))
     pipeline = run.pipeline
     python = None
     extra_path: list[str] = []
@@ -171,13 +180,27 @@ class RunRecorder:
         self.dirty = False
         self.cancelled = Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
 
+    def final_fields(self) -> dict:
+        """Store the metrics not yet written; return the log and progress for the run's final UPDATE."""
+        if self.metrics:
+            RunMetric.objects.bulk_create(self.metrics)
+            self.metrics = []
+        fields = {"log": self.log_text, "heartbeat_at": timezone.now()}
+        if self.progress is not None:
+            fields["progress_fraction"], fields["progress_message"] = self.progress
+        return fields
+
 
 def finish(run: Run, outcome, recorder: RunRecorder) -> str:
+    # The log and progress go into the same UPDATE as the final status: one statement, not three.
+    recorded = recorder.final_fields()
     if outcome.status == "cancelled":
-        _finish_row(run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome)
+        _finish_row(run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome,
+                    **recorded)
         return Run.Status.CANCELLED
     if outcome.status != "succeeded":
-        _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome)
+        _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome,
+                    **recorded)
         return Run.Status.FAILED
     extra: dict = {}
     if run.kind == Run.Kind.TRAIN:
@@ -186,9 +209,9 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
         try:
             extra["result_folder"], extra["result_rows"] = results.store_result(run.pk, outcome.result)
         except results.ResultInvalid as exc:
-            _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome)
+            _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome, **recorded)
             return Run.Status.FAILED
-    _finish_row(run, Run.Status.SUCCEEDED, outcome=outcome, **extra)
+    _finish_row(run, Run.Status.SUCCEEDED, outcome=outcome, **recorded, **extra)
     return Run.Status.SUCCEEDED
 
 
@@ -210,6 +233,10 @@ def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, *
     fields = {"status": status, "finished_at": timezone.now(), "error": error, **extra}
     if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
         fields["peak_memory_mb"] = outcome.peak_rss_mb
-    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
+    from mlopen.runs import workers
+
+    with transaction.atomic():  # one commit for the run's final state and the worker's row
+        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
+        workers.set_current_run(run.worker, None)
     if updated != 1:
         log.warning("run %s was no longer running when it finished as %s", run.pk, status)

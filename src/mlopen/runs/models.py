@@ -12,12 +12,21 @@ from django.db import models
 
 class RunQuerySet(models.QuerySet):
     def visible_to(self, user) -> RunQuerySet:
-        """What ``user`` may see: their own runs (admins see all)."""
+        """What ``user`` may see: their own runs and those shared with them, with everyone or with
+        one of their groups (admins see all)."""
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(owner=user)
+        shared_with_a_group = Run.shared_groups.through.objects.filter(
+            group__in=user.groups.all()).values("run_id")
+        return self.filter(models.Q(owner=user) | models.Q(shared_with_all=True) | models.Q(pk__in=shared_with_a_group))
+
+    def manageable_by(self, user) -> RunQuerySet:
+        """What ``user`` may change (cancel, share): their own runs; admins all."""
+        if not user.is_authenticated:
+            return self.none()
+        return self if user.is_superuser else self.filter(owner=user)
 
 
 class Run(models.Model):
@@ -65,6 +74,13 @@ class Run(models.Model):
     result_folder = models.CharField(max_length=300, blank=True, help_text="storage folder of the result")
     result_rows = models.PositiveIntegerField(null=True, blank=True)
     peak_memory_mb = models.FloatField(null=True, blank=True)
+
+    # Sharing gives read access (page, logs, results, downloads); a colleague may re-run a shared
+    # run as their own new run only when they can also see its input. Only the owner and admins
+    # may cancel it or change its sharing.
+    shared_with_all = models.BooleanField(default=False, help_text="visible to every logged-in user")
+    shared_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+",
+                                           help_text="visible to the members of these groups")
 
     objects = RunQuerySet.as_manager()
 

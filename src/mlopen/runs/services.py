@@ -43,12 +43,15 @@ class RunRequest:
     timeout_seconds: object = None
 
 
-def resolve_pipeline(ref) -> Pipeline:
+def resolve_pipeline(ref, user=None) -> Pipeline:
+    """A pipeline by object, id or name; with ``user``, only one that user may see."""
+    query = Pipeline.objects.all() if user is None else Pipeline.objects.visible_to(user)
     if isinstance(ref, Pipeline):
+        if user is not None and not query.filter(pk=ref.pk).exists():
+            raise RunRefused(f"There is no pipeline {ref.pk} you can use.", {"pipeline": f"Unknown pipeline {ref.pk}."})
         return ref
     if isinstance(ref, bool) or ref is None or ref == "":
         raise RunRefused("Name the pipeline to run by its id or name.", {"pipeline": "This field is required."})
-    query = Pipeline.objects.all()
     pipeline = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         pipeline = query.filter(pk=int(ref)).first()
@@ -88,18 +91,29 @@ def _effective_timeout(pipeline: Pipeline, requested) -> int:
     return min(value, ceiling)
 
 
+def _environment_not_usable(pipeline: Pipeline, version) -> RunRefused:
+    from mlopen.pipelines.environments import failure_summary
+
+    name = f"{pipeline.name} v{version.number}"
+    if version.env_status == version.EnvStatus.FAILED:
+        return RunRefused(
+            f"{name} cannot run: building its environment from requirements.txt failed: "
+            f"{failure_summary(version.env_log)} Upload a new version with corrected requirements.",
+            {"pipeline": "Its environment failed to build."}, status=409)
+    return RunRefused(f"{name} cannot run yet: its environment is still being built from requirements.txt; "
+                      "try again when it is ready.", {"pipeline": "Its environment is being built."}, status=409)
+
+
 def submit_run(user, request: RunRequest) -> Run:
     """Validate a run request, record the run as queued and enqueue it once committed."""
     if request.kind not in Run.Kind.values:
         raise RunRefused(f"kind must be 'train' or 'run', not {request.kind!r}.", {"kind": "Use 'train' or 'run'."})
-    pipeline = resolve_pipeline(request.pipeline)
+    pipeline = resolve_pipeline(request.pipeline, user)
     version = pipeline.latest_version
     if version is None:
         raise RunRefused(f"Pipeline {pipeline.name} has no uploaded version.", {"pipeline": "No version uploaded."})
     if not version.is_usable:
-        raise RunRefused(
-            f"{pipeline.name} v{version.number} cannot run yet: its environment is {version.get_env_status_display()}.",
-            {"pipeline": f"Environment {version.env_status}."}, status=409)
+        raise _environment_not_usable(pipeline, version)
     dataset = _resolve_dataset(user, request.input, "input")
     spec = version.params_for(request.kind)
     try:
@@ -144,7 +158,15 @@ def cancel_run(run: Run) -> Run:
 
 
 def rerun(user, run: Run) -> Run:
-    """Start a new run of the same pipeline, kind, input and params (the user's explicit retry)."""
+    """Start a new run of the same pipeline, kind, input and params (the user's explicit retry).
+
+    The new run is ``user``'s own. A colleague may re-run a run shared with them only when they
+    can also see its input: sharing a run does not share the dataset it read.
+    """
+    if run.input_id is not None and not Dataset.objects.visible_to(user).filter(pk=run.input_id).exists():
+        raise RunRefused(f"Run {run.pk} cannot be repeated by you: its input dataset is not shared with you. "
+                         "Ask its owner to share the dataset, or start a new run with your own.",
+                         {"input": "Not shared with you."}, status=403)
     new = submit_run(user, RunRequest(pipeline=run.pipeline, kind=run.kind, input=run.input_id,
                                       params=run.params, timeout_seconds=run.timeout_seconds))
     Run.objects.filter(pk=new.pk).update(retry_of=run)

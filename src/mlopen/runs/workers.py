@@ -1,5 +1,10 @@
-"""Worker liveness: each worker process heartbeats its Worker row from a background thread, and
-fails runs whose worker stopped heartbeating (killed, out of memory, host lost).
+"""Worker liveness: each worker process heartbeats its Worker row (and the run it is executing)
+from a background thread, and fails runs whose worker stopped heartbeating (killed, out of
+memory, host lost).
+
+Nothing but a heartbeat keeps a run "running": every live worker reaps lost runs on each beat,
+and so do /healthz and the run API (see fail_lost_runs), so a run is failed even when the only
+worker there was is the one that died.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Coalesce, Concat, NullIf
 from django.utils import timezone
 
 from mlopen.runs.models import Run, Worker
 
 log = logging.getLogger(__name__)
-_state = {"name": None}
+# This process's worker name and the run it is executing (read by the heartbeat thread).
+_state: dict = {"name": None, "current_run": None}
 
 
 def current_worker_name() -> str:
@@ -43,14 +51,26 @@ def unregister(name: str) -> None:
 
 
 def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> None:
-    if Worker.objects.filter(name=name).update(last_seen=timezone.now()) == 0:
+    now = timezone.now()
+    if Worker.objects.filter(name=name).update(last_seen=now) == 0:
         # The row went away (deleted by an admin, a flushed test database): this worker still lives.
         Worker.objects.update_or_create(name=name, defaults={
             "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues or [], "sandbox": sandbox,
-            "last_seen": timezone.now()})
+            "last_seen": now})
+    run_id = _state["current_run"]
+    if run_id is not None:
+        # From this thread, not the run's own loop: a run still building its environment (or
+        # stuck writing its log) is alive as long as its worker is.
+        Run.objects.filter(pk=run_id, worker=name, status=Run.Status.RUNNING).update(heartbeat_at=now)
+
+
+def executing() -> int | None:
+    """The run this worker process is executing, if any."""
+    return _state["current_run"]
 
 
 def set_current_run(name: str, run_id: int | None) -> None:
+    _state["current_run"] = run_id
     Worker.objects.filter(name=name).update(current_run_id=run_id, last_seen=timezone.now())
 
 
@@ -60,16 +80,23 @@ def fail_runs_of_worker(name: str, reason: str) -> int:
 
 
 def fail_lost_runs() -> int:
-    """Fail running runs whose heartbeat stopped longer ago than MLOPEN_HEARTBEAT_TIMEOUT."""
+    """Fail running runs whose heartbeat stopped longer ago than MLOPEN_HEARTBEAT_TIMEOUT.
+
+    Cheap enough to call on every request that shows a run: one indexed SELECT, and one UPDATE
+    only when something was lost (on SQLite an UPDATE takes the write lock even when it matches
+    nothing). The UPDATE re-checks the condition, so a run that heartbeats meanwhile is spared.
+    """
     timeout = settings.MLOPEN_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)
     lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
-    count = 0
-    for run_id, worker in lost.values_list("pk", "worker"):
-        count += Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=Run.Status.FAILED, finished_at=timezone.now(),
-            error=f"The worker running this run ({worker or 'unknown'}) was lost: no heartbeat for over "
-                  f"{timeout:g} s. The run did not finish; use 'Run again' to retry it.")
+    if not lost.exists():
+        return 0
+    worker = Coalesce(NullIf(F("worker"), Value("")), Value("unknown"))
+    count = lost.update(
+        status=Run.Status.FAILED, finished_at=timezone.now(),
+        error=Concat(Value("The worker running this run ("), worker,
+                     Value(f") was lost: no heartbeat for over {timeout:g} s. The run did not finish; "
+                           "use 'Run again' to retry it."), output_field=TextField()))
     if count:
         log.warning("marked %d run(s) failed: their worker was lost", count)
     return count
@@ -77,7 +104,9 @@ def fail_lost_runs() -> int:
 
 def cleanup_broker_folder() -> None:
     """The folder broker keeps processed messages; drop those older than an hour."""
-    folder = settings.MLOPEN_HOME / "broker" / "processed"
+    if settings.MLOPEN_BROKER_DIR is None:
+        return
+    folder = settings.MLOPEN_BROKER_DIR / "processed"
     if not folder.is_dir():
         return
     cutoff = timezone.now().timestamp() - 3600

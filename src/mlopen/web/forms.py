@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.models import Group
+from django.db.models import Q
 
+from mlopen.core.sharing import shareable_groups
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline
@@ -138,7 +141,7 @@ def _param_field(spec: dict, datasets) -> forms.Field:
 class RunForm(BootstrapMixin, forms.Form):
     """Pipeline, kind, input and the parameter fields that the pipeline version's get_params describes."""
 
-    pipeline = forms.ModelChoiceField(queryset=Pipeline.objects.order_by("name"), empty_label="Choose a pipeline…")
+    pipeline = forms.ModelChoiceField(queryset=Pipeline.objects.none(), empty_label="Choose a pipeline…")
     kind = forms.ChoiceField(choices=[(Run.Kind.TRAIN, "Train"), (Run.Kind.RUN, "Run")], initial=Run.Kind.RUN,
                              widget=forms.RadioSelect)
     input = DatasetChoiceField(queryset=Dataset.objects.none(), required=False, empty_label="No input file",
@@ -153,6 +156,7 @@ class RunForm(BootstrapMixin, forms.Form):
         self.pipeline_obj = pipeline
         self.kind_value = kind
         self.version = pipeline.latest_version if pipeline else None
+        self.fields["pipeline"].queryset = Pipeline.objects.visible_to(user).order_by("name")
         visible = Dataset.objects.visible_to(user).order_by("name", "-id")
         self.fields["input"].queryset = visible
         self.spec = self.version.params_for(kind) if self.version else []
@@ -186,3 +190,35 @@ class RunForm(BootstrapMixin, forms.Form):
             value = self.cleaned_data.get(name)
             values[name[len(PARAM_PREFIX):]] = None if value == "" else value
         return values
+
+
+class ShareForm(forms.Form):
+    """The owner's sharing buttons on a dataset or run page: one action per submit."""
+
+    ACTIONS = [("everyone", "Share with everyone"), ("group", "Share with a group"),
+               ("unshare-group", "Stop sharing with a group"), ("private", "Stop sharing")]
+    action = forms.ChoiceField(choices=ACTIONS)
+    group = forms.ModelChoiceField(queryset=Group.objects.none(), required=False, empty_label="Choose a group…")
+
+    def __init__(self, *args, user, obj, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Groups the owner may add, and the ones already there (to remove one they have left).
+        self.fields["group"].queryset = Group.objects.filter(
+            Q(pk__in=shareable_groups(user).values("pk")) | Q(pk__in=obj.shared_groups.values("pk"))).order_by("name")
+        self.fields["group"].widget.attrs["class"] = "form-select form-select-sm"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") in ("group", "unshare-group") and not data.get("group"):
+            self.add_error("group", "Choose a group.")
+        return data
+
+
+class PipelineVisibilityForm(forms.Form):
+    group = forms.ModelChoiceField(queryset=Group.objects.none(), required=False,
+                                   empty_label="Everyone who can log in", label="Visible to")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = shareable_groups(user)
+        self.fields["group"].widget.attrs["class"] = "form-select form-select-sm"

@@ -54,6 +54,44 @@ def test_model_file_holds_named_models_args_and_label_from_the_last_save(write_p
     assert saved == {"models": [("model", "second")], "args": [("k", 3)], "label": "control.py"}
 
 
+def test_the_names_of_what_train_saved_reach_the_parent_without_unpickling(write_pipeline, run_job):
+    control = write_pipeline('''
+        from mlopenapp.utils import io_handler as io
+
+        def train(inpt, params=None):
+            io.save_pipeline([(object(), "knn"), (object(), "scaler")], [({"k": 3}, "settings")], "iris")
+
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        ''')
+
+    trained = run_job("train", control)
+
+    assert trained.outcome.model_manifest == {"label": "iris", "models": ["knn", "scaler"], "args": ["settings"]}
+    assert json.loads(Path(trained.job.work_dir, "model.json").read_text()) == trained.outcome.model_manifest
+
+
+def test_a_model_manifest_the_pipeline_overwrote_with_garbage_is_ignored_but_the_model_kept(write_pipeline, run_job):
+    control = write_pipeline('''
+        import atexit
+        from mlopenapp.utils import io_handler as io
+
+        def train(inpt, params=None):
+            io.save_pipeline([(1, "one")], [], "x")
+            # Runs after the runner wrote model.json, as hostile code could.
+            atexit.register(lambda: open("model.json", "w").write('{"models": [{"evil": 1}]}'))
+
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        ''')
+
+    trained = run_job("train", control)
+
+    assert trained.outcome.status == "succeeded", trained.log
+    assert trained.outcome.model_path is not None
+    assert trained.outcome.model_manifest is None
+
+
 def test_run_without_a_trained_model_receives_none_and_empty_args(write_pipeline, run_job):
     control = write_pipeline('''
         def train(inpt, params=None):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 
@@ -210,3 +211,40 @@ def test_a_pipeline_venv_sees_its_own_packages_and_the_sdk_overlay_only(write_pi
     ran = run_job("train", control, python=str(venv / "bin" / "python"), extra_pythonpath=[str(overlay)])
 
     assert ran.log == f"{venv} True None\n"
+
+
+def test_a_plain_process_pipeline_dies_with_the_process_that_started_it(write_pipeline, tmp_path):
+    # What bubblewrap's --die-with-parent gives, for the fallback: a worker killed with SIGKILL
+    # must not leave its pipeline running unwatched.
+    pid_file = tmp_path / "pipeline.pid"
+    control = write_pipeline(train_doing(f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)",
+                                         "import os, time"))
+    parent_script = textwrap.dedent(f"""
+        from mlopen_runner import Job, execute
+        execute(Job(kind="train", control_path={control!r}, work_dir={str(tmp_path / "work")!r}, timeout_s=60))
+        """)
+    # No bwrap on its PATH: the parent runs the pipeline as a plain process.
+    env = {"PATH": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen([sys.executable, "-c", parent_script], env=env)
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the pipeline never started"
+        time.sleep(0.05)
+    pipeline = psutil.Process(int(pid_file.read_text()))
+
+    parent.kill()
+    parent.wait()
+
+    assert _gone_within(pipeline, 5)
+
+
+def _gone_within(process: psutil.Process, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

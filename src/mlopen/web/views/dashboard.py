@@ -1,5 +1,6 @@
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+
+from mlopen.core.access import LOGGED_IN, access
 
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.datasets.models import Dataset
@@ -8,7 +9,7 @@ from mlopen.runs.models import Run
 from mlopen.runs.workers import live_workers
 
 
-@login_required
+@access(LOGGED_IN)
 def home(request):
     user = request.user
     runs = Run.objects.visible_to(user)
@@ -16,8 +17,8 @@ def home(request):
         "recent_runs": runs.select_related("pipeline", "version", "owner")[:8],
         "run_count": runs.count(),
         "active_count": runs.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).count(),
-        "pipelines": Pipeline.objects.order_by("-updated_at")[:6],
-        "pipeline_count": Pipeline.objects.count(),
+        "pipelines": Pipeline.objects.visible_to(user).order_by("-updated_at")[:6],
+        "pipeline_count": Pipeline.objects.visible_to(user).count(),
         "dataset_count": Dataset.objects.visible_to(user).count(),
         "trained_count": runs.filter(kind=Run.Kind.TRAIN, status=Run.Status.SUCCEEDED).count(),
         "worker_count": live_workers().count(),

@@ -1,20 +1,22 @@
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from mlopen.core.access import AUTHOR, LOGGED_IN, VIEW, access
 from mlopen.core.roles import can_upload_pipelines
+from mlopen.core.sharing import SharingRefused
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline
 from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.pipelines.visibility import set_private_group
 from mlopen.runs.models import Run
-from mlopen.web.forms import PipelineUploadForm
+from mlopen.web.forms import PipelineUploadForm, PipelineVisibilityForm
 
 
-@login_required
+@access(LOGGED_IN)
 def pipeline_list(request):
-    pipelines = Pipeline.objects.annotate(
+    pipelines = Pipeline.objects.visible_to(request.user).select_related("private_group").annotate(
         version_count=Count("versions", distinct=True),
         latest_number=Max("versions__number"),
         model_count=Count("trained_models", distinct=True),
@@ -27,15 +29,18 @@ def _param_rows(spec: list[dict]) -> list[dict]:
     return [{**field, "required": params_mod.is_required(field)} for field in spec]
 
 
-@login_required
+@access(VIEW)
 def pipeline_detail(request, pk: int):
-    pipeline = get_object_or_404(Pipeline, pk=pk)
+    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user).select_related("private_group"), pk=pk)
     versions = list(pipeline.versions.select_related("created_by").order_by("-number"))
     latest = versions[0] if versions else None
     models = list(pipeline.trained_models.select_related("run", "version").order_by("-number"))
+    visible_runs = set(Run.objects.visible_to(request.user).filter(
+        pk__in=[model.run_id for model in models if model.run_id]).values_list("pk", flat=True))
     for model in models:
-        model.run_visible = model.run is not None and (
-            model.run.owner_id == request.user.pk or request.user.is_superuser)
+        model.run_visible = model.run_id in visible_runs
+    manageable = Pipeline.objects.manageable_by(request.user).filter(pk=pipeline.pk).exists() \
+        and can_upload_pipelines(request.user)
     recent_runs = Run.objects.visible_to(request.user).filter(pipeline=pipeline).select_related("version", "owner")[:10]
     return render(request, "web/pipelines/detail.html", {
         "pipeline": pipeline,
@@ -47,13 +52,13 @@ def pipeline_detail(request, pk: int):
         "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
         "recent_runs": recent_runs,
         "can_upload": can_upload_pipelines(request.user),
+        "visibility_form": PipelineVisibilityForm(user=request.user, initial={"group": pipeline.private_group_id})
+        if manageable else None,
     })
 
 
-@login_required
+@access(AUTHOR)
 def pipeline_upload(request):
-    if not can_upload_pipelines(request.user):
-        raise PermissionDenied("Uploading pipelines needs the author or admin role.")
     form = PipelineUploadForm(request.POST or None, request.FILES or None,
                               initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
@@ -72,3 +77,23 @@ def pipeline_upload(request):
             messages.success(request, f"{version.pipeline.name} version {version.number} is uploaded and ready.")
             return redirect("web:pipeline-detail", pk=version.pipeline_id)
     return render(request, "web/pipelines/upload.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@access(AUTHOR)
+@require_POST
+def pipeline_visibility(request, pk: int):
+    """Its author (or an admin) makes a pipeline private to one of their groups, or public again."""
+    pipeline = get_object_or_404(Pipeline.objects.manageable_by(request.user), pk=pk)
+    form = PipelineVisibilityForm(request.POST, user=request.user)
+    if not form.is_valid():
+        messages.error(request, "Visibility was not changed: choose one of your groups.")
+        return redirect("web:pipeline-detail", pk=pipeline.pk)
+    group = form.cleaned_data["group"]
+    try:
+        set_private_group(pipeline, request.user, group.pk if group else None)
+    except SharingRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{pipeline.name} is now visible only to the group “{group.name}” (and admins)."
+                         if group else f"{pipeline.name} is now visible to everyone who can log in.")
+    return redirect("web:pipeline-detail", pk=pipeline.pk)

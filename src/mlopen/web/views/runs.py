@@ -4,7 +4,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
@@ -23,6 +23,7 @@ from mlopen.runs.models import Run, RunMetric
 from mlopen.runs.workers import live_workers
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
+from mlopen.web.views.sharing import apply_share_form, sharing_context
 
 RUNS_PER_PAGE = 25
 # The live log is re-sent every second while a run is going; beyond this it shows the tail only.
@@ -38,9 +39,14 @@ def _get_run(request, pk: int) -> Run:
         _visible_runs(request).select_related("pipeline", "version", "owner", "input", "trained_model"), pk=pk)
 
 
+def _get_own_run(request, pk: int) -> Run:
+    """For cancelling and sharing: someone else's run is a 404, even one shared with this user."""
+    return get_object_or_404(Run.objects.manageable_by(request.user), pk=pk)
+
+
 # --- history --------------------------------------------------------------------------------------
 
-@login_required
+@access(LOGGED_IN)
 def run_list(request):
     runs = _visible_runs(request).select_related("pipeline", "version", "owner")
     filters = {key: request.GET.get(key, "") for key in ("pipeline", "kind", "status")}
@@ -53,7 +59,7 @@ def run_list(request):
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "web/runs/list.html", {
         "page": page, "filters": filters, "filtered": any(filters.values()),
-        "pipelines": Pipeline.objects.order_by("name").only("pk", "name"),
+        "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
         "kinds": Run.Kind.choices, "statuses": Run.Status.choices,
     })
 
@@ -64,7 +70,7 @@ def _choice(request) -> tuple[Pipeline | None, str]:
     """The pipeline and kind the form is for, from the submitted form or the query string."""
     source = request.POST if request.method == "POST" else request.GET
     raw = source.get("pipeline", "")
-    pipeline = Pipeline.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+    pipeline = Pipeline.objects.visible_to(request.user).filter(pk=int(raw)).first() if raw.isdigit() else None
     kind = source.get("kind") if source.get("kind") in Run.Kind.values else Run.Kind.RUN
     return pipeline, kind
 
@@ -75,7 +81,7 @@ def _form_context(form: RunForm) -> dict:
             "current_model": pipeline.current_model if pipeline else None}
 
 
-@login_required
+@access(LOGGED_IN)
 def run_new(request):
     pipeline, kind = _choice(request)
     if request.method == "POST":
@@ -92,7 +98,7 @@ def run_new(request):
     return render(request, "web/runs/new.html", _form_context(form), status=status)
 
 
-@login_required
+@access(LOGGED_IN)
 @require_GET
 def run_new_params(request):
     """The parameter part of the run form, re-rendered by htmx when the pipeline or kind changes."""
@@ -106,7 +112,7 @@ def run_new_params(request):
 
 def _store_upload(request, uploaded) -> Dataset:
     return dataset_services.store_dataset(owner=request.user, name="", filename=uploaded.name,
-                                          chunks=uploaded.chunks(),
+                                          chunks=uploaded.chunks(), size=uploaded.size,
                                           content_type=getattr(uploaded, "content_type", "") or "")
 
 
@@ -225,9 +231,15 @@ def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: b
     return result
 
 
-@login_required
+def _may_rerun(user, run: Run) -> bool:
+    """A colleague may repeat a shared run as their own only when they can see its input too."""
+    return run.input_id is None or Dataset.objects.visible_to(user).filter(pk=run.input_id).exists()
+
+
+@access(VIEW)
 def run_detail(request, pk: int):
     run = _get_run(request, pk)
+    manageable = run.owner_id == request.user.pk or request.user.is_superuser
     result = _result_page(run, **_table_args(request))
     graphs = []
     if result and not result.get("missing"):
@@ -240,23 +252,30 @@ def run_detail(request, pk: int):
         "graphs": graphs,
         "text_html": format_pipeline_text(result.get("text")) if result else "",
         "produced_model": TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None,
+        "manageable": manageable,
+        "may_rerun": manageable or _may_rerun(request.user, run),
+        "input_visible": run.input_id is not None and (
+            manageable or Dataset.objects.visible_to(request.user).filter(pk=run.input_id).exists()),
+        "sharing": sharing_context(request, run, manageable),
     }
     return render(request, "web/runs/detail.html", context)
 
 
-@login_required
+@access(VIEW)
 @require_GET
 def run_status(request, pk: int):
     """The live status panel. htmx polls it while the run is going; once finished the page reloads
     (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
     run = _get_run(request, pk)
-    response = render(request, "web/runs/_status.html", _status_context(run))
+    manageable = run.owner_id == request.user.pk or request.user.is_superuser
+    response = render(request, "web/runs/_status.html", {
+        **_status_context(run), "manageable": manageable, "may_rerun": manageable or _may_rerun(request.user, run)})
     if run.is_finished and request.headers.get("HX-Request"):
         response["HX-Refresh"] = "true"
     return response
 
 
-@login_required
+@access(VIEW)
 @require_GET
 def run_table(request, pk: int):
     run = _get_run(request, pk)
@@ -266,10 +285,10 @@ def run_table(request, pk: int):
     return render(request, "web/runs/_table.html", {"run": run, "result": result})
 
 
-@login_required
+@access(MANAGE)
 @require_POST
 def run_cancel(request, pk: int):
-    run = _get_run(request, pk)
+    run = _get_own_run(request, pk)
     try:
         run = run_services.cancel_run(run)
     except run_services.RunRefused as exc:
@@ -282,7 +301,7 @@ def run_cancel(request, pk: int):
     return redirect("web:run-detail", pk=run.pk)
 
 
-@login_required
+@access(VIEW)
 @require_POST
 def run_rerun(request, pk: int):
     run = _get_run(request, pk)
@@ -301,7 +320,7 @@ _FRAME_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inl
               "style-src 'unsafe-inline'; img-src data:")
 
 
-@login_required
+@access(VIEW)
 @require_GET
 @xframe_options_sameorigin
 def graph_frame(request, pk: int, index: int):
@@ -317,3 +336,11 @@ def graph_frame(request, pk: int, index: int):
     response = HttpResponse(body)
     response["Content-Security-Policy"] = _FRAME_CSP.format(static=static_origin)
     return response
+
+
+@access(MANAGE)
+@require_POST
+def run_share(request, pk: int):
+    run = _get_own_run(request, pk)
+    apply_share_form(request, run, "run")
+    return redirect("web:run-detail", pk=run.pk)

@@ -1,0 +1,436 @@
+#!/usr/bin/env python
+"""Latency and throughput of a run: direct call, fresh process, and mlopen's API cold and warm.
+
+Starts its own mlopen (a temporary MLOPEN_HOME, `mlopen serve --workers 0` for the web server,
+and `mlopen worker` processes it starts and stops itself), uploads bench/pipeline/bench_logreg.py
+(logistic regression), trains it on 100 rows, then runs it on another 100-row input:
+
+  direct      run_pipeline called in this process, model already loaded (the floor)
+  spawn       `python -c` that imports the control file, unpickles the model and runs it
+  API cold    POST /api/v1/runs/ -> poll the run -> GET its result JSON, MLOPEN_WARM_RUNS=false
+  API warm    the same with warm runs (the default)
+
+and the throughput (runs/s) of a burst of runs with 1 and 2 workers, cold and warm. Backends:
+`embedded` (SQLite + folder broker, the default install) and `postgres-redis`.
+Writes bench/results/latest.md and prints it. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import os
+import pickle
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CONTROL = BENCH / "pipeline" / "bench_logreg.py"
+TOKEN = "bench-token-0123456789"
+ROWS = 100
+BACKENDS = {
+    "embedded": "SQLite + folder broker",
+    "postgres-redis": "PostgreSQL + Redis",
+}
+PG_URL = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/13")
+
+SPAWN_SNIPPET = """
+import importlib.util, pickle, sys
+control, model_path, input_path = sys.argv[1:4]
+sys.path.insert(0, control.rsplit("/", 1)[0])
+spec = importlib.util.spec_from_file_location("bench_logreg", control)
+module = importlib.util.module_from_spec(spec)
+sys.modules["bench_logreg"] = module
+spec.loader.exec_module(module)
+with open(model_path, "rb") as handle:
+    saved = pickle.load(handle)
+from mlopen_runner.inputs import InputFile
+result = module.run_pipeline(InputFile(input_path, "input.csv"), saved["models"][0][1], dict(saved["args"]), {})
+assert len(result["data"]) == 100
+"""
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+@dataclass
+class Series:
+    label: str
+    seconds: list[float] = field(default_factory=list)
+    breakdown: dict[str, list[float]] = field(default_factory=dict)
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.seconds)
+        index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+        return ordered[index] * 1000
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+
+@dataclass
+class Throughput:
+    backend: str
+    mode: str
+    workers: int
+    runs: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.runs / self.seconds
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    rng = random.Random(7)
+
+    def rows(count: int, start: int) -> str:
+        lines = ["id,x1,x2,x3,x4,label"]
+        for index in range(start, start + count):
+            xs = [round(rng.gauss(0, 1), 4) for _ in range(4)]
+            label = int(xs[0] + 0.5 * xs[1] - 0.8 * xs[2] + 0.3 * xs[3] + rng.gauss(0, 0.5) > 0)
+            lines.append(",".join(map(str, [index, *xs, label])))
+        return "\n".join(lines) + "\n"
+
+    train, new = folder / "train.csv", folder / "input.csv"
+    train.write_text(rows(ROWS, 1))
+    new.write_text(rows(ROWS, 1001))
+    return train, new
+
+
+def measure_direct(model_path: Path, input_path: Path, count: int) -> Series:
+    from mlopen_runner.inputs import InputFile
+
+    sys.path.insert(0, str(CONTROL.parent))
+    spec = importlib.util.spec_from_file_location("bench_logreg", CONTROL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_logreg"] = module
+    spec.loader.exec_module(module)
+    with open(model_path, "rb") as handle:
+        saved = pickle.load(handle)
+    model, args = saved["models"][0][1], dict(saved["args"])
+    series = Series("direct call in-process (floor)")
+    for index in range(count + 3):
+        started = time.perf_counter()
+        result = module.run_pipeline(InputFile(str(input_path), "input.csv"), model, args, {})
+        if index >= 3:  # the first calls pay for lazy imports inside pandas and scikit-learn
+            series.seconds.append(time.perf_counter() - started)
+    assert len(result["data"]) == ROWS
+    return series
+
+
+def measure_spawn(model_path: Path, input_path: Path, count: int) -> Series:
+    series = Series("fresh process (`python -c`: import, unpickle, run)")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT / "src"),
+           **{name: "2" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    for _ in range(count):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", SPAWN_SNIPPET, str(CONTROL), str(model_path), str(input_path)],
+                       check=True, env=env)
+        series.seconds.append(time.perf_counter() - started)
+    return series
+
+
+# --- an mlopen of our own ----------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mlopen:
+    """`mlopen serve --workers 0` plus workers started and stopped by the bench."""
+
+    def __init__(self, backend: str, home: Path, poll_s: float) -> None:
+        self.backend = backend
+        self.home = home
+        self.poll_s = poll_s
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers: list[subprocess.Popen] = []
+        self.database = ""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DATABASE_URL", "CELERY_", "DJANGO_", "MLOPEN_"))}
+        env.update(MLOPEN_HOME=str(home), MLOPEN_ENV="development", MLOPEN_LOAD_DEMO="false",
+                   MLOPEN_ADMIN_USER="bench", MLOPEN_ADMIN_PASSWORD="bench-password-1", MLOPEN_ADMIN_TOKEN=TOKEN,
+                   MLOPEN_DEFAULT_QUEUE=f"bench-{os.getpid()}", MLOPEN_LOG_LEVEL="WARNING",
+                   MLOPEN_RESULT_PAGE_SIZE=str(ROWS),
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
+        if backend == "postgres-redis":
+            self.database = f"mlopen_bench_{os.getpid()}"
+            subprocess.run(["psql", PG_URL + "/postgres", "-qc", f"CREATE DATABASE {self.database}"], check=True)
+            env.update(DATABASE_URL=f"{PG_URL}/{self.database}", CELERY_BROKER_URL=REDIS_URL)
+        self.env = env
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = open(home / "bench-serve.log", "ab")
+        self.web = subprocess.Popen(
+            [sys.executable, "-m", "mlopen.cli.main", "serve", "--workers", "0", "--port", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {TOKEN}"}, timeout=60)
+        self.wait_healthy(0)
+
+    def health(self) -> dict:
+        return self.client.get("/healthz").json()
+
+    def wait_healthy(self, workers: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.web.poll() is not None:
+                raise RuntimeError(f"mlopen serve exited; see {self.home / 'bench-serve.log'}")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                body = self.health()
+                if body.get("status") == "ok" and body["workers"] == workers:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"mlopen did not get {workers} live worker(s); see {self.home}")
+
+    def start_workers(self, count: int, warm: bool) -> None:
+        for index in range(count):
+            name = f"bench-{'warm' if warm else 'cold'}-{len(self.workers) + 1}"
+            env = dict(self.env, MLOPEN_WARM_RUNS="true" if warm else "false", MLOPEN_WORKER_NAME=name)
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name, "--loglevel", "WARNING"],
+                env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.wait_healthy(len(self.workers))
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.workers = []
+        self.wait_healthy(0)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop_workers()
+        self.web.send_signal(signal.SIGTERM)
+        try:
+            self.web.wait(30)
+        except subprocess.TimeoutExpired:
+            self.web.kill()
+        self.client.close()
+        self.log.close()
+        if self.database:
+            subprocess.run(["psql", PG_URL + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.database}"],
+                           check=False)
+
+    # API
+    def post(self, path: str, **kwargs) -> dict:
+        response = self.client.post(path, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def submit(self, pipeline: int, dataset: int, kind: str = "run") -> int:
+        return self.post("/api/v1/runs/", json={"pipeline": pipeline, "kind": kind, "input": dataset})["id"]
+
+    def wait(self, run_id: int, poll_s: float | None = None, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.client.get(f"/api/v1/runs/{run_id}/").json()
+            if run["status"] in ("succeeded", "failed", "cancelled"):
+                if run["status"] != "succeeded":
+                    raise RuntimeError(f"run {run_id} {run['status']}: {run['error']}")
+                return run
+            time.sleep(self.poll_s if poll_s is None else poll_s)
+        raise RuntimeError(f"run {run_id} did not finish in {timeout} s")
+
+    def end_to_end(self, pipeline: int, dataset: int) -> tuple[float, float, dict]:
+        """Seconds from submitting a run to holding its whole result JSON, and how long the POST took.
+
+        The run's detail carries the first page of its result, and the bench's server shows 100 rows
+        a page (MLOPEN_RESULT_PAGE_SIZE), so the poll that sees the run finished brings the result.
+        """
+        started = time.perf_counter()
+        run_id = self.submit(pipeline, dataset)
+        submitted = time.perf_counter()
+        run = self.wait(run_id)
+        elapsed = time.perf_counter() - started
+        assert len(run["result"]["data"]) == ROWS, run["result"]
+        return elapsed, submitted - started, run
+
+
+def _seconds_between(run: dict, start: str, end: str) -> float:
+    parse = datetime.datetime.fromisoformat
+    return (parse(run[end].replace("Z", "+00:00")) - parse(run[start].replace("Z", "+00:00"))).total_seconds()
+
+
+def measure_api(mlopen: Mlopen, pipeline: int, dataset: int, count: int, label: str, warmup: int) -> Series:
+    series = Series(label, breakdown={"submit": [], "queue": [], "execute": []})
+    for index in range(warmup + count):
+        elapsed, submit, run = mlopen.end_to_end(pipeline, dataset)
+        if index < warmup:
+            continue
+        series.seconds.append(elapsed)
+        series.breakdown["submit"].append(submit)
+        series.breakdown["queue"].append(_seconds_between(run, "created_at", "started_at"))
+        series.breakdown["execute"].append(_seconds_between(run, "started_at", "finished_at"))
+    return series
+
+
+def measure_throughput(mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int,
+                       warmup: int) -> Throughput:
+    if warmup:  # every worker gets its warm process (or its first run) before the clock starts
+        for run_id in [mlopen.submit(pipeline, dataset) for _ in range(warmup)]:
+            mlopen.wait(run_id, poll_s=0.05)
+    started = time.perf_counter()
+    ids = [mlopen.submit(pipeline, dataset) for _ in range(runs)]
+    for run_id in ids:
+        mlopen.wait(run_id, poll_s=0.02)
+    return Throughput(mlopen.backend, mode, workers, runs, time.perf_counter() - started)
+
+
+# --- the bench ---------------------------------------------------------------------------------
+
+def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Path) -> dict:
+    print(f"== {BACKENDS[backend]}", flush=True)
+    mlopen = Mlopen(backend, work / backend, args.poll_ms / 1000)
+    try:
+        with open(CONTROL, "rb") as control:
+            pipeline = mlopen.post("/api/v1/pipelines/", files={"control": control})["id"]
+        datasets = {}
+        for path in (train_csv, input_csv):
+            with open(path, "rb") as handle:
+                datasets[path.name] = mlopen.post("/api/v1/datasets/", files={"file": handle},
+                                                  data={"name": path.name})["id"]
+        out: dict = {"series": [], "throughput": []}
+        mlopen.start_workers(1, warm=False)
+        mlopen.wait(mlopen.submit(pipeline, datasets["train.csv"], kind="train"), poll_s=0.1)
+        model_path = max((mlopen.home / "storage" / "models").rglob("*.pkl"), key=os.path.getmtime)
+        out["model_path"] = model_path
+        if args.cold_runs:
+            print("   cold latency", flush=True)
+            out["series"].append(measure_api(mlopen, pipeline, datasets["input.csv"], args.cold_runs,
+                                             f"API end to end, cold ({BACKENDS[backend]})", warmup=0))
+        if args.cold_burst:
+            print("   cold throughput", flush=True)
+            out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.cold_burst,
+                                                        "cold", 1, warmup=0))
+            mlopen.start_workers(1, warm=False)
+            out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"],
+                                                        2 * args.cold_burst, "cold", 2, warmup=0))
+        mlopen.stop_workers()
+        mlopen.start_workers(1, warm=True)
+        print("   warm latency", flush=True)
+        out["series"].append(measure_api(mlopen, pipeline, datasets["input.csv"], args.runs,
+                                         f"API end to end, warm ({BACKENDS[backend]})", warmup=2))
+        print("   warm throughput", flush=True)
+        out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst,
+                                                    "warm", 1, warmup=0))
+        mlopen.start_workers(1, warm=True)
+        out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst,
+                                                    "warm", 2, warmup=4))
+        return out
+    finally:
+        mlopen.close()
+
+
+def sandbox_kind() -> str:
+    from mlopen_runner import sandbox_status
+
+    return sandbox_status()["kind"]
+
+
+def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Throughput], args,
+           elapsed: float) -> str:
+    floor = direct.p50
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = [
+        "# mlopen run latency and throughput",
+        "",
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs ({cpu}), Python "
+        f"{platform.python_version()}, sandbox: {sandbox_kind()}. Pipeline: bench/pipeline/bench_logreg.py "
+        f"(scikit-learn logistic regression), input {ROWS} rows, result {ROWS} rows x 7 columns. "
+        f"Client polls the run every {args.poll_ms:g} ms. Bench took {elapsed:.0f} s.",
+        "",
+        "| path | n | p50 ms | p95 ms | p50 / floor | p50 - floor ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for series in [direct, spawn, *api]:
+        lines.append(f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | "
+                     f"{series.p50 / floor:.1f}x | {series.p50 - floor:.1f} |")
+    lines += ["", "Where the API's time goes (medians): *POST* = the submit request as the client saw it; "
+              "*queue* = the run row's created_at to started_at (commit, broker, claim); *execute* = "
+              "started_at to finished_at (job, child process, result storage); *rest* = the remainder of "
+              "the median end-to-end time: the submit request's share after its commit, and the "
+              "client's polling (every poll is a full GET of the run).", "",
+              "| path | POST ms | queue ms | execute ms | rest ms |", "| --- | ---: | ---: | ---: | ---: |"]
+    for series in api:
+        submit, queue, run = (statistics.median(series.breakdown[key]) * 1000
+                              for key in ("submit", "queue", "execute"))
+        lines.append(f"| {series.label} | {submit:.1f} | {queue:.1f} | {run:.1f} | "
+                     f"{series.p50 - queue - run:.1f} |")
+    lines += ["", "Throughput: a burst of runs submitted back to back, until the last result is seen.", "",
+              "| backend | runs | workers | burst | runs/s |", "| --- | --- | ---: | ---: | ---: |"]
+    for item in throughput:
+        lines.append(f"| {BACKENDS[item.backend]} | {item.mode} | {item.workers} | {item.runs} | "
+                     f"{item.per_second:.2f} |")
+    warm = [s for s in api if ", warm " in s.label]
+    lines += ["", f"Target: warm p50 within 30 ms of the direct call ({floor:.1f} ms)."]
+    for series in warm:
+        gap = series.p50 - floor
+        lines.append(f"- {series.label}: {gap:.1f} ms over the floor: {'met' if gap <= 30 else 'NOT met'}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    parser.add_argument("--runs", type=int, default=50, help="direct and warm runs measured (default 50)")
+    parser.add_argument("--cold-runs", type=int, default=8, help="cold API runs measured (default 8)")
+    parser.add_argument("--spawn-runs", type=int, default=8, help="fresh-process runs measured (default 8)")
+    parser.add_argument("--burst", type=int, default=60, help="warm runs per throughput burst (default 60)")
+    parser.add_argument("--cold-burst", type=int, default=4,
+                        help="cold runs per worker in a throughput burst (default 4)")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="client's polling interval (default 5 ms)")
+    parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary MLOPEN_HOME folders")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="mlopen-bench-"))
+    try:
+        train_csv, input_csv = write_data(work)
+        backends = list(BACKENDS) if args.backend == "both" else [args.backend]
+        results = {backend: bench_backend(backend, work, args, train_csv, input_csv) for backend in backends}
+        model_path = results[backends[0]]["model_path"]
+        print("== direct call and fresh process", flush=True)
+        direct = measure_direct(model_path, input_csv, args.runs)
+        spawn = measure_spawn(model_path, input_csv, args.spawn_runs)
+        api = [series for backend in backends for series in results[backend]["series"]]
+        throughput = [item for backend in backends for item in results[backend]["throughput"]]
+        text = report(direct, spawn, api, throughput, args, time.monotonic() - started)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""A small Python client for the mlopen REST API (/api/v1/). No Django needed.
+
+    from mlopen.client import Client
+
+    mlopen = Client("http://localhost:8000", token="...")
+    pipeline = mlopen.upload_pipeline("knn.py", name="knn")
+    run = mlopen.start_run("knn", input="iris.csv", params={"k": 5})  # a local file is uploaded first
+    run = mlopen.wait(run["id"])
+    mlopen.download_result(run["id"], "out.csv")
+
+Methods return the API's JSON (dicts). Failures raise MlopenError subclasses whose message is
+one readable sentence: ConnectionFailed (no answer), ApiError (a 4xx/5xx answer: AuthError,
+PermissionDenied, NotFound, Conflict), ConfigError (no server or token).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+import httpx
+
+FINISHED = ("succeeded", "failed", "cancelled")
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class MlopenError(Exception):
+    """Anything the client reports to its caller; ``str(exc)`` is a one-line explanation."""
+
+
+class ConfigError(MlopenError):
+    """No server URL or token, or an unreadable config file."""
+
+
+class ConnectionFailed(MlopenError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class ApiError(MlopenError):
+    """The server answered with an error. ``detail`` and ``errors`` come from its JSON body."""
+
+    def __init__(self, status: int, detail: str, errors: dict | None = None, body: Any = None):
+        self.status = status
+        self.detail = detail
+        self.errors = errors or {}
+        self.body = body
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        message = self.detail.rstrip()
+        # Field errors the detail does not already say (e.g. which parameter was wrong).
+        extra = [f"{field}: {text}" for field, text in self.errors.items()
+                 if str(text) not in message and field.split(".")[0] not in message.lower()
+                 and field != "non_field_errors"]
+        if extra:
+            message = f"{message.rstrip('.')}. {'; '.join(extra[:5])}"
+        return f"{message} (HTTP {self.status})"
+
+
+class AuthError(ApiError):
+    """401: no token, or the server does not know it."""
+
+
+class PermissionDenied(ApiError):
+    """403: the token's user may not do this."""
+
+
+class NotFound(ApiError):
+    """404: no such object (or not visible to this user)."""
+
+
+class Conflict(ApiError):
+    """409: the object's state does not allow this (e.g. cancelling a finished run)."""
+
+
+_ERROR_CLASSES = {401: AuthError, 403: PermissionDenied, 404: NotFound, 409: Conflict}
+
+
+def normalize_url(url: str) -> str:
+    """'localhost:8000/' -> 'http://localhost:8000'; a trailing /api/v1 is dropped too."""
+    url = url.strip().rstrip("/")
+    if not url:
+        raise ConfigError("the server URL is empty")
+    if "://" not in url:
+        url = f"http://{url}"
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"the server URL must start with http:// or https:// (got {url!r})")
+    for suffix in ("/api/v1", "/api"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    return url
+
+
+class _ProgressReader:
+    """A binary file whose reads report progress; httpx streams multipart files through read()."""
+
+    def __init__(self, handle: BinaryIO, total: int | None, callback: ProgressCallback):
+        self._handle = handle
+        self._total = total
+        self._callback = callback
+        self._sent = 0
+        self.name = handle.name
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._sent += len(chunk)
+        self._callback(self._sent, self._total)
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._handle.seek(offset, whence)
+        if whence == 0 and offset == 0:
+            self._sent = 0
+        return position
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+class Client:
+    """One mlopen server and one user's token."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.url = normalize_url(url)
+        self.token = token
+        headers = {"Accept": "application/json", "User-Agent": "mlopen-client"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
+                                  timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, stream: bool = False, **kwargs) -> httpx.Response:
+        request = self._http.build_request(method, f"/api/v1/{path.lstrip('/')}", **kwargs)
+        try:
+            response = self._http.send(request, stream=stream)
+        except httpx.TimeoutException:
+            raise ConnectionFailed(f"{self.url} did not answer in time ({method} {request.url.path})") from None
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ConnectionFailed(f"cannot reach {self.url}: {reason}") from None
+        if response.status_code >= 300:
+            if stream:
+                response.read()
+                response.close()
+            raise self._error(response)
+        return response
+
+    def _error(self, response: httpx.Response) -> MlopenError:
+        status = response.status_code
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "elsewhere")
+            return ApiError(status, f"The server redirected {response.request.url.path} to {where}; "
+                                    f"check the server URL ({self.url})")
+        body = None
+        try:
+            body = response.json()
+        except ValueError:
+            pass
+        if isinstance(body, dict) and "detail" in body:
+            detail = str(body["detail"])
+            errors = body.get("errors") if isinstance(body.get("errors"), dict) else {}
+        else:
+            text = " ".join(response.text.split())[:200] if response.text else ""
+            detail = f"{response.reason_phrase or 'Error'}" + (f": {text}" if text and "<" not in text[:1] else "")
+            errors = {}
+            if status in (404, 405) and not isinstance(body, dict):
+                detail += f" — is {self.url} an mlopen server?"
+        if status == 401:
+            detail = f"{detail.rstrip('.')}. The server did not accept the token; check MLOPEN_TOKEN or run `mlopen login`"
+        cls = _ERROR_CLASSES.get(status, ApiError)
+        return cls(status, detail, errors, body)
+
+    def _json(self, method: str, path: str, **kwargs) -> Any:
+        response = self._send(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(response.status_code, f"The server answered {method} {path} with something that is "
+                                                 f"not JSON; is {self.url} an mlopen server?") from None
+
+    def get(self, path: str, **params) -> Any:
+        """GET any API path (relative to /api/v1/) and return its JSON; None-valued params are left out."""
+        return self._json("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def paginate(self, path: str, **params) -> Iterator[dict]:
+        """Every item of a paginated list, fetching page after page."""
+        page = 1
+        while True:
+            body = self.get(path, page=page, **params)
+            yield from body["results"]
+            if not body.get("next"):
+                return
+            page += 1
+
+    # --- who am I ---------------------------------------------------------------------------
+
+    def me(self) -> dict:
+        return self.get("me/")
+
+    # --- pipelines --------------------------------------------------------------------------
+
+    def pipelines(self, *, page: int | None = None, page_size: int | None = None, name: str | None = None) -> dict:
+        return self.get("pipelines/", page=page, page_size=page_size, name=name)
+
+    def pipeline(self, ref: int | str) -> dict:
+        """A pipeline's detail, by id or by name."""
+        text = str(ref).strip()
+        if text.isdigit():
+            try:
+                return self.get(f"pipelines/{text}/")
+            except NotFound:
+                pass  # a pipeline may be named "42"
+        found = self.pipelines(name=text)["results"]
+        if not found:
+            raise NotFound(404, f"There is no pipeline {text!r}.")
+        return self.get(f"pipelines/{found[0]['id']}/")
+
+    def upload_pipeline(self, control: str | Path, support_files: list[str | Path] = (), *, name: str | None = None,
+                        requirements: str | Path | None = None, description: str | None = None,
+                        pipeline_id: int | None = None) -> dict:
+        """Upload a control file (and files placed beside it) as a new pipeline or its next version.
+
+        With ``pipeline_id`` the upload becomes the next version of that pipeline; otherwise of the
+        pipeline called ``name`` (default: the control file's name without .py), created if new.
+        """
+        paths = [Path(control), *[Path(p) for p in support_files]]
+        if requirements:
+            paths.append(Path(requirements))
+        for path in paths:
+            if not path.is_file():
+                raise MlopenError(f"{path}: no such file")
+        handles = []
+        try:
+            def attach(field: str, path: Path):
+                handle = open(path, "rb")
+                handles.append(handle)
+                return (field, (path.name, handle, "application/octet-stream"))
+
+            files = [attach("control", Path(control))]
+            files += [attach("support_files", Path(p)) for p in support_files]
+            if requirements:
+                files.append(attach("requirements", Path(requirements)))
+            data = {}
+            if description is not None:
+                data["description"] = description
+            if pipeline_id is not None:
+                target = f"pipelines/{pipeline_id}/versions/"
+            else:
+                target = "pipelines/"
+                if name:
+                    data["name"] = name
+            # The server loads the control file (get_params) before answering: allow it time.
+            return self._json("POST", target, files=files, data=data, timeout=httpx.Timeout(300.0, connect=10.0))
+        finally:
+            for handle in handles:
+                handle.close()
+
+    def pipeline_versions(self, pipeline_id: int, **page) -> dict:
+        return self.get(f"pipelines/{pipeline_id}/versions/", **page)
+
+    def trained_models(self, pipeline_id: int, **page) -> dict:
+        return self.get(f"pipelines/{pipeline_id}/models/", **page)
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def datasets(self, *, page: int | None = None, page_size: int | None = None) -> dict:
+        return self.get("datasets/", page=page, page_size=page_size)
+
+    def dataset(self, dataset_id: int) -> dict:
+        return self.get(f"datasets/{int(dataset_id)}/")
+
+    def upload_dataset(self, path: str | Path, *, name: str | None = None,
+                       progress: ProgressCallback | None = None) -> dict:
+        """Upload a file as a dataset, streamed from disk; ``progress(sent, total)`` is called as it goes."""
+        path = Path(path)
+        if not path.is_file():
+            raise MlopenError(f"{path}: no such file")
+        with open(path, "rb") as handle:
+            body: Any = handle
+            if progress is not None:
+                body = _ProgressReader(handle, path.stat().st_size, progress)
+            data = {"name": name} if name else {}
+            return self._json("POST", "datasets/", files={"file": (path.name, body, "application/octet-stream")},
+                              data=data, timeout=httpx.Timeout(300.0, connect=10.0))
+
+    def preview_dataset(self, dataset_id: int) -> dict:
+        return self.get(f"datasets/{int(dataset_id)}/preview/")
+
+    def download_dataset(self, dataset_id: int, destination: str | Path | BinaryIO) -> int:
+        return self._download(f"datasets/{int(dataset_id)}/download/", {}, destination)
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        self._send("DELETE", f"datasets/{int(dataset_id)}/")
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def runs(self, *, page: int | None = None, page_size: int | None = None, pipeline: str | int | None = None,
+             kind: str | None = None, status: str | None = None, user: str | None = None) -> dict:
+        return self.get("runs/", page=page, page_size=page_size, pipeline=pipeline, kind=kind, status=status,
+                        user=user)
+
+    def run(self, run_id: int) -> dict:
+        return self.get(f"runs/{int(run_id)}/")
+
+    def start_run(self, pipeline: int | str, *, train: bool = False, input: int | str | Path | None = None,
+                  params: dict | None = None, timeout: int | None = None,
+                  upload_progress: ProgressCallback | None = None) -> dict:
+        """Queue a run (or, with ``train=True``, a training) of a pipeline's latest version.
+
+        ``input`` is a dataset id, or a path to a local file that is uploaded first. Parameter
+        values may be given as text: the server converts them to each parameter's type.
+        """
+        dataset_id = None
+        if input is not None:
+            dataset_id = self.resolve_input(input, progress=upload_progress)
+        body: dict[str, Any] = {"pipeline": pipeline, "kind": "train" if train else "run",
+                                "params": params or {}}
+        if dataset_id is not None:
+            body["input"] = dataset_id
+        if timeout is not None:
+            body["timeout"] = timeout
+        return self._json("POST", "runs/", json=body)
+
+    def resolve_input(self, value: int | str | Path, progress: ProgressCallback | None = None) -> int:
+        """A dataset id for ``value``: an existing local file is uploaded, digits are taken as an id."""
+        if isinstance(value, int):
+            return value
+        if isinstance(value, Path) or os.path.isfile(str(value)):
+            return self.upload_dataset(value, progress=progress)["id"]
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        raise MlopenError(f"{text}: no such file, and not a dataset id")
+
+    def cancel_run(self, run_id: int) -> dict:
+        return self._json("POST", f"runs/{int(run_id)}/cancel/")
+
+    def rerun(self, run_id: int) -> dict:
+        return self._json("POST", f"runs/{int(run_id)}/rerun/")
+
+    def logs(self, run_id: int, offset: int = 0) -> tuple[str, int, str]:
+        """(log text from ``offset`` on, the offset to ask for next, the run's status)."""
+        response = self._send("GET", f"runs/{int(run_id)}/logs/", params={"offset": offset} if offset else {})
+        text = response.text
+        try:
+            next_offset = int(response.headers.get("X-Log-Offset", ""))
+        except ValueError:
+            next_offset = offset + len(text)
+        return text, next_offset, response.headers.get("X-Run-Status", "")
+
+    def result(self, run_id: int, *, page: int | None = None, page_size: int | None = None) -> dict:
+        return self.get(f"runs/{int(run_id)}/result/", page=page, page_size=page_size)
+
+    def download_result(self, run_id: int, destination: str | Path | BinaryIO, format: str = "csv") -> int:
+        """Write the whole result table (csv or json) to a path or binary file; return the bytes written."""
+        if format not in ("csv", "json"):
+            raise MlopenError(f"format must be csv or json, not {format!r}")
+        return self._download(f"runs/{int(run_id)}/download/", {"format": format}, destination)
+
+    def wait(self, run_id: int, *, poll: float = 1.0, timeout: float | None = None,
+             on_update: Callable[[dict], None] | None = None) -> dict:
+        """Poll the run until it has finished; return its final detail. ``on_update(run)`` sees every poll.
+
+        Polls quickly at first (short runs finish in a second or two), then every ``poll`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(poll, 0.2)
+        while True:
+            run = self.run(run_id)
+            if on_update is not None:
+                on_update(run)
+            if run["status"] in FINISHED:
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise MlopenError(f"run {run_id} is still {run['status']} after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, poll)
+
+    # --- downloads --------------------------------------------------------------------------
+
+    def _download(self, path: str, params: dict, destination) -> int:
+        response = self._send("GET", path, params=params, stream=True)
+        written = 0
+        try:
+            if hasattr(destination, "write"):
+                for chunk in response.iter_bytes():
+                    destination.write(chunk)
+                    written += len(chunk)
+                return written
+            target = Path(destination)
+            # Into a temporary file beside the target first: a broken download leaves no half file.
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a downloaded file gets the usual mode
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        written += len(chunk)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return written
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"the download from {self.url} broke off: {exc or type(exc).__name__}") from None
+        finally:
+            response.close()

@@ -1,0 +1,545 @@
+"""Parent side of warm runs: keep a child per pipeline version and model, and give it run jobs.
+
+A cold run starts Python, imports the control file (and with it pandas, scikit-learn...) and
+unpickles the model, every time. A warm process (mlopen_runner.warm) does that once and then
+serves run jobs one at a time. It is started like the cold child (sandbox, clean environment,
+RLIMIT_AS) and watched like it: a job's timeout, the RSS of the process tree and cancelling are
+enforced by the same loop, with the same error texts, and any of them kills the warm process.
+A warm process that dies fails its run as a cold child would, and the next run starts a new one.
+
+Each process has a root folder, bound read-write in its sandbox; each job gets its own folder in
+it, and the job's input files are copied there (a copy, never a hard link: the sandbox may write
+in its folder, and a hard link would let it change the stored dataset).
+
+Module-level state of a pipeline lives as long as its warm process: a run_pipeline that mutates
+globals behaves as it would in a long-lived server. A pure run_pipeline gives the same result
+cold and warm.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import queue
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from mlopen_runner import sandbox, supervisor
+from mlopen_runner.job import FILE_MARKER, MB, Job, Outcome, is_file_param, memory_limit_message
+from mlopen_runner.supervisor import (
+    OUTPUT_INTERVAL_S, POLL_INTERVAL_S, TICK_INTERVAL_S, Callbacks, _error_from_exit_status,
+    _error_reported_by_child, _EventReader, _Every, _LogCapture, _NoCallbacks, _OutputError, _seconds, _Stop,
+)
+from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
+
+log = logging.getLogger(__name__)
+
+WARM_FILE = "warm.json"
+# Inputs are copied into the job's folder; past this size the copy would cost more than a cold
+# start saves, so such runs go cold.
+MAX_COPIED_INPUT_MB = 512
+# How long a warm process whose replies pipe closed gets to finish exiting before it is killed.
+EXIT_GRACE_S = 1.0
+# After "done", how long at most to read what the job left in the pipes.
+FINAL_READ_S = 0.05
+_READ_SIZE = 64 * 1024
+
+
+class WarmPool:
+    """Warm processes of one worker, at most `max_processes`, each stopped after `idle_seconds` unused.
+
+    Not for concurrent execute() calls: a worker runs one run at a time. A background thread only
+    stops idle processes.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, max_processes: int = 2, idle_seconds: float = 300.0) -> None:
+        self.root = Path(root)
+        self.max_processes = max(1, max_processes)
+        self.idle_seconds = idle_seconds
+        self.idle: collections.OrderedDict[Hashable, _WarmProcess] = collections.OrderedDict()  # LRU first
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        self.reaper: threading.Thread | None = None
+        self.started_count = 0
+        self.trash = _Trash(self.root / "trash")
+
+    def execute(self, job: Job, callbacks: Callbacks | None = None, *, key: Hashable,
+                family: Hashable | None = None, label: str = "") -> Outcome:
+        """Run `job` in the warm process for `key`, starting one if needed; cold if it cannot go warm.
+
+        `key` names what the process holds (pipeline version, trained model, interpreter, network,
+        memory limit); `family` (the pipeline) groups keys: a run of a family stops the family's
+        processes held under another key (an older version or model). `label` names the job in
+        the log lines.
+        """
+        label = label or f"job for {key}"
+        callbacks = callbacks or _NoCallbacks()
+        if not accepts(job):
+            return supervisor.execute(job, callbacks)
+        process = self._take(key, family, job)
+        if process is None:
+            process = _WarmProcess(self._new_root(), _template(job), key, family)
+            try:
+                process.start()
+            except OSError as exc:
+                process.stop()
+                return Outcome(status="failed", error=f"Could not start the pipeline process: {exc}")
+            log.info("%s: warm process started (pid %s)", label, process.pid)
+            self._start_reaper()
+        else:
+            log.info("%s: warm process reused (pid %s, %d earlier runs)", label, process.pid, process.jobs)
+        try:
+            outcome = process.run(job, callbacks, self.trash)
+        except BaseException:
+            process.stop()
+            raise
+        self._give_back(process)
+        return outcome
+
+    def forget(self, family: Hashable) -> None:
+        """Stop the idle processes of `family` (its model or version changed)."""
+        with self.lock:
+            stale = [k for k, p in self.idle.items() if p.family == family]
+            processes = [self.idle.pop(k) for k in stale]
+        for process in processes:
+            log.info("warm process stopped (pid %s): a new model or version of %s", process.pid, family)
+            process.stop()
+
+    def reap_idle(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            stale = [k for k, p in self.idle.items() if now - p.last_used >= self.idle_seconds or not p.alive()]
+            processes = [self.idle.pop(k) for k in stale]
+        for process in processes:
+            log.info("warm process stopped (pid %s): idle for %.0f s", process.pid, now - process.last_used)
+            process.stop()
+
+    def shutdown(self) -> None:
+        self.closed.set()
+        with self.lock:
+            processes = list(self.idle.values())
+            self.idle.clear()
+        for process in processes:
+            process.stop()
+        self.trash.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        with self.lock:
+            return [p.pid for p in self.idle.values()]
+
+    def _take(self, key: Hashable, family: Hashable | None, job: Job) -> _WarmProcess | None:
+        """The idle process for `key`, if it can serve `job`; stops what this run makes stale."""
+        with self.lock:
+            stopping = [self.idle.pop(k) for k, p in list(self.idle.items())
+                        if k != key and family is not None and p.family == family]
+            process = self.idle.pop(key, None)
+            if process is not None and (not process.alive() or process.template != _template(job)):
+                stopping.append(process)
+                process = None
+            if process is None:  # room for the one about to start: least recently used go first
+                while len(self.idle) >= self.max_processes:
+                    stopping.append(self.idle.popitem(last=False)[1])
+        for old in stopping:
+            log.info("warm process stopped (pid %s): making way for %s", old.pid, key)
+            old.stop()
+        return process
+
+    def _give_back(self, process: _WarmProcess) -> None:
+        if not process.reusable():
+            process.stop()
+            return
+        process.last_used = time.monotonic()
+        with self.lock:
+            if self.closed.is_set():
+                evicted = [process]
+            else:
+                self.idle[process.key] = process
+                self.idle.move_to_end(process.key)
+                evicted = []
+                while len(self.idle) > self.max_processes:
+                    evicted.append(self.idle.popitem(last=False)[1])
+        for old in evicted:
+            old.stop()
+
+    def _new_root(self) -> Path:
+        self.started_count += 1
+        return self.root / f"p{self.started_count}"
+
+    def _start_reaper(self) -> None:
+        if self.reaper is not None and self.reaper.is_alive():
+            return
+        self.reaper = threading.Thread(target=self._reap_loop, name="mlopen-warm-reaper", daemon=True)
+        self.reaper.start()
+
+    def _reap_loop(self) -> None:
+        interval = max(0.2, min(self.idle_seconds / 4, 30.0))
+        while not self.closed.wait(interval):
+            try:
+                self.reap_idle()
+            except Exception:  # noqa: BLE001 - the reaper must outlive one failed stop
+                log.exception("stopping idle warm processes failed")
+
+
+class _Trash:
+    """Removes finished job folders off the run's path.
+
+    A folder is first renamed out of its warm process's root (one cheap call, after which no later
+    job in that sandbox can see it), then deleted by a background thread.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+        self.pending: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+    def put(self, path: Path) -> None:
+        self.count += 1
+        target = self.folder / f"{self.count}-{path.parent.name}-{path.name}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._empty, name="mlopen-warm-trash", daemon=True)
+            self.thread.start()
+        self.pending.put(target)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.pending.put(None)
+            self.thread.join(timeout=10)
+            self.thread = None
+
+    def _empty(self) -> None:
+        while (path := self.pending.get()) is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def accepts(job: Job) -> bool:
+    """Only run jobs go warm, and only when every file they read can be copied into their folder."""
+    if job.kind != "run":
+        return False
+    data_files = job.data_files()
+    if not set(job.readonly_paths) <= set(data_files):
+        return False
+    try:
+        total = sum(os.path.getsize(path) for path in data_files)
+    except OSError:
+        return False  # let the cold path report the missing file as it always has
+    return total <= MAX_COPIED_INPUT_MB * MB
+
+
+def _template(job: Job) -> Job:
+    """What a warm process holds and how it is sandboxed; jobs that differ in any of it cannot share one."""
+    return Job(kind="run", control_path=job.control_path, work_dir="", model_path=job.model_path,
+               memory_mb=job.memory_mb, python=job.python, allow_network=job.allow_network,
+               extra_pythonpath=list(job.extra_pythonpath))
+
+
+class _WarmProcess:
+    def __init__(self, root: Path, template: Job, key: Hashable, family: Hashable | None) -> None:
+        self.root = root
+        self.template = template
+        self.key = key
+        self.family = family
+        self.process: subprocess.Popen | None = None
+        self.pid = 0
+        self.jobs = 0
+        self.retiring = False
+        self.last_used = time.monotonic()
+        self.fds: dict[str, int] = {}
+        self.tree: list[psutil.Process] = []
+        self.own_pids = False
+
+    def start(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        sandboxed = replace(self.template, work_dir=str(self.root))
+        Path(self.root, WARM_FILE).write_text(sandboxed.to_json())
+        output_read, output_write = os.pipe()
+        events_read, events_write = os.pipe()
+        commands_read, commands_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+        theirs = (output_write, events_write, commands_read, replies_write)
+        ours = {"output": output_read, "events": events_read, "commands": commands_write, "replies": replies_read}
+        python = self.template.python or sys.executable
+        env = supervisor.child_environment(sandboxed, events_write)
+        env.update({COMMANDS_FD_VARIABLE: str(commands_read), REPLIES_FD_VARIABLE: str(replies_write)})
+        self.own_pids = sandbox.sandbox_status()["kind"] == "bubblewrap"  # bwrap --unshare-all: its own PIDs
+        if self.own_pids:
+            env[OWN_PIDS_VARIABLE] = "1"
+        command = [python, "-m", "mlopen_runner.warm", os.path.join(self.root, WARM_FILE)]
+        try:
+            self.process = subprocess.Popen(
+                sandbox.wrap_command(command, sandboxed, python, supervisor._runner_paths(sandboxed)),
+                cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
+                pass_fds=(events_write, commands_read, replies_write), start_new_session=True)
+        except OSError:
+            for fd in ours.values():
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self.fds = ours
+        self.pid = self.process.pid
+        for name in ("output", "events", "replies"):
+            os.set_blocking(self.fds[name], False)
+        self.tree = [psutil.Process(self.pid)]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None and not self.retiring
+
+    def reusable(self) -> bool:
+        return self.alive() and "replies" in self.fds
+
+    def run(self, job: Job, callbacks: Callbacks, trash: _Trash) -> Outcome:
+        self.jobs += 1
+        job_dir = self.root / f"job{self.jobs}"
+        try:
+            local = _localized(job, job_dir)
+            return _WarmRun(self, local, callbacks).execute()
+        finally:
+            trash.put(job_dir)
+
+    def stop(self) -> None:
+        """Kill the process tree and remove its folder. Nothing in a warm process needs a clean exit."""
+        self.kill()
+        self.close_pipes()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill(self) -> None:
+        """As the cold supervisor does: the group, and each descendant in case one left the group."""
+        if self.process is None:
+            return
+        descendants = self.descendants()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for process in descendants:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        self.process.wait()
+
+    def close_pipes(self) -> None:
+        for name in list(self.fds):
+            os.close(self.fds.pop(name))
+
+    def end_leftover_processes(self) -> None:
+        """Without a sandbox: kill what the job started and left running (the child does it under bwrap)."""
+        for process in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return self.tree[0].children(recursive=True)
+        except (psutil.Error, IndexError):
+            return []
+
+
+class _WarmRun:
+    """Watches one job in a warm process: the cold supervisor's loop, ending on "done" instead of exit."""
+
+    def __init__(self, warm: _WarmProcess, job: Job, callbacks: Callbacks) -> None:
+        self.warm = warm
+        self.job = job
+        self.callbacks = callbacks
+        self.log = _LogCapture(job.max_log_bytes)
+        self.events = _EventReader()
+        self.replies = b""
+        self.done: dict[str, Any] | None = None
+        self.stop: _Stop | None = None
+        self.exited = False
+        self.peak_rss_mb = 0.0
+        self.pending_output = ""
+        self.selector = selectors.DefaultSelector()
+        self.started = self.ended = time.monotonic()
+
+    def execute(self) -> Outcome:
+        self._discard_stale_output()
+        for name, handler in (("output", self._on_output), ("events", self._on_events),
+                              ("replies", self._on_replies)):
+            self.selector.register(self.warm.fds[name], selectors.EVENT_READ, (name, handler))
+        self.started = time.monotonic()
+        try:
+            request = json.dumps({"id": self.warm.jobs, "job": asdict(self.job)}) + "\n"
+            os.write(self.warm.fds["commands"], request.encode())
+        except OSError:
+            self.exited = True  # died between jobs; the loop below reads why
+        try:
+            self._watch()
+        finally:
+            self.selector.close()
+        return self._outcome()
+
+    def _watch(self) -> None:
+        limits, tick, flush = _Every(POLL_INTERVAL_S), _Every(TICK_INTERVAL_S), _Every(OUTPUT_INTERVAL_S)
+        while self.done is None and self.stop is None and not self.exited:
+            self._read_ready(POLL_INTERVAL_S)
+            if self.done is not None or self.exited:
+                break
+            now = time.monotonic()
+            if limits.due(now):
+                self.exited = self.warm.process.poll() is not None
+                self.stop = None if self.exited else self._over_limit(now)
+            if self.stop is None and not self.exited and tick.due(now) and self.callbacks.tick():
+                self.stop = _Stop("cancelled", "Run was cancelled")
+            if flush.due(now):
+                self._flush_output()
+        self.ended = time.monotonic()
+        if self.done is not None:
+            # Everything the job printed or reported was written before "done": it is in the pipes.
+            # (Bounded: a thread the pipeline left running may be printing still.)
+            deadline = time.monotonic() + FINAL_READ_S
+            while self._read_ready(0) and time.monotonic() < deadline:
+                pass
+            # One tree scan per process (its first job); later jobs read the processes it found.
+            rss_mb = self._tree_rss_mb() if len(self.warm.tree) == 1 else self._known_tree_rss_mb()
+            self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
+            self.warm.retiring = bool(self.done.get("retire"))
+            if not self.warm.own_pids:
+                self.warm.end_leftover_processes()
+        else:
+            if self.exited:  # the replies pipe closed: give the process a moment to finish dying
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.warm.process.wait(EXIT_GRACE_S)
+            self.warm.kill()
+            self._drain()
+        self.pending_output += self.log.finish()
+        self._flush_output()
+
+    def _outcome(self) -> Outcome:
+        outcome = Outcome(status="failed", duration_s=round(self.ended - self.started, 3),
+                          peak_rss_mb=round(self.peak_rss_mb, 1), log_truncated_bytes=self.log.dropped)
+        if self.stop is not None:
+            outcome.status, outcome.error = self.stop.status, self.stop.error
+            outcome.exit_code = self.warm.process.returncode
+            return outcome
+        if self.done is None:  # the process died during the job
+            outcome.exit_code = self.warm.process.returncode
+            outcome.error = (_error_reported_by_child(self.job) or _error_from_exit_status(outcome.exit_code)
+                             or "Pipeline process exited without finishing the run")
+            return outcome
+        # What a cold child would have exited with after the same job.
+        outcome.error = _error_reported_by_child(self.job)
+        outcome.exit_code = 0 if outcome.error is None else 1
+        if outcome.error is None:
+            try:
+                supervisor._collect_outputs(self.job, outcome)
+                outcome.status = "succeeded"
+            except _OutputError as exc:
+                outcome.error = str(exc)
+        return outcome
+
+    def _read_ready(self, timeout: float) -> bool:
+        """Read what the pipes hold; True if anything was read (end of file included)."""
+        got = False
+        for key, _ in self.selector.select(max(timeout, 0)):
+            name, handler = key.data
+            try:
+                chunk = os.read(key.fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            got = True
+            if chunk:
+                handler(chunk)
+                continue
+            self.selector.unregister(key.fd)
+            # Only the warm process itself holds the replies pipe (its programs do not inherit it).
+            self.exited = self.exited or name == "replies"
+        return got
+
+    def _drain(self) -> None:
+        """After a kill: what the dead process left in the pipes belongs to this job."""
+        deadline = time.monotonic() + supervisor.DRAIN_TIMEOUT_S
+        while self.selector.get_map() and time.monotonic() < deadline:
+            self._read_ready(deadline - time.monotonic())
+
+    def _discard_stale_output(self) -> None:
+        # Output a previous job's leftover threads wrote after its "done" is nobody's.
+        for name in ("output", "events"):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(self.warm.fds[name], _READ_SIZE):
+                    pass
+
+    def _on_output(self, chunk: bytes) -> None:
+        self.pending_output += self.log.feed(chunk)
+
+    def _on_events(self, chunk: bytes) -> None:
+        for event in self.events.feed(chunk):
+            self.callbacks.event(event)
+
+    def _on_replies(self, chunk: bytes) -> None:
+        *lines, self.replies = (self.replies + chunk).split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                reply = json.loads(line)
+                if isinstance(reply, dict) and reply.get("done") == self.warm.jobs:
+                    self.done = reply
+
+    def _flush_output(self) -> None:
+        if self.pending_output:
+            text, self.pending_output = self.pending_output, ""
+            self.callbacks.output(text)
+
+    def _over_limit(self, now: float) -> _Stop | None:
+        elapsed = now - self.started
+        if self.job.timeout_s is not None and elapsed > self.job.timeout_s:
+            return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {_seconds(self.job.timeout_s)} s)")
+        rss_mb = self._tree_rss_mb()
+        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
+        if self.job.memory_mb is not None and rss_mb > self.job.memory_mb:
+            return _Stop("failed", memory_limit_message(self.job.memory_mb))
+        return None
+
+    def _tree_rss_mb(self) -> float:
+        """RSS of the whole tree, found afresh (the pipeline may have started processes)."""
+        self.warm.tree = self.warm.tree[:1] + self.warm.descendants()
+        return self._known_tree_rss_mb()
+
+    def _known_tree_rss_mb(self) -> float:
+        # The processes found by the last scan: cheap enough to read at the end of every job.
+        total = 0
+        for process in self.warm.tree:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total / MB
+
+
+def _localized(job: Job, job_dir: Path) -> Job:
+    """`job` with its own folder in the warm root and copies of the files it reads inside it."""
+    job_dir.mkdir()
+    copies: dict[str, str] = {}
+
+    def copied(path: str) -> str:
+        if path not in copies:
+            target = job_dir / f"input{len(copies)}" / os.path.basename(path)  # the stored file's own name
+            target.parent.mkdir()
+            if os.path.exists(path):  # a missing file stays missing: the pipeline reports it as cold
+                shutil.copyfile(path, target)
+                os.chmod(target, 0o444)  # read-only, as the cold sandbox binds it
+            copies[path] = str(target)
+        return copies[path]
+
+    job_input = dict(job.input, path=copied(job.input["path"])) if job.input else None
+    params = {name: {FILE_MARKER: dict(value[FILE_MARKER], path=copied(value[FILE_MARKER]["path"]))}
+              if is_file_param(value) else value for name, value in job.params.items()}
+    return replace(job, work_dir=str(job_dir), input=job_input, params=params, readonly_paths=[])

@@ -1,0 +1,109 @@
+"""Per-pipeline environments: a requirements.txt uploaded beside the control file gets its own
+virtual environment (built by uv on a worker), and the pipeline runs in it with the SDK overlay
+but without the platform's packages.
+
+The package used, tinydb, is small, pure Python, without dependencies, and not a dependency of
+mlopen (test_the_test_package_is_not_installed_in_the_platform checks that).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from engine_support import poll
+
+from mlopen.pipelines.models import Pipeline, PipelineVersion
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+
+USES_TINYDB = """
+import tinydb
+
+def get_params(run=False):
+    return {"greeting": ("string", {"default": "hello"})} if run else ""
+
+def train(inpt, params=None):
+    pass
+
+def run_pipeline(input, model, args, params=None):
+    try:
+        import django
+        platform = "django importable"
+    except ImportError:
+        platform = "no django"
+    return {"text": f"{params['greeting']} from tinydb {tinydb.__version__}; {platform}"}
+"""
+
+
+def _version(pipeline_name: str) -> PipelineVersion:
+    return PipelineVersion.objects.get(pipeline__name=pipeline_name)
+
+
+def _built(pipeline_name: str, timeout: float = 180) -> PipelineVersion:
+    return poll(lambda: (v := _version(pipeline_name)).env_status in ("ready", "failed") and v, timeout=timeout,
+                interval=0.2, message=f"the environment of {pipeline_name} is built")
+
+
+def test_the_test_package_is_not_installed_in_the_platform():
+    assert importlib.util.find_spec("tinydb") is None
+
+
+def test_a_pipeline_with_requirements_runs_in_its_own_environment(pipeline_from, submit, wait_for_run, api,
+                                                                  run_body, module_worker):
+    # requirements.txt as a support file beside the control file (the API's field works the same).
+    uploaded = pipeline_from("db_user", USES_TINYDB, files={"requirements.txt": "tinydb>=4\n"})
+
+    version = _built("db_user")
+    run = wait_for_run(submit("db_user", params={"greeting": "hi"})["id"], timeout=60)
+
+    assert uploaded["versions"][0]["env_status"] == "building"
+    assert version.env_status == "ready", version.env_log
+    assert (version.requirements, version.support_files) == ("tinydb>=4\n", [])
+    assert "+ tinydb==4." in version.env_log
+    # get_params was read inside the environment, where `import tinydb` works.
+    assert api.get(f"/api/v1/pipelines/{uploaded['id']}/").json()["params"]["run"] == {
+        "greeting": {"type": "string", "default": "hello"}}
+    assert run.status == "succeeded", f"{run.error}\n{run.log}"
+    text = run_body(run.pk)["result"]["text"]
+    assert text.startswith("hi from tinydb 4.") and text.endswith("; no django"), text
+
+
+def test_requirements_that_cannot_be_installed_leave_the_version_unusable_with_uvs_error(
+        pipeline_from, submit, module_worker):
+    pipeline_from("broken_env", USES_TINYDB, requirements="mlopen-no-such-package-4f2a==1.0\n")
+
+    version = _built("broken_env")
+    refused = submit("broken_env", expect=409)
+
+    assert version.env_status == "failed"
+    assert "mlopen-no-such-package-4f2a" in version.env_log
+    assert "not found in the package registry" in version.env_log
+    assert refused["detail"].startswith(
+        "broken_env v1 cannot run: building its environment from requirements.txt failed: ")
+    assert "mlopen-no-such-package-4f2a was not found in the package registry" in refused["detail"]
+
+
+def test_a_run_is_refused_while_the_environment_is_still_being_built(pipeline_from, submit, unserved_queue):
+    # The build job goes to the pipeline's queue, which no worker serves: it stays "building".
+    Pipeline.objects.create(name="waiting_env", queue=unserved_queue)
+    pipeline_from("waiting_env", USES_TINYDB, requirements="tinydb\n")
+
+    refused = submit("waiting_env", expect=409)
+
+    assert refused["detail"] == ("waiting_env v1 cannot run yet: its environment is still being built from "
+                                 "requirements.txt; try again when it is ready.")
+
+
+@pytest.mark.parametrize("line", [
+    "-e .",
+    "git+https://github.com/msiemens/tinydb.git",
+    "file:///tmp/tinydb",
+    "--index-url https://example.org/simple",
+    "tinydb @ https://example.org/tinydb.whl",
+])
+def test_requirement_lines_that_could_fetch_arbitrary_code_are_refused_at_upload(line, pipeline_from, api):
+    body = pipeline_from("refused_env", USES_TINYDB, requirements=f"pandas\n{line}\n", expect=400)
+
+    assert body["errors"]["requirements"].startswith(f"requirements.txt line 2 ({line!r}): ")
+    assert not PipelineVersion.objects.filter(pipeline__name="refused_env").exists()

@@ -1,0 +1,108 @@
+"""What a run shows while it is going: its log growing, its progress, its metrics; and what a
+training leaves behind, named without the platform ever unpickling it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from engine_support import poll
+
+from mlopen.pipelines.models import TrainedModel
+from mlopen.runs.models import Run
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_log_grows_while_the_run_is_going(pipeline_from, submit, api, wait_for_run, module_worker):
+    pipeline_from("ticker", """
+        import time
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            for tick in range(10):
+                print(f"tick {tick}", flush=True)
+                time.sleep(0.3)
+            return {"text": "done"}
+        """)
+    run = submit("ticker")
+
+    seen_while_running = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        response = api.get(f"/api/v1/runs/{run['id']}/logs/")
+        if response["X-Run-Status"] not in ("queued", "running"):
+            break
+        if response["X-Run-Status"] == "running" and response.content not in seen_while_running[-1:]:
+            seen_while_running.append(response.content)
+        time.sleep(0.1)
+    finished = wait_for_run(run["id"], timeout=30)
+
+    assert finished.status == "succeeded"
+    assert finished.log == "".join(f"tick {tick}\n" for tick in range(10))
+    partial = [text.decode() for text in seen_while_running if text and text.decode() != finished.log]
+    assert len(partial) >= 3, seen_while_running
+    assert all(finished.log.startswith(text) for text in partial)
+
+
+def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_from, submit, run_body, module_worker):
+    pipeline_from("halfway", """
+        import time
+        from mlopenapp.utils import io_handler as io
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            io.progress(0.5, "half")
+            time.sleep(2)
+            return {"text": "done"}
+        """)
+    run = submit("halfway")
+
+    body = poll(lambda: (b := run_body(run["id"]))["progress"] and b, timeout=60, message="progress shown")
+
+    assert body["status"] == "running"
+    assert body["progress"] == {"fraction": 0.5, "message": "half"}
+
+
+def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, run_body, wait_for_run,
+                                                         module_worker):
+    pipeline_from("learner", """
+        from mlopenapp.utils import io_handler as io
+        def train(inpt, params=None):
+            for epoch in range(1, 4):
+                io.log_metric("loss", 1 / epoch, step=epoch)
+            io.log_metric("accuracy", 0.9)
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        """)
+    run = submit("learner", kind="train")
+    wait_for_run(run["id"], timeout=60)
+
+    body = run_body(run["id"])
+
+    assert body["status"] == "succeeded"
+    assert body["metrics"] == {
+        "accuracy": [{"step": None, "value": 0.9}],
+        "loss": [{"step": 1, "value": 1.0}, {"step": 2, "value": 0.5}, {"step": 3, "value": pytest.approx(1 / 3)}],
+    }
+
+
+def test_a_trained_model_is_kept_with_the_names_it_was_saved_under(pipeline_from, submit, wait_for_run,
+                                                                   module_worker):
+    pipeline_from("namer", """
+        from mlopenapp.utils import io_handler as io
+        class Model:
+            pass
+        def train(inpt, params=None):
+            io.save_pipeline([(Model(), "knn"), (Model(), "scaler")], [({"k": 3}, "settings")], "iris model")
+        def run_pipeline(input, model, args, params=None):
+            return {"text": f"{type(model).__name__} {args}"}
+        """)
+    trained = wait_for_run(submit("namer", kind="train")["id"], timeout=60)
+    ran = wait_for_run(submit("namer")["id"], timeout=60)
+
+    model = TrainedModel.objects.get(run_id=trained.pk)
+    assert (model.label, model.model_names, model.arg_names) == ("iris model", ["knn", "scaler"], ["settings"])
+    assert ran.status == "succeeded", ran.error
+    assert Run.objects.get(pk=ran.pk).trained_model_id == model.pk

@@ -1,0 +1,146 @@
+"""Warm runs on a real worker: a trained pipeline's runs share one process with the model loaded,
+give the results a cold run gives, and fail exactly as a cold run fails when that process is
+killed or dies.
+
+The pipeline prints a token made when its control file is imported: two runs printing the same
+token were served by the same process.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from engine_support import poll
+
+from mlopen.pipelines.models import Pipeline
+from mlopen.runs.models import Run
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+
+WARM = """
+import os, sys, time, uuid
+from mlopenapp.utils import io_handler as io
+
+TOKEN = uuid.uuid4().hex
+print("imported", TOKEN, flush=True)
+
+def get_params(run=True):
+    if run:
+        return {"mode": ("string", {"default": "ok"})}
+    return {"weight": ("integer", {"default": 1})}
+
+def train(inpt, params=None):
+    io.save_pipeline([(params["weight"], "weight")], [("words", "unit")], "warm")
+
+def run_pipeline(input, model, args, params=None):
+    print("serving", TOKEN, params["mode"], flush=True)
+    io.log_metric("weight", model)
+    if params["mode"] == "sleep":
+        time.sleep(120)
+    if params["mode"] == "crash":
+        os._exit(3)
+    lines = [line.strip() for line in input.open("r") if line.strip()]
+    return {
+        "columns": ["line", "score"],
+        "data": [[line, len(line) * model] for line in lines],
+        "graphs": {"data": [{"type": "bar", "x": lines, "y": [len(line) for line in lines]}], "layout": {}},
+        "text": f"{len(lines)} {args['unit']}, weight {model}",
+    }
+"""
+
+
+def _token(run: Run) -> str:
+    [line] = [line for line in run.log.splitlines() if line.startswith("serving ")]
+    return line.split()[1]
+
+
+@pytest.fixture
+def trained(pipeline_from, submit, wait_for_run, upload_dataset):
+    """The WARM pipeline, trained with weight 2, and a dataset to run it on."""
+    pipeline_from("warm", WARM)
+    assert wait_for_run(submit("warm", kind="train", params={"weight": 2})["id"], timeout=60).status == "succeeded"
+    return upload_dataset("lines.txt", b"alpha\nbeta\ngamma\n")
+
+
+def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(trained, submit, wait_for_run,
+                                                                           module_worker):
+    first = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    second = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    assert _token(first) == _token(second)
+    assert first.log.startswith("imported ") and "imported" not in second.log
+    assert second.log == f"serving {_token(first)} ok\n"
+    assert list(second.metrics.values_list("name", "value")) == [("weight", 2.0)]
+    assert re.search(rf"run {second.pk}: warm process reused \(pid \d+", module_worker.log_text())
+
+
+def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(trained, submit, wait_for_run,
+                                                                              module_worker, api):
+    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert wait_for_run(submit("warm", kind="train", params={"weight": 5})["id"], timeout=60).status == "succeeded"
+    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert _token(after) != _token(before)
+    assert api.get(f"/api/v1/runs/{after.pk}/").json()["result"]["text"] == "3 words, weight 5"
+
+
+def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained, submit, wait_for_run, api,
+                                                                        module_worker, start_worker):
+    cold_queue = f"{module_worker.name}-cold"
+    start_worker(queues=cold_queue, extra_env={"MLOPEN_WARM_RUNS": "false"})
+    Pipeline.objects.filter(name="warm").update(queue=cold_queue)
+    cold = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    Pipeline.objects.filter(name="warm").update(queue="")
+    wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)  # starts the warm process
+    warm = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    def result(run: Run) -> dict:
+        return api.get(f"/api/v1/runs/{run.pk}/result/").json()
+
+    assert "imported" in cold.log and "imported" not in warm.log
+    assert result(warm) == result(cold)
+    assert result(warm)["data"] == [["alpha", 10], ["beta", 8], ["gamma", 10]]
+    assert api.get(f"/api/v1/runs/{warm.pk}/download/?format=json").json() == \
+        api.get(f"/api/v1/runs/{cold.pk}/download/?format=json").json()
+
+
+def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a_new_process(
+        trained, submit, wait_for_run, module_worker):
+    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    timed_out = wait_for_run(submit("warm", input=trained["id"], timeout=1, params={"mode": "sleep"})["id"],
+                             timeout=30)
+    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert timed_out.status == "failed"
+    assert re.fullmatch(r"Run timed out after 1(\.\d)? s \(limit 1 s\)", timed_out.error), timed_out.error
+    assert after.status == "succeeded" and _token(after) != _token(before)
+
+
+def test_cancelling_a_warm_run_kills_its_process_and_the_next_run_gets_a_new_one(
+        trained, submit, wait_for_run, api, module_worker):
+    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    run = submit("warm", input=trained["id"], params={"mode": "sleep"})
+    poll(lambda: "serving" in Run.objects.get(pk=run["id"]).log, timeout=30, message="the run started")
+
+    assert api.post(f"/api/v1/runs/{run['id']}/cancel/").status_code == 200
+    cancelled = wait_for_run(run["id"], timeout=10)
+    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert (cancelled.status, cancelled.error) == ("cancelled", "Cancelled by the user while running.")
+    assert after.status == "succeeded" and _token(after) != _token(before)
+
+
+def test_a_warm_process_that_dies_fails_its_run_with_the_exit_status_and_the_next_run_gets_a_new_one(
+        trained, submit, wait_for_run, module_worker):
+    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    crashed = wait_for_run(submit("warm", input=trained["id"], params={"mode": "crash"})["id"], timeout=30)
+    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+
+    assert (crashed.status, crashed.error) == ("failed", "Pipeline process exited with status 3")
+    assert crashed.log == f"serving {_token(before)} crash\n"
+    assert after.status == "succeeded" and _token(after) != _token(before)

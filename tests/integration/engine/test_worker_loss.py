@@ -1,0 +1,80 @@
+"""Crash recovery: a run whose worker died is failed once its heartbeat is older than
+MLOPEN_HEARTBEAT_TIMEOUT (6 s in tests), even when no other worker is alive to notice: reading the
+run through the API (or /healthz) reaps it. Retrying is the user's explicit choice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from engine_support import alive, poll, processes_with_marker
+
+from mlopen.runs.models import Run
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_run_whose_lone_worker_was_killed_is_failed_as_lost_within_the_heartbeat_timeout(
+        pipeline_from, submit, run_body, start_worker, api):
+    marker = f"mlopen-orphan-{uuid.uuid4().hex}"
+    pipeline_from("long", f"""
+        import subprocess, sys, time
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{marker}"])
+            print("working", flush=True)
+            time.sleep(300)
+        """)
+    worker = start_worker()
+    run = submit("long")
+    poll(lambda: "working" in Run.objects.get(pk=run["id"]).log, timeout=60, message="the pipeline started")
+    [grandchild] = poll(lambda: processes_with_marker(marker), timeout=5, message="the grandchild is visible")
+
+    worker.process.kill()  # SIGKILL: no shutdown hook runs, nothing is told
+    killed_at = time.monotonic()
+    worker.process.wait()
+    lost = poll(lambda: (body := run_body(run["id"]))["status"] != "running" and body, timeout=30, interval=0.2,
+                message="the run is no longer running")
+    detected_after = time.monotonic() - killed_at
+
+    assert lost["status"] == "failed"
+    assert lost["error"] == (f"The worker running this run ({worker.name}) was lost: no heartbeat for over "
+                             f"{settings.MLOPEN_HEARTBEAT_TIMEOUT:g} s. The run did not finish; use 'Run again' "
+                             "to retry it.")
+    assert detected_after <= settings.MLOPEN_HEARTBEAT_TIMEOUT + 1, f"detected after {detected_after:.1f} s"
+    # The sandbox died with the worker: nothing of the pipeline keeps running unwatched.
+    poll(lambda: not alive(grandchild), timeout=5, message="the pipeline's processes are gone")
+    # Nothing retried it on its own; running it again is a new run.
+    assert Run.objects.get(pk=run["id"]).attempt == 1
+    again = api.post(f"/api/v1/runs/{run['id']}/rerun/")
+    assert again.status_code == 201, again.content
+    assert (again.json()["status"], again.json()["retry_of"]) == ("queued", run["id"])
+
+
+def test_healthz_also_fails_runs_whose_worker_stopped_heartbeating(pipeline_from, submit, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    pipeline_from("quiet", """
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        """)
+    run = submit("quiet")
+    stale = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT + 1)
+    # As a claim by a worker that then vanished leaves it.
+    Run.objects.filter(pk=run["id"]).update(status="running", worker="gone-host-w1", attempt=1, started_at=stale,
+                                            heartbeat_at=stale)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    lost = Run.objects.get(pk=run["id"])
+    assert lost.status == "failed"
+    assert lost.error.startswith("The worker running this run (gone-host-w1) was lost")
