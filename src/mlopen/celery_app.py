@@ -6,6 +6,10 @@ import os
 
 from celery import Celery
 
+from mlopen.core import broker
+
+broker.install()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
 
 app = Celery("mlopen")
