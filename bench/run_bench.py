@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-ms", type=float, default=5.0, help="client's polling interval (default 5 ms)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary MLOPEN_HOME folders")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="also put the report between the BENCH markers of the project's README.md")
     args = parser.parse_args(argv)
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mlopen-bench-"))
@@ -428,8 +430,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {work}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
+    if args.update_readme:
+        update_readme(text)
     print(text)
     return 0
+
+
+def update_readme(text: str) -> None:
+    readme = ROOT / "README.md"
+    start, end = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
+    content = readme.read_text()
+    head, _, rest = content.partition(start)
+    _, _, tail = rest.partition(end)
+    if not rest:
+        raise SystemExit(f"{readme} has no {start} marker")
+    body = text.replace("# mlopen run latency and throughput", "### Latest figures (bench/run_bench.py)", 1)
+    readme.write_text(f"{head}{start}\n{body}{end}{tail}")
 
 
 if __name__ == "__main__":

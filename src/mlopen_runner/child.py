@@ -37,6 +37,8 @@ from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
 # reserves ~1.3 GB it never touches), so the backstop sits well above the limit.
 ADDRESS_SPACE_HEADROOM_MB = 4096
 
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
+
 PARAM_TYPES = ("string", "integer", "float", "bool", "choice", "file", "upload")
 PARAM_OPTIONS = ("default", "blank", "choices")
 _MAX_ERROR_MESSAGE_CHARS = 2000
@@ -239,9 +241,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _limit_address_space(memory_mb: int | None) -> None:

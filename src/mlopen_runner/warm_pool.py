@@ -268,6 +268,7 @@ class _WarmProcess:
         self.fds: dict[str, int] = {}
         self.tree: list[psutil.Process] = []
         self.own_pids = False
+        self.killed = False
 
     def start(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -328,8 +329,9 @@ class _WarmProcess:
 
     def kill(self) -> None:
         """As the cold supervisor does: the group, and each descendant in case one left the group."""
-        if self.process is None:
+        if self.process is None or self.killed:
             return
+        self.killed = True
         descendants = self.descendants()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -179,7 +179,7 @@ class RunCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.RUN)
     input = serializers.IntegerField(required=False, allow_null=True, help_text="a dataset id, or null")
     params = serializers.DictField(required=False, default=dict,
-                                   help_text="parameter name → value; text values are converted to the parameter's type")
+                                   help_text="parameter name → value; text is converted to the parameter's type")
 
     def validate_params(self, value: dict) -> dict:
         if _has_nul(value):

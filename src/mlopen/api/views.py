@@ -26,8 +26,8 @@ from mlopen.api import serializers as s
 from mlopen.api.errors import error_response
 from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
-from mlopen.api.sharing import ShareMixin
 from mlopen.api.schema import AutoSchema, ErrorSerializer
+from mlopen.api.sharing import ShareMixin
 from mlopen.core import storage
 from mlopen.core.access import PUBLIC, access
 from mlopen.core.roles import can_upload_pipelines, role_of
@@ -105,7 +105,8 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     openapi_links = {action: {"GetPipeline": "pipelines_retrieve", "ListVersions": "pipelines_versions_list",
-                              "ListTrainedModels": "pipelines_models_list", "UploadVersion": "pipelines_versions_create"}
+                              "ListTrainedModels": "pipelines_models_list",
+                              "UploadVersion": "pipelines_versions_create"}
                      for action in ("create", "versions")}
 
     def get_queryset(self):
@@ -367,7 +368,8 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
     @extend_schema(parameters=[
         OpenApiParameter("page", OpenApiTypes.INT, description="page number, from 1"),
         OpenApiParameter("page_size", OpenApiTypes.INT,
-                         description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE})"),
+                         description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, "
+                                     f"at most {MAX_PAGE_SIZE})"),
         OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
         OpenApiParameter("order", str, enum=["asc", "desc"])], responses=s.ResultPageSerializer)
     @action(detail=True, methods=["get"])
@@ -404,6 +406,8 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         if fmt not in ("csv", "json"):
             raise ValidationError({"format": f"Use csv or json, not {fmt[:40]!r}."})
         folder = self._result_folder(run)
+        if run.result_rows is None:
+            raise NotFound(f"Run {run.pk}'s result has no table to download, only graphs or text.")
         if fmt == "json":
             response = Response(results.as_json_rows(folder))
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.json"'

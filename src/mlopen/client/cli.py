@@ -21,12 +21,11 @@ import os
 import re
 import sys
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
 from mlopen.client import config as config_mod
-from mlopen.client.client import FINISHED, Client, ConfigError, MlopenError, normalize_url
+from mlopen.client.client import FINISHED, Client, ConfigError, Conflict, MlopenError, normalize_url
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -417,8 +416,14 @@ class _UploadBar:
     """An upload progress bar on stderr (rich draws it only when stderr is a terminal)."""
 
     def __init__(self, out: Output, label: str, total: int):
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(), console=out.err, transient=True)
@@ -531,8 +536,24 @@ def cmd_run(args, out: Output) -> int:
         for name, value in params.items():
             if value.startswith("@"):  # NAME=@FILE: upload FILE for a file parameter
                 params[name] = _upload_with_bar(client, out, value[1:])["id"]
-        run = client.start_run(args.pipeline, train=args.train, input=input_id, params=params, timeout=args.timeout)
+        run = _start_when_ready(client, out, args, input_id, params)
         return _after_start(client, out, run, args.wait, args.json)
+
+
+def _start_when_ready(client: Client, out: Output, args, input_id, params) -> dict:
+    """Start the run; with --wait, first wait for a pipeline environment that is still building."""
+    announced = False
+    while True:
+        try:
+            return client.start_run(args.pipeline, train=args.train, input=input_id, params=params,
+                                    timeout=args.timeout)
+        except Conflict as exc:
+            if not args.wait or exc.errors.get("pipeline") != "Environment building.":
+                raise
+            if not announced:
+                out.note("The pipeline's environment is still being built; waiting for it...")
+                announced = True
+            time.sleep(2)
 
 
 def _after_start(client: Client, out: Output, run: dict, wait: bool, as_json: bool) -> int:
@@ -565,7 +586,14 @@ class _Watcher:
         self.progress = None
         self.task = None
         if out.err.is_terminal:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                SpinnerColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                      TaskProgressColumn(), TimeElapsedColumn(), console=out.err, transient=True)
@@ -607,11 +635,11 @@ class _Watcher:
         if self.progress:
             self.progress.update(self.task, description=label, total=1.0 if fraction is not None else None,
                                  completed=fraction or 0)
-        elif (status, message) != (self.status, self.message) or (fraction is not None and fraction != self.fraction):
-            if status not in FINISHED:
-                percent = f" {fraction:.0%}" if fraction is not None else ""
-                sys.stderr.write(f"[{label}{percent}]\n")
-                sys.stderr.flush()
+        elif status not in FINISHED and (status, message, fraction) != (self.status, self.message, self.fraction):
+            # No terminal to draw a bar on (CI, a pipe): a line each time the status or progress changes.
+            percent = f" {fraction:.0%}" if fraction is not None else ""
+            sys.stderr.write(f"[{label}{percent}]\n")
+            sys.stderr.flush()
         self.status, self.message, self.fraction = status, message, fraction
 
 
@@ -789,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"error: {where}{exc.strerror or exc}\n")
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (MLOPEN_DEBUG=1 shows it)
+    except Exception as exc:
         if os.environ.get("MLOPEN_DEBUG"):
             raise
         sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc}\n")

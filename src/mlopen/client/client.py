@@ -16,10 +16,12 @@ PermissionDenied, NotFound, Conflict), ConfigError (no server or token).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -89,8 +91,7 @@ def normalize_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"the server URL must start with http:// or https:// (got {url!r})")
     for suffix in ("/api/v1", "/api"):
-        if url.endswith(suffix):
-            url = url[: -len(suffix)]
+        url = url.removesuffix(suffix)
     return url
 
 
@@ -189,8 +190,14 @@ class Client:
             errors = {}
             if status in (404, 405) and not isinstance(body, dict):
                 detail += f" — is {self.url} an mlopen server?"
+        if status == 404 and detail.strip() in ("Not found.", "Not Found"):
+            # The server answers the same for "no such object" and "not yours"; name what was asked for.
+            match = re.match(r"/api/v1/(runs|datasets|pipelines)/(\d+)/", response.request.url.path)
+            if match:
+                detail = f"There is no {match.group(1)[:-1]} {match.group(2)}, or you cannot see it."
         if status == 401:
-            detail = f"{detail.rstrip('.')}. The server did not accept the token; check MLOPEN_TOKEN or run `mlopen login`"
+            detail = (f"{detail.rstrip('.')}. The server did not accept the token; "
+                      "check MLOPEN_TOKEN or run `mlopen login`")
         cls = _ERROR_CLASSES.get(status, ApiError)
         return cls(status, detail, errors, body)
 

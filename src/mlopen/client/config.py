@@ -95,7 +95,8 @@ def resolve(url: str | None = None, token: str | None = None, profile: str | Non
         data = load_config()
         name = chosen or data.get("default")
         if chosen and chosen not in data["profiles"]:
-            raise ConfigError(f"there is no profile {chosen!r} in {config_path()} (run `mlopen login --profile {chosen}`)")
+            raise ConfigError(f"there is no profile {chosen!r} in {config_path()} "
+                              f"(run `mlopen login --profile {chosen}`)")
         saved = data["profiles"].get(name) if name else None
         if isinstance(saved, dict):
             used = name

@@ -16,7 +16,6 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    url = settings.CELERY_BROKER_URL
     if settings.MLOPEN_BROKER_DIR is not None:
         folder = settings.MLOPEN_BROKER_DIR
         try:

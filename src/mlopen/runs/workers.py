@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,8 +25,13 @@ from django.utils import timezone
 from mlopen.runs.models import Run, Worker
 
 log = logging.getLogger(__name__)
-# This process's worker name and the run it is executing (read by the heartbeat thread).
-_state: dict = {"name": None, "current_run": None}
+# This process's worker name, the run it is executing and until when the heartbeat thread vouches
+# for that run (read by the heartbeat thread).
+_state: dict = {"name": None, "current_run": None, "vouch_until": None}
+# The heartbeat thread keeps a run alive for at most its time limit plus this: an environment build
+# (up to 15 minutes) and slack. Past that the run's own loop must be stuck (it enforces the time
+# limit itself), so the run is left to be reaped as lost: no run stays running forever.
+STUCK_AFTER_LIMIT_SECONDS = 20 * 60
 
 
 def current_worker_name() -> str:
@@ -58,7 +64,7 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
             "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues or [], "sandbox": sandbox,
             "last_seen": now})
     run_id = _state["current_run"]
-    if run_id is not None:
+    if run_id is not None and time.monotonic() < _state["vouch_until"]:
         # From this thread, not the run's own loop: a run still building its environment (or
         # stuck writing its log) is alive as long as its worker is.
         Run.objects.filter(pk=run_id, worker=name, status=Run.Status.RUNNING).update(heartbeat_at=now)
@@ -70,6 +76,9 @@ def executing() -> int | None:
 
 
 def set_current_run(name: str, run_id: int | None) -> None:
+    if run_id is not None:
+        limit = Run.objects.filter(pk=run_id).values_list("timeout_seconds", flat=True).first()
+        _state["vouch_until"] = time.monotonic() + (limit or settings.MLOPEN_RUN_TIMEOUT) + STUCK_AFTER_LIMIT_SECONDS
     _state["current_run"] = run_id
     Worker.objects.filter(name=name).update(current_run_id=run_id, last_seen=timezone.now())
 

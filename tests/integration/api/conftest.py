@@ -30,6 +30,7 @@ def make_run(make_pipeline):
     """A run in any state; a succeeded one gets a stored result table (no worker involved)."""
     from django.utils import timezone
 
+    from mlopen.core import storage
     from mlopen.runs import results
     from mlopen.runs.models import Run
 
@@ -44,6 +45,8 @@ def make_run(make_pipeline):
             result = result if result is not None else {
                 "columns": ["name", "score"], "data": [[f"row{i}", i] for i in range(1, 8)] + [["=SUM(A1)", 0]],
                 "text": "<b>done</b>", "graphs": []}
+            # Ids come back after each test's rollback; the files of an earlier run N must not linger.
+            storage.delete_tree(f"results/{run.pk}")
             run.result_folder, run.result_rows = results.store_result(run.pk, result)
         run.save()
         return run

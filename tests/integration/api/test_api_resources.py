@@ -153,6 +153,7 @@ def test_run_create_converts_text_params_and_queues(api, make_pipeline, upload_d
                         format="json")
     assert response.status_code == 201, response.content
     run = response.json()
+    assert response["Location"] == f"/api/v1/runs/{run['id']}/"
     assert (run["status"], run["kind"], run["params"], run["input"]) == ("queued", "run", {"k": 5}, dataset["id"])
     assert run["result"] is None and run["progress"] is None
 
@@ -215,6 +216,15 @@ def test_result_download_csv_and_json(api, make_run):
     assert as_json.status_code == 200
     assert json.loads(as_json.content)["data"][0] == ["row1", 1]
     assert api.get(f"/api/v1/runs/{run.pk}/download/").status_code == 200  # csv by default
+
+
+def test_result_without_a_table_has_pages_but_no_download(api, make_run):
+    run = make_run(api.user, result={"text": "only words", "graphs": []})
+    page = api.get(f"/api/v1/runs/{run.pk}/result/").json()
+    assert (page["text"], page["rows"], page["data"], page["pages"]) == ("only words", None, None, 0)
+    response = api.get(f"/api/v1/runs/{run.pk}/download/?format=csv")
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"Run {run.pk}'s result has no table to download, only graphs or text."
 
 
 def test_result_of_unfinished_run_is_404_saying_why(api, make_run):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
@@ -91,10 +92,12 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(live_server, s
         f"{live_server.url}/api/schema/?format=json",
         "--header", f"Authorization: Token {seeded['token']}",
         "--checks", CHECKS, "--max-examples", os.environ.get("MLOPEN_SCHEMATHESIS_EXAMPLES", "20"),
-        "--workers", "2", "--seed", seed, "--request-timeout", "30", "--generation-database", "none",
+        "--workers", "2", "--seed", seed, "--request-timeout", "60", "--generation-database", "none",
         "--max-failures", "25",
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=360, cwd=tmp_path)
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=360, cwd=tmp_path)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-20000:]
-    assert "Tested: 27" in output, output[-5000:]
+    schema = httpx.get(f"{live_server.url}/api/schema/?format=json").json()
+    operations = sum(len(item) for item in schema["paths"].values())
+    assert f"Tested: {operations}" in output, output[-5000:]  # every operation, none skipped

@@ -62,7 +62,7 @@ def test_a_url_that_is_not_mlopen_says_so(live_server, mlopen):
 def test_unknown_run_is_a_404_line(server, mlopen):
     result = mlopen("runs", "show", "987654")
     assert result.code == 1
-    _one_line_error(result, "Not found. (HTTP 404)")
+    _one_line_error(result, "There is no run 987654, or you cannot see it. (HTTP 404)")
 
 
 def test_bad_param_syntax_is_a_usage_error(server, mlopen):

@@ -107,3 +107,11 @@ def test_requirement_lines_that_could_fetch_arbitrary_code_are_refused_at_upload
 
     assert body["errors"]["requirements"].startswith(f"requirements.txt line 2 ({line!r}): ")
     assert not PipelineVersion.objects.filter(pipeline__name="refused_env").exists()
+
+
+def test_two_requirements_files_in_one_upload_are_refused(pipeline_from):
+    body = pipeline_from("twice_env", USES_TINYDB, requirements="tinydb\n", files={"requirements.txt": "tinydb\n"},
+                         expect=400)
+
+    assert body["errors"]["requirements"] == ("Two requirements.txt files were given; send one, as the requirements "
+                                              "field or among the support files.")

@@ -46,7 +46,8 @@ def test_the_log_grows_while_the_run_is_going(pipeline_from, submit, api, wait_f
     assert all(finished.log.startswith(text) for text in partial)
 
 
-def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_from, submit, run_body, module_worker):
+def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_from, submit, run_body, wait_for_run,
+                                                                    module_worker):
     pipeline_from("halfway", """
         import time
         from mlopenapp.utils import io_handler as io
@@ -63,6 +64,7 @@ def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_fro
 
     assert body["status"] == "running"
     assert body["progress"] == {"fraction": 0.5, "message": "half"}
+    assert wait_for_run(run["id"], timeout=30).status == "succeeded"
 
 
 def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, run_body, wait_for_run,

@@ -40,6 +40,7 @@ def test_a_run_whose_lone_worker_was_killed_is_failed_as_lost_within_the_heartbe
     lost = poll(lambda: (body := run_body(run["id"]))["status"] != "running" and body, timeout=30, interval=0.2,
                 message="the run is no longer running")
     detected_after = time.monotonic() - killed_at
+    print(f"lost run failed {detected_after:.1f} s after its worker was killed")
 
     assert lost["status"] == "failed"
     assert lost["error"] == (f"The worker running this run ({worker.name}) was lost: no heartbeat for over "
@@ -78,3 +79,37 @@ def test_healthz_also_fails_runs_whose_worker_stopped_heartbeating(pipeline_from
     lost = Run.objects.get(pk=run["id"])
     assert lost.status == "failed"
     assert lost.error.startswith("The worker running this run (gone-host-w1) was lost")
+
+
+def test_a_workers_heartbeat_keeps_its_run_alive_but_not_past_the_runs_time_limit(pipeline_from, submit,
+                                                                                   monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mlopen.runs import workers
+
+    pipeline_from("held", """
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        """)
+    run_id = submit("held", timeout=60)["id"]
+    stale = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT + 1)
+    Run.objects.filter(pk=run_id).update(status="running", worker="busy-w1", started_at=stale, heartbeat_at=stale)
+    monkeypatch.setattr(workers, "_state", {"name": "busy-w1", "current_run": None, "vouch_until": None})
+
+    # The run's own loop is silent (building its environment, say): the worker's thread vouches for it.
+    workers.set_current_run("busy-w1", run_id)
+    workers.heartbeat("busy-w1")
+    assert workers.fail_lost_runs() == 0
+    assert Run.objects.get(pk=run_id).status == "running"
+
+    # Far past its time limit the loop must be stuck; the thread stops vouching and the run is reaped.
+    monkeypatch.setattr(workers, "STUCK_AFTER_LIMIT_SECONDS", -10**6)  # its deadline long past
+    workers.set_current_run("busy-w1", run_id)
+    Run.objects.filter(pk=run_id).update(heartbeat_at=stale)
+    workers.heartbeat("busy-w1")
+    assert workers.fail_lost_runs() == 1
+    assert Run.objects.get(pk=run_id).status == "failed"

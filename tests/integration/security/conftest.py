@@ -10,15 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-# What the other personas must never read anywhere: every object alice owns carries this in its name.
-SECRET = "alice-secret"
-RESULT = {
-    "columns": ["name", "score"],
-    "data": [["alpha", 1], ["beta", 2]],
-    "graphs": [{"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [1]}], "layout": {}}},
-               {"kind": "html", "html": "<div id='g'>drawn</div>"}],
-    "text": "<b>alice-secret summary</b>",
-}
+from security_fixtures import RESULT, SECRET, dataset_of, make_pipeline, make_run
 
 
 @pytest.fixture(autouse=True)
@@ -51,42 +43,6 @@ def _user(model, name: str, role: str):
     person = model.objects.create_user(username=name, password=None)
     set_role(person, role)
     return person
-
-
-def make_run(owner, pipeline, *, status="succeeded", result=None, **fields):
-    from django.utils import timezone
-
-    from mlopen.runs import results
-    from mlopen.runs.models import Run
-
-    now = timezone.now()
-    fields.setdefault("log", f"{SECRET} log line\n")
-    run = Run.objects.create(pipeline=pipeline, version=pipeline.latest_version, kind=fields.pop("kind", "run"),
-                             owner=owner, status=status, started_at=None if status == "queued" else now,
-                             finished_at=now if status in Run.FINISHED else None, **fields)
-    if result is not None:
-        normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
-        folder, rows = results.store_result(run.pk, normalized)
-        Run.objects.filter(pk=run.pk).update(result_folder=folder, result_rows=rows)
-        run.refresh_from_db()
-    return run
-
-
-def make_pipeline(name: str, created_by=None, private_group=None, params_run=None):
-    from mlopen.pipelines.models import Pipeline, PipelineVersion
-
-    pipeline = Pipeline.objects.create(name=name, description=f"{name} pipeline", created_by=created_by,
-                                       private_group=private_group)
-    PipelineVersion.objects.create(pipeline=pipeline, number=1, control_filename=f"{name}.py",
-                                   folder=f"pipelines/{pipeline.pk}/v1", params_run=params_run or [],
-                                   params_train=[])
-    return pipeline
-
-
-def dataset_of(owner, name: str, content: bytes = b"name,value\nalpha,1\n"):
-    from mlopen.datasets.services import store_dataset
-
-    return store_dataset(owner=owner, name=name, filename=f"{name}.csv", chunks=[content])
 
 
 @pytest.fixture

@@ -24,8 +24,11 @@ class Route:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """The HTTP methods a viewset route maps to actions (empty for other views)."""
-        return tuple(getattr(self.callback, "actions", None) or ())
+        """The HTTP methods a viewset route maps to actions (empty for other views).
+
+        DRF adds "head" to a GET route's mapping once it has served a request; HEAD is GET here.
+        """
+        return tuple(m for m in getattr(self.callback, "actions", None) or () if m not in ("head", "options"))
 
     @property
     def key(self) -> str:

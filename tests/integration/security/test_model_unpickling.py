@@ -85,8 +85,14 @@ def test_a_trained_model_is_unpickled_only_inside_the_run_child(worker, api, cli
     control = SimpleUploadedFile("trap.py", textwrap.dedent(TRAP.format(marker=str(marker))).encode())
     pipeline = api.post("/api/v1/pipelines/", {"control": control}, format="multipart").json()
 
+    def finished(run_id: int) -> str:
+        try:
+            return wait_for_run(run_id, timeout=90).status
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{worker.log_text()[-4000:]}") from None
+
     train = api.post("/api/v1/runs/", {"pipeline": pipeline["id"], "kind": "train"}, format="json").json()
-    assert wait_for_run(train["id"]).status == "succeeded"
+    assert finished(train["id"]) == "succeeded"
     model = TrainedModel.objects.get(pipeline_id=pipeline["id"])
     assert model.model_names == ["trap"]  # the child's manifest, read without unpickling
 
@@ -100,12 +106,7 @@ def test_a_trained_model_is_unpickled_only_inside_the_run_child(worker, api, cli
     assert not marker.exists()
 
     run = api.post("/api/v1/runs/", {"pipeline": pipeline["id"]}, format="json").json()
-    try:
-        wait_for_run(run["id"], timeout=40)
-    except AssertionError:
-        print("WORKERLOG", worker.log_text()[-6000:])
-        raise
-    assert wait_for_run(run["id"]).status == "succeeded"
+    assert finished(run["id"]) == "succeeded"
     assert api.get(f"/api/v1/runs/{run['id']}/").json()["result"]["text"] == "the model is loaded-in-child"
     assert client.get(f"/runs/{run['id']}/").status_code == 200
     assert not marker.exists()

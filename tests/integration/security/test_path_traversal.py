@@ -96,8 +96,13 @@ def test_a_nul_byte_in_a_dataset_file_name_is_dropped(user):
     assert dataset.filename == "ab.csv"
 
 
+def _stamped(folder: Path) -> set[tuple[str, int]]:
+    return {(p, os.stat(p).st_mtime_ns) for p in every_file_under(folder)}
+
+
 def test_hostile_support_and_control_file_names_stay_in_the_versions_folder(api_for, author, settings, home_files):
     before = home_files()
+    stored_before = _stamped(settings.MLOPEN_STORAGE_DIR)  # other tests' files stay (only the database is rolled back)
     support = [("support_files", name, f"# {i}\n".encode())
                for i, name in enumerate(["../../escape1.py", "/tmp/escape2.py", "..\\..\\escape3.txt",
                                          "%2e%2e%2fescape4.py"])]
@@ -108,7 +113,8 @@ def test_hostile_support_and_control_file_names_stay_in_the_versions_folder(api_
     assert version.control_filename == "control.py"
     assert version.support_files == ["escape1.py", "escape2.py", "escape3.txt", "2e_2e_2fescape4.py"]
     folder = storage.local_path(version.folder).resolve()
-    assert {Path(p).name for p in every_file_under(folder)} == {"control.py", *version.support_files}
+    written = {Path(p).resolve() for p, _ in _stamped(settings.MLOPEN_STORAGE_DIR) - stored_before}
+    assert written == {folder / name for name in ("control.py", *version.support_files)}
     assert home_files() == before
     assert not Path("/tmp/escape2.py").exists()
 
@@ -170,7 +176,7 @@ def test_traversal_in_download_and_graph_urls_reads_nothing(api_for, user, url, 
 
 @pytest.fixture
 def make_result_run():
-    from conftest import RESULT, make_pipeline, make_run
+    from security_fixtures import RESULT, make_pipeline, make_run
     from mlopen.datasets.services import store_dataset
 
     def make(owner):

@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 from django.urls import reverse
 
-from conftest import SECRET
+from security_fixtures import SECRET
 from security_routes import all_routes
 
 pytestmark = pytest.mark.django_db

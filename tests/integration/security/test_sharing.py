@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import dataset_of, make_pipeline, make_run
+from security_fixtures import dataset_of, make_pipeline, make_run
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
 

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import make_pipeline, make_run
+from security_fixtures import make_pipeline, make_run
 from mlopen.datasets.services import store_dataset
 from mlopen.runs.models import RunMetric
 from security_pages import dangerous_markup

@@ -50,3 +50,24 @@ def test_upload_with_too_many_parts_is_refused(api, settings):
     response = api.post("/api/v1/pipelines/", {"control": control, "support_files": files}, format="multipart")
     assert 400 <= response.status_code < 500
     assert api.get("/api/v1/pipelines/").status_code == 200
+
+
+def test_a_form_with_too_many_fields_is_refused(api, client, admin_user, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
+    fields = {f"f{i}": "x" for i in range(200)}
+    response = api.post("/api/v1/runs/", fields)
+    assert response.status_code == 400
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]
+    client.force_login(admin_user)
+    assert client.post("/runs/new/", fields).status_code == 400
+    assert api.get("/api/v1/runs/").status_code == 200
+
+
+def test_the_upload_page_answers_413_past_the_limit(client, admin_user, settings):
+    settings.MLOPEN_MAX_UPLOAD_MB = 1
+    client.force_login(admin_user)
+    big = SimpleUploadedFile("big.csv", b"x" * (1536 * 1024))
+    response = client.post("/datasets/upload/", {"file": big, "name": "big"})
+    assert response.status_code == 413
+    assert b"1 MB limit" in response.content
+    assert Dataset.objects.count() == 0

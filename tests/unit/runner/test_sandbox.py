@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 
 import pytest
@@ -68,3 +69,71 @@ def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, ru
 
     uid = 65534 if sandbox._probe().distinct_uid else os.getuid()
     assert ran.log == f"{uid} False False\nno network\n"
+
+
+def test_a_bubblewrapped_pipeline_gets_only_the_parts_of_etc_python_needs(write_pipeline, run_job,
+                                                                          requires_bubblewrap):
+    # bwrap started by root maps the sandbox's uid to root outside: a bound /etc/shadow would be readable.
+    control = write_pipeline('''
+        import getpass, os, ssl
+
+        def train(inpt, params=None):
+            print(sorted(os.listdir("/etc")))
+            print(os.path.exists("/etc/shadow"), os.path.exists("/etc/ssl/private"))
+            print(getpass.getuser(), ssl.create_default_context().cert_store_stats()["x509_ca"] > 0)
+
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        ''')
+
+    ran = run_job("train", control)
+
+    listing, secrets, user = ran.log.splitlines()
+    assert set(ast.literal_eval(listing)) <= {"ld.so.cache", "localtime", "timezone", "alternatives", "ssl",
+                                              "ca-certificates", "pki", "mime.types", "fonts", "passwd", "group"}
+    assert secrets == "False False"
+    name = "nobody" if sandbox._probe().distinct_uid else "root" if os.getuid() == 0 else "pipeline"
+    assert user == f"{name} True"
+
+
+def test_a_bubblewrapped_pipeline_can_write_only_its_work_folder_and_tmp(write_pipeline, run_job, requires_bubblewrap):
+    control = write_pipeline('''
+        import os
+
+        def train(inpt, params=None):
+            for path in ("here.txt", "/tmp/scratch.txt", "/made-up.txt", "/etc/made-up", "/usr/made-up",
+                         os.path.join(os.path.dirname(__file__), "beside-the-code.txt")):
+                try:
+                    open(path, "w").close()
+                    print(path, "written")
+                except OSError as exc:
+                    print(path, type(exc).__name__)
+
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        ''')
+
+    ran = run_job("train", control)
+
+    lines = ran.log.splitlines()
+    assert lines[:2] == ["here.txt written", "/tmp/scratch.txt written"]
+    assert all(line.endswith("OSError") for line in lines[2:]), lines
+    assert not os.path.exists(os.path.join(os.path.dirname(control), "beside-the-code.txt"))
+
+
+def test_network_pipelines_also_get_the_name_resolution_files(write_pipeline, run_job, requires_bubblewrap):
+    control = write_pipeline('''
+        import os
+
+        def train(inpt, params=None):
+            print(sorted(set(os.listdir("/etc")) & {"hosts", "resolv.conf", "nsswitch.conf", "shadow"}))
+
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        ''')
+
+    offline, online = run_job("train", control), run_job("train", control, allow_network=True)
+
+    assert offline.log == "[]\n"
+    present = sorted(name for name in ("hosts", "resolv.conf", "nsswitch.conf") if os.path.exists(f"/etc/{name}"))
+    assert online.log == f"{present}\n"
