@@ -50,7 +50,7 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineVersion
         fields = ["id", "number", "control_filename", "files", "description", "params", "requirements",
-                  "env_status", "created_at"]
+                  "env_status", "env_log", "created_at"]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_params(self, version) -> dict:

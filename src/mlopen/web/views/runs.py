@@ -17,10 +17,9 @@ from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import results
+from mlopen.runs import results, workers
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
-from mlopen.runs.workers import live_workers
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
 from mlopen.web.views.sharing import apply_share_form, sharing_context
@@ -190,7 +189,7 @@ def _status_context(run: Run) -> dict:
         "run": run,
         "log": log[-LOG_TAIL_CHARS:],
         "log_cut": max(0, len(log) - LOG_TAIL_CHARS),
-        "no_worker": run.status == Run.Status.QUEUED and not live_workers().exists(),
+        "no_worker": run.status == Run.Status.QUEUED and not workers.live_workers().exists(),
         "metrics": _metric_charts(run),
     }
 
@@ -266,6 +265,9 @@ def run_detail(request, pk: int):
 def run_status(request, pk: int):
     """The live status panel. htmx polls it while the run is going; once finished the page reloads
     (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
+    if request.headers.get("HX-Request"):
+        # Someone is watching this run: if its worker died, say so now rather than keep polling.
+        workers.fail_lost_runs()
     run = _get_run(request, pk)
     manageable = run.owner_id == request.user.pk or request.user.is_superuser
     response = render(request, "web/runs/_status.html", {
