@@ -12,8 +12,9 @@ import re
 import shutil
 import tempfile
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from django.core.files.storage import default_storage
 

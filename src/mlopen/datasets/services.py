@@ -7,9 +7,8 @@ import io
 import mimetypes
 import uuid
 import zipfile
-from itertools import islice
-
 from dataclasses import dataclass
+from itertools import islice
 
 from django.conf import settings
 from django.contrib.auth import get_user_model

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 from security_fixtures import RESULT, SECRET, dataset_of, make_pipeline, make_run
 
 
@@ -60,8 +59,10 @@ def world(db, django_user_model):
     run = make_run(alice, pipeline, input=dataset, input_name=dataset.name, result=RESULT)
     return World(
         alice=alice, carol=carol, mallory=mallory, admin=admin, team=team, pipeline=pipeline, dataset=dataset,
-        run=run, queued=make_run(alice, pipeline, status="queued"), queued_api=make_run(alice, pipeline, status="queued"),
-        dataset_to_delete=dataset_of(alice, f"{SECRET}-doomed"), dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
+        run=run, queued=make_run(alice, pipeline, status="queued"),
+        queued_api=make_run(alice, pipeline, status="queued"),
+        dataset_to_delete=dataset_of(alice, f"{SECRET}-doomed"),
+        dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
     )
 
 

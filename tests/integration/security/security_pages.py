@@ -22,8 +22,8 @@ class _Scan(HTMLParser):
             # htmx acts on hx-* attributes of anything on the page: a pipeline's must never get there.
             if name.startswith(("hx-", "data-hx-", "hx:")) and "xss" in value:
                 self.problems.append(f"<{tag} {name}={value[:40]!r}>")
-            if name in _URL_ATTRIBUTES and value.strip().lower().replace("\t", "").startswith(("javascript:", "vbscript:",
-                                                                                               "data:text")):
+            scheme = value.strip().lower().replace("\t", "")
+            if name in _URL_ATTRIBUTES and scheme.startswith(("javascript:", "vbscript:", "data:text")):
                 self.problems.append(f"<{tag} {name}={value[:40]!r}>")
         if tag == "script":
             src = attrs.get("src", "")

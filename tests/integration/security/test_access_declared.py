@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from django.http import HttpResponse
 from django.urls import path
+from security_routes import all_routes, declared_permission
 
 from mlopen.core.access import PUBLIC, access
-from security_routes import all_routes, declared_permission
 
 pytestmark = pytest.mark.django_db
 

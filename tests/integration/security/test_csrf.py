@@ -11,10 +11,10 @@ import json
 
 import pytest
 from django.urls import reverse
+from test_persona_walk import CASES
 
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
-from test_persona_walk import CASES
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,8 @@ UNSAFE = [case for case in CASES if case.method in ("post", "put", "patch", "del
 def _state(world) -> dict:
     return {
         "runs": Run.objects.count(), "datasets": Dataset.objects.count(),
-        "queued": Run.objects.get(pk=world.queued.pk).status, "queued_api": Run.objects.get(pk=world.queued_api.pk).status,
+        "queued": Run.objects.get(pk=world.queued.pk).status,
+        "queued_api": Run.objects.get(pk=world.queued_api.pk).status,
         "shared": [(o.shared_with_all, list(o.shared_groups.all())) for o in (world.run, world.dataset)],
         "pipeline_group": type(world.pipeline).objects.get(pk=world.pipeline.pk).private_group_id,
     }

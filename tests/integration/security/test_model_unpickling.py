@@ -16,7 +16,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "mlopen"
 # Modules and calls that turn bytes into arbitrary objects (and so run code of the bytes' choosing).
-UNPICKLING_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal", "jsonpickle"}
+UNPICKLING_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal",
+                      "jsonpickle"}
 UNPICKLING_CALLS = {"load", "loads", "Unpickler", "read_pickle"}
 
 

@@ -32,7 +32,8 @@ HOSTILE_NAMES = {
     "...": "file",
     "": "file",
 }
-CONTROL = b"def train(inpt, params=None):\n    pass\n\ndef run_pipeline(input, model, args, params=None):\n    return {}\n"
+CONTROL = (b"def train(inpt, params=None):\n    pass\n\n\n"
+           b"def run_pipeline(input, model, args, params=None):\n    return {}\n")
 
 
 def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
@@ -177,6 +178,7 @@ def test_traversal_in_download_and_graph_urls_reads_nothing(api_for, user, url, 
 @pytest.fixture
 def make_result_run():
     from security_fixtures import RESULT, make_pipeline, make_run
+
     from mlopen.datasets.services import store_dataset
 
     def make(owner):

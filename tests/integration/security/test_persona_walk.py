@@ -13,12 +13,11 @@ route cannot be added without saying what each persona gets.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from django.urls import reverse
-
 from security_fixtures import SECRET
 from security_routes import all_routes
 
@@ -133,7 +132,8 @@ def test_the_table_covers_every_route_and_method():
         methods = route.methods or ("get", "post", "put", "patch", "delete")
         if not any((route.key, method) in covered for method in methods):
             missing.append(route.pattern)
-        missing += [f"{method.upper()} {route.pattern}" for method in route.methods if (route.key, method) not in covered]
+        missing += [f"{method.upper()} {route.pattern}" for method in route.methods
+                    if (route.key, method) not in covered]
     assert missing == []
 
 

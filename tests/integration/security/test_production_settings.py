@@ -16,8 +16,8 @@ def mlopen(tmp_path: Path, *args: str, **env_vars: str) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}
     env.update(MLOPEN_HOME=str(tmp_path), MLOPEN_ENV="production", MLOPEN_LOAD_DEMO="false",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]), **env_vars)
-    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], check=False, capture_output=True,
+                          text=True, env=env, timeout=120)
 
 
 def test_check_deploy_passes_with_warnings_as_failures(tmp_path):

@@ -6,8 +6,8 @@ alice and carol are in the group "team"; mallory is not.
 from __future__ import annotations
 
 import pytest
-
 from security_fixtures import dataset_of, make_pipeline, make_run
+
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
 

@@ -39,7 +39,8 @@ def test_an_upload_past_the_quota_is_413_saying_the_quota_and_the_usage(api_for,
     before = _files_of(settings, user)
     response = _upload(client, "second.txt", 600 * KB)
     assert response.status_code == 413
-    assert response.json()["detail"].startswith("Storage quota of 1 MB exceeded: you use 0.6 MB and this file is 0.6 MB.")
+    assert response.json()["detail"].startswith(
+        "Storage quota of 1 MB exceeded: you use 0.6 MB and this file is 0.6 MB.")
     assert Dataset.objects.filter(owner=user).count() == 1
     assert _files_of(settings, user) == before
 

@@ -13,11 +13,11 @@ import io
 import zipfile
 
 import pytest
-
 from security_fixtures import make_pipeline, make_run
+from security_pages import dangerous_markup
+
 from mlopen.datasets.services import store_dataset
 from mlopen.runs.models import RunMetric
-from security_pages import dangerous_markup
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,8 @@ PAYLOADS = [
     '<meta http-equiv="refresh" content="0;url=https://evil.example/xss-13">',
     '<div hx-get="/api/v1/me/?xss-14" hx-trigger="load">xss-14</div>',
     '<object data="javascript:alert(\'xss-15\')"></object><embed src="javascript:alert(16)">',
-    '<template><script>alert("xss-17")</script></template><noscript><p title="</noscript><img src=x onerror=alert(18)>">',
+    '<template><script>alert("xss-17")</script></template>',
+    '<noscript><p title="</noscript><img src=x onerror=alert(18)>">',
 ]
 HOSTILE = " ".join(PAYLOADS)
 SHORT = '<img src=x onerror=alert("xss-m")>'  # for fields of 100 characters
@@ -74,7 +75,8 @@ def hostile(db, user):
             {"kind": "figure", "figure": {"data": [{"type": "bar", "x": [HOSTILE], "y": [1], "name": HOSTILE,
                                                     "hovertemplate": HOSTILE}],
                                           "layout": {"title": {"text": HOSTILE}}}},
-            {"kind": "html", "html": f"<div id='g'>graph</div><script>parent.document.title='xss-frame'</script>{HOSTILE}"},
+            {"kind": "html",
+             "html": f"<div id='g'>graph</div><script>parent.document.title='xss-frame'</script>{HOSTILE}"},
         ],
     }
     run = make_run(user, pipeline, input=dataset, input_name=HOSTILE[:200], params={"note": HOSTILE, "mode": SHORT},

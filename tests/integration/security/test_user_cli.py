@@ -27,8 +27,8 @@ def mlopen(home: Path, *args: str, stdin: str | None = None) -> subprocess.Compl
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}
     env.update(MLOPEN_HOME=str(home), MLOPEN_LOAD_DEMO="false",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], input=stdin, capture_output=True,
-                          text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], check=False, input=stdin,
+                          capture_output=True, text=True, env=env, timeout=120)
 
 
 def query(home: Path, sql: str, *params):
@@ -37,8 +37,9 @@ def query(home: Path, sql: str, *params):
 
 
 def role_groups(home: Path, name: str) -> list[str]:
-    return [row[0] for row in query(home, "SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id "
-                                          "JOIN auth_user u ON u.id = ug.user_id WHERE u.username = ?", name)]
+    rows = query(home, "SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id "
+                       "JOIN auth_user u ON u.id = ug.user_id WHERE u.username = ?", name)
+    return [row[0] for row in rows]
 
 
 def flags(home: Path, name: str) -> tuple[int, int]:

@@ -1,7 +1,6 @@
 from django.shortcuts import render
 
 from mlopen.core.access import LOGGED_IN, access
-
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline
