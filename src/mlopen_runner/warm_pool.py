@@ -304,7 +304,10 @@ class _WarmProcess:
         self.pid = self.process.pid
         for name in ("output", "events", "replies"):
             os.set_blocking(self.fds[name], False)
-        self.tree = [psutil.Process(self.pid)]
+        try:
+            self.tree = [psutil.Process(self.pid)]
+        except psutil.Error:  # gone already (bwrap refused to start): the first job reports its exit
+            self.tree = []
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None and not self.retiring
@@ -505,7 +508,8 @@ class _WarmRun:
     def _over_limit(self, now: float) -> _Stop | None:
         elapsed = now - self.started
         if self.job.timeout_s is not None and elapsed > self.job.timeout_s:
-            return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {_seconds(self.job.timeout_s)} s)")
+            limit = _seconds(self.job.timeout_s)
+            return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {limit} s)")
         rss_mb = self._tree_rss_mb()
         self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
         if self.job.memory_mb is not None and rss_mb > self.job.memory_mb:

@@ -56,17 +56,30 @@ def _token(run: Run) -> str:
 
 
 @pytest.fixture
-def trained(pipeline_from, submit, wait_for_run, upload_dataset):
+def finished(wait_for_run, module_worker):
+    """wait_for_run that shows the worker's log when a run does not finish in time."""
+
+    def wait(run_id: int, timeout: float = 60) -> Run:
+        try:
+            return wait_for_run(run_id, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker log:\n{module_worker.log_text()[-4000:]}") from None
+
+    return wait
+
+
+@pytest.fixture
+def trained(pipeline_from, submit, finished, upload_dataset):
     """The WARM pipeline, trained with weight 2, and a dataset to run it on."""
     pipeline_from("warm", WARM)
-    assert wait_for_run(submit("warm", kind="train", params={"weight": 2})["id"], timeout=60).status == "succeeded"
+    assert finished(submit("warm", kind="train", params={"weight": 2})["id"]).status == "succeeded"
     return upload_dataset("lines.txt", b"alpha\nbeta\ngamma\n")
 
 
-def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(trained, submit, wait_for_run,
+def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(trained, submit, finished,
                                                                            module_worker):
-    first = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
-    second = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    first = finished(submit("warm", input=trained["id"])["id"])
+    second = finished(submit("warm", input=trained["id"])["id"])
 
     assert (first.status, second.status) == ("succeeded", "succeeded")
     assert _token(first) == _token(second)
@@ -76,26 +89,26 @@ def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(traine
     assert re.search(rf"run {second.pk}: warm process reused \(pid \d+", module_worker.log_text())
 
 
-def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(trained, submit, wait_for_run,
+def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(trained, submit, finished,
                                                                               module_worker, api):
-    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    before = finished(submit("warm", input=trained["id"])["id"])
 
-    assert wait_for_run(submit("warm", kind="train", params={"weight": 5})["id"], timeout=60).status == "succeeded"
-    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    assert finished(submit("warm", kind="train", params={"weight": 5})["id"]).status == "succeeded"
+    after = finished(submit("warm", input=trained["id"])["id"])
 
     assert _token(after) != _token(before)
     assert api.get(f"/api/v1/runs/{after.pk}/").json()["result"]["text"] == "3 words, weight 5"
 
 
-def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained, submit, wait_for_run, api,
+def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained, submit, finished, api,
                                                                         module_worker, start_worker):
     cold_queue = f"{module_worker.name}-cold"
     start_worker(queues=cold_queue, extra_env={"MLOPEN_WARM_RUNS": "false"})
     Pipeline.objects.filter(name="warm").update(queue=cold_queue)
-    cold = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    cold = finished(submit("warm", input=trained["id"])["id"])
     Pipeline.objects.filter(name="warm").update(queue="")
-    wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)  # starts the warm process
-    warm = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    finished(submit("warm", input=trained["id"])["id"])  # starts the warm process
+    warm = finished(submit("warm", input=trained["id"])["id"])
 
     def result(run: Run) -> dict:
         return api.get(f"/api/v1/runs/{run.pk}/result/").json()
@@ -108,12 +121,11 @@ def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained,
 
 
 def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a_new_process(
-        trained, submit, wait_for_run, module_worker):
-    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+        trained, submit, finished, module_worker):
+    before = finished(submit("warm", input=trained["id"])["id"])
 
-    timed_out = wait_for_run(submit("warm", input=trained["id"], timeout=1, params={"mode": "sleep"})["id"],
-                             timeout=30)
-    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    timed_out = finished(submit("warm", input=trained["id"], timeout=1, params={"mode": "sleep"})["id"], timeout=30)
+    after = finished(submit("warm", input=trained["id"])["id"])
 
     assert timed_out.status == "failed"
     assert re.fullmatch(r"Run timed out after 1(\.\d)? s \(limit 1 s\)", timed_out.error), timed_out.error
@@ -121,25 +133,25 @@ def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a
 
 
 def test_cancelling_a_warm_run_kills_its_process_and_the_next_run_gets_a_new_one(
-        trained, submit, wait_for_run, api, module_worker):
-    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+        trained, submit, finished, api, module_worker):
+    before = finished(submit("warm", input=trained["id"])["id"])
     run = submit("warm", input=trained["id"], params={"mode": "sleep"})
     poll(lambda: "serving" in Run.objects.get(pk=run["id"]).log, timeout=30, message="the run started")
 
     assert api.post(f"/api/v1/runs/{run['id']}/cancel/").status_code == 200
-    cancelled = wait_for_run(run["id"], timeout=10)
-    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    cancelled = finished(run["id"], timeout=10)
+    after = finished(submit("warm", input=trained["id"])["id"])
 
     assert (cancelled.status, cancelled.error) == ("cancelled", "Cancelled by the user while running.")
     assert after.status == "succeeded" and _token(after) != _token(before)
 
 
 def test_a_warm_process_that_dies_fails_its_run_with_the_exit_status_and_the_next_run_gets_a_new_one(
-        trained, submit, wait_for_run, module_worker):
-    before = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+        trained, submit, finished, module_worker):
+    before = finished(submit("warm", input=trained["id"])["id"])
 
-    crashed = wait_for_run(submit("warm", input=trained["id"], params={"mode": "crash"})["id"], timeout=30)
-    after = wait_for_run(submit("warm", input=trained["id"])["id"], timeout=60)
+    crashed = finished(submit("warm", input=trained["id"], params={"mode": "crash"})["id"], timeout=30)
+    after = finished(submit("warm", input=trained["id"])["id"])
 
     assert (crashed.status, crashed.error) == ("failed", "Pipeline process exited with status 3")
     assert crashed.log == f"serving {_token(before)} crash\n"

@@ -35,6 +35,8 @@ CONTROL = """
             raise ValueError("asked to fail")
         if mode == "crash":
             os._exit(3)
+        if mode == "kill":
+            os.kill(os.getpid(), 9)
         if mode == "exit":
             sys.exit(4)
         if mode == "sleep":
@@ -140,19 +142,44 @@ def test_a_warm_run_gives_the_cold_runs_result_events_and_exit_code(write_pipeli
 
 @pytest.mark.parametrize("mode, error", [
     ("crash", "Pipeline process exited with status 3"),
+    ("kill", "Pipeline process was killed by signal 9 (SIGKILL)"),
     ("exit", "SystemExit: pipeline called exit(4)"),
 ])
 def test_a_pipeline_that_ends_its_process_fails_as_cold_and_the_next_run_gets_a_new_process(
-        mode, error, write_pipeline, run_warm, run_job, sandbox_kind):
+        mode, error, write_pipeline, run_warm, run_job, pool, sandbox_kind):
     control = write_pipeline(CONTROL)
     _, before = run_warm(control)
 
     failed, _ = run_warm(control, mode)
     after, after_log = run_warm(control)
 
+    assert failed.status == "failed"
     assert failed.error == error == run_job("run", control, params={"mode": mode}).outcome.error
     assert after.status == "succeeded"
     assert token(after_log.log) != token(before.log)
+    assert len(pool.pids()) == 1
+
+
+def test_module_state_and_the_model_persist_between_runs_of_one_process_as_in_a_server(
+        write_pipeline, run_warm, run_job):
+    control = write_pipeline("""
+        from mlopenapp.utils import io_handler as io
+        CALLS = []
+
+        def train(inpt, params=None):
+            io.save_pipeline([({"calls": 0}, "counter")], [], "state")
+
+        def run_pipeline(input, model, args, params=None):
+            CALLS.append(1)
+            model["calls"] += 1
+            return {"text": f"globals={len(CALLS)} model={model['calls']}"}
+        """)
+    model = run_job("train", control).outcome.model_path
+
+    texts = [run_warm(control, model_path=model)[0].result["text"] for _ in range(3)]
+
+    assert texts == ["globals=1 model=1", "globals=2 model=2", "globals=3 model=3"]
+    assert run_job("run", control, model_path=model).outcome.result["text"] == "globals=1 model=1"
 
 
 def test_an_exception_fails_the_run_as_cold_and_keeps_the_process(write_pipeline, run_warm, run_job):
