@@ -197,10 +197,20 @@ def model_manifest(saved: dict[str, Any]) -> dict[str, Any]:
 
 def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:
     """model = the first saved model (or None), args = {name: object}, as the contract says."""
+    return _models_from(_read_model(model_path))
+
+
+def _read_model(model_path: str | None) -> bytes | None:
     if not model_path:
-        return None, {}
+        return None
     with open(model_path, "rb") as file:
-        saved = pickle.load(file)
+        return file.read()
+
+
+def _models_from(pickled: bytes | None) -> tuple[Any, dict[str, Any]]:
+    if pickled is None:
+        return None, {}
+    saved = pickle.loads(pickled)
     models = saved.get("models") or []
     return (models[0][1] if models else None), dict(saved.get("args") or [])
 

@@ -2,9 +2,10 @@
 
 It is started exactly like the cold child (same sandbox, clean environment, limits) by
 mlopen_runner.warm_pool, for one pipeline version and trained model. On its first job it imports
-the control file and unpickles the model, as the cold child does for every run, and keeps both for
-the jobs after it: a warm run pays neither for starting Python nor for importing pandas and
-scikit-learn. Standard library only: this runs inside per-pipeline virtual environments.
+the control file and reads the pickled model into memory, and keeps both for the jobs after it: a
+warm run pays neither for starting Python, nor for importing pandas and scikit-learn, nor for
+reading the model from disk. Each run unpickles its own model and args from those bytes, so a
+run cannot change what the next one gets (as with cold runs). Standard library only: this runs inside per-pipeline virtual environments.
 
 Protocol, one JSON object a line:
   parent -> child, on fd MLOPEN_WARM_IN_FD:   {"id": 7, "job": {...Job fields...}}
@@ -72,8 +73,7 @@ class _Server:
         self.template = template
         self.keep_loaded = keep_loaded
         self.module: ModuleType | None = None
-        self.model: Any = None
-        self.args: dict[str, Any] = {}
+        self.pickled_model: bytes | None = None
 
     def handle(self, job: Job) -> bool:
         """Do one run job, as the cold child's handle() would; True when this process must retire."""
@@ -85,8 +85,12 @@ class _Server:
             if self.module is None:
                 self._load()
             run_pipeline = child._required(self.module, "run_pipeline")
-            returned = child._call_accepting(run_pipeline, _track(child._input_file(job), opened), self.model,
-                                             self.args, _track_params(child._pipeline_params(job), opened))
+            # Every run gets its own model and args, unpickled from bytes kept in memory, exactly
+            # as a cold run would: a run_pipeline that changes its model cannot change the next
+            # run's. Unpickling a small model costs well under a millisecond.
+            model, args = child._models_from(self.pickled_model)
+            returned = child._call_accepting(run_pipeline, _track(child._input_file(job), opened), model,
+                                             args, _track_params(child._pipeline_params(job), opened))
             Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from pipeline code is a failure too
             child._report_failure(job, exc)
@@ -99,10 +103,10 @@ class _Server:
         return False
 
     def _load(self) -> None:
-        # The same order as the cold child: import the control file, then unpickle the model.
+        # The same order as the cold child: import the control file, then read the model.
         module = self.keep_loaded.enter_context(child._control_module(self.template.control_path))
         child._required(module, "run_pipeline")
-        self.model, self.args = child._load_model(self.template.model_path)
+        self.pickled_model = child._read_model(self.template.model_path)
         self.module = module
 
 

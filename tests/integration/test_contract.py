@@ -246,8 +246,6 @@ def test_train_saves_models_and_args_and_a_later_run_gets_the_first_model_and_ar
         "arg names": "threshold,vocab", "vocab": "the,quick,brown,fox", "threshold": "0.75"}
 
 
-@pytest.mark.xfail(strict=True, reason="warm runs (mlopen_runner.warm) hand every run the same unpickled model "
-                                       "and args objects, so one run's changes reach the next")
 def test_every_run_gets_its_own_copy_of_the_trained_model_and_args(upload_pipeline, submit, finished, module_worker):
     upload_pipeline("contract_mutates_model.py")
     finished(submit("contract_mutates_model", kind="train"))
