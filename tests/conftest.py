@@ -49,6 +49,31 @@ def pytest_configure(config):
     import django
 
     django.setup()
+    _retry_flush_on_deadlock()
+
+
+def _retry_flush_on_deadlock() -> None:
+    """Let pytest-django's between-test flush retry when PostgreSQL picks it as a deadlock victim.
+
+    Transactional tests empty every table with one TRUNCATE while a real worker process may be
+    updating its heartbeat or a run; PostgreSQL then aborts one of the two. The worker retries by
+    itself on its next tick; the flush is retried here.
+    """
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def handle(self, **options):
+        for attempt in range(5):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if "deadlock" not in str(exc.__cause__).lower() or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    flush.Command.handle = handle
 
 
 def pytest_unconfigure(config):
