@@ -227,14 +227,7 @@ class _Supervision:
             self.callbacks.output(text)
 
     def _over_limit(self, now: float) -> _Stop | None:
-        elapsed = now - self.started
-        if self.job.timeout_s is not None and elapsed > self.job.timeout_s:
-            return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {_seconds(self.job.timeout_s)} s)")
-        rss_mb = self._tree_rss_mb()
-        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
-        if self.job.memory_mb is not None and rss_mb > self.job.memory_mb:
-            return _Stop("failed", memory_limit_message(self.job.memory_mb))
-        return None
+        return limit_exceeded(self, now)
 
     def _tree_rss_mb(self) -> float:
         total = 0
@@ -399,6 +392,21 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return "unknown signal"
+
+
+def limit_exceeded(watch, now: float) -> _Stop | None:
+    """The time and memory checks both the cold supervisor and the warm pool apply, with one wording.
+
+    ``watch`` has ``job``, ``started``, ``peak_rss_mb`` and ``_tree_rss_mb()``.
+    """
+    elapsed = now - watch.started
+    if watch.job.timeout_s is not None and elapsed > watch.job.timeout_s:
+        return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {_seconds(watch.job.timeout_s)} s)")
+    rss_mb = watch._tree_rss_mb()
+    watch.peak_rss_mb = max(watch.peak_rss_mb, rss_mb)
+    if watch.job.memory_mb is not None and rss_mb > watch.job.memory_mb:
+        return _Stop("failed", memory_limit_message(watch.job.memory_mb))
+    return None
 
 
 def _seconds(value: float) -> str:

@@ -39,10 +39,10 @@ from typing import Any
 import psutil
 
 from mlopen_runner import sandbox, supervisor
-from mlopen_runner.job import FILE_MARKER, MB, Job, Outcome, is_file_param, memory_limit_message
+from mlopen_runner.job import FILE_MARKER, MB, Job, Outcome, is_file_param
 from mlopen_runner.supervisor import (
     OUTPUT_INTERVAL_S, POLL_INTERVAL_S, TICK_INTERVAL_S, Callbacks, _error_from_exit_status,
-    _error_reported_by_child, _EventReader, _Every, _LogCapture, _NoCallbacks, _OutputError, _seconds, _Stop,
+    _error_reported_by_child, _EventReader, _Every, _LogCapture, _NoCallbacks, _OutputError, _Stop,
 )
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
 
@@ -506,15 +506,7 @@ class _WarmRun:
             self.callbacks.output(text)
 
     def _over_limit(self, now: float) -> _Stop | None:
-        elapsed = now - self.started
-        if self.job.timeout_s is not None and elapsed > self.job.timeout_s:
-            limit = _seconds(self.job.timeout_s)
-            return _Stop("failed", f"Run timed out after {_seconds(elapsed)} s (limit {limit} s)")
-        rss_mb = self._tree_rss_mb()
-        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
-        if self.job.memory_mb is not None and rss_mb > self.job.memory_mb:
-            return _Stop("failed", memory_limit_message(self.job.memory_mb))
-        return None
+        return supervisor.limit_exceeded(self, now)
 
     def _tree_rss_mb(self) -> float:
         """RSS of the whole tree, found afresh (the pipeline may have started processes)."""
