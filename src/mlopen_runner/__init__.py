@@ -14,11 +14,12 @@ from mlopen_runner.job import Job, Outcome
 
 if TYPE_CHECKING:
     from mlopen_runner.sandbox import sandbox_status
-    from mlopen_runner.supervisor import Callbacks, execute
+    from mlopen_runner.supervisor import execute
+    from mlopen_runner.watching import Callbacks
 
 __all__ = ["Callbacks", "Job", "Outcome", "evaluate_params", "execute", "sandbox_status"]
 
-_LAZY = {"execute": "mlopen_runner.supervisor", "Callbacks": "mlopen_runner.supervisor",
+_LAZY = {"execute": "mlopen_runner.supervisor", "Callbacks": "mlopen_runner.watching",
          "sandbox_status": "mlopen_runner.sandbox"}
 
 # Reading a control file's form should not take long; a get_params that does is broken.

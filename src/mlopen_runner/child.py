@@ -5,7 +5,8 @@ work_dir (model.pkl, result.json, params.json or error.json). Standard library o
 inside per-pipeline virtual environments.
 
 `handle(job)` does one job and cleans up after itself, so a long-lived process could call it
-repeatedly; `main()` adds what belongs to a fresh process (limits, the events pipe, exit status).
+repeatedly; `main()` adds what belongs to a fresh process (prepare_process(): limits, the events
+pipe; the exit status). The warm child (mlopen_runner.warm) is built from the public functions here.
 """
 
 from __future__ import annotations
@@ -50,10 +51,7 @@ class JobFailed(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     job = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
-    _die_with_parent()
-    _drop_launch_dir_from_path()
-    _limit_address_space(job.memory_mb)
-    sdk.attach_events(_take_events_fd())
+    prepare_process(job.memory_mb)
     try:
         handle(job)
     except JobFailed:
@@ -61,20 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def prepare_process(memory_mb: int | None) -> None:
+    """What a pipeline process does before any pipeline code runs in it."""
+    _die_with_parent()
+    _drop_launch_dir_from_path()
+    _limit_address_space(memory_mb)
+    sdk.attach_events(_take_events_fd())
+
+
 def handle(job: Job) -> None:
     """Do one job. Raises JobFailed after writing error.json when the pipeline fails."""
     os.chdir(job.work_dir)
     sdk.take_saved()  # nothing a previous job saved may leak into this one
     try:
-        with _control_module(job.control_path) as module:
+        with control_module(job.control_path) as module:
             _KIND_HANDLERS[job.kind](job, module)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from pipeline code are failures too
-        _report_failure(job, exc)
+        report_failure(job, exc)
         raise JobFailed(str(exc)) from exc
 
 
 def _train(job: Job, module: ModuleType) -> None:
-    _call_accepting(_required(module, "train"), _input_file(job), _pipeline_params(job))
+    call_accepting(required_function(module, "train"), input_file(job), pipeline_params(job))
     saved = sdk.take_saved()
     if saved is not None:
         _write_model(Path(job.work_dir, MODEL_FILE), saved)
@@ -82,17 +88,17 @@ def _train(job: Job, module: ModuleType) -> None:
 
 
 def _run(job: Job, module: ModuleType) -> None:
-    run_pipeline = _required(module, "run_pipeline")
+    run_pipeline = required_function(module, "run_pipeline")
     model, args = _load_model(job.model_path)
-    returned = _call_accepting(run_pipeline, _input_file(job), model, args, _pipeline_params(job))
+    returned = call_accepting(run_pipeline, input_file(job), model, args, pipeline_params(job))
     Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
 
 
 def _describe_params(job: Job, module: ModuleType) -> None:
     get_params = getattr(module, "get_params", None)
     specs = {
-        "train": normalize_param_spec(_call_accepting(get_params, False) if get_params else None),
-        "run": normalize_param_spec(_call_accepting(get_params, True) if get_params else None),
+        "train": normalize_param_spec(call_accepting(get_params, False) if get_params else None),
+        "run": normalize_param_spec(call_accepting(get_params, True) if get_params else None),
     }
     Path(job.work_dir, PARAMS_FILE).write_text(dumps_strict(specs))
 
@@ -131,7 +137,7 @@ def _param_entry(name: str, entry: object) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _control_module(control_path: str) -> Iterator[ModuleType]:
+def control_module(control_path: str) -> Iterator[ModuleType]:
     """The control file imported under its file stem, its folder first on sys.path."""
     folder = os.path.dirname(control_path)
     name = Path(control_path).stem
@@ -152,14 +158,15 @@ def _control_module(control_path: str) -> Iterator[ModuleType]:
             sys.modules.pop(name, None)
 
 
-def _required(module: ModuleType, name: str) -> Callable[..., Any]:
+def required_function(module: ModuleType, name: str) -> Callable[..., Any]:
+    """The control file's function `name`; AttributeError, the run's error, if it defines none."""
     function = getattr(module, name, None)
     if not callable(function):
         raise AttributeError(f"the control file defines no {name}() function")
     return function
 
 
-def _call_accepting(function: Callable[..., Any], *args: Any) -> Any:
+def call_accepting(function: Callable[..., Any], *args: Any) -> Any:
     """Call with as many leading arguments as the function declares: train(inpt), get_params()."""
     try:
         parameters = inspect.signature(function).parameters.values()
@@ -171,11 +178,13 @@ def _call_accepting(function: Callable[..., Any], *args: Any) -> Any:
     return function(*args[:len(positional)])
 
 
-def _input_file(job: Job) -> InputFile | None:
+def input_file(job: Job) -> InputFile | None:
+    """The job's input as the pipeline receives it."""
     return InputFile(**job.input) if job.input else None
 
 
-def _pipeline_params(job: Job) -> dict[str, Any]:
+def pipeline_params(job: Job) -> dict[str, Any]:
+    """The job's params as the pipeline receives them: file params as InputFile objects."""
     return {name: InputFile(**value[FILE_MARKER]) if is_file_param(value) else value
             for name, value in job.params.items()}
 
@@ -197,17 +206,19 @@ def model_manifest(saved: dict[str, Any]) -> dict[str, Any]:
 
 def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:
     """model = the first saved model (or None), args = {name: object}, as the contract says."""
-    return _models_from(_read_model(model_path))
+    return models_from(read_model(model_path))
 
 
-def _read_model(model_path: str | None) -> bytes | None:
+def read_model(model_path: str | None) -> bytes | None:
+    """The pickled model's bytes, unpickled by models_from() (a warm process keeps them for every run)."""
     if not model_path:
         return None
     with open(model_path, "rb") as file:
         return file.read()
 
 
-def _models_from(pickled: bytes | None) -> tuple[Any, dict[str, Any]]:
+def models_from(pickled: bytes | None) -> tuple[Any, dict[str, Any]]:
+    """model and args as run_pipeline receives them, from read_model()'s bytes."""
     if pickled is None:
         return None, {}
     saved = pickle.loads(pickled)
@@ -215,7 +226,8 @@ def _models_from(pickled: bytes | None) -> tuple[Any, dict[str, Any]]:
     return (models[0][1] if models else None), dict(saved.get("args") or [])
 
 
-def _report_failure(job: Job, exc: BaseException) -> None:
+def report_failure(job: Job, exc: BaseException) -> None:
+    """Print the traceback to the log and write error.json, which the parent turns into the run's error."""
     # Drop the pipeline's locals first: after a MemoryError they hold the memory that ran out.
     traceback.clear_frames(exc.__traceback__)
     text = "".join(traceback.format_exception(exc))

@@ -45,10 +45,7 @@ OWN_PIDS_VARIABLE = "MLOPEN_WARM_OWN_PID_NAMESPACE"
 
 def main(argv: list[str] | None = None) -> int:
     template = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
-    child._die_with_parent()
-    child._drop_launch_dir_from_path()
-    child._limit_address_space(template.memory_mb)
-    sdk.attach_events(child._take_events_fd())
+    child.prepare_process(template.memory_mb)
     commands = os.fdopen(_take_fd(COMMANDS_FD_VARIABLE), "rb")
     replies = _take_fd(REPLIES_FD_VARIABLE)
     own_pids = os.environ.pop(OWN_PIDS_VARIABLE, "") == "1"
@@ -84,16 +81,16 @@ class _Server:
         try:
             if self.module is None:
                 self._load()
-            run_pipeline = child._required(self.module, "run_pipeline")
+            run_pipeline = child.required_function(self.module, "run_pipeline")
             # Every run gets its own model and args, unpickled from bytes kept in memory, exactly
             # as a cold run would: a run_pipeline that changes its model cannot change the next
             # run's. Unpickling a small model costs well under a millisecond.
-            model, args = child._models_from(self.pickled_model)
-            returned = child._call_accepting(run_pipeline, _track(child._input_file(job), opened), model,
-                                             args, _track_params(child._pipeline_params(job), opened))
+            model, args = child.models_from(self.pickled_model)
+            returned = child.call_accepting(run_pipeline, _track(child.input_file(job), opened), model,
+                                            args, _track_params(child.pipeline_params(job), opened))
             Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from pipeline code is a failure too
-            child._report_failure(job, exc)
+            child.report_failure(job, exc)
             # An import that failed is retried by a fresh process; after MemoryError or exit()
             # the process is in no state to serve the next run.
             return self.module is None or not isinstance(exc, Exception) or isinstance(exc, MemoryError)
@@ -104,9 +101,9 @@ class _Server:
 
     def _load(self) -> None:
         # The same order as the cold child: import the control file, then read the model.
-        module = self.keep_loaded.enter_context(child._control_module(self.template.control_path))
-        child._required(module, "run_pipeline")
-        self.pickled_model = child._read_model(self.template.model_path)
+        module = self.keep_loaded.enter_context(child.control_module(self.template.control_path))
+        child.required_function(module, "run_pipeline")
+        self.pickled_model = child.read_model(self.template.model_path)
         self.module = module
 
 

@@ -24,9 +24,7 @@ import json
 import logging
 import os
 import queue
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -36,15 +34,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from mlopen_runner import sandbox, supervisor
 from mlopen_runner.job import FILE_MARKER, MB, Job, Outcome, is_file_param
-from mlopen_runner.supervisor import (
-    OUTPUT_INTERVAL_S, POLL_INTERVAL_S, TICK_INTERVAL_S, Callbacks, _error_from_exit_status,
-    _error_reported_by_child, _EventReader, _Every, _LogCapture, _NoCallbacks, _OutputError, _Stop,
-)
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
+from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +49,6 @@ MAX_COPIED_INPUT_MB = 512
 EXIT_GRACE_S = 1.0
 # After "done", how long at most to read what the job left in the pipes.
 FINAL_READ_S = 0.05
-_READ_SIZE = 64 * 1024
 
 
 class WarmPool:
@@ -87,7 +79,7 @@ class WarmPool:
         the log lines.
         """
         label = label or f"job for {key}"
-        callbacks = callbacks or _NoCallbacks()
+        callbacks = callbacks or NoCallbacks()
         if not accepts(job):
             return supervisor.execute(job, callbacks)
         process = self._take(key, family, job)
@@ -260,15 +252,13 @@ class _WarmProcess:
         self.template = template
         self.key = key
         self.family = family
-        self.process: subprocess.Popen | None = None
+        self.tree: ProcessTree | None = None
         self.pid = 0
         self.jobs = 0
         self.retiring = False
         self.last_used = time.monotonic()
         self.fds: dict[str, int] = {}
-        self.tree: list[psutil.Process] = []
         self.own_pids = False
-        self.killed = False
 
     def start(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -289,8 +279,8 @@ class _WarmProcess:
             env[OWN_PIDS_VARIABLE] = "1"
         command = [python, "-m", "mlopen_runner.warm", os.path.join(self.root, WARM_FILE)]
         try:
-            self.process = subprocess.Popen(
-                sandbox.wrap_command(command, sandboxed, python, supervisor._runner_paths(sandboxed)),
+            process = subprocess.Popen(
+                sandbox.wrap_command(command, sandboxed, python, supervisor.runner_paths(sandboxed)),
                 cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
                 pass_fds=(events_write, commands_read, replies_write), start_new_session=True)
         except OSError:
@@ -301,16 +291,14 @@ class _WarmProcess:
             for fd in theirs:
                 os.close(fd)
         self.fds = ours
-        self.pid = self.process.pid
+        self.pid = process.pid
+        # Non-blocking: a job's first read empties what the previous job's leftovers wrote.
         for name in ("output", "events", "replies"):
             os.set_blocking(self.fds[name], False)
-        try:
-            self.tree = [psutil.Process(self.pid)]
-        except psutil.Error:  # gone already (bwrap refused to start): the first job reports its exit
-            self.tree = []
+        self.tree = ProcessTree(process)
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and not self.retiring
+        return self.tree is not None and self.tree.process.poll() is None and not self.retiring
 
     def reusable(self) -> bool:
         return self.alive() and "replies" in self.fds
@@ -326,63 +314,38 @@ class _WarmProcess:
 
     def stop(self) -> None:
         """Kill the process tree and remove its folder. Nothing in a warm process needs a clean exit."""
-        self.kill()
+        if self.tree is not None:
+            self.tree.kill()
         self.close_pipes()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def kill(self) -> None:
-        """As the cold supervisor does: the group, and each descendant in case one left the group."""
-        if self.process is None or self.killed:
-            return
-        self.killed = True
-        descendants = self.descendants()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        for process in descendants:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        self.process.wait()
 
     def close_pipes(self) -> None:
         for name in list(self.fds):
             os.close(self.fds.pop(name))
 
-    def end_leftover_processes(self) -> None:
-        """Without a sandbox: kill what the job started and left running (the child does it under bwrap)."""
-        for process in self.descendants():
-            with contextlib.suppress(psutil.Error):
-                process.kill()
 
-    def descendants(self) -> list[psutil.Process]:
-        try:
-            return self.tree[0].children(recursive=True)
-        except (psutil.Error, IndexError):
-            return []
+class _WarmRun(JobWatch):
+    """One job in a warm process: it ends on the process's "done" reply, and the process lives on.
 
-
-class _WarmRun:
-    """Watches one job in a warm process: the cold supervisor's loop, ending on "done" instead of exit."""
+    The pipes belong to the process and outlive the job. A limit or a cancel kills the process tree
+    as it would a cold child's; a process that dies during the job fails the run as a cold child's
+    exit would.
+    """
 
     def __init__(self, warm: _WarmProcess, job: Job, callbacks: Callbacks) -> None:
+        super().__init__(job, callbacks)
         self.warm = warm
-        self.job = job
-        self.callbacks = callbacks
-        self.log = _LogCapture(job.max_log_bytes)
-        self.events = _EventReader()
+        self.tree = warm.tree
+        self.replies_fd = warm.fds["replies"]
         self.replies = b""
         self.done: dict[str, Any] | None = None
-        self.stop: _Stop | None = None
         self.exited = False
-        self.peak_rss_mb = 0.0
-        self.pending_output = ""
-        self.selector = selectors.DefaultSelector()
-        self.started = self.ended = time.monotonic()
 
     def execute(self) -> Outcome:
         self._discard_stale_output()
-        for name, handler in (("output", self._on_output), ("events", self._on_events),
-                              ("replies", self._on_replies)):
-            self.selector.register(self.warm.fds[name], selectors.EVENT_READ, (name, handler))
+        self.listen(self.warm.fds["output"], self.on_output)
+        self.listen(self.warm.fds["events"], self.on_events)
+        self.listen(self.replies_fd, self._on_replies)
         self.started = time.monotonic()
         try:
             request = json.dumps({"id": self.warm.jobs, "job": asdict(self.job)}) + "\n"
@@ -390,107 +353,62 @@ class _WarmRun:
         except OSError:
             self.exited = True  # died between jobs; the loop below reads why
         try:
-            self._watch()
+            self.watch()
+            self._settle()
         finally:
             self.selector.close()
-        return self._outcome()
+        return self.outcome()
 
-    def _watch(self) -> None:
-        limits, tick, flush = _Every(POLL_INTERVAL_S), _Every(TICK_INTERVAL_S), _Every(OUTPUT_INTERVAL_S)
-        while self.done is None and self.stop is None and not self.exited:
-            self._read_ready(POLL_INTERVAL_S)
-            if self.done is not None or self.exited:
-                break
-            now = time.monotonic()
-            if limits.due(now):
-                self.exited = self.warm.process.poll() is not None
-                self.stop = None if self.exited else self._over_limit(now)
-            if self.stop is None and not self.exited and tick.due(now) and self.callbacks.tick():
-                self.stop = _Stop("cancelled", "Run was cancelled")
-            if flush.due(now):
-                self._flush_output()
-        self.ended = time.monotonic()
+    def over(self) -> bool:
+        return self.done is not None or self.exited
+
+    def judge(self, outcome: Outcome) -> None:
+        if self.done is None:  # the process died during the job
+            super().judge(outcome)
+            outcome.error = outcome.error or "Pipeline process exited without finishing the run"
+            return
+        # What a cold child would have exited with after the same job.
+        outcome.error = self.reported_error()
+        outcome.exit_code = 0 if outcome.error is None else 1
+
+    def pipe_closed(self, fd: int) -> None:
+        # Only the warm process itself holds the replies pipe (its programs do not inherit it).
+        self.exited = self.exited or fd == self.replies_fd
+
+    def check_limits(self, now: float) -> Stop | None:
+        # The replies pipe's end is the usual news of a death; this catches one the pipe missed.
+        # A dead process is not measured: its exit, not a limit, is the run's outcome.
+        self.exited = self.tree.process.poll() is not None
+        return None if self.exited else super().check_limits(now)
+
+    def _settle(self) -> None:
+        """Keep the process for the next job if the job finished, else kill it; then hand over the log."""
         if self.done is not None:
             # Everything the job printed or reported was written before "done": it is in the pipes.
             # (Bounded: a thread the pipeline left running may be printing still.)
             deadline = time.monotonic() + FINAL_READ_S
-            while self._read_ready(0) and time.monotonic() < deadline:
+            while self.read_ready(0) and time.monotonic() < deadline:
                 pass
             # One tree scan per process (its first job); later jobs read the processes it found.
-            rss_mb = self._tree_rss_mb() if len(self.warm.tree) == 1 else self._known_tree_rss_mb()
+            rss_mb = self.tree.rss_mb(rescan=len(self.tree.known) == 1)
             self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
             self.warm.retiring = bool(self.done.get("retire"))
-            if not self.warm.own_pids:
-                self.warm.end_leftover_processes()
+            if not self.warm.own_pids:  # under bwrap the child kills what the job left running
+                self.tree.kill_descendants()
         else:
             if self.exited:  # the replies pipe closed: give the process a moment to finish dying
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.warm.process.wait(EXIT_GRACE_S)
-            self.warm.kill()
-            self._drain()
-        self.pending_output += self.log.finish()
-        self._flush_output()
-
-    def _outcome(self) -> Outcome:
-        outcome = Outcome(status="failed", duration_s=round(self.ended - self.started, 3),
-                          peak_rss_mb=round(self.peak_rss_mb, 1), log_truncated_bytes=self.log.dropped)
-        if self.stop is not None:
-            outcome.status, outcome.error = self.stop.status, self.stop.error
-            outcome.exit_code = self.warm.process.returncode
-            return outcome
-        if self.done is None:  # the process died during the job
-            outcome.exit_code = self.warm.process.returncode
-            outcome.error = (_error_reported_by_child(self.job) or _error_from_exit_status(outcome.exit_code)
-                             or "Pipeline process exited without finishing the run")
-            return outcome
-        # What a cold child would have exited with after the same job.
-        outcome.error = _error_reported_by_child(self.job)
-        outcome.exit_code = 0 if outcome.error is None else 1
-        if outcome.error is None:
-            try:
-                supervisor._collect_outputs(self.job, outcome)
-                outcome.status = "succeeded"
-            except _OutputError as exc:
-                outcome.error = str(exc)
-        return outcome
-
-    def _read_ready(self, timeout: float) -> bool:
-        """Read what the pipes hold; True if anything was read (end of file included)."""
-        got = False
-        for key, _ in self.selector.select(max(timeout, 0)):
-            name, handler = key.data
-            try:
-                chunk = os.read(key.fd, _READ_SIZE)
-            except BlockingIOError:
-                continue
-            got = True
-            if chunk:
-                handler(chunk)
-                continue
-            self.selector.unregister(key.fd)
-            # Only the warm process itself holds the replies pipe (its programs do not inherit it).
-            self.exited = self.exited or name == "replies"
-        return got
-
-    def _drain(self) -> None:
-        """After a kill: what the dead process left in the pipes belongs to this job."""
-        deadline = time.monotonic() + supervisor.DRAIN_TIMEOUT_S
-        while self.selector.get_map() and time.monotonic() < deadline:
-            self._read_ready(deadline - time.monotonic())
+                    self.tree.process.wait(EXIT_GRACE_S)
+            self.tree.kill()
+            self.drain()
+        self.finish_output()
 
     def _discard_stale_output(self) -> None:
         # Output a previous job's leftover threads wrote after its "done" is nobody's.
         for name in ("output", "events"):
             with contextlib.suppress(BlockingIOError, OSError):
-                while os.read(self.warm.fds[name], _READ_SIZE):
+                while os.read(self.warm.fds[name], READ_SIZE):
                     pass
-
-    def _on_output(self, chunk: bytes) -> None:
-        self.pending_output += self.log.feed(chunk)
-
-    def _on_events(self, chunk: bytes) -> None:
-        for event in self.events.feed(chunk):
-            self.callbacks.event(event)
 
     def _on_replies(self, chunk: bytes) -> None:
         *lines, self.replies = (self.replies + chunk).split(b"\n")
@@ -499,27 +417,6 @@ class _WarmRun:
                 reply = json.loads(line)
                 if isinstance(reply, dict) and reply.get("done") == self.warm.jobs:
                     self.done = reply
-
-    def _flush_output(self) -> None:
-        if self.pending_output:
-            text, self.pending_output = self.pending_output, ""
-            self.callbacks.output(text)
-
-    def _over_limit(self, now: float) -> _Stop | None:
-        return supervisor.limit_exceeded(self, now)
-
-    def _tree_rss_mb(self) -> float:
-        """RSS of the whole tree, found afresh (the pipeline may have started processes)."""
-        self.warm.tree = self.warm.tree[:1] + self.warm.descendants()
-        return self._known_tree_rss_mb()
-
-    def _known_tree_rss_mb(self) -> float:
-        # The processes found by the last scan: cheap enough to read at the end of every job.
-        total = 0
-        for process in self.warm.tree:
-            with contextlib.suppress(psutil.Error):
-                total += process.memory_info().rss
-        return total / MB
 
 
 def _localized(job: Job, job_dir: Path) -> Job:
