@@ -107,8 +107,8 @@ def admin_user(django_user_model):
 
 
 def _client_for(person):
-    from rest_framework.test import APIClient
     from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
 
     client = APIClient()
     token, _ = Token.objects.get_or_create(user=person)

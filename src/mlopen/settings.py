@@ -210,10 +210,18 @@ MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
 MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)
 MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)
 MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
+# A queued run (or an environment build) whose message was sent this long ago is sent again when a
+# live worker serving its queue has been idle this long too: the broker lost the message (see
+# mlopen.runs.workers.requeue_lost_messages). 0 turns re-sending off.
+MLOPEN_REQUEUE_SECONDS = env_float("MLOPEN_REQUEUE_SECONDS", 120.0)
 MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).resolve()
 MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
+# Requests that wait for a run to finish (the API's "wait"): each holds a web server thread, so a
+# web process lets this many wait at once (it runs 8 threads) and caps how long one waits.
+MLOPEN_MAX_WAITING_REQUESTS = env_int("MLOPEN_MAX_WAITING_REQUESTS", 6)
+MLOPEN_MAX_WAIT_SECONDS = env_float("MLOPEN_MAX_WAIT_SECONDS", 60.0)
 MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
 # Warm runs: a worker keeps up to MLOPEN_WARM_MAX child processes with a pipeline version and its
 # model loaded, so a run skips starting Python, the imports and unpickling the model.

@@ -28,8 +28,17 @@ from typing import Any
 from mlopen_runner import sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
-    ERROR_FILE, EVENTS_FD_VARIABLE, FILE_MARKER, MB, MODEL_FILE, MODEL_MANIFEST_FILE, PARAMS_FILE, RESULT_FILE, Job,
-    is_file_param, memory_limit_message,
+    ERROR_FILE,
+    EVENTS_FD_VARIABLE,
+    FILE_MARKER,
+    MB,
+    MODEL_FILE,
+    MODEL_MANIFEST_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    Job,
+    is_file_param,
+    memory_limit_message,
 )
 from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
 
@@ -61,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def prepare_process(memory_mb: int | None) -> None:
     """What a pipeline process does before any pipeline code runs in it."""
-    _die_with_parent()
+    die_with_parent()
     _drop_launch_dir_from_path()
     _limit_address_space(memory_mb)
     sdk.attach_events(_take_events_fd())
@@ -251,7 +260,7 @@ def _drop_launch_dir_from_path() -> None:
         del sys.path[0]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # bubblewrap's --die-with-parent does this inside the sandbox; as a plain process, a worker
     # killed with SIGKILL would otherwise leave its pipeline running with nobody enforcing limits.
     if not sys.platform.startswith("linux"):

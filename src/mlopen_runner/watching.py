@@ -28,7 +28,15 @@ import psutil
 
 from mlopen_runner import sandbox
 from mlopen_runner.job import (
-    ERROR_FILE, MB, MODEL_FILE, MODEL_MANIFEST_FILE, PARAMS_FILE, RESULT_FILE, Job, Outcome, memory_limit_message,
+    ERROR_FILE,
+    MB,
+    MODEL_FILE,
+    MODEL_MANIFEST_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    Job,
+    Outcome,
+    memory_limit_message,
 )
 
 POLL_INTERVAL_S = 0.1  # memory checks; also the longest the loop sleeps

@@ -187,6 +187,11 @@ class RunCreateSerializer(serializers.Serializer):
         return value
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                        help_text="seconds; capped by the pipeline's own limit")
+    wait = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=settings.MLOPEN_MAX_WAIT_SECONDS,
+        help_text="seconds to hold the response until the run has finished, so it carries the status and "
+                  "the result's first page (0 or absent: answer at once). If the run is still queued or "
+                  "running when the wait is over, the response says so; wait for it with GET ?wait=.")
 
 
 class RunFilterSerializer(serializers.Serializer):

@@ -6,6 +6,8 @@ and bodies are validated here or by serializers before any domain code sees them
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
@@ -35,7 +37,7 @@ from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
-from mlopen.runs import results
+from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
 from mlopen.runs.workers import fail_lost_runs
@@ -239,6 +241,17 @@ def _non_negative_int(raw: str, name: str) -> int:
     return value
 
 
+def _wait_seconds(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= settings.MLOPEN_MAX_WAIT_SECONDS:  # NaN fails this too
+        raise ValidationError({"wait": f"Give a number of seconds from 0 to {settings.MLOPEN_MAX_WAIT_SECONDS:g}, "
+                                       f"not {raw[:40]!r}."})
+    return seconds
+
+
 def _resolve_pipeline_filter(value: str, user) -> Pipeline:
     query = Pipeline.objects.visible_to(user)
     pipeline = None
@@ -296,9 +309,18 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         """Runs you can see, newest first, filtered by pipeline, kind, status or user."""
         return super().list(request, *args, **kwargs)
 
+    @extend_schema(parameters=[OpenApiParameter(
+        "wait", OpenApiTypes.FLOAT,
+        description=f"long poll: hold the response up to this many seconds (at most "
+                    f"{settings.MLOPEN_MAX_WAIT_SECONDS:g}) until the run has finished")])
     def retrieve(self, request, *args, **kwargs):
         """A run: status, progress, error, parameters, the first page of its result and its metrics."""
-        return super().retrieve(request, *args, **kwargs)
+        run = self.get_object()
+        if "wait" in request.query_params:
+            seconds = _wait_seconds(request.query_params["wait"])
+            if not run.is_finished and waiting.wait_until_finished(run.pk, seconds):
+                run = self.get_object()
+        return Response(self.get_serializer(run).data)
 
     @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     def create(self, request):
@@ -315,6 +337,8 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
                 timeout_seconds=data.get("timeout")))
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
+        if data.get("wait") and waiting.wait_until_finished(run.pk, data["wait"]):
+            run = Run.objects.select_related("pipeline", "version", "owner").get(pk=run.pk)
         return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("run-detail", args=[run.pk])})
 

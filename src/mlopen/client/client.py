@@ -5,7 +5,7 @@
     mlopen = Client("http://localhost:8000", token="...")
     pipeline = mlopen.upload_pipeline("knn.py", name="knn")
     run = mlopen.start_run("knn", input="iris.csv", params={"k": 5})  # a local file is uploaded first
-    run = mlopen.wait(run["id"])
+    run = mlopen.wait(run["id"])  # or start_run(..., wait=30): the finished run, if it took under 30 s
     mlopen.download_result(run["id"], "out.csv")
 
 Methods return the API's JSON (dicts). Failures raise MlopenError subclasses whose message is
@@ -130,6 +130,10 @@ def _umask() -> int:
     return current
 
 
+# The longest a single request asks the server to hold it (the server caps it too, at 60 s by default).
+MAX_WAIT_PER_REQUEST = 30.0
+
+
 class Client:
     """One mlopen server and one user's token."""
 
@@ -137,6 +141,7 @@ class Client:
                  transport: httpx.BaseTransport | None = None):
         self.url = normalize_url(url)
         self.token = token
+        self.timeout = timeout
         headers = {"Accept": "application/json", "User-Agent": "mlopen-client"}
         if token:
             headers["Authorization"] = f"Token {token}"
@@ -334,12 +339,14 @@ class Client:
         return self.get(f"runs/{int(run_id)}/")
 
     def start_run(self, pipeline: int | str, *, train: bool = False, input: int | str | Path | None = None,
-                  params: dict | None = None, timeout: int | None = None,
+                  params: dict | None = None, timeout: int | None = None, wait: float | None = None,
                   upload_progress: ProgressCallback | None = None) -> dict:
         """Queue a run (or, with ``train=True``, a training) of a pipeline's latest version.
 
         ``input`` is a dataset id, or a path to a local file that is uploaded first. Parameter
-        values may be given as text: the server converts them to each parameter's type.
+        values may be given as text: the server converts them to each parameter's type. With
+        ``wait`` (seconds), the server answers once the run has finished (or when the wait is over),
+        so a quick run comes back with its status and result in this one request.
         """
         dataset_id = None
         if input is not None:
@@ -350,7 +357,10 @@ class Client:
             body["input"] = dataset_id
         if timeout is not None:
             body["timeout"] = timeout
-        return self._json("POST", "runs/", json=body)
+        if wait:
+            body["wait"] = min(float(wait), MAX_WAIT_PER_REQUEST)
+        return self._json("POST", "runs/", json=body,
+                          timeout=httpx.Timeout(self.timeout + body.get("wait", 0), connect=10.0))
 
     def resolve_input(self, value: int | str | Path, progress: ProgressCallback | None = None) -> int:
         """A dataset id for ``value``: an existing local file is uploaded, digits are taken as an id."""
@@ -390,22 +400,30 @@ class Client:
 
     def wait(self, run_id: int, *, poll: float = 1.0, timeout: float | None = None,
              on_update: Callable[[dict], None] | None = None) -> dict:
-        """Poll the run until it has finished; return its final detail. ``on_update(run)`` sees every poll.
+        """Wait until the run has finished; return its final detail. ``on_update(run)`` sees it every
+        ``poll`` seconds meanwhile.
 
-        Polls quickly at first (short runs finish in a second or two), then every ``poll`` seconds.
+        Each request long-polls (GET ?wait=): the server answers the moment the run finishes, or
+        after ``poll`` seconds with the run as it is then, so a short run is seen finished at once.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(poll, 0.2)
+        step = min(max(poll, 0.05), MAX_WAIT_PER_REQUEST)
         while True:
-            run = self.run(run_id)
+            if deadline is not None:
+                step = max(0.0, min(step, deadline - time.monotonic()))
+            asked = time.monotonic()
+            run = self._json("GET", f"runs/{int(run_id)}/", params={"wait": f"{step:.3f}"},
+                             timeout=httpx.Timeout(self.timeout + step, connect=10.0))
             if on_update is not None:
                 on_update(run)
             if run["status"] in FINISHED:
                 return run
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise MlopenError(f"run {run_id} is still {run['status']} after {timeout:g} s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, poll)
+            # A server with all its waiting slots taken answers at once: do not ask again at once.
+            early = step - (time.monotonic() - asked)
+            if early > 0.05:
+                time.sleep(min(early, 0.5))
 
     # --- downloads --------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "mlopen core"
 
     def ready(self) -> None:
-        from mlopen.core import checks  # noqa: F401  (registers system checks)
         # Make our Celery app the current one in every Django process, so tasks are sent to the
         # configured broker (and not to a default app's amqp://localhost).
         from mlopen.celery_app import app  # noqa: F401
+        from mlopen.core import checks  # noqa: F401  (registers system checks)

@@ -24,8 +24,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from mlopen.pipelines.models import PipelineVersion
+from mlopen_runner.child import die_with_parent
 
 log = logging.getLogger(__name__)
 BUILD_TIMEOUT_SECONDS = 900
@@ -91,16 +93,36 @@ def request_environment(version: PipelineVersion) -> None:
     Even when the same requirements were built before, the build job runs: it reads the new control
     file's forms (get_params) inside the environment, which only then makes the version usable.
     It goes to the pipeline's own queue, so a pipeline served only by `--queues gpu` workers is
-    still built.
+    still built. A build message the broker loses (or whose worker dies) is sent again by the
+    workers' sweep (mlopen.runs.workers.requeue_lost_builds).
     """
     env_hash = requirements_hash(version.requirements)
     status = PipelineVersion.EnvStatus.BUILDING
-    PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status)
+    PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status,
+                                                         env_requested_at=timezone.now(), env_heartbeat_at=None)
     version.env_hash, version.env_status = env_hash, status
+    queue = version.pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE
+    transaction.on_commit(lambda: send_build(version.pk, queue))
+
+
+def send_build(version_id: int, queue: str) -> bool:
+    """Send the build message; never raises. The version is committed by now, so a broker that is
+    down must not fail the upload: the version stays "building" with env_requested_at cleared, and
+    the next worker sweep sends it."""
     from mlopen.pipelines.tasks import build_environment
 
-    queue = version.pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE
-    transaction.on_commit(lambda: build_environment.apply_async(kwargs={"version_id": version.pk}, queue=queue))
+    try:
+        build_environment.apply_async(kwargs={"version_id": version_id}, queue=queue)
+        return True
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the build is recorded and will be sent
+        log.warning("the environment build of pipeline version %s could not be sent to the broker (%s: %s); a "
+                    "worker will send it once the broker is reachable", version_id, exc.__class__.__name__, exc)
+    try:
+        PipelineVersion.objects.filter(pk=version_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
+            env_requested_at=None)
+    except Exception:  # logged; then it is re-sent after MLOPEN_REQUEUE_SECONDS instead
+        log.exception("could not mark the build of pipeline version %s as not sent", version_id)
+    return False
 
 
 @contextmanager
@@ -141,7 +163,10 @@ def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
         build_log = ""
         for argv in ([_uv(), "venv", "--python", sys.executable, str(target)],
                      [_uv(), "pip", "install", "--python", str(python), "-r", str(requirements_file)]):
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_SECONDS)
+            # uv dies with this worker: a build re-sent after the worker was killed must not race
+            # an orphaned uv still writing into the same folder.
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_SECONDS,
+                                  preexec_fn=die_with_parent)  # prctl only: takes no lock a thread could hold
             build_log += f"$ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}\n"
             build_log += done.stdout + done.stderr
             if done.returncode != 0:
@@ -208,12 +233,21 @@ def interpreter_for(version: PipelineVersion) -> tuple[str, list[str]]:
 
 def build_for_version(version_id: int) -> str:
     """The background build job: build the environment, read the control file's forms in it, and
-    mark the version ready (or failed, with what went wrong in env_log)."""
+    mark the version ready (or failed, with what went wrong in env_log).
+
+    Idempotent, so a duplicate message (a re-sent build whose first message turns up after all) is
+    harmless: a version no longer building is skipped, builds of the same requirements on one host
+    wait for each other and the later one finds the environment ready, and only the first build to
+    finish decides the version's status.
+    """
     version = PipelineVersion.objects.filter(pk=version_id).first()
     if version is None or not version.requirements:
         return "skipped"
+    if version.env_status != PipelineVersion.EnvStatus.BUILDING:
+        log.info("environment build of pipeline version %s skipped: already %s", version_id, version.env_status)
+        return f"skipped ({version.env_status})"
     env_hash = version.env_hash or requirements_hash(version.requirements)
-    this = PipelineVersion.objects.filter(pk=version.pk)
+    this = PipelineVersion.objects.filter(pk=version.pk, env_status=PipelineVersion.EnvStatus.BUILDING)
     try:
         python, build_log = ensure_environment(env_hash, version.requirements)
         overlay = sdk_overlay()

@@ -83,6 +83,10 @@ class PipelineVersion(models.Model):
     env_hash = models.CharField(max_length=64, blank=True)
     env_status = models.CharField(max_length=10, choices=EnvStatus.choices, default=EnvStatus.NONE)
     env_log = models.TextField(blank=True)
+    env_requested_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="when its build message was last sent; empty: it could not be")
+    env_heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="last sign of life of a worker building it")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -287,13 +287,15 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                     folder=folder, description=description, params_train=specs["train"], params_run=specs["run"],
                     requirements=requirements, created_by=user,
                 )
+                if requirements:
+                    # In the same transaction: no run can see the version before it is "building"
+                    # (and so refused until its environment is ready).
+                    from mlopen.pipelines.environments import request_environment
+
+                    request_environment(version)
             break
         except IntegrityError:
             # Another upload of the same name took this version number first: take the next one.
             if attempt == 2:
                 raise
-    if requirements:
-        from mlopen.pipelines.environments import request_environment
-
-        request_environment(version)
     return version

@@ -2,7 +2,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from mlopen.runs.models import Run, Worker
 
@@ -20,8 +23,20 @@ class RunAdmin(admin.ModelAdmin):
 class WorkerAdmin(admin.ModelAdmin):
     """Which workers are alive, where, on which queues, under which sandbox, running what."""
 
-    list_display = ["name", "alive", "hostname", "pid", "queues", "sandbox", "current_run", "last_seen"]
+    list_display = ["name", "alive", "hostname", "pid", "queues", "sandbox", "running", "last_seen"]
     readonly_fields = [f.name for f in Worker._meta.fields]
+
+    def get_queryset(self, request):
+        # From the Run rows, not Worker.current_run: that one is written by the heartbeat, seconds late.
+        running = Run.objects.filter(worker=OuterRef("name"), status=Run.Status.RUNNING).order_by("-started_at")
+        return super().get_queryset(request).annotate(running_run=Subquery(running.values("pk")[:1]))
+
+    @admin.display(description="running")
+    def running(self, worker: Worker) -> str:
+        run_id = getattr(worker, "running_run", None)
+        if run_id is None:
+            return "-"
+        return format_html('<a href="{}">run {}</a>', reverse("admin:runs_run_change", args=[run_id]), run_id)
 
     @admin.display(boolean=True)
     def alive(self, worker: Worker) -> bool:

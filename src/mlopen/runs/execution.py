@@ -35,23 +35,23 @@ FLUSH_SECONDS = 0.5
 def claim(run_id: int, worker_name: str) -> Run | None:
     """Take a queued run for this worker. Exactly one worker can win, however often the message arrives.
 
-    The same UPDATE gives a `run` the pipeline's current trained model, and the worker's row names
-    the run in the same transaction: one commit (on PostgreSQL one WAL flush), not three.
+    One UPDATE (one commit) takes the run and gives a `run` the pipeline's current trained model.
+    The worker's own row learns what it runs from its heartbeat thread, off this path.
     """
     from mlopen.runs import workers
 
     now = timezone.now()
     current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
-    with transaction.atomic():
-        taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-            status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
-            attempt=F("attempt") + 1,
-            trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
-                               default=F("trained_model")))
-        if taken != 1:
-            return None
-        workers.set_current_run(worker_name, run_id)
-    return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
+        attempt=F("attempt") + 1,
+        trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
+                           default=F("trained_model")))
+    if taken != 1:
+        return None
+    run = Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
+    workers.set_current_run(worker_name, run_id, run.timeout_seconds)
+    return run
 
 
 def execute_run(run_id: int, worker_name: str) -> str:
@@ -74,8 +74,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
         _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}", log=recorder.log_text)
         return Run.Status.FAILED
     finally:
-        if workers.executing() == run.pk:  # the final status was not written (the database failed)
-            workers.set_current_run(worker_name, None)
+        workers.set_current_run(worker_name, None)  # even when the final status could not be written
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
@@ -235,8 +234,7 @@ def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, *
         fields["peak_memory_mb"] = outcome.peak_rss_mb
     from mlopen.runs import workers
 
-    with transaction.atomic():  # one commit for the run's final state and the worker's row
-        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
-        workers.set_current_run(run.worker, None)
+    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
+    workers.set_current_run(run.worker, None)
     if updated != 1:
         log.warning("run %s was no longer running when it finished as %s", run.pk, status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class RunQuerySet(models.QuerySet):
@@ -58,6 +59,10 @@ class Run(models.Model):
     queue = models.CharField(max_length=64, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     attempt = models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")
+    # Set when the row is created, as its message is sent on commit (no second write per run); a
+    # worker's sweep sets it again when it re-sends a lost message (workers.requeue_lost_runs).
+    enqueued_at = models.DateTimeField(null=True, blank=True, default=timezone.now,
+                                       help_text="when its last message was sent; empty: it could not be sent")
 
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -135,6 +140,8 @@ class Worker(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(db_index=True)
     current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    idle_since = models.DateTimeField(null=True, blank=True,
+                                      help_text="since when it has had nothing to do; empty while it runs or builds")
 
     class Meta:
         ordering = ["name"]

@@ -6,6 +6,7 @@ looks for a run that does not exist yet (or was rolled back).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run
+
+log = logging.getLogger(__name__)
 
 
 class RunRefused(ValueError):
@@ -137,10 +140,27 @@ def submit_run(user, request: RunRequest) -> Run:
     return run
 
 
-def enqueue(run: Run) -> None:
+def enqueue(run: Run) -> bool:
+    """Send "execute run N" to the run's queue; never raises.
+
+    Called once the row is committed, so a broker that is down must not turn the request into a
+    500 for a run that exists: the run stays queued with ``enqueued_at`` cleared, and the next
+    worker sweep sends it (workers.requeue_lost_messages). ``enqueued_at`` itself was set when the
+    row was created, so a message that is sent costs no second write.
+    """
     from mlopen.runs.tasks import execute_run
 
-    execute_run.apply_async(kwargs={"run_id": run.pk}, queue=run.queue)
+    try:
+        execute_run.apply_async(kwargs={"run_id": run.pk}, queue=run.queue or settings.MLOPEN_DEFAULT_QUEUE)
+        return True
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run is recorded and will be sent
+        log.warning("run %s is queued but could not be sent to the broker (%s: %s); a worker will send it "
+                    "once the broker is reachable", run.pk, exc.__class__.__name__, exc)
+    try:
+        Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(enqueued_at=None)
+    except Exception:  # logged; then it is re-sent after MLOPEN_REQUEUE_SECONDS instead
+        log.exception("could not mark run %s as not sent", run.pk)
+    return False
 
 
 def cancel_run(run: Run) -> Run:

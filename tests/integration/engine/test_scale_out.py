@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from engine_support import poll
 
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run, Worker
@@ -88,3 +89,29 @@ def test_a_pipeline_on_the_gpu_queue_is_taken_only_by_a_worker_serving_that_queu
     done = wait_for_run(gpu_run["id"], timeout=60)
     assert (done.status, done.worker, done.attempt) == ("succeeded", gpu_worker.name, 1)
     assert Worker.objects.get(name=gpu_worker.name).queues == [gpu]
+
+
+def test_the_admin_worker_list_shows_each_live_worker_with_the_run_it_is_running(
+        pipeline_from, submit, api, admin_user, module_worker, client):
+    pipeline_from("busy", """
+        import time
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            print("started", flush=True)
+            time.sleep(300)
+        """)
+    run = submit("busy")
+    poll(lambda: Run.objects.get(pk=run["id"]).status == "running", timeout=60, message="the run started")
+    client.force_login(admin_user)
+    try:
+        page = client.get("/admin/runs/worker/").content.decode()
+
+        assert module_worker.name in page
+        assert f'/admin/runs/run/{run["id"]}/change/' in page
+        assert f"run {run['id']}" in page
+        # The worker's own row learns it from its heartbeat (every second in the tests).
+        poll(lambda: Worker.objects.get(name=module_worker.name).current_run_id == run["id"], timeout=30,
+             message="the heartbeat recorded the worker's current run")
+    finally:
+        api.post(f"/api/v1/runs/{run['id']}/cancel/")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from web_pagecheck import event_handlers, inline_scripts
 
 from mlopen.runs.models import Run
-
-from web_pagecheck import event_handlers, inline_scripts
 
 PAGES = ["/", "/pipelines/", "/pipelines/upload/", "/datasets/", "/datasets/upload/", "/runs/", "/runs/new/"]
 

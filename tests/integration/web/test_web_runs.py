@@ -6,12 +6,11 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from web_pagecheck import scan
 
 from mlopen.datasets.models import Dataset
 from mlopen.datasets.services import store_dataset
 from mlopen.runs.models import Run, RunMetric
-
-from web_pagecheck import scan
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +60,8 @@ def tag_of(page: str, name: str) -> str:
 # --- the form --------------------------------------------------------------------------------------
 
 def test_run_form_has_a_field_for_every_parameter_type_with_defaults(alice_client, user, outsider, pipeline):
-    mine, theirs = dataset_of(user, "mine.csv"), dataset_of(outsider, "theirs.csv")
+    mine = dataset_of(user, "mine.csv")
+    dataset_of(outsider, "theirs.csv")  # must not be offered
     page = alice_client.get(f"/runs/new/?pipeline={pipeline.pk}&kind=run").content.decode()
     assert 'type="text"' in tag_of(page, "params.title") and 'value="hello"' in tag_of(page, "params.title")
     assert 'type="number"' in tag_of(page, "params.k") and 'step="1"' in tag_of(page, "params.k")

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from web_pagecheck import inline_scripts, scan
 
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run
-
-from web_pagecheck import inline_scripts, scan
 
 pytestmark = pytest.mark.engine
 
