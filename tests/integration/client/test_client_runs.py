@@ -120,3 +120,16 @@ def test_real_subprocess_with_environment_only(server, token, module_worker, dat
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert refused.stderr.startswith("error: Invalid token.") and refused.stderr.count("\n") == 1
+
+
+def test_python_client_start_run_with_wait_returns_the_finished_run(server, token, module_worker, data_csv):
+    from mlopen.client import Client
+
+    with Client(server, token) as client:
+        client.upload_pipeline(PIPELINES / "client_count.py")
+        client.wait(client.start_run("client_count", train=True, params={"scale": "2"})["id"], timeout=120)
+
+        run = client.start_run("client_count", input=data_csv, params={"k": 5}, wait=30)
+
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"]["data"] == [["grace", 5], ["linus", 9]]
