@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, home: Path, workers: int = 1):
+    def __init__(self, home: Path, workers: int = 1, **extra_env: str):
         self.home = home
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,6 +44,7 @@ class Server:
                    MLOPEN_ADMIN_PASSWORD="boss-password-1", MLOPEN_ADMIN_TOKEN="serve-test-token",
                    MLOPEN_LOAD_DEMO="true", MLOPEN_HEARTBEAT_INTERVAL="1", MLOPEN_HEARTBEAT_TIMEOUT="5",
                    MLOPEN_DEFAULT_QUEUE="mlopen", MLOPEN_WEB_PROCESSES="1")
+        env.update(extra_env)
         env.pop("MLOPEN_TEST_HOME", None)
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home / "serve.log"
@@ -141,3 +142,39 @@ def test_sigkilled_worker_is_restarted_and_its_run_is_marked_failed(server):
     finished = server.wait_run(again["id"])
     # iris_knn without input still finishes (succeeds or fails with its own message): the new worker took it.
     assert finished["status"] in ("succeeded", "failed") and finished["worker"]
+
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def _rabbitmq_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _rabbitmq_reachable(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_serve_with_rabbitmq_as_broker_runs_a_pipeline(tmp_path):
+    from kombu import Connection, Queue
+
+    queue = f"serve-amqp-{os.getpid()}-{time.monotonic_ns()}"
+    server = Server(tmp_path / "home", CELERY_BROKER_URL=RABBITMQ, MLOPEN_DEFAULT_QUEUE=queue,
+                    MLOPEN_LOAD_DEMO="false")
+    try:
+        health = server.wait_healthy(workers=1)
+        assert (health["broker"], health["workers"]) == ("ok", 1)
+        quick = b"def train(inpt, params=None):\n    pass\n" \
+                b"def run_pipeline(input, model, args, params=None):\n    return {'text': 'via rabbitmq'}\n"
+        assert server.client.post("/api/v1/pipelines/", files={"control": ("quick.py", quick)}).status_code == 201
+
+        run = server.client.post("/api/v1/runs/", json={"pipeline": "quick", "wait": 60}).json()
+
+        assert run["status"] == "succeeded", (run, server.output()[-3000:])
+        assert run["result"]["text"] == "via rabbitmq"
+        assert run["queue"] == queue
+    finally:
+        server.stop()
+        with Connection(RABBITMQ) as connection:
+            Queue(queue).bind(connection.default_channel).delete()
