@@ -19,6 +19,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import results, workers
 from mlopen.runs import services as run_services
+from mlopen.runs import waiting
 from mlopen.runs.models import Run, RunMetric
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
@@ -80,6 +81,10 @@ def _form_context(form: RunForm) -> dict:
             "current_model": pipeline.current_model if pipeline else None}
 
 
+# How long starting a run waits for it before showing its page.
+LAND_ON_RESULT_SECONDS = 1.0
+
+
 @access(LOGGED_IN)
 def run_new(request):
     pipeline, kind = _choice(request)
@@ -88,6 +93,9 @@ def run_new(request):
         if form.is_valid():
             run = _submit(request, form)
             if run is not None:
+                # A warm run finishes in tens of milliseconds: a moment's wait lands the user on its
+                # result instead of a "queued" page that turns into it a second later.
+                waiting.wait_until_finished(run.pk, LAND_ON_RESULT_SECONDS)
                 return redirect("web:run-detail", pk=run.pk)
         status = 400
     else:
@@ -313,6 +321,7 @@ def run_rerun(request, pk: int):
         messages.error(request, f"This run cannot be started again: {exc.message}")
         return redirect("web:run-detail", pk=run.pk)
     messages.success(request, f"Started run {new.pk}, a repeat of run {run.pk}.")
+    waiting.wait_until_finished(new.pk, LAND_ON_RESULT_SECONDS)
     return redirect("web:run-detail", pk=new.pk)
 
 
