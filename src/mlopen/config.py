@@ -85,3 +85,44 @@ def broker_folder(broker_url: str = "filesystem://") -> Path:
 
     path = urlsplit(broker_url).path
     return Path(path).expanduser().resolve() if path not in ("", "/") else mlopen_home() / "broker"
+
+
+def s3_storage_options(url: str) -> dict:
+    """django-storages' S3Storage options for MLOPEN_STORAGE_URL=s3://bucket/optional/prefix.
+
+    Credentials are left to boto3 (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an
+    instance role); the endpoint and region come from AWS_S3_ENDPOINT_URL and AWS_S3_REGION_NAME.
+    """
+    import importlib.util
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    bucket = parts.netloc
+    prefix = parts.path.strip("/")
+    if parts.scheme != "s3" or not bucket or parts.query or parts.fragment:
+        raise ConfigError(f"MLOPEN_STORAGE_URL must look like s3://bucket or s3://bucket/prefix, got {url!r}")
+    if ".." in prefix.split("/") or "//" in prefix:
+        raise ConfigError(f"MLOPEN_STORAGE_URL's prefix must be a plain folder name, got {prefix!r}")
+    if importlib.util.find_spec("boto3") is None:
+        raise ConfigError("MLOPEN_STORAGE_URL needs boto3: pip install 'mlopen[s3]'")
+    endpoint = os.environ.get("AWS_S3_ENDPOINT_URL", "").strip()
+    if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError(f"AWS_S3_ENDPOINT_URL must be an http:// or https:// URL, got {endpoint!r}")
+    from botocore.config import Config
+
+    style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or ("path" if endpoint else "auto")
+    if style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"AWS_S3_ADDRESSING_STYLE must be auto, path or virtual, got {style!r}")
+    return {
+        "bucket_name": bucket,
+        "location": prefix,
+        "file_overwrite": True,  # names are mlopen's own and kept exactly, never renamed to _abc123
+        "default_acl": None,  # the bucket's own policy decides; objects are never public by mlopen
+        "querystring_auth": True,
+        "endpoint_url": endpoint or None,
+        "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or None,
+        # MinIO and Ceph want path-style URLs (http://host:9000/bucket/key). Short connect timeouts
+        # and few retries: a storage that is down shows in /healthz at once instead of minutes later.
+        "client_config": Config(s3={"addressing_style": style}, connect_timeout=10, read_timeout=60,
+                                retries={"max_attempts": 3, "mode": "standard"}),
+    }

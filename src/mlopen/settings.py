@@ -21,6 +21,7 @@ from mlopen.config import (
     env_list,
     env_str,
     mlopen_home,
+    s3_storage_options,
     storage_dir,
 )
 
@@ -175,6 +176,17 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# S3-compatible storage instead of the folder: MLOPEN_STORAGE_URL=s3://bucket/optional/prefix, with
+# the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any other boto3 credential source),
+# AWS_S3_ENDPOINT_URL for MinIO, Ceph and the like, and AWS_S3_REGION_NAME. Stored files are
+# write-once, so each host keeps a copy of what it read in MLOPEN_STORAGE_CACHE_DIR (the runner
+# needs real files) and never has to check it again (see mlopen.core.storage).
+MLOPEN_STORAGE_URL = env_str("MLOPEN_STORAGE_URL").strip()
+MLOPEN_STORAGE_CACHE_DIR = Path(env_str("MLOPEN_STORAGE_CACHE_DIR") or (MLOPEN_HOME / "storage-cache")).expanduser()
+MLOPEN_STORAGE_CACHE_DIR = MLOPEN_STORAGE_CACHE_DIR.resolve()
+if MLOPEN_STORAGE_URL:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage",
+                           "OPTIONS": s3_storage_options(MLOPEN_STORAGE_URL)}
 # plotly.js is served from the copy inside the installed plotly package, so the page draws
 # figures with exactly the plotly.js version the Python side produced them for.
 try:

@@ -6,18 +6,40 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 
-@register()
-def storage_folder_writable(app_configs, **kwargs):
-    folder = settings.MLOPEN_STORAGE_DIR
+def _folder_error(folder, hint: str, check_id: str) -> list:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-probe"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        return [Error(f"Storage folder {folder} is not writable: {exc}", hint="Set MLOPEN_STORAGE_DIR to a writable folder.",
-                      id="mlopen.E001")]
+        return [Error(f"Folder {folder} is not writable: {exc}", hint=hint, id=check_id)]
     return []
+
+
+@register()
+def storage_folder_writable(app_configs, **kwargs):
+    if settings.MLOPEN_STORAGE_URL:
+        # Object storage: this host keeps its copies of stored files in the cache folder instead.
+        return _folder_error(settings.MLOPEN_STORAGE_CACHE_DIR, "Set MLOPEN_STORAGE_CACHE_DIR to a writable folder.",
+                             "mlopen.E003")
+    return _folder_error(settings.MLOPEN_STORAGE_DIR, "Set MLOPEN_STORAGE_DIR to a writable folder.", "mlopen.E001")
+
+
+@register()
+def object_storage_reachable(app_configs, **kwargs):
+    """With MLOPEN_STORAGE_URL, the bucket must answer with the credentials given (one small listing)."""
+    if not settings.MLOPEN_STORAGE_URL:
+        return []
+    from mlopen.core import storage
+
+    state = storage.probe()
+    if state == "ok":
+        return []
+    return [Error(f"Object storage cannot be reached: {state.removeprefix('error: ')}",
+                  hint="Check the bucket name, AWS_S3_ENDPOINT_URL, AWS_S3_REGION_NAME and the credentials "
+                       "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
+                  id="mlopen.E002")]
 
 
 @register(deploy=True)

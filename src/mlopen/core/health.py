@@ -1,4 +1,4 @@
-"""What /healthz reports: can this web server reach its database and broker, and how many workers live."""
+"""What /healthz reports: can this web server reach its database, broker and storage, and how many workers live."""
 
 from __future__ import annotations
 
@@ -34,13 +34,20 @@ def check_broker() -> str:
         return f"error: {exc.__class__.__name__}: {exc}"[:300]
 
 
+def check_storage() -> str:
+    from mlopen.core import storage
+
+    return storage.probe()
+
+
 def report() -> tuple[dict, bool]:
     from mlopen.runs.workers import fail_lost_runs, live_workers
     from mlopen_runner import sandbox_status
 
     database = check_database()
     broker = check_broker()
-    healthy = database == "ok" and broker == "ok"
+    stored = check_storage()
+    healthy = database == "ok" and broker == "ok" and stored == "ok"
     workers = 0
     if database == "ok":
         workers = live_workers().count()
@@ -49,11 +56,12 @@ def report() -> tuple[dict, bool]:
         except Exception:  # noqa: BLE001 - a busy database must not make the health check fail
             pass
     sandbox = sandbox_status()
-    body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "workers": workers,
+    body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "storage": stored,
+            "workers": workers,
             "sandbox": sandbox["kind"]}
     if sandbox["kind"] != "bubblewrap":
         body["sandbox_note"] = sandbox.get("reason", "")
-    failing = [part for part in ("database", "broker") if body[part] != "ok"]
+    failing = [part for part in ("database", "broker", "storage") if body[part] != "ok"]
     if failing:
         body["failing"] = failing
     return body, healthy

@@ -278,7 +278,7 @@ def _params_in_environment(version: PipelineVersion, python: Path, overlay: Path
     work_dir = settings.MLOPEN_WORK_DIR / "env-params" / uuid.uuid4().hex
     work_dir.mkdir(parents=True)
     try:
-        return evaluate_params(storage.local_path(version.control_storage_name), work_dir, python=str(python),
-                               extra_pythonpath=[str(overlay)])
+        control = storage.local_folder(version.folder) / version.control_filename  # with its support files
+        return evaluate_params(control, work_dir, python=str(python), extra_pythonpath=[str(overlay)])
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

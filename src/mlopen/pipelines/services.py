@@ -280,13 +280,15 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                 last = pipeline.versions.order_by("-number").values_list("number", flat=True).first() or 0
                 number = last + 1
                 folder = f"pipelines/{pipeline.pk}/v{number}"
-                for file_name in [control_name, *support_names]:
-                    storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
                 version = PipelineVersion.objects.create(
                     pipeline=pipeline, number=number, control_filename=control_name, support_files=support_names,
                     folder=folder, description=description, params_train=specs["train"], params_run=specs["run"],
                     requirements=requirements, created_by=user,
                 )
+                # Only once the number is ours: an upload that lost the race for it must not
+                # overwrite the files of the version that won (stored files are write-once).
+                for file_name in [control_name, *support_names]:
+                    storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
                 if requirements:
                     # In the same transaction: no run can see the version before it is "building"
                     # (and so refused until its environment is ready).

@@ -111,7 +111,7 @@ def build_job(run: Run, work_dir: Path) -> Job:
         python, extra_path = environments.interpreter_for(version)
     return Job(
         kind=run.kind,
-        control_path=str(storage.local_path(version.control_storage_name)),
+        control_path=str(storage.local_folder(version.folder) / version.control_filename),  # with its support files
         work_dir=str(work_dir),
         input=_file_ref(run.input) if run.input else None,
         params=job_params,
