@@ -239,10 +239,33 @@ def report_failure(job: Job, exc: BaseException) -> None:
     """Print the traceback to the log and write error.json, which the parent turns into the run's error."""
     # Drop the pipeline's locals first: after a MemoryError they hold the memory that ran out.
     traceback.clear_frames(exc.__traceback__)
+    _start_at_pipeline_frames(exc, os.path.dirname(job.control_path))
     text = "".join(traceback.format_exception(exc))
     print(text, file=sys.stderr, end="")
     error = {"type": type(exc).__name__, "message": _message(exc, job)[:_MAX_ERROR_MESSAGE_CHARS], "traceback": text}
     Path(job.work_dir, ERROR_FILE).write_text(json.dumps(error))
+
+
+def _start_at_pipeline_frames(exc: BaseException, code_dir: str) -> None:
+    """Drop the runner's frames that come before the pipeline's from `exc` and the exceptions chained to it.
+
+    Each traceback then starts at the first frame of a file in the control file's folder, so a
+    run's traceback is the same cold and warm and shows no server paths of the platform (what the
+    pipeline called, a library or the SDK, is kept). One with no such frame (the control file
+    defines no run_pipeline) keeps only its exception line.
+    """
+    prefix = os.path.join(code_dir, "")
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        frame = current.__traceback__
+        while frame is not None and not frame.tb_frame.f_code.co_filename.startswith(prefix):
+            frame = frame.tb_next
+        current.__traceback__ = frame
+        pending += [current.__cause__, current.__context__]
 
 
 def _message(exc: BaseException, job: Job) -> str:

@@ -5,7 +5,8 @@ mlopen_runner.warm_pool, for one pipeline version and trained model. On its firs
 the control file and reads the pickled model into memory, and keeps both for the jobs after it: a
 warm run pays neither for starting Python, nor for importing pandas and scikit-learn, nor for
 reading the model from disk. Each run unpickles its own model and args from those bytes, so a
-run cannot change what the next one gets (as with cold runs). Standard library only: this runs inside per-pipeline virtual environments.
+run cannot change what the next one gets (as with cold runs). Standard library only: this runs
+inside per-pipeline virtual environments.
 
 Protocol, one JSON object a line:
   parent -> child, on fd MLOPEN_WARM_IN_FD:   {"id": 7, "job": {...Job fields...}}
@@ -14,8 +15,12 @@ stdout and stderr (one pipe) and the events pipe belong to the process and are s
 jobs: the parent gives a job what arrives between sending it and its "done", and the child flushes
 both streams before it says "done". The outputs (result.json or error.json) are the cold child's,
 written to the job's own work_dir. "retire": true means the process is about to exit and must not
-be given another job (the first import failed, or the pipeline raised MemoryError or SystemExit).
-The process exits when the parent closes its end of the command pipe.
+be given another job, and "why" (then present) says why: the first import failed, the pipeline
+raised MemoryError or SystemExit, or the job left the process different from a fresh one in a way
+the next run would notice (a thread of its own still running, fds 0-2 or sys.stdin/stdout/stderr
+replaced or closed). The first reply also has "loaded_mb", the process's RSS once the control file
+is imported and the model read: what a fresh process would start a run with. The process exits
+when the parent closes its end of the command pipe.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from mlopen_runner import child, sdk
 from mlopen_runner.inputs import InputFile
-from mlopen_runner.job import RESULT_FILE, Job
+from mlopen_runner.job import MB, RESULT_FILE, Job
 from mlopen_runner.results import dumps_strict, normalize_result
 
 # The parent finds the protocol's pipe ends under these names (taken out of the environment at
@@ -53,12 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         server = _Server(template, keep_loaded)
         for line in commands:
             request = json.loads(line)
-            retire = server.handle(Job(**request["job"]))
+            why = server.handle(Job(**request["job"]))
             if own_pids:
                 _end_leftover_processes()
             _flush_streams()
-            os.write(replies, (json.dumps({"done": request["id"], "retire": retire}) + "\n").encode())
-            if retire:
+            why = why or server.leftovers()
+            reply: dict[str, Any] = {"done": request["id"], "retire": why is not None}
+            if why is not None:
+                reply["why"] = why
+            if server.loaded_mb is not None:
+                reply["loaded_mb"], server.loaded_mb = server.loaded_mb, None  # once, with the first job
+            os.write(replies, (json.dumps(reply) + "\n").encode())
+            if why is not None:
                 return 0
     return 0
 
@@ -71,9 +83,11 @@ class _Server:
         self.keep_loaded = keep_loaded
         self.module: ModuleType | None = None
         self.pickled_model: bytes | None = None
+        self.loaded: _ProcessState | None = None
+        self.loaded_mb: float | None = None
 
-    def handle(self, job: Job) -> bool:
-        """Do one run job, as the cold child's handle() would; True when this process must retire."""
+    def handle(self, job: Job) -> str | None:
+        """Do one run job, as the cold child's handle() would; why this process must retire, if it must."""
         os.chdir(job.work_dir)
         os.environ["HOME"] = job.work_dir
         sdk.take_saved()
@@ -93,11 +107,25 @@ class _Server:
             child.report_failure(job, exc)
             # An import that failed is retried by a fresh process; after MemoryError or exit()
             # the process is in no state to serve the next run.
-            return self.module is None or not isinstance(exc, Exception) or isinstance(exc, MemoryError)
+            if self.module is None:
+                return "the control file or the model failed to load"
+            if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
+                return f"the pipeline raised {type(exc).__name__}"
         finally:
             for input_file in opened:  # the next job must not inherit this one's open files
                 input_file.close()
-        return False
+        return None
+
+    def leftovers(self) -> str | None:
+        """What the job left behind that a fresh process would not have, as a reason to retire.
+
+        Compared with the process as it was once the pipeline was loaded (what every cold run
+        starts from, module-level code included): threads still running, and the standard streams.
+        Cheap enough for every job: a list of threads, three fstat() calls.
+        """
+        if self.loaded is None:
+            return None
+        return self.loaded.changed_since()
 
     def _load(self) -> None:
         # The same order as the cold child: import the control file, then read the model.
@@ -105,6 +133,60 @@ class _Server:
         child.required_function(module, "run_pipeline")
         self.pickled_model = child.read_model(self.template.model_path)
         self.module = module
+        self.loaded = _ProcessState()
+        self.loaded_mb = _own_rss_mb()
+
+
+class _ProcessState:
+    """What of the process a job could break for the jobs after it, taken once the pipeline is loaded."""
+
+    def __init__(self) -> None:
+        self.threads = set(threading.enumerate())
+        self.fds = {fd: _fd_identity(fd) for fd in _STANDARD_FDS}
+        self.streams = (sys.stdin, sys.stdout, sys.stderr)
+
+    def changed_since(self) -> str | None:
+        """Why the process is no longer as it was, or None."""
+        running = [thread for thread in threading.enumerate() if thread not in self.threads and thread.is_alive()]
+        if running:
+            names = ", ".join(sorted(thread.name for thread in running))
+            return f"the job left {len(running)} thread(s) running ({names[:200]})"
+        for fd, identity in self.fds.items():
+            if _fd_identity(fd) != identity:
+                return f"the job closed or replaced file descriptor {fd}"
+        for name, stream in zip(("stdin", "stdout", "stderr"), self.streams):
+            current = getattr(sys, name)
+            if current is not stream or _closed(stream):
+                return f"the job replaced or closed sys.{name}"
+        return None
+
+
+_STANDARD_FDS = (0, 1, 2)
+
+
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _closed(stream: Any) -> bool:
+    try:
+        return bool(stream.closed)
+    except Exception:  # noqa: BLE001 - whatever the pipeline put there
+        return True
+
+
+def _own_rss_mb() -> float | None:
+    """This process's RSS from /proc (standard library only); None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / MB, 1)
 
 
 def _track(input_file: InputFile | None, opened: list[InputFile]) -> InputFile | None:

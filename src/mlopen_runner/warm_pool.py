@@ -6,6 +6,9 @@ serves run jobs one at a time. It is started like the cold child (sandbox, clean
 RLIMIT_AS) and watched like it: a job's timeout, the RSS of the process tree and cancelling are
 enforced by the same loop, with the same error texts, and any of them kills the warm process.
 A warm process that dies fails its run as a cold child would, and the next run starts a new one.
+So does one a job left unlike a fresh process (a thread still running, its standard streams
+replaced, too much memory kept; see _WarmProcess.memory_problem and warm._ProcessState), or one
+found using CPU or memory while idle: the job keeps its outcome and the process is retired.
 
 Each process has a root folder, bound read-write in its sandbox; each job gets its own folder in
 it, and the job's input files are copied there (a copy, never a hard link: the sandbox may write
@@ -49,6 +52,12 @@ MAX_COPIED_INPUT_MB = 512
 EXIT_GRACE_S = 1.0
 # After "done", how long at most to read what the job left in the pipes.
 FINAL_READ_S = 0.05
+# How often the pool's background thread looks at idle processes (at most; never more often than
+# a quarter of idle_seconds): one RSS and CPU reading of each idle process's tree per pass.
+IDLE_CHECK_S = 1.0
+# An idle process that used more CPU than this share of one core since the previous pass is doing
+# something nobody asked for (a waiting warm process uses none).
+IDLE_CPU_SHARE = 0.5
 
 
 class WarmPool:
@@ -99,6 +108,8 @@ class WarmPool:
         except BaseException:
             process.stop()
             raise
+        if process.retire_reason:
+            log.info("%s: warm process retired (pid %s): %s", label, process.pid, process.retire_reason)
         self._give_back(process)
         return outcome
 
@@ -112,12 +123,23 @@ class WarmPool:
             process.stop()
 
     def reap_idle(self, now: float | None = None) -> None:
+        """Stop idle processes unused for idle_seconds, dead, or found working while idle."""
         now = time.monotonic() if now is None else now
         with self.lock:
             stale = [k for k, p in self.idle.items() if now - p.last_used >= self.idle_seconds or not p.alive()]
             processes = [self.idle.pop(k) for k in stale]
+            waiting = list(self.idle.items())
         for process in processes:
             log.info("warm process stopped (pid %s): idle for %.0f s", process.pid, now - process.last_used)
+            process.stop()
+        # Measured outside the lock (a run may take the process meanwhile: it is then left alone).
+        busy = [(key, process, why) for key, process in waiting if (why := process.idle_problem())]
+        for key, process, why in busy:
+            with self.lock:
+                if self.idle.get(key) is not process:
+                    continue
+                del self.idle[key]
+            log.info("warm process stopped (pid %s): %s while idle", process.pid, why)
             process.stop()
 
     def shutdown(self) -> None:
@@ -179,7 +201,7 @@ class WarmPool:
         self.reaper.start()
 
     def _reap_loop(self) -> None:
-        interval = max(0.2, min(self.idle_seconds / 4, 30.0))
+        interval = max(0.2, min(self.idle_seconds / 4, IDLE_CHECK_S))
         while not self.closed.wait(interval):
             try:
                 self.reap_idle()
@@ -256,6 +278,11 @@ class _WarmProcess:
         self.pid = 0
         self.jobs = 0
         self.retiring = False
+        self.retire_reason = ""
+        # RSS of the process right after loading the pipeline (its first reply says): what a fresh
+        # process would start a run with.
+        self.loaded_mb: float | None = None
+        self.idle_cpu: tuple[float, float, float] | None = None  # (last_used, CPU seconds, when) last look
         self.last_used = time.monotonic()
         self.fds: dict[str, int] = {}
         self.own_pids = False
@@ -302,6 +329,42 @@ class _WarmProcess:
 
     def reusable(self) -> bool:
         return self.alive() and "replies" in self.fds
+
+    def memory_problem(self, rss_mb: float, memory_mb: int | None) -> str | None:
+        """Why a process whose tree has `rss_mb` must not take another run, if it must not.
+
+        A fresh process starts a run at `loaded_mb`; one kept after a job starts it at `rss_mb`. It
+        is kept only while it leaves the next run at least half the room under the limit a fresh
+        process would: RSS at most halfway from loaded_mb to the limit (and never at the limit).
+        A run that left memory behind is not blamed: the next run gets a fresh process instead.
+        """
+        if memory_mb is None:
+            return None
+        loaded = min(self.loaded_mb or 0.0, float(memory_mb))
+        allowed = (loaded + memory_mb) / 2
+        if rss_mb > allowed or rss_mb >= memory_mb:
+            return (f"{rss_mb:.0f} MB in use, over the {allowed:.0f} MB kept processes may hold "
+                    f"(halfway from {loaded:.0f} MB loaded to the {memory_mb} MB limit)")
+        return None
+
+    def idle_problem(self) -> str | None:
+        """Why this idle process must stop: its memory grew past memory_problem()'s line, or it
+        used CPU since the last look. A few psutil readings of the processes the tree knows."""
+        if self.tree is None or self.tree.killed:
+            return None
+        why = self.memory_problem(self.tree.rss_mb(rescan=False), self.template.memory_mb)
+        if why:
+            return why
+        # Keyed by last_used, which changes when a run gives the process back: a look taken during
+        # a run (it may take the process while this runs) is never compared with one taken after it.
+        since, now, cpu = self.last_used, time.monotonic(), self.tree.cpu_seconds()
+        previous, self.idle_cpu = self.idle_cpu, (since, cpu, now)
+        if previous is None or previous[0] != since or now <= previous[2]:
+            return None  # first look since its last job
+        share = (cpu - previous[1]) / (now - previous[2])
+        if share > IDLE_CPU_SHARE:
+            return f"{share:.0%} of a CPU in use"
+        return None
 
     def run(self, job: Job, callbacks: Callbacks, trash: _Trash) -> Outcome:
         self.jobs += 1
@@ -392,7 +455,15 @@ class _WarmRun(JobWatch):
             # One tree scan per process (its first job); later jobs read the processes it found.
             rss_mb = self.tree.rss_mb(rescan=len(self.tree.known) == 1)
             self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
-            self.warm.retiring = bool(self.done.get("retire"))
+            if isinstance(self.done.get("loaded_mb"), (int, float)):
+                self.warm.loaded_mb = float(self.done["loaded_mb"])
+            # Anything that would make the next run differ from a cold one retires the process
+            # (the child says what it found; the memory is checked here); this run keeps its outcome.
+            if self.done.get("retire"):
+                self.warm.retire_reason = str(self.done.get("why") or "the process asked to retire")[:300]
+            else:
+                self.warm.retire_reason = self.warm.memory_problem(rss_mb, self.job.memory_mb) or ""
+            self.warm.retiring = bool(self.warm.retire_reason)
             if not self.warm.own_pids:  # under bwrap the child kills what the job left running
                 self.tree.kill_descendants()
         else:

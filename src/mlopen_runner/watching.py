@@ -114,6 +114,15 @@ class ProcessTree:
                 total += process.memory_info().rss
         return total / MB
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the processes the last scan found have used."""
+        total = 0.0
+        for process in self.known:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def kill(self) -> None:
         """SIGKILL the whole tree and reap the started process. Only the first call does anything."""
         if self.killed:

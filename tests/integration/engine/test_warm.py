@@ -40,6 +40,8 @@ def run_pipeline(input, model, args, params=None):
         time.sleep(120)
     if params["mode"] == "crash":
         os._exit(3)
+    if params["mode"] == "devnull":
+        sys.stdout = open(os.devnull, "w")
     lines = [line.strip() for line in input.open("r") if line.strip()]
     return {
         "columns": ["line", "score"],
@@ -156,3 +158,17 @@ def test_a_warm_process_that_dies_fails_its_run_with_the_exit_status_and_the_nex
     assert (crashed.status, crashed.error) == ("failed", "Pipeline process exited with status 3")
     assert crashed.log == f"serving {_token(before)} crash\n"
     assert after.status == "succeeded" and _token(after) != _token(before)
+
+
+def test_a_run_that_leaves_its_process_unlike_a_fresh_one_succeeds_and_the_next_run_gets_a_new_one(
+        trained, submit, finished, module_worker):
+    before = finished(submit("warm", input=trained["id"])["id"])
+
+    poisoning = finished(submit("warm", input=trained["id"], params={"mode": "devnull"})["id"])
+    after = finished(submit("warm", input=trained["id"])["id"])
+
+    assert poisoning.status == "succeeded" and poisoning.log == f"serving {_token(before)} devnull\n"
+    assert after.status == "succeeded" and _token(after) != _token(before)
+    assert after.log == f"imported {_token(after)}\nserving {_token(after)} ok\n"
+    assert re.search(rf"run {poisoning.pk}: warm process retired \(pid \d+\): the job replaced or closed sys.stdout",
+                     module_worker.log_text())

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 
 import psutil
 import pytest
 
 from mlopen_runner import Job
-from mlopen_runner.warm_pool import WarmPool, accepts
+from mlopen_runner.warm_pool import WarmPool, _WarmProcess, accepts
 
 CONTROL = """
     import os, sys, time, uuid
@@ -346,3 +347,201 @@ def test_a_run_cannot_see_the_folders_of_earlier_runs_in_the_same_process(write_
 
     assert first.result["text"] == "job1 warm.json"
     assert second.result["text"] == "job2 warm.json"
+
+
+# What a run can leave behind in a warm process that a cold run's process takes with it: each
+# retires the process after the run (which keeps its own outcome), and the next run gets a new one.
+POISON = """
+    import os, signal, sys, threading, time, uuid
+
+    TOKEN = uuid.uuid4().hex
+    print("imported", TOKEN)
+    KEPT = []
+
+    def _grow(*_):
+        KEPT.append(b"x" * (200 * 1024 * 1024))
+
+    def _spin(*_):
+        while True:
+            pass
+
+    # Signals the tests send while the process is idle: work nobody asked for, between runs.
+    signal.signal(signal.SIGUSR1, _grow)
+    signal.signal(signal.SIGUSR2, _spin)
+
+    def _grow_forever():
+        while True:
+            KEPT.append(b"x" * (20 * 1024 * 1024))
+            time.sleep(0.2)
+
+    def train(inpt, params=None):
+        pass
+
+    def run_pipeline(input, model, args, params=None):
+        mode = params.get("mode", "ok")
+        print("serving", TOKEN, mode, flush=True)
+        if mode == "devnull":
+            sys.stdout = open(os.devnull, "w")
+        if mode == "close1":
+            os.close(1)
+        if mode == "dup1":
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        if mode == "leak":
+            KEPT.append(b"x" * (150 * 1024 * 1024))
+        if mode == "thread-grow":
+            threading.Thread(target=_grow_forever, daemon=True).start()
+        if mode == "thread-spin":
+            threading.Thread(target=_spin, daemon=True).start()
+        if mode == "joined-thread":
+            worker = threading.Thread(target=sum, args=([1, 2],))
+            worker.start()
+            worker.join()
+        return {"text": mode}
+"""
+
+
+def _python_pid(pid: int) -> int:
+    """The warm Python process in the tree started as `pid` (under bubblewrap, bwrap's child)."""
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return next(p.pid for p in reversed(tree) if os.path.basename(p.cmdline()[0]) != "bwrap")
+
+
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("mode", ["devnull", "close1", "dup1", "thread-grow", "thread-spin"])
+def test_a_run_that_damages_stdio_or_leaves_a_thread_running_retires_its_process(
+        mode, write_pipeline, run_warm, run_job, pool, caplog):
+    control = write_pipeline(POISON)
+    _, before = run_warm(control)
+    [pid] = pool.pids()
+
+    poisoning, poisoning_log = run_warm(control, mode)
+    after, after_log = run_warm(control)
+    again, again_log = run_warm(control)
+
+    assert poisoning.status == run_job("run", control, params={"mode": mode}).outcome.status
+    assert poisoning_log.log.startswith(f"serving {token(before.log)} {mode}\n")
+    assert f"warm process retired (pid {pid}): the job " in caplog.text
+    assert _gone(pid)
+    assert after.status == again.status == "succeeded"
+    assert token(after_log.log) != token(before.log)
+    assert after_log.log == f"imported {token(after_log.log)}\nserving {token(after_log.log)} ok\n"
+    assert again_log.log == f"serving {token(after_log.log)} ok\n"
+
+
+def test_a_run_whose_threads_have_ended_keeps_its_process(write_pipeline, run_warm, pool):
+    control = write_pipeline(POISON)
+    _, before = run_warm(control)
+
+    joined, _ = run_warm(control, "joined-thread")
+    after, after_log = run_warm(control)
+
+    assert joined.status == after.status == "succeeded"
+    assert token(after_log.log) == token(before.log)
+
+
+def test_a_run_that_leaves_memory_behind_succeeds_and_the_next_run_is_not_blamed(
+        write_pipeline, run_warm, pool, caplog):
+    control = write_pipeline(POISON)
+    # Each run keeps 150 MB: kept, the process would be over the 300 MB limit by the third run.
+    runs = [run_warm(control, "leak", memory_mb=300) for _ in range(3)]
+    after, after_log = run_warm(control, memory_mb=300)
+
+    assert [outcome.status for outcome, _ in runs] == ["succeeded"] * 3
+    tokens = {token(recorder.log) for _, recorder in runs} | {token(after_log.log)}
+    assert len(tokens) == 4
+    assert after.status == "succeeded" and after_log.log.startswith("imported ")
+    assert "MB in use, over the " in caplog.text
+
+
+def test_a_process_that_grows_while_idle_is_stopped(write_pipeline, run_warm, pool):
+    control = write_pipeline(POISON)
+    _, before = run_warm(control, memory_mb=300)
+    [pid] = pool.pids()
+
+    os.kill(_python_pid(pid), signal.SIGUSR1)  # 200 MB, past halfway to the limit
+    _reap_until_empty(pool)
+    after, after_log = run_warm(control, memory_mb=300)
+
+    assert _gone(pid)
+    assert after.status == "succeeded" and token(after_log.log) != token(before.log)
+
+
+def test_a_process_that_uses_cpu_while_idle_is_stopped(write_pipeline, run_warm, pool):
+    control = write_pipeline(POISON)
+    _, before = run_warm(control)
+    [pid] = pool.pids()
+
+    os.kill(_python_pid(pid), signal.SIGUSR2)  # spins forever
+    _reap_until_empty(pool)
+    after, after_log = run_warm(control)
+
+    assert _gone(pid)
+    assert after.status == "succeeded" and token(after_log.log) != token(before.log)
+
+
+def _reap_until_empty(pool: WarmPool) -> None:
+    deadline = time.monotonic() + 20
+    while pool.pids() and time.monotonic() < deadline:
+        pool.reap_idle()
+        time.sleep(0.2)
+    assert pool.pids() == []
+
+
+def test_a_kept_process_leaves_the_next_run_at_least_half_the_room_a_fresh_one_would(tmp_path):
+    process = _WarmProcess(tmp_path, Job(kind="run", control_path="/c.py", work_dir=""), "k", None)
+    process.loaded_mb = 100.0
+
+    assert process.memory_problem(300.0, 500) is None
+    assert process.memory_problem(301.0, 500).startswith("301 MB in use, over the 300 MB")
+    assert process.memory_problem(5000.0, None) is None
+    process.loaded_mb = 600.0  # loaded over the limit (the job's limit is lower than the first's)
+    assert process.memory_problem(500.0, 500) is not None
+
+
+def test_a_failed_runs_traceback_starts_at_the_pipelines_code_and_is_the_same_cold_and_warm(
+        write_pipeline, run_warm, run_job):
+    control = write_pipeline("""
+        import helper
+
+        def train(inpt, params=None):
+            pass
+
+        def run_pipeline(input, model, args, params=None):
+            try:
+                helper.divide()
+            except ZeroDivisionError as exc:
+                raise ValueError("could not divide") from exc
+        """, files={"helper.py": "def divide():\n    return 1 / 0\n"})
+    run_warm(control)
+
+    warm_log = run_warm(control)[1].log
+    cold_log = run_job("run", control).recorder.log
+
+    assert warm_log == cold_log == f"""\
+Traceback (most recent call last):
+  File "{control}", line 9, in run_pipeline
+    helper.divide()
+  File "{os.path.dirname(control)}/helper.py", line 2, in divide
+    return 1 / 0
+           ~~^~~
+ZeroDivisionError: division by zero
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "{control}", line 11, in run_pipeline
+    raise ValueError("could not divide") from exc
+ValueError: could not divide
+"""
+
+
+def test_a_failure_outside_the_pipelines_code_shows_only_the_error(write_pipeline, run_warm, run_job):
+    control = write_pipeline("def train(inpt, params=None):\n    pass\n")
+
+    warm, warm_log = run_warm(control)
+
+    assert warm.error == "AttributeError: the control file defines no run_pipeline() function"
+    assert warm_log.log == run_job("run", control).recorder.log == f"{warm.error}\n"
