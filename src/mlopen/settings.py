@@ -220,6 +220,10 @@ MLOPEN_RUN_MEMORY_MB = env_int("MLOPEN_RUN_MEMORY_MB", 4096)
 MLOPEN_PARAMS_TIMEOUT = env_int("MLOPEN_PARAMS_TIMEOUT", 60)
 MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
 MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)
+# The text part of a result is cut to this (run pages and the run API carry it whole).
+MLOPEN_MAX_TEXT_KB = env_int("MLOPEN_MAX_TEXT_KB", 1024)
+# Metric points kept per run (io.log_metric); the run page and API send them all.
+MLOPEN_MAX_METRIC_POINTS = env_int("MLOPEN_MAX_METRIC_POINTS", 10000)
 MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)
 MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
 # A queued run (or an environment build) whose message was sent this long ago is sent again when a

@@ -53,3 +53,17 @@ def test_a_page_past_the_end_of_the_table_is_empty(stored):
 
     assert results.page_of(folder, page=2, page_size=3)["data"] == [[3], [4]]
     assert results.page_of(folder, page=3, page_size=3)["data"] == []
+
+
+def test_a_huge_text_result_is_cut_with_a_warning(stored, settings):
+    from mlopen.runs import results
+
+    settings.MLOPEN_MAX_TEXT_KB = 1
+    folder, _rows = results.store_result(next(_run_ids), {"columns": None, "data": None, "graphs": [],
+                                                          "text": "<p>" + "z" * 5000 + "</p>", "warnings": []})
+
+    page = results.page_of(folder)
+
+    assert len(page["text"]) == 1024
+    assert page["warnings"] == ["The text result has 5,007 characters; only the first 1,024 are kept "
+                                "(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."]

@@ -174,6 +174,14 @@ def _has_nul(value) -> bool:
     return False
 
 
+def _wait_field() -> serializers.FloatField:
+    return serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=settings.MLOPEN_MAX_WAIT_SECONDS,
+        help_text="seconds to hold the response until the run has finished, so it carries the status and "
+                  "the result's first page (0 or absent: answer at once). If the run is still queued or "
+                  "running when the wait is over, the response says so; wait for it with GET ?wait=.")
+
+
 class RunCreateSerializer(serializers.Serializer):
     pipeline = PipelineRefField(help_text="the pipeline's id or name")
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.RUN)
@@ -187,11 +195,11 @@ class RunCreateSerializer(serializers.Serializer):
         return value
     timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                        help_text="seconds; capped by the pipeline's own limit")
-    wait = serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=settings.MLOPEN_MAX_WAIT_SECONDS,
-        help_text="seconds to hold the response until the run has finished, so it carries the status and "
-                  "the result's first page (0 or absent: answer at once). If the run is still queued or "
-                  "running when the wait is over, the response says so; wait for it with GET ?wait=.")
+    wait = _wait_field()
+
+
+class RunRerunSerializer(serializers.Serializer):
+    wait = _wait_field()
 
 
 class RunFilterSerializer(serializers.Serializer):

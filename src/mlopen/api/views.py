@@ -371,15 +371,19 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         return Response(s.RunDetailSerializer(run).data)
 
-    @extend_schema(request=None, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
+    @extend_schema(request=s.RunRerunSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
         """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
         run = self.get_object()
+        form = s.RunRerunSerializer(data=request.data if isinstance(request.data, dict) else {})
+        form.is_valid(raise_exception=True)
         try:
             new = run_services.rerun(request.user, run)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
+        if form.validated_data.get("wait") and waiting.wait_until_finished(new.pk, form.validated_data["wait"]):
+            new = Run.objects.select_related("pipeline", "version", "owner").get(pk=new.pk)
         return Response(s.RunDetailSerializer(new).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("run-detail", args=[new.pk])})
 

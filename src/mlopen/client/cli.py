@@ -607,7 +607,9 @@ class _Watcher:
     def __exit__(self, *exc):
         if self.progress:
             self.progress.stop()
+        # The log's last words may have no newline (a pipeline that died mid-line): show them too.
         self._log_line(self.pending, final=True)
+        self.pending = ""
 
     def _log_line(self, text: str, final: bool = False) -> None:
         if not text:
@@ -619,7 +621,6 @@ class _Watcher:
         else:
             sys.stderr.write(text if text.endswith("\n") else text + "\n")
             sys.stderr.flush()
-        self.pending = ""
 
     def update(self, run: dict) -> None:
         text, self.offset, _status = self.client.logs(self.run_id, self.offset)

@@ -7,6 +7,7 @@ stored files. The Celery task only calls :func:`execute_run`.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -138,25 +139,50 @@ class RunRecorder:
         self.dirty = False
         self.last_flush = 0.0
         self.cancelled = False
+        self.metric_points = 0
+        self.non_finite_noted: set[str] = set()
 
     def output(self, text: str) -> None:
-        self.log_text += text
+        self.log_text += db_text(text)
         self.dirty = True
+
+    def note(self, text: str) -> None:
+        """A line from mlopen itself in the run's log."""
+        if self.log_text and not self.log_text.endswith("\n"):
+            self.log_text += "\n"
+        self.output(f"mlopen: {text}\n")
 
     def event(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "progress":
-            self.progress = (event.get("fraction"), str(event.get("message") or "")[:500])
+            self.progress = (event.get("fraction"), db_text(str(event.get("message") or "")[:500]))
             self.dirty = True
         elif kind == "metric":
+            self._metric(db_text(str(event.get("name", "metric"))[:100]), event.get("value"), event.get("step"))
+
+    def _metric(self, name: str, raw_value, step) -> None:
+        if self.metric_points >= settings.MLOPEN_MAX_METRIC_POINTS:
+            if self.metric_points == settings.MLOPEN_MAX_METRIC_POINTS:
+                self.note(f"this run logged more than {settings.MLOPEN_MAX_METRIC_POINTS} metric points; "
+                          "later ones are not kept (MLOPEN_MAX_METRIC_POINTS).")
+            self.metric_points += 1
+            return
+        value = None
+        if raw_value is not None:
             try:
-                value = float(event["value"])
-            except (KeyError, TypeError, ValueError):
+                value = float(raw_value)
+            except (TypeError, ValueError):
                 return
-            step = event.get("step")
-            self.metrics.append(RunMetric(run_id=self.run_id, name=str(event.get("name", "metric"))[:100],
-                                          value=value, step=step if isinstance(step, int) else None))
-            self.dirty = True
+        if value is None or not math.isfinite(value):
+            value = None  # the chart shows a gap, the API null: a loss that went NaN is worth seeing
+            if name not in self.non_finite_noted:
+                self.non_finite_noted.add(name)
+                self.note(f"metric {name!r} got a value that is not a finite number (NaN or infinity) at step "
+                          f"{step}; it is recorded as empty.")
+        self.metric_points += 1
+        self.metrics.append(RunMetric(run_id=self.run_id, name=name, value=value,
+                                      step=step if isinstance(step, int) else None))
+        self.dirty = True
 
     def tick(self) -> bool:
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
@@ -172,12 +198,14 @@ class RunRecorder:
             if self.progress is not None:
                 fields["progress_fraction"], fields["progress_message"] = self.progress
         with transaction.atomic():
-            Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(**fields)
-            if self.metrics:
+            still_running = Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(**fields) == 1
+            if still_running and self.metrics:
                 RunMetric.objects.bulk_create(self.metrics)
-                self.metrics = []
+        self.metrics = []
         self.dirty = False
-        self.cancelled = Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        # A run whose row was deleted (with its pipeline, say) or already failed as lost has nobody
+        # left to report to: stop it as if cancelled, so the worker is free for the next one.
+        self.cancelled = not still_running or Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
 
     def final_fields(self) -> dict:
         """Store the metrics not yet written; return the log and progress for the run's final UPDATE."""
@@ -224,12 +252,19 @@ def _store_trained_model(run: Run, outcome) -> None:
         size, _digest = storage.copy_file_in(artifact, Path(outcome.model_path))
         TrainedModel.objects.create(
             pipeline=run.pipeline, version=run.version, run=run, number=number, artifact=artifact, size=size,
-            label=str(manifest.get("label") or "")[:200], model_names=manifest.get("models") or [],
-            arg_names=manifest.get("args") or [])
+            label=db_text(str(manifest.get("label") or "")[:200]),
+            model_names=[db_text(str(name)) for name in manifest.get("models") or []],
+            arg_names=[db_text(str(name)) for name in manifest.get("args") or []])
+
+
+def db_text(text: str) -> str:
+    """Text a pipeline produced, storable in any database: PostgreSQL text refuses NUL characters."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, **extra) -> None:
-    fields = {"status": status, "finished_at": timezone.now(), "error": error, **extra}
+    fields = {"status": status, "finished_at": timezone.now(), "error": None if error is None else db_text(error),
+              **extra}
     if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
         fields["peak_memory_mb"] = outcome.peak_rss_mb
     from mlopen.runs import workers

@@ -122,7 +122,7 @@ class RunMetric(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
     name = models.CharField(max_length=100)
     step = models.IntegerField(null=True, blank=True)
-    value = models.FloatField()
+    value = models.FloatField(null=True, blank=True, help_text="empty when the pipeline sent NaN or infinity")
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

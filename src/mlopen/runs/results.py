@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.conf import settings
 
 from mlopen.core import storage
 
@@ -69,10 +70,21 @@ def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
         # Names as given (repeats and all), then the generated ones for any extra data columns.
         given = [str(c) for c in columns or []]
         columns = given + table.column_names[len(given):]
+    text, warnings = _capped_text(result.get("text"), list(result.get("warnings") or []))
     meta = {"columns": columns if columns else None, "graphs": result.get("graphs") or [],
-            "text": result.get("text"), "warnings": result.get("warnings") or []}
+            "text": text, "warnings": warnings}
     storage.write_stream(f"{folder}/{META}", [json.dumps(meta).encode()])
     return folder, rows
+
+
+def _capped_text(text, warnings: list[str]) -> tuple[object, list[str]]:
+    """The text result, cut to MLOPEN_MAX_TEXT_KB: every run page and run detail carries it whole."""
+    limit = settings.MLOPEN_MAX_TEXT_KB * 1024
+    if isinstance(text, str) and len(text) > limit:
+        warnings = [*warnings, f"The text result has {len(text):,} characters; only the first {limit:,} are kept "
+                               f"(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."]
+        text = text[:limit]
+    return text, warnings
 
 
 def _read_meta(folder: str) -> dict:

@@ -91,3 +91,30 @@ def test_cancelling_a_finished_run_is_refused_with_409(pipeline_from, submit, ap
     assert response.json()["detail"] == (f"Run {run.pk} already succeeded; only queued or running runs can be "
                                          "cancelled.")
     assert Run.objects.get(pk=run.pk).status == "succeeded"
+
+
+def test_a_running_run_whose_row_is_deleted_is_stopped_and_its_worker_takes_the_next(
+        pipeline_from, submit, wait_for_run, module_worker):
+    marker = f"mlopen-orphan-{uuid.uuid4().hex}"
+    pipeline_from("orphaned", f"""
+        import time
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            print("{marker}", flush=True)
+            time.sleep(300)
+        """)
+    pipeline_from("next_one", """
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            return {"text": "ran"}
+        """)
+    run = submit("orphaned")
+    poll(lambda: marker in Run.objects.get(pk=run["id"]).log, timeout=60, message="the pipeline started")
+
+    Run.objects.filter(pk=run["id"]).delete()
+
+    following = wait_for_run(submit("next_one")["id"], timeout=60)
+    assert following.status == "succeeded", following.error
+    assert following.worker == module_worker.name

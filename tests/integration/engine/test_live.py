@@ -90,6 +90,75 @@ def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, 
     }
 
 
+def test_a_metric_that_went_nan_is_recorded_as_empty_and_said_so(pipeline_from, submit, run_body, wait_for_run,
+                                                                  module_worker):
+    pipeline_from("diverges", """
+        from mlopenapp.utils import io_handler as io
+        def train(inpt, params=None):
+            io.log_metric("loss", 0.5, step=1)
+            io.log_metric("loss", float("nan"), step=2)
+            io.log_metric("loss", float("inf"), step=3)
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        """)
+    run = wait_for_run(submit("diverges", kind="train")["id"], timeout=60)
+
+    body = run_body(run.pk)
+
+    assert body["metrics"] == {"loss": [{"step": 1, "value": 0.5}, {"step": 2, "value": None},
+                                        {"step": 3, "value": None}]}
+    assert "metric 'loss' got a value that is not a finite number (NaN or infinity) at step 2" in run.log
+
+
+def test_metric_points_past_the_cap_are_dropped_with_a_note(pipeline_from, submit, wait_for_run, start_worker,
+                                                            unserved_queue):
+    from mlopen.pipelines.models import Pipeline
+
+    pipeline_from("chatty_metrics", """
+        from mlopenapp.utils import io_handler as io
+        def train(inpt, params=None):
+            for step in range(200):
+                io.log_metric("loss", 1 / (step + 1), step=step)
+        def run_pipeline(input, model, args, params=None):
+            return {}
+        """)
+    Pipeline.objects.filter(name="chatty_metrics").update(queue=unserved_queue)
+    start_worker(queues=unserved_queue, extra_env={"MLOPEN_MAX_METRIC_POINTS": "50"})
+
+    run = wait_for_run(submit("chatty_metrics", kind="train")["id"], timeout=60)
+
+    assert run.status == "succeeded", run.error
+    assert run.metrics.count() == 50
+    assert "more than 50 metric points; later ones are not kept" in run.log
+
+
+def test_nul_characters_a_pipeline_prints_or_raises_are_stored_on_every_database(pipeline_from, submit,
+                                                                                  wait_for_run, module_worker):
+    pipeline_from("nul_bytes", """
+        import sys
+        from mlopenapp.utils import io_handler as io
+        def train(inpt, params=None):
+            print("before\\x00after", flush=True)
+            io.progress(0.5, "half\\x00way")
+            io.log_metric("lo\\x00ss", 1.0)
+            io.save_pipeline([(1, "m\\x00odel")], [], "la\\x00bel")
+        def run_pipeline(input, model, args, params=None):
+            print("run\\x00output", flush=True)
+            raise ValueError("bad\\x00value")
+        """)
+    trained = wait_for_run(submit("nul_bytes", kind="train")["id"], timeout=60)
+    failed = wait_for_run(submit("nul_bytes")["id"], timeout=60)
+
+    assert trained.status == "succeeded", trained.error
+    assert "before\ufffdafter" in trained.log
+    assert trained.progress_message == "half\ufffdway"
+    assert list(trained.metrics.values_list("name", flat=True)) == ["lo\ufffdss"]
+    assert TrainedModel.objects.get(run=trained).label == "la\ufffdbel"
+    assert failed.status == "failed"
+    assert "bad\ufffdvalue" in failed.error
+    assert "run\ufffdoutput" in failed.log
+
+
 def test_a_trained_model_is_kept_with_the_names_it_was_saved_under(pipeline_from, submit, wait_for_run,
                                                                    module_worker):
     pipeline_from("namer", """

@@ -127,3 +127,15 @@ def test_a_bad_wait_on_post_is_a_400_and_queues_nothing(pipeline_from, api, wait
     assert response.status_code == 400
     assert "wait" in response.json()["errors"]
     assert not Run.objects.exists()
+
+
+def test_a_rerun_that_waits_answers_with_the_finished_new_run(pipeline_from, submit, api, module_worker):
+    pipeline_from("quick", QUICK)
+    first = submit("quick", wait=60)
+
+    response = api.post(f"/api/v1/runs/{first['id']}/rerun/", {"wait": 60}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "succeeded", (first, module_worker.log_text()[-4000:])
+    assert response.json()["retry_of"] == first["id"]
+    assert response.json()["result"]["text"] == "two rows"

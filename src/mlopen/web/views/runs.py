@@ -17,9 +17,8 @@ from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import results, workers
+from mlopen.runs import results, waiting, workers
 from mlopen.runs import services as run_services
-from mlopen.runs import waiting
 from mlopen.runs.models import Run, RunMetric
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
