@@ -174,9 +174,23 @@ def _has_nul(value) -> bool:
     return False
 
 
+# The longest "wait" a request may ask for, as the schema says it (the wait itself is capped by the
+# setting at the time of the request).
+MAX_WAIT_SECONDS = settings.MLOPEN_MAX_WAIT_SECONDS
+
+
+class SecondsField(serializers.FloatField):
+    """A number of seconds; true and false are not numbers here (DRF's FloatField takes them as 1 and 0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _wait_field() -> serializers.FloatField:
-    return serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=settings.MLOPEN_MAX_WAIT_SECONDS,
+    return SecondsField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_WAIT_SECONDS,
         help_text="seconds to hold the response until the run has finished, so it carries the status and "
                   "the result's first page (0 or absent: answer at once). If the run is still queued or "
                   "running when the wait is over, the response says so; wait for it with GET ?wait=.")

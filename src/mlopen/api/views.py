@@ -246,8 +246,8 @@ def _wait_seconds(raw: str) -> float:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
-    if not 0 <= seconds <= settings.MLOPEN_MAX_WAIT_SECONDS:  # NaN fails this too
-        raise ValidationError({"wait": f"Give a number of seconds from 0 to {settings.MLOPEN_MAX_WAIT_SECONDS:g}, "
+    if not 0 <= seconds <= s.MAX_WAIT_SECONDS:  # NaN fails this too
+        raise ValidationError({"wait": f"Give a number of seconds from 0 to {s.MAX_WAIT_SECONDS:g}, "
                                        f"not {raw[:40]!r}."})
     return seconds
 
@@ -312,7 +312,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
     @extend_schema(parameters=[OpenApiParameter(
         "wait", OpenApiTypes.FLOAT,
         description=f"long poll: hold the response up to this many seconds (at most "
-                    f"{settings.MLOPEN_MAX_WAIT_SECONDS:g}) until the run has finished")])
+                    f"{s.MAX_WAIT_SECONDS:g}) until the run has finished")])
     def retrieve(self, request, *args, **kwargs):
         """A run: status, progress, error, parameters, the first page of its result and its metrics."""
         run = self.get_object()
@@ -376,7 +376,10 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
     def rerun(self, request, pk=None):
         """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
         run = self.get_object()
-        form = s.RunRerunSerializer(data=request.data if isinstance(request.data, dict) else {})
+        if not isinstance(request.data, dict):  # a JSON array, string or number
+            return error_response("Send no body, or a JSON object such as {\"wait\": 30}.",
+                                  {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
+        form = s.RunRerunSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
             new = run_services.rerun(request.user, run)

@@ -118,7 +118,7 @@ def test_a_bad_wait_on_get_is_a_400_naming_it(pipeline_from, submit, api, wait):
     api.post(f"/api/v1/runs/{run['id']}/cancel/")
 
 
-@pytest.mark.parametrize("wait", [-1, "soon", 100000])
+@pytest.mark.parametrize("wait", [-1, "soon", 100000, True])
 def test_a_bad_wait_on_post_is_a_400_and_queues_nothing(pipeline_from, api, wait):
     pipeline_from("quick", QUICK)
 
