@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection
-from engine_support import poll
+from engine_support import database_url, poll
 
 from mlopen.config import s3_storage_options
 from mlopen.core import storage
@@ -97,20 +96,12 @@ def on_s3(s3_env, settings, monkeypatch, tmp_path):
     return settings.MLOPEN_STORAGE_CACHE_DIR
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")
-
-
 def _host_env(home: Path, s3_env: dict) -> dict:
     """A worker host's environment: the database, the broker and the bucket, and its own MLOPEN_HOME."""
     broker = (settings.CELERY_BROKER_URL if settings.MLOPEN_BROKER_DIR is None
               else f"filesystem://{settings.MLOPEN_BROKER_DIR}")
     return {
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker,
         "MLOPEN_HOME": str(home),
         **s3_env,

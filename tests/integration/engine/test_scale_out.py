@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
-from engine_support import poll
+from engine_support import database_url, poll
 
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run, Worker
@@ -25,14 +24,6 @@ def run_pipeline(input, model, args, params=None):
 """
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")
-
-
 def _shared_broker_url() -> str:
     # Redis or RabbitMQ: the URL itself is what workers share. The folder broker: the URL names
     # the web server's broker folder, since this worker's own MLOPEN_HOME holds none of it.
@@ -45,7 +36,7 @@ def test_a_worker_with_its_own_home_takes_runs_given_only_database_broker_and_st
         tmp_path, pipeline_from, upload_dataset, submit, wait_for_run, start_worker):
     remote_home = tmp_path / "remote-host"
     env = {
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": _shared_broker_url(),
         "MLOPEN_STORAGE_DIR": str(settings.MLOPEN_STORAGE_DIR),
         "MLOPEN_HOME": str(remote_home),
