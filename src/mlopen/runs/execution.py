@@ -22,7 +22,7 @@ from mlopen.core import storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import TrainedModel
-from mlopen.runs import results, warm
+from mlopen.runs import results, waiting, warm
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
 
@@ -271,5 +271,7 @@ def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, *
 
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
     workers.set_current_run(run.worker, None)
+    if updated:
+        waiting.announce_finished(run.pk)
     if updated != 1:
         log.warning("run %s was no longer running when it finished as %s", run.pk, status)

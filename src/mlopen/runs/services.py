@@ -168,6 +168,9 @@ def cancel_run(run: Run) -> Run:
     if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
             status=Run.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started.",
             cancel_requested=True) == 1:
+        from mlopen.runs.waiting import announce_finished
+
+        announce_finished(run.pk)
         run.refresh_from_db()
         return run
     if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True) == 1:
