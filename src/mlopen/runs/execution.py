@@ -137,7 +137,7 @@ class RunRecorder:
         self.progress: tuple[float | None, str] | None = None
         self.metrics: list[RunMetric] = []
         self.dirty = False
-        self.last_flush = 0.0
+        self.last_flush = time.monotonic()  # claim() just wrote the heartbeat: no flush at the very start
         self.cancelled = False
         self.metric_points = 0
         self.non_finite_noted: set[str] = set()
