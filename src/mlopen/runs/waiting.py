@@ -77,15 +77,15 @@ def _watch(run_id: int, seconds: float) -> bool:
             return _watch_notified(run_id, seconds)
         except DatabaseError:
             log.warning("waiting for run %s by LISTEN failed; checking its row instead", run_id, exc_info=True)
-    return _watch_polling(run_id, seconds)
+    return _check_until(run_id, seconds, _polling_pause())
 
 
-def _watch_polling(run_id: int, seconds: float) -> bool:
-    """Check the run's row: every 2 ms at first, then every 25 ms, then (after 10 s) every 250 ms."""
+def _check_until(run_id: int, seconds: float, pause) -> bool:
+    """Look at the run's row until it has finished (True) or ``seconds`` have passed (False), calling
+    ``pause(elapsed, remaining)`` between looks; a lost worker's run is failed on the way."""
     started = time.monotonic()
     deadline = started + seconds
     next_reap = started + REAP_EVERY_SECONDS
-    delay = FAST_CHECK_SECONDS
     while True:
         if has_finished(run_id):
             return True
@@ -93,38 +93,40 @@ def _watch_polling(run_id: int, seconds: float) -> bool:
         if now >= deadline:
             return False
         if now >= next_reap:
-            _reap()
+            from mlopen.runs.workers import fail_lost_runs
+
+            fail_lost_runs()
             next_reap = now + REAP_EVERY_SECONDS
-        time.sleep(min(delay, deadline - now))
-        if now - started >= FAST_PHASE_SECONDS:
-            ceiling = MEDIUM_CHECK_SECONDS if now - started < MEDIUM_PHASE_SECONDS else SLOWEST_CHECK_SECONDS
-            delay = min(delay * 2, ceiling)
+        pause(now - started, deadline - now)
+
+
+def _polling_pause():
+    """Sleep 2 ms at first, then up to 25 ms, and after 10 s up to 250 ms."""
+    delay = FAST_CHECK_SECONDS
+
+    def pause(elapsed: float, remaining: float) -> None:
+        nonlocal delay
+        time.sleep(min(delay, remaining))
+        if elapsed >= FAST_PHASE_SECONDS:
+            delay = min(delay * 2, MEDIUM_CHECK_SECONDS if elapsed < MEDIUM_PHASE_SECONDS else SLOWEST_CHECK_SECONDS)
+
+    return pause
 
 
 def _watch_notified(run_id: int, seconds: float) -> bool:
     """On PostgreSQL: sleep until a worker NOTIFYs that this run finished (see announce_finished).
 
-    No polling, so a waiting request takes no CPU from the worker; the row is still checked once a
-    second in case a notification was missed (a run finished by something that does not announce).
+    No polling, so a waiting request takes no CPU from the worker; the row is still looked at every
+    MISSED_NOTICE_CHECK_SECONDS in case a run finished without a notice. The first look comes after
+    LISTEN, so a finish announced before it is not missed.
     """
     connection.ensure_connection()
     with connection.cursor() as cursor:
         cursor.execute(f"LISTEN {FINISHED_CHANNEL}")
     try:
-        started = time.monotonic()
-        deadline = started + seconds
-        next_reap = started + REAP_EVERY_SECONDS
         wanted = str(run_id)
-        while True:
-            if has_finished(run_id):  # after LISTEN: a finish announced before it is seen here
-                return True
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            if now >= next_reap:
-                _reap()
-                next_reap = now + REAP_EVERY_SECONDS
-            _notice_for(wanted, min(MISSED_NOTICE_CHECK_SECONDS, deadline - now))
+        return _check_until(run_id, seconds, lambda elapsed, remaining: _notice_for(
+            wanted, min(MISSED_NOTICE_CHECK_SECONDS, remaining)))
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"UNLISTEN {FINISHED_CHANNEL}")
@@ -144,9 +146,3 @@ def announce_finished(run_id: int) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [FINISHED_CHANNEL, str(run_id)])
     except DatabaseError:  # a waiting request still sees the row within a second
         log.warning("could not announce that run %s finished", run_id, exc_info=True)
-
-
-def _reap() -> None:
-    from mlopen.runs.workers import fail_lost_runs
-
-    fail_lost_runs()
