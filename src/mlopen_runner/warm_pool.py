@@ -277,8 +277,7 @@ class _WarmProcess:
         self.tree: ProcessTree | None = None
         self.pid = 0
         self.jobs = 0
-        self.retiring = False
-        self.retire_reason = ""
+        self.retire_reason = ""  # set after a job: why this process must not take another
         # RSS of the process right after loading the pipeline (its first reply says): what a fresh
         # process would start a run with.
         self.loaded_mb: float | None = None
@@ -325,7 +324,7 @@ class _WarmProcess:
         self.tree = ProcessTree(process)
 
     def alive(self) -> bool:
-        return self.tree is not None and self.tree.process.poll() is None and not self.retiring
+        return self.tree is not None and self.tree.process.poll() is None and not self.retire_reason
 
     def reusable(self) -> bool:
         return self.alive() and "replies" in self.fds
@@ -463,7 +462,6 @@ class _WarmRun(JobWatch):
                 self.warm.retire_reason = str(self.done.get("why") or "the process asked to retire")[:300]
             else:
                 self.warm.retire_reason = self.warm.memory_problem(rss_mb, self.job.memory_mb) or ""
-            self.warm.retiring = bool(self.warm.retire_reason)
             if not self.warm.own_pids:  # under bwrap the child kills what the job left running
                 self.tree.kill_descendants()
         else:

@@ -19,3 +19,14 @@ def test_a_folder_broker_url_with_a_path_names_the_folder_so_workers_with_their_
 
     assert broker_folder(f"filesystem://{tmp_path}/shared/broker") == tmp_path / "shared" / "broker"
     assert broker_folder("filesystem:///srv/mlopen/broker") == Path("/srv/mlopen/broker")
+
+
+def test_env_example_lists_every_setting_mlopen_reads():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r'env_(?:str|int|float|bool)\("([A-Z0-9_]+)"', (root / "src/mlopen/settings.py").read_text()))
+    listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+
+    assert read - listed == set()

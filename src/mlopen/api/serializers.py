@@ -180,12 +180,21 @@ MAX_WAIT_SECONDS = settings.MLOPEN_MAX_WAIT_SECONDS
 
 
 class SecondsField(serializers.FloatField):
-    """A number of seconds; true and false are not numbers here (DRF's FloatField takes them as 1 and 0)."""
+    """A finite number of seconds. DRF's FloatField would take true and false as 1 and 0, and NaN."""
+
+    default_error_messages = {
+        "invalid": "Give a number of seconds.",
+        "max_value": "Give a number of seconds from 0 to {max_value}.",
+        "min_value": "Give a number of seconds from {min_value} on.",
+    }
 
     def to_internal_value(self, data):
         if isinstance(data, bool):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        seconds = super().to_internal_value(data)
+        if not math.isfinite(seconds):
+            self.fail("invalid")
+        return seconds
 
 
 def _wait_field() -> serializers.FloatField:
@@ -212,7 +221,9 @@ class RunCreateSerializer(serializers.Serializer):
     wait = _wait_field()
 
 
-class RunRerunSerializer(serializers.Serializer):
+class RunWaitSerializer(serializers.Serializer):
+    """`wait` alone: the body of a rerun, the query of a run's GET."""
+
     wait = _wait_field()
 
 

@@ -6,8 +6,6 @@ and bodies are validated here or by serializers before any domain code sees them
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
@@ -241,17 +239,6 @@ def _non_negative_int(raw: str, name: str) -> int:
     return value
 
 
-def _wait_seconds(raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= s.MAX_WAIT_SECONDS:  # NaN fails this too
-        raise ValidationError({"wait": f"Give a number of seconds from 0 to {s.MAX_WAIT_SECONDS:g}, "
-                                       f"not {raw[:40]!r}."})
-    return seconds
-
-
 def _resolve_pipeline_filter(value: str, user) -> Pipeline:
     query = Pipeline.objects.visible_to(user)
     pipeline = None
@@ -309,18 +296,19 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         """Runs you can see, newest first, filtered by pipeline, kind, status or user."""
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(parameters=[OpenApiParameter(
-        "wait", OpenApiTypes.FLOAT,
-        description=f"long poll: hold the response up to this many seconds (at most "
-                    f"{s.MAX_WAIT_SECONDS:g}) until the run has finished")])
+    @extend_schema(parameters=[s.RunWaitSerializer])
     def retrieve(self, request, *args, **kwargs):
         """A run: status, progress, error, parameters, the first page of its result and its metrics."""
-        run = self.get_object()
-        if "wait" in request.query_params:
-            seconds = _wait_seconds(request.query_params["wait"])
-            if not run.is_finished and waiting.wait_until_finished(run.pk, seconds):
-                run = self.get_object()
+        query = s.RunWaitSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = self._after_waiting(self.get_object(), query.validated_data.get("wait"))
         return Response(self.get_serializer(run).data)
+
+    def _after_waiting(self, run: Run, seconds: float | None) -> Run:
+        """`run` re-read once it has finished, waiting at most `seconds`; as it was if it did not finish."""
+        if seconds and not run.is_finished and waiting.wait_until_finished(run.pk, seconds):
+            return Run.objects.select_related("pipeline", "version", "owner").get(pk=run.pk)
+        return run
 
     @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     def create(self, request):
@@ -337,8 +325,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
                 timeout_seconds=data.get("timeout")))
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        if data.get("wait") and waiting.wait_until_finished(run.pk, data["wait"]):
-            run = Run.objects.select_related("pipeline", "version", "owner").get(pk=run.pk)
+        run = self._after_waiting(run, data.get("wait"))
         return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("run-detail", args=[run.pk])})
 
@@ -371,7 +358,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         return Response(s.RunDetailSerializer(run).data)
 
-    @extend_schema(request=s.RunRerunSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
+    @extend_schema(request=s.RunWaitSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
         """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
@@ -379,14 +366,13 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         if not isinstance(request.data, dict):  # a JSON array, string or number
             return error_response("Send no body, or a JSON object such as {\"wait\": 30}.",
                                   {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
-        form = s.RunRerunSerializer(data=request.data)
+        form = s.RunWaitSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
             new = run_services.rerun(request.user, run)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        if form.validated_data.get("wait") and waiting.wait_until_finished(new.pk, form.validated_data["wait"]):
-            new = Run.objects.select_related("pipeline", "version", "owner").get(pk=new.pk)
+        new = self._after_waiting(new, form.validated_data.get("wait"))
         return Response(s.RunDetailSerializer(new).data, status=status.HTTP_201_CREATED,
                         headers={"Location": reverse("run-detail", args=[new.pk])})
 

@@ -161,11 +161,12 @@ class RunRecorder:
             self._metric(db_text(str(event.get("name", "metric"))[:100]), event.get("value"), event.get("step"))
 
     def _metric(self, name: str, raw_value, step) -> None:
-        if self.metric_points >= settings.MLOPEN_MAX_METRIC_POINTS:
-            if self.metric_points == settings.MLOPEN_MAX_METRIC_POINTS:
-                self.note(f"this run logged more than {settings.MLOPEN_MAX_METRIC_POINTS} metric points; "
-                          "later ones are not kept (MLOPEN_MAX_METRIC_POINTS).")
-            self.metric_points += 1
+        self.metric_points += 1
+        cap = settings.MLOPEN_MAX_METRIC_POINTS
+        if self.metric_points > cap:
+            if self.metric_points == cap + 1:
+                self.note(f"this run logged more than {cap} metric points; later ones are not kept "
+                          "(MLOPEN_MAX_METRIC_POINTS).")
             return
         value = None
         if raw_value is not None:
@@ -179,7 +180,6 @@ class RunRecorder:
                 self.non_finite_noted.add(name)
                 self.note(f"metric {name!r} got a value that is not a finite number (NaN or infinity) at step "
                           f"{step}; it is recorded as empty.")
-        self.metric_points += 1
         self.metrics.append(RunMetric(run_id=self.run_id, name=name, value=value,
                                       step=step if isinstance(step, int) else None))
         self.dirty = True
@@ -267,11 +267,8 @@ def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, *
               **extra}
     if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
         fields["peak_memory_mb"] = outcome.peak_rss_mb
-    from mlopen.runs import workers
-
-    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields)
-    workers.set_current_run(run.worker, None)
-    if updated:
+    # The worker forgets the run in execute_run's `finally`, whatever happened here.
+    if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields) == 1:
         waiting.announce_finished(run.pk)
-    if updated != 1:
+    else:
         log.warning("run %s was no longer running when it finished as %s", run.pk, status)

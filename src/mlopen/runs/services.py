@@ -17,6 +17,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run
+from mlopen.runs.waiting import announce_finished
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ def cancel_run(run: Run) -> Run:
     if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
             status=Run.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started.",
             cancel_requested=True) == 1:
-        from mlopen.runs.waiting import announce_finished
-
         announce_finished(run.pk)
         run.refresh_from_db()
         return run
