@@ -1,12 +1,19 @@
-"""Where the child runs: inside bubblewrap when it works here, as a plain process otherwise.
+"""Where pipeline code runs: inside bubblewrap, or (only when allowed) as a plain process.
 
-The probe runs once per process: `bwrap <the same isolation flags> true`, first with a distinct
-uid, then without. In containers bwrap often cannot create namespaces; the fallback is a
-plain process with the clean environment the supervisor builds either way.
+MLOPEN_SANDBOX picks the mode, told to this module by configure() (the worker does it at start):
+- "bubblewrap": every pipeline process is sandboxed; if bwrap cannot create the sandbox here,
+  require() and every launch raise SandboxUnavailable: the worker refuses to start (fail closed).
+- "auto": sandboxed where bwrap works, a plain process elsewhere (development); the status says so.
+- "none": never sandboxed (trusted authors only).
 
-Inside the sandbox everything but the run's work folder and a private /tmp is read-only, and
-of /etc only what a Python program needs is there: bwrap started by root maps the sandbox's
-uid to root outside, so a bound /etc/shadow (or /etc/ssl/private) would be readable.
+The probe runs once per process: the very flags a pipeline gets (seccomp filter included), first
+with a distinct uid, then without. Inside the sandbox everything is read-only but the folders a
+launch names as writable; /tmp is one of them, on disk, so it counts against the run's disk
+budget and is gone with its folder. Of /etc only what a Python program needs is there: bwrap
+started by root maps the sandbox's uid to root outside, so a bound /etc/shadow would be readable.
+A seccomp filter (mlopen_runner.seccomp) denies what no pipeline needs (ptrace, new namespaces,
+mount, keyctl, bpf, ...), the sandbox can create no user namespace of its own, and every
+capability is dropped.
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlopen_runner import seccomp
 from mlopen_runner.job import Job
+
+MODES = ("auto", "bubblewrap", "none")
+# Inside a run's writable folder: the host side of the sandbox's /tmp.
+TMP_DIR_NAME = ".tmp"
 
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What of /etc a Python program (numpy, pandas, scikit-learn, plotly, requests) reads: the loader
@@ -39,6 +51,12 @@ _NOBODY_ID = 65534
 _NOBODY = ("--uid", str(_NOBODY_ID), "--gid", str(_NOBODY_ID))
 _PROBE_TIMEOUT_S = 10
 
+_mode = os.environ.get("MLOPEN_SANDBOX", "auto")
+
+
+class SandboxUnavailable(RuntimeError):
+    """MLOPEN_SANDBOX=bubblewrap, and bubblewrap cannot create the sandbox on this host."""
+
 
 @dataclass(frozen=True)
 class _Probe:
@@ -48,20 +66,99 @@ class _Probe:
     distinct_uid: bool = False
 
 
+@dataclass
+class Launch:
+    """A command ready for Popen: `argv`, and the descriptors Popen must pass (the seccomp filter)."""
+
+    argv: list[str]
+    sandboxed: bool
+    pass_fds: tuple[int, ...] = field(default=())
+
+    def close(self) -> None:
+        """Close our copies of pass_fds once the process has started (or failed to)."""
+        for fd in self.pass_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.pass_fds = ()
+
+
+def configure(mode: str) -> None:
+    """Set this process's sandbox mode (one of MODES)."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"MLOPEN_SANDBOX must be one of {', '.join(MODES)}, not {mode!r}")
+    _mode = mode
+
+
+def mode() -> str:
+    return _mode
+
+
 def sandbox_status() -> dict[str, str]:
+    """{"kind": "bubblewrap" | "process", "reason": why, "mode": the configured mode}."""
+    if _mode == "none":
+        return {"kind": "process", "reason": "MLOPEN_SANDBOX=none: pipelines run unsandboxed", "mode": _mode}
     probe = _probe()
-    return {"kind": probe.kind, "reason": probe.reason}
+    return {"kind": probe.kind, "reason": probe.reason, "mode": _mode}
 
 
-def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterable[str]) -> list[str]:
-    """`command` as the sandbox runs it. `runner_paths` are the folders on the child's PYTHONPATH."""
+def require() -> None:
+    """Raise SandboxUnavailable, saying how to fix it, when the mode asks for a sandbox this host cannot make."""
+    _active_probe()
+
+
+def active() -> bool:
+    """Whether the next launch is sandboxed (raises SandboxUnavailable as require() does)."""
+    return _active_probe() is not None
+
+
+def _active_probe() -> _Probe | None:
+    if _mode == "none":
+        return None
     probe = _probe()
-    if probe.kind != "bubblewrap":
-        return command
+    if probe.kind == "bubblewrap":
+        return probe
+    if _mode == "bubblewrap":
+        raise SandboxUnavailable(
+            f"MLOPEN_SANDBOX=bubblewrap, but the sandbox cannot be created here ({probe.reason}). Install "
+            "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) on a kernel that allows user namespaces, "
+            "or set MLOPEN_SANDBOX=none to run pipelines unsandboxed (only for authors you trust).")
+    return None
+
+
+def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterable[str]) -> Launch:
+    """`command` as the sandbox runs a pipeline process for `job`; `runner_paths` are on its PYTHONPATH.
+
+    The job's folder is the only writable place; its TMP_DIR_NAME folder is the sandbox's /tmp.
+    """
     readable = [*_python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
                 *job.data_files(), *([job.model_path] if job.model_path else []), *job.readonly_paths]
-    return [probe.bwrap, *_isolation_flags(job.allow_network, probe.distinct_uid), *_ro_binds(readable),
-            "--bind", job.work_dir, job.work_dir, *_READ_ONLY_ROOT, "--chdir", job.work_dir, "--", *command]
+    return isolate(command, readable=readable, writable=[job.work_dir], tmp_dir=tmp_dir(job.work_dir),
+                   allow_network=job.allow_network, chdir=job.work_dir)
+
+
+def tmp_dir(work_dir: str) -> str:
+    return os.path.join(work_dir, TMP_DIR_NAME)
+
+
+def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[str], tmp_dir: str,
+            allow_network: bool, chdir: str) -> Launch:
+    """`command` in a sandbox that can read `readable`, write `writable` and `tmp_dir` (its /tmp).
+
+    Unsandboxed (mode "none", or "auto" where bwrap does not work) the command is returned as it is.
+    """
+    probe = _active_probe()
+    os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+    if probe is None:
+        return Launch(list(command), sandboxed=False)
+    filter_fd = seccomp.filter_fd()
+    argv = [probe.bwrap, *_isolation_flags(allow_network, probe.distinct_uid),
+            # /tmp comes before the other binds: a mount there later would hide those under /tmp.
+            "--bind", tmp_dir, "/tmp", *_ro_binds(readable), *_rw_binds(writable), *_READ_ONLY_ROOT,
+            "--seccomp", str(filter_fd), "--chdir", chdir, "--", *command]
+    return Launch(argv, sandboxed=True, pass_fds=(filter_fd,))
 
 
 def signal_from_exit_status(returncode: int) -> int | None:
@@ -73,7 +170,7 @@ def signal_from_exit_status(returncode: int) -> int | None:
     """
     if returncode < 0:
         return -returncode
-    if _probe().kind == "bubblewrap" and 128 < returncode < 128 + 65:
+    if _mode != "none" and _probe().kind == "bubblewrap" and 128 < returncode < 128 + 65:
         return returncode - 128
     return None
 
@@ -83,39 +180,49 @@ def _probe() -> _Probe:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return _Probe("process", "bwrap is not installed")
+    try:
+        filter_bytes = seccomp.filter_bytes()
+    except seccomp.SeccompUnavailable as exc:
+        return _Probe("process", f"bwrap is installed but no seccomp filter can be built: {exc}")
     failure = ""
     for distinct_uid in (True, False):
-        failure = _try_bwrap([bwrap, *_isolation_flags(False, distinct_uid), *_READ_ONLY_ROOT, "true"])
+        failure = _try_bwrap([bwrap, *_isolation_flags(False, distinct_uid), *_READ_ONLY_ROOT], filter_bytes)
         if not failure:
             uid_note = "as uid 65534" if distinct_uid else "without a distinct uid (--uid is refused here)"
             return _Probe("bubblewrap", f"bwrap works {uid_note}", bwrap, distinct_uid)
     return _Probe("process", f"bwrap is installed but cannot create a sandbox here: {failure}")
 
 
-def _try_bwrap(command: list[str]) -> str:
-    """'' when the command succeeds, otherwise what went wrong."""
+def _try_bwrap(command: list[str], filter_bytes: bytes) -> str:
+    """'' when `command ... true` succeeds under the seccomp filter, otherwise what went wrong."""
+    filter_fd = seccomp.fd_holding(filter_bytes)
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
+        completed = subprocess.run([*command, "--seccomp", str(filter_fd), "true"], capture_output=True,
+                                   text=True, timeout=_PROBE_TIMEOUT_S, pass_fds=(filter_fd,))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
+    finally:
+        os.close(filter_fd)
     return "" if completed.returncode == 0 else (completed.stderr.strip() or f"exit status {completed.returncode}")
 
 
 def _isolation_flags(allow_network: bool, distinct_uid: bool) -> list[str]:
-    flags = ["--unshare-all", "--die-with-parent", "--new-session"]
+    # --unshare-user (not just --unshare-all's "try") so that --disable-userns can forbid the
+    # sandbox a user namespace of its own; --cap-drop ALL matters when the worker runs as root.
+    flags = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+             "--cap-drop", "ALL"]
     if allow_network:
         flags.append("--share-net")
     if distinct_uid:
         flags += _NOBODY
     flags += _system_binds()
     flags += _etc_binds(allow_network, distinct_uid)
-    # /tmp comes before the job's binds: a tmpfs mounted later would hide a work_dir under /tmp.
-    flags += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    flags += ["--proc", "/proc", "--dev", "/dev"]
     return flags
 
 
 # Last of the mount options: the sandbox's own root (where bwrap made the mount points) becomes
-# read-only, so the work folder and /tmp are the only places a pipeline can write.
+# read-only, so the writable folders are the only places a pipeline can write.
 _READ_ONLY_ROOT = ("--remount-ro", "/")
 
 
@@ -220,6 +327,13 @@ def _ro_binds(paths: Iterable[str]) -> list[str]:
     flags = []
     for path in dict.fromkeys(os.path.abspath(path) for path in paths):
         flags += ["--ro-bind-try", path, path]
+    return flags
+
+
+def _rw_binds(paths: Iterable[str]) -> list[str]:
+    flags = []
+    for path in dict.fromkeys(os.path.abspath(path) for path in paths):
+        flags += ["--bind", path, path]
     return flags
 
 

@@ -78,20 +78,23 @@ class _Supervision(JobWatch):
         events_read, events_write = os.pipe()
         python = self.job.python or sys.executable
         command = [python, "-m", "mlopen_runner.child", os.path.join(self.job.work_dir, JOB_FILE)]
+        launch = None
         try:
+            launch = sandbox.wrap_command(command, self.job, python, runner_paths(self.job))
             process = subprocess.Popen(
-                sandbox.wrap_command(command, self.job, python, runner_paths(self.job)),
-                cwd=self.job.work_dir, env=child_environment(self.job, events_write),
+                launch.argv, cwd=self.job.work_dir, env=child_environment(self.job, events_write),
                 stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-                pass_fds=(events_write,), start_new_session=True,  # its own group, killed as one
+                pass_fds=(events_write, *launch.pass_fds), start_new_session=True,  # its own group, killed as one
             )
-        except OSError:
+        except (OSError, sandbox.SandboxUnavailable):
             os.close(output_read)
             os.close(events_read)
             raise
         finally:
             os.close(output_write)
             os.close(events_write)
+            if launch is not None:
+                launch.close()
         self.started = time.monotonic()
         self.tree = ProcessTree(process)
         self.listen(output_read, self.on_output)

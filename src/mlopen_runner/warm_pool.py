@@ -304,18 +304,22 @@ class _WarmProcess:
         if self.own_pids:
             env[OWN_PIDS_VARIABLE] = "1"
         command = [python, "-m", "mlopen_runner.warm", os.path.join(self.root, WARM_FILE)]
+        launch = None
         try:
+            launch = sandbox.wrap_command(command, sandboxed, python, supervisor.runner_paths(sandboxed))
             process = subprocess.Popen(
-                sandbox.wrap_command(command, sandboxed, python, supervisor.runner_paths(sandboxed)),
-                cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-                pass_fds=(events_write, commands_read, replies_write), start_new_session=True)
-        except OSError:
+                launch.argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=output_write,
+                stderr=output_write, pass_fds=(events_write, commands_read, replies_write, *launch.pass_fds),
+                start_new_session=True)
+        except (OSError, sandbox.SandboxUnavailable):
             for fd in ours.values():
                 os.close(fd)
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
+            if launch is not None:
+                launch.close()
         self.fds = ours
         self.pid = process.pid
         # Non-blocking: a job's first read empties what the previous job's leftovers wrote.

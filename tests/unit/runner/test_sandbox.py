@@ -32,6 +32,7 @@ def test_a_bwrap_that_cannot_create_namespaces_falls_back_to_a_plain_process(fak
     assert sandbox.sandbox_status() == {
         "kind": "process",
         "reason": "bwrap is installed but cannot create a sandbox here: bwrap: No permissions to create new namespace",
+        "mode": "auto",
     }
 
 
@@ -39,13 +40,13 @@ def test_a_bwrap_that_refuses_uid_mapping_is_used_without_a_distinct_uid(fake_bw
     fake_bwrap('case "$*" in *--uid*) echo "bwrap: uid mapping refused" >&2; exit 1;; esac\nexit 0\n')
 
     assert sandbox.sandbox_status() == {
-        "kind": "bubblewrap", "reason": "bwrap works without a distinct uid (--uid is refused here)"}
+        "kind": "bubblewrap", "reason": "bwrap works without a distinct uid (--uid is refused here)", "mode": "auto"}
 
 
 def test_no_bwrap_on_the_path_means_a_plain_process(fake_bwrap, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
 
-    assert sandbox.sandbox_status() == {"kind": "process", "reason": "bwrap is not installed"}
+    assert sandbox.sandbox_status() == {"kind": "process", "reason": "bwrap is not installed", "mode": "auto"}
 
 
 def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, run_job, tmp_path, requires_bubblewrap):
