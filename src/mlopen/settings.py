@@ -217,6 +217,10 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # --- Execution limits ----------------------------------------------------------------------------
 MLOPEN_RUN_TIMEOUT = env_int("MLOPEN_RUN_TIMEOUT", 3600)
 MLOPEN_RUN_MEMORY_MB = env_int("MLOPEN_RUN_MEMORY_MB", 4096)
+# One disk budget per run for its folder and its /tmp (both on disk, gone when the run ends).
+MLOPEN_RUN_DISK_MB = env_int("MLOPEN_RUN_DISK_MB", 2048)
+# Processes and threads one sandboxed run may have at once (a fork bomb stops there).
+MLOPEN_RUN_MAX_PROCESSES = env_int("MLOPEN_RUN_MAX_PROCESSES", 256)
 MLOPEN_PARAMS_TIMEOUT = env_int("MLOPEN_PARAMS_TIMEOUT", 60)
 MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
 MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)

@@ -12,6 +12,7 @@ pipe; the exit status). The warm child (mlopen_runner.warm) is built from the pu
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import inspect
 import json
@@ -30,14 +31,13 @@ from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
     ERROR_FILE,
     EVENTS_FD_VARIABLE,
-    FILE_MARKER,
     MB,
     MODEL_FILE,
     MODEL_MANIFEST_FILE,
     PARAMS_FILE,
     RESULT_FILE,
     Job,
-    is_file_param,
+    disk_limit_message,
     memory_limit_message,
 )
 from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
@@ -60,7 +60,7 @@ class JobFailed(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     job = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
-    prepare_process(job.memory_mb)
+    prepare_process(job)
     try:
         handle(job)
     except JobFailed:
@@ -68,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare_process(memory_mb: int | None) -> None:
+def prepare_process(job: Job) -> None:
     """What a pipeline process does before any pipeline code runs in it."""
     die_with_parent()
     _drop_launch_dir_from_path()
-    _limit_address_space(memory_mb)
+    _limit_address_space(job.memory_mb)
+    _limit_file_size(job.disk_mb)
+    _limit_processes(job.max_processes)
     sdk.attach_events(_take_events_fd())
 
 
@@ -194,8 +196,7 @@ def input_file(job: Job) -> InputFile | None:
 
 def pipeline_params(job: Job) -> dict[str, Any]:
     """The job's params as the pipeline receives them: file params as InputFile objects."""
-    return {name: InputFile(**value[FILE_MARKER]) if is_file_param(value) else value
-            for name, value in job.params.items()}
+    return {**job.params, **{name: InputFile(path=ref["path"], name=ref["name"]) for name, ref in job.files.items()}}
 
 
 def _write_model(path: Path, saved: dict[str, Any]) -> None:
@@ -271,6 +272,8 @@ def _start_at_pipeline_frames(exc: BaseException, code_dir: str) -> None:
 def _message(exc: BaseException, job: Job) -> str:
     if isinstance(exc, MemoryError) and job.memory_mb:
         return memory_limit_message(job.memory_mb)
+    if isinstance(exc, OSError) and exc.errno in (errno.EFBIG, errno.EDQUOT) and job.disk_mb:
+        return disk_limit_message(job.disk_mb)
     if isinstance(exc, SystemExit):
         return f"pipeline called exit({exc.code!r})"
     return str(exc)
@@ -301,6 +304,21 @@ def _limit_address_space(memory_mb: int | None) -> None:
     if memory_mb:
         limit = (memory_mb + ADDRESS_SPACE_HEADROOM_MB) * MB
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _limit_file_size(disk_mb: int | None) -> None:
+    # No one file may outgrow the whole budget between two of the parent's disk checks. Python
+    # ignores SIGXFSZ, so a write past it fails with EFBIG, reported as the disk limit.
+    if disk_mb:
+        limit = disk_mb * MB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _limit_processes(max_processes: int | None) -> None:
+    # Under bubblewrap the sandbox has a user namespace of its own, where RLIMIT_NPROC counts only
+    # its own processes and threads: a fork bomb stops there, not at the host's limit.
+    if max_processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
 
 
 def _take_events_fd() -> int | None:

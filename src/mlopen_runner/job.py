@@ -25,9 +25,6 @@ OUTPUT_FILES = (RESULT_FILE, PARAMS_FILE, ERROR_FILE, MODEL_FILE, MODEL_MANIFEST
 # The child finds the write end of the events pipe (progress, metrics) under this name.
 EVENTS_FD_VARIABLE = "MLOPEN_EVENTS_FD"
 
-# A param value of {FILE_MARKER: {"path": ..., "name": ...}} reaches the pipeline as an InputFile.
-FILE_MARKER = "__mlopen_file__"
-
 MB = 1024 * 1024
 
 
@@ -47,6 +44,14 @@ class Job:
     allow_network: bool = False
     extra_pythonpath: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
+    # File parameters, {name: {"path", "name"}}: made by the platform from datasets the user may
+    # use, never from a value in `params`, so nothing a pipeline declares becomes a mount.
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    # One budget for the job's folder and its /tmp; past it the run fails with the limit named.
+    disk_mb: int | None = None
+    # Processes and threads the sandbox may hold at once (RLIMIT_NPROC, which counts per user
+    # namespace, so only under bubblewrap).
+    max_processes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,19 +65,19 @@ class Job:
         return cls(**json.loads(text))
 
     def data_files(self) -> list[str]:
-        """Paths of the dataset files the pipeline reads: the input and any file params."""
+        """Paths of the dataset files the pipeline reads: the input and the file params."""
         paths = [self.input["path"]] if self.input else []
-        paths += [value[FILE_MARKER]["path"] for value in self.params.values() if is_file_param(value)]
-        return paths
-
-
-def is_file_param(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {FILE_MARKER}
+        return paths + [ref["path"] for ref in self.files.values()]
 
 
 def memory_limit_message(memory_mb: int) -> str:
     """Said the same way whether the parent's RSS watch or a MemoryError in the child caught it."""
     return f"Run exceeded the memory limit of {memory_mb} MB"
+
+
+def disk_limit_message(disk_mb: int) -> str:
+    """Said the same way whether the parent's disk watch or a write refused in the child caught it."""
+    return f"Run exceeded the disk limit of {disk_mb} MB (MLOPEN_RUN_DISK_MB): its folder and /tmp together"
 
 
 @dataclass

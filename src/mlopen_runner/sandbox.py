@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlopen_runner import seccomp
+from mlopen_runner import seccomp, untrusted
 from mlopen_runner.job import Job
 
 MODES = ("auto", "bubblewrap", "none")
@@ -150,7 +150,7 @@ def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[s
     Unsandboxed (mode "none", or "auto" where bwrap does not work) the command is returned as it is.
     """
     probe = _active_probe()
-    os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+    untrusted.fresh_folder(tmp_dir)  # a link left there must not become the sandbox's /tmp
     if probe is None:
         return Launch(list(command), sandboxed=False)
     filter_fd = seccomp.filter_fd()

@@ -10,9 +10,10 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from mlopen_runner import sandbox
+from mlopen_runner import sandbox, untrusted
 from mlopen_runner.job import EVENTS_FD_VARIABLE, JOB_FILE, OUTPUT_FILES, Job, Outcome
 from mlopen_runner.watching import Callbacks, JobWatch, NoCallbacks, ProcessTree
 
@@ -23,11 +24,14 @@ _RUNNER_ROOT = str(Path(__file__).resolve().parent.parent)
 
 def execute(job: Job, callbacks: Callbacks | None = None) -> Outcome:
     """Run `job` in a fresh child process; blocks until it is over."""
-    _prepare_work_dir(job)
+    try:
+        job = _prepare_work_dir(job)
+    except sandbox.SandboxUnavailable as exc:
+        return Outcome(status="failed", error=str(exc))
     supervision = _Supervision(job, callbacks or NoCallbacks())
     try:
         supervision.start()
-    except OSError as exc:
+    except (OSError, sandbox.SandboxUnavailable) as exc:
         return Outcome(status="failed", error=f"Could not start the pipeline process: {exc}")
     try:
         supervision.watch()
@@ -42,6 +46,9 @@ def child_environment(job: Job, events_fd: int) -> dict[str, str]:
     return {
         "PATH": os.pathsep.join([os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": job.work_dir,
+        # The sandbox's /tmp is this folder too; unsandboxed, temporary files still land in the
+        # job's folder, where the disk budget counts them and they go with it.
+        "TMPDIR": sandbox.tmp_dir(job.work_dir),
         "LANG": "C.UTF-8",
         "PYTHONPATH": os.pathsep.join(runner_paths(job)),
         "PYTHONUNBUFFERED": "1",
@@ -62,11 +69,16 @@ def runner_paths(job: Job) -> list[str]:
     return [*job.extra_pythonpath, *own_root]
 
 
-def _prepare_work_dir(job: Job) -> None:
+def _prepare_work_dir(job: Job) -> Job:
+    """The job as its child gets it, written to its folder. An earlier process may have written in
+    a reused folder: its files are removed (never followed), so none passes for this job's."""
     os.makedirs(job.work_dir, exist_ok=True)
-    for name in OUTPUT_FILES:  # a reused folder must not pass off an earlier run's files as this one's
+    for name in OUTPUT_FILES:
         Path(job.work_dir, name).unlink(missing_ok=True)
-    Path(job.work_dir, JOB_FILE).write_text(job.to_json())
+    if not sandbox.active():  # RLIMIT_NPROC would count every process of the worker's user
+        job = replace(job, max_processes=None)
+    untrusted.create_file(os.path.join(job.work_dir, JOB_FILE), job.to_json().encode())
+    return job
 
 
 class _Supervision(JobWatch):

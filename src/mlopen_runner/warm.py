@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -51,10 +52,11 @@ OWN_PIDS_VARIABLE = "MLOPEN_WARM_OWN_PID_NAMESPACE"
 
 def main(argv: list[str] | None = None) -> int:
     template = Job.from_json(Path((argv or sys.argv[1:])[0]).read_text())
-    child.prepare_process(template.memory_mb)
+    child.prepare_process(template)
     commands = os.fdopen(_take_fd(COMMANDS_FD_VARIABLE), "rb")
     replies = _take_fd(REPLIES_FD_VARIABLE)
     own_pids = os.environ.pop(OWN_PIDS_VARIABLE, "") == "1"
+    temporary = os.environ.get("TMPDIR", "")  # the process's /tmp: emptied after every job
     with contextlib.ExitStack() as keep_loaded:
         server = _Server(template, keep_loaded)
         for line in commands:
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             why = server.handle(Job(**request["job"]))
             if own_pids:
                 _end_leftover_processes()
+            _empty_folder(temporary)
             _flush_streams()
             why = why or server.leftovers()
             reply: dict[str, Any] = {"done": request["id"], "retire": why is not None}
@@ -214,6 +217,19 @@ def _end_leftover_processes() -> None:
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:  # reap the ones that were our children
             pass
+
+
+def _empty_folder(path: str) -> None:
+    """Remove what a job left in the process's temporary folder, as a cold run's goes with its folder."""
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _flush_streams() -> None:

@@ -10,9 +10,14 @@ So does one a job left unlike a fresh process (a thread still running, its stand
 replaced, too much memory kept; see _WarmProcess.memory_problem and warm._ProcessState), or one
 found using CPU or memory while idle: the job keeps its outcome and the process is retired.
 
-Each process has a root folder, bound read-write in its sandbox; each job gets its own folder in
-it, and the job's input files are copied there (a copy, never a hard link: the sandbox may write
-in its folder, and a hard link would let it change the stored dataset).
+Each process has a root folder of the worker's with two folders in it: `work`, bound read-write
+in its sandbox, where each job gets its own folder (and the process its /tmp), and `inputs`, bound
+read-only, where the worker puts the process's job description and copies each job's input files.
+The worker never writes in `work` (a thread the last job left running could have planted a link
+there) and reads the job's outputs from it only through mlopen_runner.untrusted.
+
+A warm process serves the runs of one user only (the caller puts the run's owner in the key), so
+module-level state a pipeline keeps between runs never carries one user's data into another's run.
 
 Module-level state of a pipeline lives as long as its warm process: a run_pipeline that mutates
 globals behaves as it would in a long-lived server. A pure run_pipeline gives the same result
@@ -37,8 +42,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mlopen_runner import sandbox, supervisor
-from mlopen_runner.job import FILE_MARKER, MB, Job, Outcome, is_file_param
+from mlopen_runner import sandbox, supervisor, untrusted
+from mlopen_runner.job import MB, Job, Outcome
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
 from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop
 
@@ -265,12 +270,14 @@ def _template(job: Job) -> Job:
     """What a warm process holds and how it is sandboxed; jobs that differ in any of it cannot share one."""
     return Job(kind="run", control_path=job.control_path, work_dir="", model_path=job.model_path,
                memory_mb=job.memory_mb, python=job.python, allow_network=job.allow_network,
-               extra_pythonpath=list(job.extra_pythonpath))
+               extra_pythonpath=list(job.extra_pythonpath), disk_mb=job.disk_mb, max_processes=job.max_processes)
 
 
 class _WarmProcess:
     def __init__(self, root: Path, template: Job, key: Hashable, family: Hashable | None) -> None:
-        self.root = root
+        self.root = root  # the worker's alone; the sandbox sees only its two folders
+        self.work = root / "work"  # read-write in the sandbox
+        self.inputs = root / "inputs"  # read-only in the sandbox
         self.template = template
         self.key = key
         self.family = family
@@ -289,37 +296,43 @@ class _WarmProcess:
     def start(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
-        sandboxed = replace(self.template, work_dir=str(self.root))
-        Path(self.root, WARM_FILE).write_text(sandboxed.to_json())
+        self.work.mkdir()
+        self.inputs.mkdir()
+        # The process writes only in `work`; what the worker gives it (its job description, each
+        # job's input files) is in `inputs`, bound read-only, where nothing of the process's can
+        # lie in wait for the worker's writes.
+        sandboxed = replace(self.template, work_dir=str(self.work),
+                            readonly_paths=[*self.template.readonly_paths, str(self.inputs)])
+        if not sandbox.active():
+            sandboxed = replace(sandboxed, max_processes=None)  # as supervisor._prepare_work_dir
+        Path(self.inputs, WARM_FILE).write_text(sandboxed.to_json())
+        python = self.template.python or sys.executable
+        command = [python, "-m", "mlopen_runner.warm", os.path.join(self.inputs, WARM_FILE)]
+        launch = sandbox.wrap_command(command, sandboxed, python, supervisor.runner_paths(sandboxed))
+        self.own_pids = launch.sandboxed  # bwrap --unshare-all: a PID namespace of its own
         output_read, output_write = os.pipe()
         events_read, events_write = os.pipe()
         commands_read, commands_write = os.pipe()
         replies_read, replies_write = os.pipe()
         theirs = (output_write, events_write, commands_read, replies_write)
         ours = {"output": output_read, "events": events_read, "commands": commands_write, "replies": replies_read}
-        python = self.template.python or sys.executable
         env = supervisor.child_environment(sandboxed, events_write)
         env.update({COMMANDS_FD_VARIABLE: str(commands_read), REPLIES_FD_VARIABLE: str(replies_write)})
-        self.own_pids = sandbox.sandbox_status()["kind"] == "bubblewrap"  # bwrap --unshare-all: its own PIDs
         if self.own_pids:
             env[OWN_PIDS_VARIABLE] = "1"
-        command = [python, "-m", "mlopen_runner.warm", os.path.join(self.root, WARM_FILE)]
-        launch = None
         try:
-            launch = sandbox.wrap_command(command, sandboxed, python, supervisor.runner_paths(sandboxed))
             process = subprocess.Popen(
-                launch.argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=output_write,
+                launch.argv, cwd=self.work, env=env, stdin=subprocess.DEVNULL, stdout=output_write,
                 stderr=output_write, pass_fds=(events_write, commands_read, replies_write, *launch.pass_fds),
                 start_new_session=True)
-        except (OSError, sandbox.SandboxUnavailable):
+        except OSError:
             for fd in ours.values():
                 os.close(fd)
             raise
         finally:
             for fd in theirs:
                 os.close(fd)
-            if launch is not None:
-                launch.close()
+            launch.close()
         self.fds = ours
         self.pid = process.pid
         # Non-blocking: a job's first read empties what the previous job's leftovers wrote.
@@ -371,12 +384,13 @@ class _WarmProcess:
 
     def run(self, job: Job, callbacks: Callbacks, trash: _Trash) -> Outcome:
         self.jobs += 1
-        job_dir = self.root / f"job{self.jobs}"
+        job_dir, inputs_dir = self.work / f"job{self.jobs}", self.inputs / f"job{self.jobs}"
         try:
-            local = _localized(job, job_dir)
+            local = _localized(job, job_dir, inputs_dir)
             return _WarmRun(self, local, callbacks).execute()
         finally:
             trash.put(job_dir)
+            trash.put(inputs_dir)
 
     def stop(self) -> None:
         """Kill the process tree and remove its folder. Nothing in a warm process needs a clean exit."""
@@ -427,6 +441,9 @@ class _WarmRun(JobWatch):
 
     def over(self) -> bool:
         return self.done is not None or self.exited
+
+    def writable_root(self) -> str:
+        return str(self.warm.work)  # every job's folder and the process's /tmp share one budget
 
     def judge(self, outcome: Outcome) -> None:
         if self.done is None:  # the process died during the job
@@ -492,22 +509,23 @@ class _WarmRun(JobWatch):
                     self.done = reply
 
 
-def _localized(job: Job, job_dir: Path) -> Job:
-    """`job` with its own folder in the warm root and copies of the files it reads inside it."""
-    job_dir.mkdir()
+def _localized(job: Job, job_dir: Path, inputs_dir: Path) -> Job:
+    """`job` with its own folder in the process's work folder, and copies of the files it reads in
+    the read-only inputs folder (a copy, not a hard link: nothing may reach the stored dataset)."""
+    untrusted.fresh_folder(str(job_dir))  # whatever the process left under this name goes first
+    inputs_dir.mkdir()
     copies: dict[str, str] = {}
 
     def copied(path: str) -> str:
         if path not in copies:
-            target = job_dir / f"input{len(copies)}" / os.path.basename(path)  # the stored file's own name
+            target = inputs_dir / f"input{len(copies)}" / os.path.basename(path)  # the stored file's own name
             target.parent.mkdir()
             if os.path.exists(path):  # a missing file stays missing: the pipeline reports it as cold
                 shutil.copyfile(path, target)
-                os.chmod(target, 0o444)  # read-only, as the cold sandbox binds it
+                os.chmod(target, 0o444)  # our own new file, in a folder only the worker writes
             copies[path] = str(target)
         return copies[path]
 
     job_input = dict(job.input, path=copied(job.input["path"])) if job.input else None
-    params = {name: {FILE_MARKER: dict(value[FILE_MARKER], path=copied(value[FILE_MARKER]["path"]))}
-              if is_file_param(value) else value for name, value in job.params.items()}
-    return replace(job, work_dir=str(job_dir), input=job_input, params=params, readonly_paths=[])
+    files = {name: dict(ref, path=copied(ref["path"])) for name, ref in job.files.items()}
+    return replace(job, work_dir=str(job_dir), input=job_input, files=files, readonly_paths=[])

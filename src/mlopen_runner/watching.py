@@ -21,12 +21,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 
-from mlopen_runner import sandbox
+from mlopen_runner import sandbox, untrusted
 from mlopen_runner.job import (
     ERROR_FILE,
     MB,
@@ -36,6 +35,7 @@ from mlopen_runner.job import (
     RESULT_FILE,
     Job,
     Outcome,
+    disk_limit_message,
     memory_limit_message,
 )
 
@@ -46,6 +46,10 @@ OUTPUT_INTERVAL_S = 0.5
 # hold open.
 DRAIN_TIMEOUT_S = 2.0
 READ_SIZE = 64 * 1024
+# How often the size of the job's writable folder is measured against its disk budget.
+DISK_INTERVAL_S = 0.5
+# Files and folders a job may create in all (a walk of more would itself be the cost).
+MAX_FILES = 100_000
 # Event lines from the SDK are short; a longer unterminated line is not ours and is dropped.
 _MAX_EVENT_LINE_BYTES = 64 * 1024
 
@@ -172,6 +176,7 @@ class JobWatch:
         self.peak_rss_mb = 0.0
         self.pending_output = ""
         self.started = self.ended = time.monotonic()
+        self.disk_check = _Every(DISK_INTERVAL_S)
 
     def listen(self, fd: int, handler: Callable[[bytes], None]) -> None:
         """Give what arrives on `fd` to `handler` while the job is watched."""
@@ -266,6 +271,22 @@ class JobWatch:
         self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
         if self.job.memory_mb is not None and rss_mb > self.job.memory_mb:
             return Stop("failed", memory_limit_message(self.job.memory_mb))
+        if self.job.disk_mb is not None and self.disk_check.due(now):
+            return self.check_disk(self.job.disk_mb)
+        return None
+
+    def writable_root(self) -> str:
+        """The folder holding everything the process can write (the job's folder and its /tmp)."""
+        return self.job.work_dir
+
+    def check_disk(self, disk_mb: int) -> Stop | None:
+        """The writable folder's size against the job's disk budget (RLIMIT_FSIZE bounds one file
+        between two checks; the files written between checks can overshoot the budget by that much)."""
+        used, entries = untrusted.disk_usage(self.writable_root(), MAX_FILES)
+        if entries > MAX_FILES:
+            return Stop("failed", f"Run created more than {MAX_FILES} files and folders (the limit)")
+        if used > disk_mb * MB:
+            return Stop("failed", disk_limit_message(disk_mb))
         return None
 
     def reported_error(self) -> str | None:
@@ -284,7 +305,7 @@ class JobWatch:
             try:
                 _collect_outputs(self.job, outcome)
                 outcome.status = "succeeded"
-            except _OutputError as exc:
+            except OutputError as exc:
                 outcome.error = str(exc)
         return outcome
 
@@ -361,30 +382,48 @@ def _parse_event(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-class _OutputError(Exception):
-    pass
-
-
 def _collect_outputs(job: Job, outcome: Outcome) -> None:
+    """Read what the job left in its folder, trusting none of it (mlopen_runner.untrusted)."""
     if job.kind == "run":
-        outcome.result = _read_output(Path(job.work_dir, RESULT_FILE), job.max_result_bytes)
+        outcome.result = _read_json(job.work_dir, RESULT_FILE, job.max_result_bytes)
     elif job.kind == "params":
-        outcome.params = _read_output(Path(job.work_dir, PARAMS_FILE), job.max_result_bytes)
-    elif Path(job.work_dir, MODEL_FILE).exists():
-        outcome.model_path = os.path.join(job.work_dir, MODEL_FILE)
-        outcome.model_manifest = _model_manifest(Path(job.work_dir, MODEL_MANIFEST_FILE))
+        outcome.params = _read_json(job.work_dir, PARAMS_FILE, job.max_result_bytes)
+    elif untrusted.exists(job.work_dir, MODEL_FILE):
+        outcome.model_path = _copy_model_out(job)
+        outcome.model_manifest = _model_manifest(job.work_dir)
 
 
+def private_model_path(work_dir: str) -> str:
+    """Where the parent keeps its own copy of a trained model: beside the job's folder, not in it,
+    so the pipeline process can neither see nor replace it. The caller removes it once stored."""
+    folder, name = os.path.split(os.path.abspath(work_dir))
+    return os.path.join(folder, f".{name}.{MODEL_FILE}")
+
+
+def _copy_model_out(job: Job) -> str:
+    destination = private_model_path(job.work_dir)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(destination)  # an earlier attempt's
+    limit = (job.disk_mb or _DEFAULT_MAX_MODEL_MB) * MB
+    try:
+        untrusted.copy_out(job.work_dir, MODEL_FILE, destination, limit)
+    except (untrusted.UntrustedFileError, OSError) as exc:
+        raise OutputError(f"The trained model could not be kept: {exc}") from exc
+    return destination
+
+
+# Without a disk budget, a model is still not copied past this.
+_DEFAULT_MAX_MODEL_MB = 4096
 # model.json holds names only; anything bigger was not written by the child's own code.
 _MAX_MANIFEST_BYTES = 1 * MB
 
 
-def _model_manifest(path: Path) -> dict[str, Any] | None:
+def _model_manifest(work_dir: str) -> dict[str, Any] | None:
     """The names the child listed beside model.pkl, or None when absent or malformed (pipeline code
     could have overwritten it): the model is still kept, only its names are missing."""
     try:
-        manifest = _read_output(path, _MAX_MANIFEST_BYTES)
-    except (_OutputError, ValueError):
+        manifest = _read_json(work_dir, MODEL_MANIFEST_FILE, _MAX_MANIFEST_BYTES)
+    except OutputError:
         return None
     if not isinstance(manifest, dict):
         return None
@@ -394,24 +433,35 @@ def _model_manifest(path: Path) -> dict[str, Any] | None:
     return {"label": str(manifest.get("label") or ""), **names}
 
 
-def _read_output(path: Path, max_bytes: int) -> Any:
-    if not path.exists():
-        raise _OutputError(f"Pipeline process exited without writing {path.name}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise _OutputError(f"Result is {_size(size)}, over the {_size(max_bytes)} limit")
-    return json.loads(path.read_text())
+class OutputError(Exception):
+    """An output file of the job is missing or malformed; str() says what was wrong."""
+
+
+def _read_json(work_dir: str, name: str, max_bytes: int) -> Any:
+    try:
+        data = untrusted.read_bytes(work_dir, name, max_bytes)
+    except untrusted.UntrustedFileError as exc:
+        raise OutputError(str(exc)) from exc
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise OutputError(f"The pipeline's output {name} is not valid JSON ({str(exc)[:200]})") from exc
 
 
 def _error_reported_by_child(job: Job) -> str | None:
     try:
-        error = _read_output(Path(job.work_dir, ERROR_FILE), job.max_result_bytes)
-    except (_OutputError, ValueError):
+        error = _read_json(job.work_dir, ERROR_FILE, _MAX_ERROR_FILE_BYTES)
+    except OutputError:
         return None  # absent or unreadable: the exit status tells what happened
     if not isinstance(error, dict):
         return None
-    kind, message = str(error.get("type") or "Error"), str(error.get("message") or "")
+    kind, message = str(error.get("type") or "Error")[:200], str(error.get("message") or "")[:_MAX_ERROR_CHARS]
     return f"{kind}: {message}" if message else kind
+
+
+# error.json holds a message and a traceback; the message kept is at most this long.
+_MAX_ERROR_FILE_BYTES = 4 * MB
+_MAX_ERROR_CHARS = 4000
 
 
 def _error_from_exit_status(returncode: int) -> str | None:
@@ -432,10 +482,3 @@ def _signal_name(number: int) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
-
-
-def _size(byte_count: int) -> str:
-    for unit, size in (("MB", MB), ("KB", 1024)):
-        if byte_count >= size:
-            return f"{byte_count / size:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{byte_count} bytes"

@@ -25,6 +25,7 @@ from mlopen.pipelines.models import TrainedModel
 from mlopen.runs import results, waiting, warm
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
+from mlopen_runner.watching import private_model_path
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
     finally:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
         shutil.rmtree(work_dir, ignore_errors=True)
+        Path(private_model_path(str(work_dir))).unlink(missing_ok=True)  # stored by now, or not wanted
 
 
 def _file_ref(dataset: Dataset) -> dict:
@@ -89,17 +91,19 @@ def build_job(run: Run, work_dir: Path) -> Job:
     shutil.rmtree(work_dir, ignore_errors=True)
     version = run.version
     job_params = dict(run.params)
-    readonly = []
+    files = {}
     spec = version.params_for(run.kind)
+    # File parameters reach the runner only as datasets this run was allowed to use (checked when
+    # it was started); whatever else their value is, it stays a plain value.
     for name in params_mod.file_param_names(spec):
-        dataset_id = job_params.get(name)
+        dataset_id = job_params.pop(name, None)
         if dataset_id is None:
+            job_params[name] = None
             continue
-        dataset = Dataset.objects.filter(pk=dataset_id).first()
+        dataset = Dataset.objects.filter(pk=dataset_id).first() if isinstance(dataset_id, int) else None
         if dataset is None:
             raise ValueError(f"the dataset chosen for parameter {name!r} was deleted")
-        job_params[name] = {"__mlopen_file__": _file_ref(dataset)}
-        readonly.append(job_params[name]["__mlopen_file__"]["path"])
+        files[name] = _file_ref(dataset)
     model_path = None
     if run.kind == Run.Kind.RUN and run.trained_model is not None:  # given by claim()
         model_path = str(storage.local_path(run.trained_model.artifact))
@@ -124,7 +128,9 @@ def build_job(run: Run, work_dir: Path) -> Job:
         python=python,
         allow_network=pipeline.allow_network,
         extra_pythonpath=extra_path,
-        readonly_paths=readonly,
+        files=files,
+        disk_mb=settings.MLOPEN_RUN_DISK_MB,
+        max_processes=settings.MLOPEN_RUN_MAX_PROCESSES,
     )
 
 
@@ -243,8 +249,9 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
 
 
 def _store_trained_model(run: Run, outcome) -> None:
-    if not outcome.model_path or not Path(outcome.model_path).exists():
+    if not outcome.model_path:
         return  # a pipeline that needs no training saves nothing
+    # outcome.model_path is the runner's own copy, outside anything the pipeline could write.
     manifest = getattr(outcome, "model_manifest", None) or {}
     with transaction.atomic():
         number = (TrainedModel.objects.filter(pipeline=run.pipeline).aggregate(n=Max("number"))["n"] or 0) + 1

@@ -34,7 +34,9 @@ def execute(run: Run, job: Job, callbacks: Callbacks) -> Outcome:
         if run.kind == Run.Kind.TRAIN and outcome.status == "succeeded":
             forget_pipeline(run.pipeline_id)
         return outcome
-    key = (run.version_id, run.trained_model_id, job.python, job.allow_network, job.memory_mb)
+    # The owner is part of the key: a warm process serves one user's runs only, so module state a
+    # pipeline keeps between runs never carries one user's input into another user's run.
+    key = (run.owner_id, run.version_id, run.trained_model_id, job.python, job.allow_network, job.memory_mb)
     return pool().execute(job, callbacks, key=key, family=_family(run.pipeline_id), label=f"run {run.pk}")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mlopen_runner.watching import private_model_path
+
 
 def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
     control = write_pipeline('''
@@ -30,7 +32,8 @@ def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
     ran = run_job("run", control, model_path=trained.outcome.model_path)
 
     assert trained.outcome.status == "succeeded"
-    assert trained.outcome.model_path == str(Path(trained.job.work_dir, "model.pkl"))
+    # The worker keeps its own copy beside (not in) the folder the pipeline could write.
+    assert trained.outcome.model_path == private_model_path(trained.job.work_dir)
     assert ran.outcome.status == "succeeded", ran.log
     assert ran.outcome.result["data"] == [[42, "kg"]]
     assert ran.outcome.result["columns"] == ["value", "unit"]
@@ -148,9 +151,31 @@ def test_params_reach_the_pipeline_and_file_params_arrive_as_input_files(write_p
         ''')
     words = data_file("apple\n", "words.txt")
 
-    ran = run_job("run", control, params={"k": 5, "words": {"__mlopen_file__": words}})
+    ran = run_job("run", control, params={"k": 5}, files={"words": words})
 
     assert ran.outcome.result["text"] == "5 datasets/words.txt apple"
+
+
+def test_a_param_value_shaped_like_a_file_stays_a_plain_value(write_pipeline, run_job, tmp_path,
+                                                               requires_bubblewrap):
+    # Only Job.files (made by the platform from datasets) become files; a value from anywhere
+    # else is data, never a path the sandbox mounts or the pipeline gets opened for it.
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("secret")
+    control = write_pipeline(f'''
+        import os
+
+        def train(inpt, params=None):
+            pass
+
+        def run_pipeline(input, model, args, params=None):
+            return {{"text": f"{{type(params['words']).__name__}} {{os.path.exists({str(secret)!r})}}"}}
+        ''')
+    marker = {"__mlopen_file__": {"path": str(secret), "name": "x"}}
+
+    ran = run_job("run", control, params={"words": marker})
+
+    assert ran.outcome.result["text"] == "dict False", ran.log
 
 
 def test_support_files_beside_the_control_file_import_and_open(write_pipeline, run_job):

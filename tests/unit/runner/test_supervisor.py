@@ -153,7 +153,7 @@ def test_a_result_over_the_size_cap_fails_the_run(write_pipeline, run_job):
     ran = run_job("run", control, max_result_bytes=2048)
 
     assert ran.outcome.status == "failed"
-    assert ran.outcome.error.startswith("Result is 4.9 KB, over the 2 KB limit")
+    assert ran.outcome.error.startswith("result.json is 4.9 KB, over the 2 KB limit")
 
 
 def test_the_child_environment_carries_no_secrets_of_the_parent(write_pipeline, run_job, monkeypatch, sandbox_kind):
