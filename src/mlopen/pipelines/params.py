@@ -24,15 +24,49 @@ class ParamsInvalid(ValueError):
         self.errors = errors
 
 
+class SpecInvalid(ValueError):
+    """What get_params declared cannot be a form: the message names the parameter and what to fix."""
+
+
 def spec_from_runner(runner_spec: dict | None) -> list[dict]:
+    """The stored spec of what a control file's get_params declared, every default checked.
+
+    Everything here came out of pipeline code, so it is data to check, not to trust: a default must
+    be a value of its parameter's type (a default that does not convert refuses the upload), and a
+    file parameter's default is dropped (the parameter becomes optional): files reach a run only as
+    datasets its user picked, never from a value the pipeline supplied.
+    """
+    if not isinstance(runner_spec, dict):
+        runner_spec = {}
     fields = []
-    for name, options in (runner_spec or {}).items():
-        field = {"name": str(name), "type": options["type"]}
-        for key in ("default", "blank", "choices"):
-            if key in options:
-                field[key] = options[key]
+    for name, options in runner_spec.items():
+        if not isinstance(options, dict) or options.get("type") not in TYPES:
+            raise SpecInvalid(f"parameter {str(name)[:100]!r} has no known type; known types: {', '.join(TYPES)}.")
+        field = {"name": str(name)[:200], "type": options["type"]}
+        if "choices" in options:
+            if not isinstance(options["choices"], list) or not all(
+                    isinstance(choice, (str, int, float)) and not isinstance(choice, bool) for choice in options["choices"]):
+                raise SpecInvalid(f"parameter {field['name']!r}: choices must be a list of strings or numbers.")
+            field["choices"] = [str(choice) for choice in options["choices"]]
+        if "blank" in options:
+            field["blank"] = bool(options["blank"])
+        if "default" in options:
+            if field["type"] in FILE_TYPES:
+                field["blank"] = True
+            else:
+                field["default"] = _checked_default(field, options["default"])
         fields.append(field)
     return fields
+
+
+def _checked_default(field: dict, default: Any) -> Any:
+    if default is None:
+        return None
+    try:
+        return convert_value({k: v for k, v in field.items() if k != "default"}, default)
+    except ValueError as exc:
+        raise SpecInvalid(f"parameter {field['name']!r}: its default {str(default)[:60]!r} is not a valid "
+                          f"{field['type']}: {exc}") from None
 
 
 def spec_as_dict(spec: list[dict]) -> dict[str, dict]:
@@ -54,8 +88,12 @@ def convert_value(field: dict, value: Any) -> Any:
     """Convert one submitted value to the parameter's Python type, or raise ValueError (the message is shown)."""
     kind = field["type"]
     if _missing(value):
-        if "default" in field:
-            return field["default"]
+        if "default" in field and kind not in FILE_TYPES:
+            # Checked at upload too; converted again here so a spec stored before that check, or
+            # changed in the database, still gives the pipeline only a value of its type.
+            default = field["default"]
+            return None if default is None else convert_value({k: v for k, v in field.items() if k != "default"},
+                                                              default)
         if kind == "string":
             return ""
         if kind == "bool":
