@@ -229,8 +229,10 @@ def start_worker(transactional_db):
 
 
 @pytest.fixture(scope="module")
-def module_worker(django_db_setup, django_db_blocker):
+def module_worker(request, django_db_setup, django_db_blocker):
     """One real worker process shared by all tests of a module, instead of one started per test.
+
+    A module's ``WORKER_ENV`` dict, if it has one, is added to the worker's environment.
 
     The module's tests must be transactional (``pytestmark = pytest.mark.django_db(transaction=True)``),
     since the worker only sees committed rows. pytest-django empties every table after each such
@@ -240,7 +242,7 @@ def module_worker(django_db_setup, django_db_blocker):
     from mlopen.runs.models import Worker
 
     name = f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-module-{time.monotonic_ns()}"
-    process = WorkerProcess(name).start()
+    process = WorkerProcess(name, getattr(request.module, "WORKER_ENV", None)).start()
     yield process
     process.stop()
     with django_db_blocker.unblock():  # a heartbeat after the last test's flush must not leak its row

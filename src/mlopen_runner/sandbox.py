@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlopen_runner import seccomp, untrusted
+from mlopen_runner import cgroups, seccomp, untrusted
 from mlopen_runner.job import Job
 
 MODES = ("auto", "bubblewrap", "none")
@@ -68,11 +68,51 @@ class _Probe:
 
 @dataclass
 class Launch:
-    """A command ready for Popen: `argv`, and the descriptors Popen must pass (the seccomp filter)."""
+    """A command ready to start: `argv`, the descriptors it needs (the seccomp filter), its process cap."""
 
     argv: list[str]
     sandboxed: bool
     pass_fds: tuple[int, ...] = field(default=())
+    max_processes: int | None = None
+    group: cgroups.PidsGroup | None = None
+
+    def popen(self, *, pass_fds: tuple[int, ...] = (), **options: object) -> subprocess.Popen:
+        """Start the command with Popen `options` (stdin is /dev/null); then close our copies of its
+        descriptors. Sandboxed with a process cap, it starts in a pids cgroup of its own where the
+        host allows one (mlopen_runner.cgroups); release() removes that once its processes are gone."""
+        fds = (*pass_fds, *self.pass_fds)
+        try:
+            group = cgroups.create(self.max_processes) if self.sandboxed and self.max_processes else None
+            if group is None:
+                return subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, pass_fds=fds, **options)
+            return self._popen_in(group, fds, options)
+        finally:
+            self.close()
+
+    def _popen_in(self, group: cgroups.PidsGroup, fds: tuple[int, ...], options: dict) -> subprocess.Popen:
+        gate_read, gate_write = os.pipe()
+        try:
+            process = subprocess.Popen(cgroups.gated(self.argv), stdin=gate_read, pass_fds=fds, **options)
+        except BaseException:
+            os.close(gate_write)
+            group.remove()
+            raise
+        finally:
+            os.close(gate_read)
+        try:
+            group.add(process.pid)
+        except OSError:
+            process.kill()
+            process.wait()
+            group.remove()
+            raise
+        finally:
+            try:
+                os.write(gate_write, b"go\n")  # through the gate: the command starts, inside the group
+            finally:
+                os.close(gate_write)
+        self.group = group
+        return process
 
     def close(self) -> None:
         """Close our copies of pass_fds once the process has started (or failed to)."""
@@ -82,6 +122,12 @@ class Launch:
             except OSError:
                 pass
         self.pass_fds = ()
+
+    def release(self) -> None:
+        """After the process tree is gone: remove its pids group."""
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
 
 
 def configure(mode: str) -> None:
@@ -101,7 +147,11 @@ def sandbox_status() -> dict[str, str]:
     if _mode == "none":
         return {"kind": "process", "reason": "MLOPEN_SANDBOX=none: pipelines run unsandboxed", "mode": _mode}
     probe = _probe()
-    return {"kind": probe.kind, "reason": probe.reason, "mode": _mode}
+    status = {"kind": probe.kind, "reason": probe.reason, "mode": _mode}
+    if probe.kind == "bubblewrap":
+        # Which cap holds a run's process count (RLIMIT_NPROC does nothing for a worker run as root).
+        status["process_limit"] = "pids cgroup" if cgroups.available() else "RLIMIT_NPROC"
+    return status
 
 
 def require() -> None:
@@ -136,7 +186,7 @@ def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterab
     readable = [*_python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
                 *job.data_files(), *([job.model_path] if job.model_path else []), *job.readonly_paths]
     return isolate(command, readable=readable, writable=[job.work_dir], tmp_dir=tmp_dir(job.work_dir),
-                   allow_network=job.allow_network, chdir=job.work_dir)
+                   allow_network=job.allow_network, chdir=job.work_dir, max_processes=job.max_processes)
 
 
 def tmp_dir(work_dir: str) -> str:
@@ -144,7 +194,7 @@ def tmp_dir(work_dir: str) -> str:
 
 
 def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[str], tmp_dir: str,
-            allow_network: bool, chdir: str) -> Launch:
+            allow_network: bool, chdir: str, max_processes: int | None = None) -> Launch:
     """`command` in a sandbox that can read `readable`, write `writable` and `tmp_dir` (its /tmp).
 
     Unsandboxed (mode "none", or "auto" where bwrap does not work) the command is returned as it is.
@@ -158,7 +208,7 @@ def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[s
             # /tmp comes before the other binds: a mount there later would hide those under /tmp.
             "--bind", tmp_dir, "/tmp", *_ro_binds(readable), *_rw_binds(writable), *_READ_ONLY_ROOT,
             "--seccomp", str(filter_fd), "--chdir", chdir, "--", *command]
-    return Launch(argv, sandboxed=True, pass_fds=(filter_fd,))
+    return Launch(argv, sandboxed=True, pass_fds=(filter_fd,), max_processes=max_processes)
 
 
 def signal_from_exit_status(returncode: int) -> int | None:

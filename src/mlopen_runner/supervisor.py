@@ -90,13 +90,11 @@ class _Supervision(JobWatch):
         events_read, events_write = os.pipe()
         python = self.job.python or sys.executable
         command = [python, "-m", "mlopen_runner.child", os.path.join(self.job.work_dir, JOB_FILE)]
-        launch = None
         try:
-            launch = sandbox.wrap_command(command, self.job, python, runner_paths(self.job))
-            process = subprocess.Popen(
-                launch.argv, cwd=self.job.work_dir, env=child_environment(self.job, events_write),
-                stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
-                pass_fds=(events_write, *launch.pass_fds), start_new_session=True,  # its own group, killed as one
+            self.launch = sandbox.wrap_command(command, self.job, python, runner_paths(self.job))
+            process = self.launch.popen(
+                cwd=self.job.work_dir, env=child_environment(self.job, events_write), stdout=output_write,
+                stderr=output_write, pass_fds=(events_write,), start_new_session=True,  # its own group, killed as one
             )
         except (OSError, sandbox.SandboxUnavailable):
             os.close(output_read)
@@ -105,8 +103,6 @@ class _Supervision(JobWatch):
         finally:
             os.close(output_write)
             os.close(events_write)
-            if launch is not None:
-                launch.close()
         self.started = time.monotonic()
         self.tree = ProcessTree(process)
         self.listen(output_read, self.on_output)
@@ -115,6 +111,7 @@ class _Supervision(JobWatch):
     def finish(self) -> None:
         """Kill whatever is left of the child's tree, read the rest of its output, close the pipes."""
         self.tree.kill()
+        self.launch.release()
         self.drain()
         for fd in list(self.selector.get_map()):
             self.selector.unregister(fd)

@@ -35,9 +35,10 @@ import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,13 @@ class WarmPool:
         self._give_back(process)
         return outcome
 
-    def forget(self, family: Hashable) -> None:
-        """Stop the idle processes of `family` (its model or version changed)."""
+    def forget(self, matches: Callable[[Hashable], bool]) -> None:
+        """Stop the idle processes whose family `matches` (their model or version changed)."""
         with self.lock:
-            stale = [k for k, p in self.idle.items() if p.family == family]
+            stale = [k for k, p in self.idle.items() if matches(p.family)]
             processes = [self.idle.pop(k) for k in stale]
         for process in processes:
-            log.info("warm process stopped (pid %s): a new model or version of %s", process.pid, family)
+            log.info("warm process stopped (pid %s): a new model or version of %s", process.pid, process.family)
             process.stop()
 
     def reap_idle(self, now: float | None = None) -> None:
@@ -292,6 +293,7 @@ class _WarmProcess:
         self.last_used = time.monotonic()
         self.fds: dict[str, int] = {}
         self.own_pids = False
+        self.launch: sandbox.Launch | None = None
 
     def start(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -320,11 +322,10 @@ class _WarmProcess:
         env.update({COMMANDS_FD_VARIABLE: str(commands_read), REPLIES_FD_VARIABLE: str(replies_write)})
         if self.own_pids:
             env[OWN_PIDS_VARIABLE] = "1"
+        self.launch = launch
         try:
-            process = subprocess.Popen(
-                launch.argv, cwd=self.work, env=env, stdin=subprocess.DEVNULL, stdout=output_write,
-                stderr=output_write, pass_fds=(events_write, commands_read, replies_write, *launch.pass_fds),
-                start_new_session=True)
+            process = launch.popen(cwd=self.work, env=env, stdout=output_write, stderr=output_write,
+                                   pass_fds=(events_write, commands_read, replies_write), start_new_session=True)
         except OSError:
             for fd in ours.values():
                 os.close(fd)
@@ -332,7 +333,6 @@ class _WarmProcess:
         finally:
             for fd in theirs:
                 os.close(fd)
-            launch.close()
         self.fds = ours
         self.pid = process.pid
         # Non-blocking: a job's first read empties what the previous job's leftovers wrote.
@@ -384,7 +384,10 @@ class _WarmProcess:
 
     def run(self, job: Job, callbacks: Callbacks, trash: _Trash) -> Outcome:
         self.jobs += 1
-        job_dir, inputs_dir = self.work / f"job{self.jobs}", self.inputs / f"job{self.jobs}"
+        # A name the process cannot guess, made with mkdir (which never follows a link): whatever
+        # its leftover threads plant in `work` cannot become this job's folder.
+        job_dir = Path(tempfile.mkdtemp(prefix=f"job{self.jobs}-", dir=self.work))
+        inputs_dir = self.inputs / f"job{self.jobs}"
         try:
             local = _localized(job, job_dir, inputs_dir)
             return _WarmRun(self, local, callbacks).execute()
@@ -396,6 +399,8 @@ class _WarmProcess:
         """Kill the process tree and remove its folder. Nothing in a warm process needs a clean exit."""
         if self.tree is not None:
             self.tree.kill()
+        if self.launch is not None:
+            self.launch.release()
         self.close_pipes()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -512,7 +517,6 @@ class _WarmRun(JobWatch):
 def _localized(job: Job, job_dir: Path, inputs_dir: Path) -> Job:
     """`job` with its own folder in the process's work folder, and copies of the files it reads in
     the read-only inputs folder (a copy, not a hard link: nothing may reach the stored dataset)."""
-    untrusted.fresh_folder(str(job_dir))  # whatever the process left under this name goes first
     inputs_dir.mkdir()
     copies: dict[str, str] = {}
 

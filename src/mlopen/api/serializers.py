@@ -101,11 +101,32 @@ class PipelineSerializer(serializers.ModelSerializer):
 
 
 class PipelineDetailSerializer(PipelineSerializer):
+    owner = serializers.CharField(source="created_by.username", read_only=True, allow_null=True,
+                                  help_text="who created it; null once that account is deleted")
+    maintainers = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username",
+                                               help_text="usernames of those who may publish versions besides the "
+                                                         "owner and admins")
     versions = PipelineVersionSerializer(many=True, read_only=True)
     trained_models = TrainedModelSerializer(many=True, read_only=True)
 
     class Meta(PipelineSerializer.Meta):
-        fields = [*PipelineSerializer.Meta.fields, "versions", "trained_models"]
+        fields = [*PipelineSerializer.Meta.fields, "owner", "maintainers", "versions", "trained_models"]
+
+
+class PipelineUpdateSerializer(serializers.Serializer):
+    """What the API changes on a pipeline: its maintainers (the owner or an admin only)."""
+
+    maintainers = serializers.ListField(
+        child=serializers.CharField(max_length=150), max_length=50,
+        help_text="usernames of authors who may publish new versions besides the owner; replaces the list")
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name[:100]: "This operation changes maintainers only."
+                                               for name in unknown[:10]})
+        return values
 
 
 class PipelineUploadSerializer(serializers.Serializer):

@@ -33,8 +33,10 @@ from mlopen.core.access import PUBLIC, access
 from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
+from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.pipelines.services import (IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest,
+                                       upload_pipeline)
 from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -101,7 +103,8 @@ def _require_author(request) -> None:
 
 
 class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Pipelines are visible to every logged-in user; uploading needs the author role."""
+    """Pipelines are visible to every logged-in user; uploading needs the author role, and a new version
+    of an existing pipeline its owner, a maintainer or an admin (mlopen.pipelines.rules)."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     openapi_links = {action: {"GetPipeline": "pipelines_retrieve", "ListVersions": "pipelines_versions_list",
@@ -123,6 +126,8 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_serializer_class(self):
         if self.action == "create":
             return s.PipelineUploadSerializer
+        if self.action == "partial_update":
+            return s.PipelineUpdateSerializer
         return s.PipelineDetailSerializer if self.action == "retrieve" else s.PipelineSerializer
 
     @extend_schema(parameters=[OpenApiParameter("name", str, description="only the pipeline with exactly this name")])
@@ -133,6 +138,21 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def retrieve(self, request, *args, **kwargs):
         """A pipeline with all its versions and trained models."""
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=s.PipelineUpdateSerializer, responses=s.PipelineDetailSerializer)
+    def partial_update(self, request, pk=None):
+        """Name the pipeline's maintainers (its owner or an admin): {"maintainers": ["username", ...]}."""
+        pipeline = self.get_object()
+        form = s.PipelineUpdateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            set_maintainers(pipeline, request.user, form.validated_data["maintainers"])
+        except PipelineForbidden as exc:
+            return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
+        except PipelineRejected as exc:
+            return error_response(exc.message, {exc.field: exc.message})
+        return Response(s.PipelineDetailSerializer(self.get_queryset().get(pk=pipeline.pk),
+                                                   context={"request": request}).data)
 
     @extend_schema(request={"multipart/form-data": s.PipelineUploadSerializer},
                    responses={201: s.PipelineDetailSerializer})
@@ -146,6 +166,8 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def _store(self, request, upload: UploadRequest) -> Response:
         try:
             version = upload_pipeline(upload, request.user)
+        except PipelineForbidden as exc:
+            return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:
             return error_response(exc.message, {exc.field: exc.message})
         pipeline = self.get_queryset().get(pk=version.pipeline_id)

@@ -14,8 +14,11 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["name", "queue", "timeout_seconds", "memory_mb", "allow_network", "private_group", "updated_at"]
+    list_display = ["name", "created_by", "queue", "timeout_seconds", "memory_mb", "allow_network", "private_group",
+                    "updated_at"]
     search_fields = ["name", "description"]
+    # Its owner (created_by), its maintainers and admins publish its versions: mlopen.pipelines.rules.
+    filter_horizontal = ["maintainers"]
     inlines = [VersionInline]
 
 

@@ -9,19 +9,26 @@ from django.db import models
 class PipelineQuerySet(models.QuerySet):
     def visible_to(self, user) -> PipelineQuerySet:
         """Pipelines are visible to every logged-in user, except those their author made private
-        to a group: those only to its members, their author and admins."""
+        to a group: those only to its members, their author, its maintainers and admins."""
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
         return self.filter(models.Q(private_group__isnull=True) | models.Q(private_group__in=user.groups.all())
-                           | models.Q(created_by=user))
+                           | self._kept_by(user))
 
     def manageable_by(self, user) -> PipelineQuerySet:
-        """Pipelines whose visibility ``user`` may change: the ones they created (admins: all)."""
+        """Pipelines ``user`` may publish versions of and change: the ones they created or maintain
+        (admins: all). The rule as a whole, role included, is mlopen.pipelines.rules."""
         if not user.is_authenticated:
             return self.none()
-        return self if user.is_superuser else self.filter(created_by=user)
+        return self if user.is_superuser else self.filter(self._kept_by(user))
+
+    @staticmethod
+    def _kept_by(user) -> models.Q:
+        # A subquery, not a join: OR-ing a join on maintainers would repeat a pipeline once per maintainer.
+        maintained = Pipeline.maintainers.through.objects.filter(user=user).values("pipeline_id")
+        return models.Q(created_by=user) | models.Q(pk__in=maintained)
 
 
 class Pipeline(models.Model):
@@ -44,6 +51,10 @@ class Pipeline(models.Model):
     private_group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                       help_text="only this group's members (and admins) see the pipeline; "
                                                 "empty: every logged-in user")
+    # Who may publish versions and change settings besides its creator (and admins); the creator names them.
+    maintainers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="maintained_pipelines",
+                                         help_text="besides its creator (and admins), who may publish new versions "
+                                                   "and change its settings")
 
     objects = PipelineQuerySet.as_manager()
 

@@ -2,6 +2,8 @@
 
 Everything is checked before anything is stored: a refused upload leaves the pipeline exactly as
 it was. get_params is evaluated in a child process (never in the web process) with a time limit.
+Who may publish a version of an existing pipeline (mlopen.pipelines.rules) is checked here, first
+and again when the version is stored, so no page, API view or command can skip it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from mlopen.core import storage
+from mlopen.core.roles import can_upload_pipelines
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines import rules
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen_runner import Job, execute
 
@@ -34,6 +38,13 @@ class PipelineRejected(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class PipelineForbidden(PipelineRejected):
+    """The user may not do this to the pipeline (pages and API answer 403); the message says who may."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message, field=field)
 
 
 @dataclass
@@ -217,6 +228,8 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
     if not control_name.endswith(".py"):
         raise PipelineRejected(f"The control file must be a Python file ending in .py (got {control_name!r}).")
     name = validate_name(request.name or Path(control_name).stem)
+    # Before the files are read or get_params runs: a refusal for who you are comes first.
+    check_may_publish(user, Pipeline.objects.filter(name=name).first(), name)
     source = _read_all(request.control, MAX_CONTROL_BYTES)
     docstring = check_control_source(control_name, source)
 
@@ -264,16 +277,32 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_may_publish(user, pipeline: Pipeline | None, name: str) -> None:
+    """Refuse ``user`` a new pipeline called ``name`` (``pipeline`` None) or a new version of ``pipeline``.
+
+    ``user`` None is the platform itself (loading the demo pipelines).
+    """
+    if user is None:
+        return
+    if pipeline is None:
+        if not can_upload_pipelines(user):
+            raise PipelineForbidden("Uploading pipelines needs the author or admin role.")
+        return
+    if not rules.can_see(user, pipeline):
+        raise PipelineRejected(rules.name_taken(name), field="name")
+    if not rules.can_publish(user, pipeline):
+        raise PipelineForbidden(rules.publish_refusal(pipeline))
+
+
 def _store_version(name, description, control_name, support_names, code_dir, specs, requirements, user):
     for attempt in range(3):
         try:
             with transaction.atomic():
                 pipeline, created = Pipeline.objects.get_or_create(
                     name=name, defaults={"description": description, "created_by": user})
-                if not created and user is not None and not Pipeline.objects.visible_to(user).filter(
-                        pk=pipeline.pk).exists():
-                    raise PipelineRejected(f"The name {name!r} is taken by a pipeline you cannot see; choose another.",
-                                           field="name")
+                if not created:
+                    # Again, inside the transaction: the pipeline may have been made since the first check.
+                    check_may_publish(user, pipeline, name)
                 if not created and description:
                     pipeline.description = description
                     pipeline.save(update_fields=["description", "updated_at"])

@@ -37,7 +37,10 @@ def execute(run: Run, job: Job, callbacks: Callbacks) -> Outcome:
     # The owner is part of the key: a warm process serves one user's runs only, so module state a
     # pipeline keeps between runs never carries one user's input into another user's run.
     key = (run.owner_id, run.version_id, run.trained_model_id, job.python, job.allow_network, job.memory_mb)
-    return pool().execute(job, callbacks, key=key, family=_family(run.pipeline_id), label=f"run {run.pk}")
+    # One family per pipeline and user: a run stops its user's processes of an older version or
+    # model of the pipeline, never another user's.
+    family = (_family(run.pipeline_id), run.owner_id)
+    return pool().execute(job, callbacks, key=key, family=family, label=f"run {run.pk}")
 
 
 def pool() -> WarmPool:
@@ -54,7 +57,8 @@ def pool() -> WarmPool:
 
 def forget_pipeline(pipeline_id: int) -> None:
     if _pool is not None:
-        _pool.forget(_family(pipeline_id))
+        stale = _family(pipeline_id)
+        _pool.forget(lambda family: family[0] == stale)
 
 
 def _family(pipeline_id: int) -> str:

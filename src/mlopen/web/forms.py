@@ -65,7 +65,8 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
         widget=forms.FileInput(attrs={"accept": ".txt"}))
     name = forms.CharField(
         required=False, max_length=100,
-        help_text="Leave empty to use the control file's name. Uploading under an existing name adds a new version.")
+        help_text="Leave empty to use the control file's name. Uploading under an existing name adds a new version "
+                  "(for its owner, its maintainers and admins).")
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}),
         help_text="What the pipeline does and what input it expects. Empty: the control file's docstring.")
@@ -212,6 +213,17 @@ class ShareForm(forms.Form):
         if data.get("action") in ("group", "unshare-group") and not data.get("group"):
             self.add_error("group", "Choose a group.")
         return data
+
+
+class PipelineMaintainersForm(forms.Form):
+    """The owner names who else may publish the pipeline's versions (mlopen.pipelines.maintainers)."""
+
+    maintainers = forms.CharField(required=False, max_length=2000, label="Maintainers",
+                                  help_text="Usernames of authors, separated by commas; empty: none.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["maintainers"].widget.attrs["class"] = "form-control form-control-sm"
 
 
 class PipelineVisibilityForm(forms.Form):

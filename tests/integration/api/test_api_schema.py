@@ -11,6 +11,7 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     ("/api/v1/me/", "get"),
     ("/api/v1/pipelines/", "get"), ("/api/v1/pipelines/", "post"), ("/api/v1/pipelines/{id}/", "get"),
+    ("/api/v1/pipelines/{id}/", "patch"),
     ("/api/v1/pipelines/{id}/versions/", "get"), ("/api/v1/pipelines/{id}/versions/", "post"),
     ("/api/v1/pipelines/{id}/models/", "get"),
     ("/api/v1/datasets/", "get"), ("/api/v1/datasets/", "post"), ("/api/v1/datasets/{id}/", "get"),

@@ -6,8 +6,6 @@ inline as source so each test reads as one story: the pipeline, the request, wha
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 
@@ -16,40 +14,6 @@ def fast_password_hashing(settings):
     # Each test creates its admin afresh (tables are emptied between tests); the default hasher
     # would spend half a second on each password.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def pipeline_from(api):
-    """Upload a control file given as source (dedented); return the API's pipeline body.
-
-    ``requirements`` is sent as the upload's requirements field; ``files`` as support files.
-    """
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    def upload(name: str, source: str, *, requirements: str | None = None, files: dict[str, str] | None = None,
-               expect: int = 201):
-        data = {"control": SimpleUploadedFile(f"{name}.py", textwrap.dedent(source).encode())}
-        if requirements is not None:
-            data["requirements"] = SimpleUploadedFile("requirements.txt", requirements.encode())
-        if files:
-            data["support_files"] = [SimpleUploadedFile(n, text.encode()) for n, text in files.items()]
-        response = api.post("/api/v1/pipelines/", data, format="multipart")
-        assert response.status_code == expect, response.content
-        return response.json()
-
-    return upload
-
-
-@pytest.fixture
-def submit(api):
-    """POST /api/v1/runs/; return the run's body."""
-
-    def post(pipeline: str, *, kind: str = "run", expect: int = 201, **fields):
-        response = api.post("/api/v1/runs/", {"pipeline": pipeline, "kind": kind, **fields}, format="json")
-        assert response.status_code == expect, response.content
-        return response.json()
-
-    return post
 
 
 @pytest.fixture

@@ -198,10 +198,21 @@ def test_the_author_makes_a_pipeline_private_and_public_again(world, web_as):
 
 
 def test_only_the_pipelines_author_may_change_who_sees_it(world, web_as):
+    from django.contrib.auth.models import Group
+
     public = make_pipeline("made-by-alice", created_by=world.alice)
-    response = web_as(world.mallory).post(f"/pipelines/{public.pk}/visibility/", {"group": ""})
-    assert response.status_code == 404
+    rivals = Group.objects.create(name="rivals")
+    rivals.user_set.add(world.mallory)
+    # mallory sees the pipeline, so she is told who may change it (not a 404), and nothing changes.
+    response = web_as(world.mallory).post(f"/pipelines/{public.pk}/visibility/", {"group": rivals.pk})
+    assert response.status_code == 403
+    assert ("Only the owner of pipeline &#x27;made-by-alice&#x27;, its maintainers and admins can change its "
+            "settings.") in response.content.decode()
     assert web_as(world.carol).post(f"/pipelines/{public.pk}/visibility/", {"group": ""}).status_code == 403
+    public.refresh_from_db()
+    assert public.private_group is None
+    # A pipeline one cannot see stays a 404.
+    assert web_as(world.mallory).post(f"/pipelines/{world.pipeline.pk}/visibility/", {"group": ""}).status_code == 404
 
 
 def test_a_new_version_cannot_be_uploaded_under_the_name_of_a_pipeline_one_cannot_see(world, api_as):
@@ -211,5 +222,6 @@ def test_a_new_version_cannot_be_uploaded_under_the_name_of_a_pipeline_one_canno
     response = api_as(world.mallory).post("/api/v1/pipelines/", {
         "control": SimpleUploadedFile("x.py", control), "name": world.pipeline.name}, format="multipart")
     assert response.status_code == 400
-    assert "taken by a pipeline you cannot see" in response.json()["detail"]
+    # Names are unique, so "taken" cannot be hidden; that a private pipeline holds it is not said.
+    assert response.json()["detail"] == f"The name {world.pipeline.name!r} is taken; choose another."
     assert world.pipeline.versions.count() == 1

@@ -1,17 +1,22 @@
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from mlopen.core.access import AUTHOR, LOGGED_IN, VIEW, access
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.core.sharing import SharingRefused
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines import rules
+from mlopen.pipelines.maintainers import parse_usernames, set_maintainers
 from mlopen.pipelines.models import Pipeline
-from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.pipelines.services import (IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest,
+                                       upload_pipeline)
 from mlopen.pipelines.visibility import set_private_group
 from mlopen.runs.models import Run
-from mlopen.web.forms import PipelineUploadForm, PipelineVisibilityForm
+from mlopen.web.forms import PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
 
 
 @access(LOGGED_IN)
@@ -31,7 +36,11 @@ def _param_rows(spec: list[dict]) -> list[dict]:
 
 @access(VIEW)
 def pipeline_detail(request, pk: int):
-    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user).select_related("private_group"), pk=pk)
+    """The pipeline's page; its owner (or an admin) posts the maintainers form to it."""
+    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user).select_related("private_group",
+                                                                                          "created_by"), pk=pk)
+    if request.method == "POST":
+        return _change_maintainers(request, pipeline)
     versions = list(pipeline.versions.select_related("created_by").order_by("-number"))
     latest = versions[0] if versions else None
     models = list(pipeline.trained_models.select_related("run", "version").order_by("-number"))
@@ -39,8 +48,8 @@ def pipeline_detail(request, pk: int):
         pk__in=[model.run_id for model in models if model.run_id]).values_list("pk", flat=True))
     for model in models:
         model.run_visible = model.run_id in visible_runs
-    manageable = Pipeline.objects.manageable_by(request.user).filter(pk=pipeline.pk).exists() \
-        and can_upload_pipelines(request.user)
+    manageable = rules.can_manage(request.user, pipeline)
+    maintainers = list(pipeline.maintainers.order_by("username"))
     recent_runs = Run.objects.visible_to(request.user).filter(pipeline=pipeline).select_related("version", "owner")[:10]
     return render(request, "web/pipelines/detail.html", {
         "pipeline": pipeline,
@@ -51,7 +60,11 @@ def pipeline_detail(request, pk: int):
         "models": models,
         "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
         "recent_runs": recent_runs,
-        "can_upload": can_upload_pipelines(request.user),
+        "can_publish": manageable,
+        "maintainers": maintainers,
+        "maintainers_form": PipelineMaintainersForm(initial={
+            "maintainers": ", ".join(person.get_username() for person in maintainers)})
+        if rules.can_name_maintainers(request.user, pipeline) else None,
         "visibility_form": PipelineVisibilityForm(user=request.user, initial={"group": pipeline.private_group_id})
         if manageable else None,
     })
@@ -71,6 +84,9 @@ def pipeline_upload(request):
         )
         try:
             version = upload_pipeline(upload, request.user)
+        except PipelineForbidden as exc:
+            form.add_refusal(exc.field, exc.message)
+            return render(request, "web/pipelines/upload.html", {"form": form}, status=403)
         except PipelineRejected as exc:
             form.add_refusal(exc.field, exc.message)
         else:
@@ -79,11 +95,31 @@ def pipeline_upload(request):
     return render(request, "web/pipelines/upload.html", {"form": form}, status=400 if form.errors else 200)
 
 
+def _change_maintainers(request, pipeline: Pipeline):
+    if not rules.can_name_maintainers(request.user, pipeline):
+        raise PermissionDenied(rules.maintainers_refusal(pipeline))
+    form = PipelineMaintainersForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Maintainers were not changed: the list is too long.")
+        return redirect(f"{reverse('web:pipeline-detail', args=[pipeline.pk])}#maintainers")
+    try:
+        set_maintainers(pipeline, request.user, parse_usernames(form.cleaned_data["maintainers"]))
+    except PipelineRejected as exc:
+        messages.error(request, f"Maintainers were not changed. {exc.message}")
+    else:
+        names = ", ".join(person.get_username() for person in pipeline.maintainers.order_by("username"))
+        messages.success(request, f"{pipeline.name} is now maintained by its owner and {names}." if names
+                         else f"{pipeline.name} has no maintainers now: only its owner and admins publish versions.")
+    return redirect(f"{reverse('web:pipeline-detail', args=[pipeline.pk])}#maintainers")
+
+
 @access(AUTHOR)
 @require_POST
 def pipeline_visibility(request, pk: int):
-    """Its author (or an admin) makes a pipeline private to one of their groups, or public again."""
-    pipeline = get_object_or_404(Pipeline.objects.manageable_by(request.user), pk=pk)
+    """Its owner, a maintainer or an admin makes a pipeline private to one of their groups, or public again."""
+    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user), pk=pk)
+    if not rules.can_manage(request.user, pipeline):
+        raise PermissionDenied(rules.manage_refusal(pipeline))
     form = PipelineVisibilityForm(request.POST, user=request.user)
     if not form.is_valid():
         messages.error(request, "Visibility was not changed: choose one of your groups.")
