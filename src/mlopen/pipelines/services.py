@@ -217,9 +217,12 @@ def evaluate_params(control_path: Path, work_dir: Path, python: str | None = Non
         if trace:
             message += f"\n{trace}"
         raise PipelineRejected(message)
-    specs = outcome.params or {}
-    return {"train": params_mod.spec_from_runner(specs.get("train")),
-            "run": params_mod.spec_from_runner(specs.get("run"))}
+    specs = outcome.params if isinstance(outcome.params, dict) else {}
+    try:
+        return {"train": params_mod.spec_from_runner(specs.get("train")),
+                "run": params_mod.spec_from_runner(specs.get("run"))}
+    except params_mod.SpecInvalid as exc:
+        raise PipelineRejected(f"get_params declares a form mlopen cannot offer: {exc}") from None
 
 
 def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
