@@ -7,7 +7,6 @@ shared with warm runs; this module adds how the child is started and what is lef
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from dataclasses import replace

@@ -43,7 +43,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mlopen_runner import sandbox, supervisor, untrusted
+from mlopen_runner import sandbox, supervisor
 from mlopen_runner.job import MB, Job, Outcome
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
 from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop

@@ -44,10 +44,10 @@ def spec_from_runner(runner_spec: dict | None) -> list[dict]:
             raise SpecInvalid(f"parameter {str(name)[:100]!r} has no known type; known types: {', '.join(TYPES)}.")
         field = {"name": str(name)[:200], "type": options["type"]}
         if "choices" in options:
-            if not isinstance(options["choices"], list) or not all(
-                    isinstance(choice, (str, int, float)) and not isinstance(choice, bool) for choice in options["choices"]):
+            choices = options["choices"]
+            if not isinstance(choices, list) or not all(_is_choice(choice) for choice in choices):
                 raise SpecInvalid(f"parameter {field['name']!r}: choices must be a list of strings or numbers.")
-            field["choices"] = [str(choice) for choice in options["choices"]]
+            field["choices"] = [str(choice) for choice in choices]
         if "blank" in options:
             field["blank"] = bool(options["blank"])
         if "default" in options:
@@ -57,6 +57,10 @@ def spec_from_runner(runner_spec: dict | None) -> list[dict]:
                 field["default"] = _checked_default(field, options["default"])
         fields.append(field)
     return fields
+
+
+def _is_choice(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 def _checked_default(field: dict, default: Any) -> Any:

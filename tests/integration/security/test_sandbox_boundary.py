@@ -94,7 +94,8 @@ def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
 
     run = wait_for_run(submit("result-planter")["id"], timeout=60)
 
-    assert (run.status, run.error) == ("failed", "result.json is not a regular file (Too many levels of symbolic links)")
+    assert run.status == "failed"
+    assert run.error == "result.json is not a regular file (Too many levels of symbolic links)"
     assert "the platform's secret" not in run.log
 
 
