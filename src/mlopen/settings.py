@@ -300,6 +300,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # DRF's three, with a JSON parser that answers 400 to a body nested too deeply to walk.
+    "DEFAULT_PARSER_CLASSES": [
+        "mlopen.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mlopen API",

@@ -281,10 +281,14 @@ class ResultSummarySerializer(serializers.Serializer):
     columns = serializers.ListField(child=serializers.CharField(allow_blank=True), allow_null=True)
     data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()), allow_null=True)
     rows = serializers.IntegerField(allow_null=True, help_text="rows in the whole table; null if there is no table")
-    graphs = serializers.ListField(child=serializers.JSONField())
+    graphs = serializers.ListField(child=serializers.JSONField(), help_text="null for a graph that cannot be read")
     text = serializers.CharField(allow_null=True, allow_blank=True)
     page_size = serializers.IntegerField()
     warnings = serializers.ListField(child=serializers.CharField())
+    problems = serializers.DictField(
+        child=serializers.CharField(),
+        help_text='the parts of the stored result that cannot be shown ("result", "table", "text", "warnings", '
+                  '"graphs", "graphs.N", "sort"), each with why; those parts are null. {} when all is well')
 
 
 class ResultPageSerializer(ResultSummarySerializer):
@@ -335,8 +339,10 @@ class RunDetailSerializer(RunSerializer):
     def get_result(self, run) -> dict | None:
         if run.status != Run.Status.SUCCEEDED or not run.result_folder:
             return None
-        page = results.page_of(run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE)
-        return {key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings")}
+        page = results.page_of(run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE,
+                               expect_table=run.result_rows is not None)
+        return {key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings",
+                                           "problems")}
 
     @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {
         "type": "object", "properties": {"step": {"type": "integer", "nullable": True},

@@ -5,10 +5,10 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from mlopen.api.errors import error_response
+from mlopen.api.parsers import JSONParser
 from mlopen.core.sharing import SharingRefused, set_sharing, sharing_of
 
 

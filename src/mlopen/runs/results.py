@@ -1,5 +1,9 @@
 """A run's result on disk: the table as Parquet (paged and sorted without a database), the graphs
 and text as JSON. Written once by the worker, read by the web pages, the API and downloads.
+
+Reading never trusts the files: one that is missing, cut short, not JSON or Parquet, of the wrong
+shape or nested too deeply costs its part of the result (a message in ``problems``), never the
+page. Pipelines shape what is stored, and a run page that answers 500 cannot be looked at.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pyarrow.parquet as pq
 from django.conf import settings
 
 from mlopen.core import storage
+from mlopen.core.nesting import MAX_JSON_DEPTH, too_deep
 
 TABLE = "table.parquet"
 META = "result.json"
@@ -22,8 +27,18 @@ META = "result.json"
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+UNREADABLE = "This result could not be shown: "
+
+
 class ResultInvalid(ValueError):
     """The pipeline returned something mlopen cannot store or show."""
+
+
+class ResultUnreadable(ValueError):
+    """A stored result (or part of one) cannot be read; the message says why, for people."""
+
+    def __init__(self, reason: str):
+        super().__init__(UNREADABLE + reason)
 
 
 def _column_names(columns, width: int) -> list[str]:
@@ -87,44 +102,183 @@ def _capped_text(text, warnings: list[str]) -> tuple[object, list[str]]:
     return text, warnings
 
 
-def _read_meta(folder: str) -> dict:
-    with storage.open_stored(f"{folder}/{META}") as handle:
-        return json.load(handle)
+def _max_bytes() -> int:
+    # Neither file can be larger than the result the runner accepted, short of tampering.
+    return settings.MLOPEN_MAX_RESULT_MB * 1024 * 1024
 
 
-def _read_table(folder: str) -> pa.Table | None:
+def _load_meta(folder: str) -> dict:
+    """result.json as a dict, or ResultUnreadable saying why not."""
+    limit = _max_bytes()
+    try:
+        with storage.open_stored(f"{folder}/{META}") as handle:
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise ResultUnreadable(f"its file {META} is missing from storage.") from None
+    if len(raw) > limit:
+        raise ResultUnreadable(f"{META} is larger than MLOPEN_MAX_RESULT_MB ({settings.MLOPEN_MAX_RESULT_MB} MB).")
+    try:
+        # NaN and Infinity are not JSON: shown as missing values, as table cells are.
+        meta = json.loads(raw, parse_constant=lambda name: None)
+    except RecursionError:
+        raise ResultUnreadable(f"{META} is nested too deeply.") from None
+    except ValueError as exc:  # not JSON, cut short, not UTF-8
+        raise ResultUnreadable(f"{META} is not valid JSON ({str(exc)[:200]}).") from None
+    if not isinstance(meta, dict):
+        raise ResultUnreadable(f"{META} holds {_a(meta)}, not an object.")
+    return meta
+
+
+def _a(value) -> str:
+    """What a JSON value is, for messages: "a list", "a number"..."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
+    """The parts of result.json that can be shown, and {part: why not} for those that cannot.
+
+    Parts: "result" (the file as a whole), "table" (its column names), "text", "warnings", "graphs"
+    (the list) and "graphs.N" (graph N, left as None in the list so that graph numbers stay the same).
+    """
+    shown = {"columns": None, "graphs": [], "text": None, "warnings": []}
+    try:
+        meta = _load_meta(folder)
+    except ResultUnreadable as exc:
+        return shown, {"result": str(exc)}
+    problems = {}
+    columns = meta.get("columns")
+    if columns is None or (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        shown["columns"] = columns
+    else:
+        problems["table"] = UNREADABLE + f"the table's column names are {_a(columns)}, not a list of text."
+    text = meta.get("text")
+    if text is None or isinstance(text, str):
+        shown["text"] = text
+    else:
+        problems["text"] = UNREADABLE + f"the text is {_a(text)}, not text."
+    warnings = meta.get("warnings") or []
+    if isinstance(warnings, list) and all(isinstance(w, str) for w in warnings):
+        shown["warnings"] = warnings
+    else:
+        problems["warnings"] = UNREADABLE + "the warnings are not a list of text."
+    graphs = meta.get("graphs") or []
+    if not isinstance(graphs, list):
+        problems["graphs"] = UNREADABLE + f"the graphs are {_a(graphs)}, not a list."
+        graphs = []
+    shown["graphs"] = []
+    for index, graph in enumerate(graphs):
+        why = _graph_problem(graph)
+        if why:
+            problems[f"graphs.{index}"] = UNREADABLE + f"graph {index + 1} {why}."
+        shown["graphs"].append(None if why else graph)
+    return shown, problems
+
+
+def _graph_problem(graph) -> str | None:
+    """Why a stored graph cannot be shown, or None. The shapes mlopen_runner.results writes."""
+    if not isinstance(graph, dict):
+        return f"is {_a(graph)}, not an object"
+    if too_deep(graph):
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    if graph.get("kind") == "html":
+        return None if isinstance(graph.get("html"), str) else "has no HTML text"
+    if graph.get("kind") != "figure":
+        return "is neither a figure nor HTML"
+    figure = graph.get("figure")
+    if not isinstance(figure, dict):
+        return f"has a figure that is {_a(figure)}, not an object"
+    if not isinstance(figure.get("data"), list) or not isinstance(figure.get("layout", {}), dict):
+        return "has a figure without a list of traces and a layout object"
+    return None
+
+
+def _read_table(folder: str, expected: bool = False) -> pa.Table | None:
+    """The result table; None when there is none (and none was ``expected``); else ResultUnreadable."""
     name = f"{folder}/{TABLE}"
     if not storage.exists(name):
+        if expected:
+            raise ResultUnreadable(f"its table file {TABLE} is missing from storage.")
         return None
-    # ParquetFile reads one file directly; read_table goes through the dataset layer (3x slower).
-    with pq.ParquetFile(storage.local_path(name)) as table_file:
-        return table_file.read()
+    limit = _max_bytes()
+    try:
+        path = storage.local_path(name)
+        if path.stat().st_size > limit:
+            raise ResultUnreadable(f"{TABLE} is larger than MLOPEN_MAX_RESULT_MB ({settings.MLOPEN_MAX_RESULT_MB} MB).")
+        # ParquetFile reads one file directly; read_table goes through the dataset layer (3x slower).
+        with pq.ParquetFile(path) as table_file:
+            metadata = table_file.metadata
+            # A file's own account of its size, checked before anything is decompressed into memory.
+            unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+            if unpacked > 8 * limit:
+                raise ResultUnreadable(f"{TABLE} would take {unpacked // 1024 // 1024:,} MB of memory to read.")
+            if _type_depth(table_file.schema_arrow) > MAX_JSON_DEPTH:
+                raise ResultUnreadable(f"{TABLE} has cells nested more than {MAX_JSON_DEPTH} levels deep.")
+            return table_file.read()
+    except ResultUnreadable:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as exc:
+        raise ResultUnreadable(f"{TABLE} is not a readable Parquet table ({str(exc)[:200]}).") from None
+
+
+def _type_depth(schema: pa.Schema) -> int:
+    """How deeply the table's column types nest (a plain column is 1), measured without recursion."""
+    deepest, stack = 0, [(field.type, 1) for field in schema]
+    while stack:
+        kind, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            stack.extend((kind.field(i).type, depth + 1) for i in range(kind.num_fields))
+    return deepest
 
 
 def _json_cell(value):
+    """A cell as JSON can hold it. Nested cells (lists, structs) recurse: the schema bounds their depth."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (list, tuple)):
+        return [_json_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_cell(v) for k, v in value.items()}
     return value
 
 
 def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = None,
-            descending: bool = False) -> dict:
-    """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "text"}.
+            descending: bool = False, *, expect_table: bool = False) -> dict:
+    """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "text",
+    "warnings", "problems"}.
 
-    ``sort`` is a column index (names may repeat); rows are sorted before paging.
+    ``sort`` is a column index (names may repeat); rows are sorted before paging. ``expect_table``
+    (the run recorded a row count) makes a missing table file a problem rather than no table.
+    ``problems`` maps each part that cannot be shown ("result", "table", "text", "warnings",
+    "graphs", "graphs.N", "sort") to a message; that part is null (or left out) in the page.
     """
-    meta = _read_meta(folder)
-    table = _read_table(folder)
-    out = {"columns": meta.get("columns"), "data": None, "rows": None, "page": page, "page_size": page_size,
-           "pages": 0, "graphs": meta.get("graphs") or [], "text": meta.get("text"),
-           "warnings": meta.get("warnings") or []}
+    meta, problems = _read_meta(folder)
+    out = {"columns": meta["columns"], "data": None, "rows": None, "page": page, "page_size": page_size,
+           "pages": 0, "graphs": meta["graphs"], "text": meta["text"], "warnings": meta["warnings"],
+           "problems": problems}
+    if "result" in problems or "table" in problems:
+        out["columns"] = None
+        return out
+    try:
+        table = _read_table(folder, expected=expect_table)
+    except ResultUnreadable as exc:
+        problems["table"] = str(exc)
+        out["columns"] = None
+        return out
     if table is None:
         return out
     rows = table.num_rows
     if sort is not None and 0 <= sort < table.num_columns:
-        table = table.sort_by([(table.column_names[sort], "descending" if descending else "ascending")])
+        try:
+            table = table.sort_by([(table.column_names[sort], "descending" if descending else "ascending")])
+        except (pa.ArrowException, NotImplementedError, TypeError, ValueError):
+            problems["sort"] = (f"Column {sort + 1} holds values that cannot be sorted; "
+                                "the rows are in their stored order.")
     start = (page - 1) * page_size
     # Never slice past the end: pyarrow gives a table without columns as many rows as asked for.
     chunk = table.slice(start, max(0, min(page_size, rows - start))).to_pylist()
@@ -134,10 +288,27 @@ def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = 
     return out
 
 
+def _table_to_download(folder: str) -> tuple[list[str] | None, pa.Table]:
+    """The column names and the table, read before any byte is sent; ResultUnreadable if there is no table.
+
+    The table's own (de-duplicated) names stand in for result.json's when those cannot be read.
+    """
+    meta, problems = _read_meta(folder)
+    table = _read_table(folder, expected=True)
+    return table.column_names if "result" in problems or "table" in problems else meta["columns"], table
+
+
 def iter_csv(folder: str) -> Iterator[str]:
-    """The whole result table as CSV lines, with formula-like cells neutralized."""
-    meta = _read_meta(folder)
-    table = _read_table(folder)
+    """The whole result table as CSV lines, with formula-like cells neutralized.
+
+    The table is read when this is called (ResultUnreadable then), not when the lines are consumed:
+    a streamed download cannot turn into an error once its first line is sent.
+    """
+    columns, table = _table_to_download(folder)
+    return _csv_lines(columns or table.column_names, table)
+
+
+def _csv_lines(columns: list[str], table: pa.Table) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -148,9 +319,7 @@ def iter_csv(folder: str) -> Iterator[str]:
         buffer.truncate()
         return line
 
-    if table is None:
-        return
-    yield emit([_neutralize(c) for c in (meta.get("columns") or table.column_names)])
+    yield emit([_neutralize(c) for c in columns])
     for batch in table.to_batches(max_chunksize=1000):
         for row in batch.to_pylist():
             yield emit([_neutralize(v) for v in row.values()])
@@ -163,13 +332,12 @@ def _neutralize(value):
 
 
 def as_json_rows(folder: str) -> dict:
-    meta = _read_meta(folder)
-    table = _read_table(folder)
-    rows = [] if table is None else [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]
-    return {"columns": meta.get("columns"), "data": rows}
+    """The whole table as {"columns", "data"}; ResultUnreadable when it cannot be read."""
+    columns, table = _table_to_download(folder)
+    return {"columns": columns, "data": [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]}
 
 
 def graph_at(folder: str, index: int) -> dict | None:
-    """The result's graph number ``index`` (0-based), or None if there is no such graph."""
-    graphs = _read_meta(folder).get("graphs") or []
+    """The result's graph number ``index`` (0-based), or None if there is no such graph or it cannot be read."""
+    graphs = _read_meta(folder)[0]["graphs"]
     return graphs[index] if 0 <= index < len(graphs) else None

@@ -215,12 +215,12 @@ def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: b
     if run.status != Run.Status.SUCCEEDED or not run.result_folder:
         return None
     size = settings.MLOPEN_RESULT_PAGE_SIZE
-    try:
-        result = results.page_of(run.result_folder, page, size, sort, descending)
-        if result["rows"] is not None and page > result["pages"]:
-            result = results.page_of(run.result_folder, result["pages"], size, sort, descending)
-    except FileNotFoundError:
-        return {"missing": True}
+    # A part of the stored result that cannot be read comes back as a message in result["problems"].
+    expect_table = run.result_rows is not None
+    result = results.page_of(run.result_folder, page, size, sort, descending, expect_table=expect_table)
+    if result["rows"] is not None and page > result["pages"]:
+        result = results.page_of(run.result_folder, result["pages"], size, sort, descending,
+                                 expect_table=expect_table)
     order = "desc" if descending else "asc"
     result["headers"] = [{
         "name": name,
@@ -248,8 +248,9 @@ def run_detail(request, pk: int):
     manageable = run.owner_id == request.user.pk or request.user.is_superuser
     result = _result_page(run, **_table_args(request))
     graphs = []
-    if result and not result.get("missing"):
+    if result:
         graphs = [{"index": i, "kind": g.get("kind"), "figure": g.get("figure"), "dom_id": f"graph-data-{i}"}
+                  if g is not None else {"index": i, "kind": "unreadable", "message": result["problems"][f"graphs.{i}"]}
                   for i, g in enumerate(result["graphs"])]
     context = {
         **_status_context(run),
