@@ -235,6 +235,9 @@ MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
 # mlopen.runs.workers.requeue_lost_messages). 0 turns re-sending off.
 MLOPEN_REQUEUE_SECONDS = env_float("MLOPEN_REQUEUE_SECONDS", 120.0)
 MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).resolve()
+# Pipeline environments install wheels only: a source distribution runs its build code. true lets
+# builds compile them (inside the build sandbox, which sees only the new environment).
+MLOPEN_BUILD_FROM_SOURCE = env_bool("MLOPEN_BUILD_FROM_SOURCE", False)
 MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)

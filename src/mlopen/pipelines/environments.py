@@ -10,29 +10,35 @@ child's PYTHONPATH from a copy beside the environments.
 
 from __future__ import annotations
 
+import configparser
 import fcntl
 import hashlib
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from packaging.requirements import InvalidRequirement, Requirement
 
 from mlopen.pipelines.models import PipelineVersion
+from mlopen_runner import sandbox
 from mlopen_runner.child import die_with_parent
 
 log = logging.getLogger(__name__)
 BUILD_TIMEOUT_SECONDS = 900
 _REFUSED_MARKERS = ("://", "git+", "hg+", "svn+", "bzr+", "file:")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._ -]+\])?\s*([<>=!~;].*)?$")
+# Names uv (and pip) read as a file to install, not as a package of the index.
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl",
+                     ".egg")
+_EXAMPLE = "name a package of the index instead, like 'package==1.2' or 'package>=1.0'"
 
 
 class EnvironmentFailed(RuntimeError):
@@ -40,7 +46,12 @@ class EnvironmentFailed(RuntimeError):
 
 
 def check_requirements(raw: bytes) -> str:
-    """Return the normalized requirements text, or refuse lines that could fetch arbitrary code."""
+    """Return the normalized requirements text, or refuse lines that could fetch arbitrary code.
+
+    Each line must be a plain PEP 508 requirement: a name of the index, optional extras, versions
+    and an environment marker. A URL, a path, an option or a name that is really a file
+    ("evil-1.0.tar.gz") would make uv install something that is not on the index, from the worker.
+    """
     from mlopen.pipelines.services import PipelineRejected
 
     try:
@@ -52,22 +63,33 @@ def check_requirements(raw: bytes) -> str:
         stripped = line.split(" #", 1)[0].strip()
         if not stripped or stripped.startswith("#"):
             continue
-        problem = None
-        if stripped.startswith("-"):
-            problem = "options (-e, -r, --index-url, ...) are not allowed"
-        elif any(marker in stripped for marker in _REFUSED_MARKERS) or " @ " in stripped or stripped.startswith("@"):
-            problem = "URLs, VCS and file references are not allowed; name a package from the index"
-        elif stripped.startswith((".", "/", "~")) or "\\" in stripped:
-            problem = "local paths are not allowed"
-        elif not _NAME.match(stripped):
-            problem = "this is not a requirement like 'package==1.2' or 'package>=1.0'"
-        if problem:
+        requirement, problem = _parse_requirement(stripped)
+        if requirement is None:
             raise PipelineRejected(f"requirements.txt line {number} ({stripped[:80]!r}): {problem}.",
                                    field="requirements")
-        kept.append(stripped)
+        kept.append(str(requirement))
     if not kept:
         raise PipelineRejected("requirements.txt names no package.", field="requirements")
     return "\n".join(kept) + "\n"
+
+
+def _parse_requirement(line: str) -> tuple[Requirement | None, str]:
+    """(the requirement, "") or (None, what is wrong with the line and what to write instead)."""
+    if line.startswith("-"):
+        return None, f"options (-e, -r, --index-url, ...) are not allowed; {_EXAMPLE}"
+    if any(marker in line for marker in _REFUSED_MARKERS) or line.startswith("@"):
+        return None, f"URLs, VCS and file references are not allowed; {_EXAMPLE}"
+    if line.startswith((".", "/", "~")) or "/" in line or "\\" in line:
+        return None, f"local paths are not allowed; {_EXAMPLE}"
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return None, "this is not a requirement like 'package==1.2' or 'package>=1.0'"
+    if requirement.url:
+        return None, f"URLs, VCS and file references are not allowed; {_EXAMPLE}"
+    if requirement.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        return None, f"this names a file (an archive or a wheel), not a package; {_EXAMPLE}"
+    return requirement, ""
 
 
 def requirements_hash(requirements: str) -> str:
@@ -148,49 +170,197 @@ def _uv() -> str:
         return found
 
 
+def uv_cache() -> Path:
+    """uv's cache for environment builds only: the one folder builds share, besides their own."""
+    return envs_root() / "uv-cache"
+
+
 def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
     """Build the environment for these requirements if it is not there yet; return (python, build log)."""
     python = env_python(env_hash)
-    marker = env_path(env_hash) / ".mlopen-ready"
+    target = env_path(env_hash)
+    marker = target / ".mlopen-ready"
     with _build_lock(env_hash):
         if marker.exists() and python.exists():
             return python, "environment already built\n"
-        target = env_path(env_hash)
+        _recheck(requirements)
         shutil.rmtree(target, ignore_errors=True)
         requirements_file = envs_root() / f"{env_hash[:24]}.requirements.txt"
         requirements_file.write_text(requirements)
-        env = _build_environment_variables()
-        build_log = ""
-        for argv in ([_uv(), "venv", "--python", sys.executable, str(target)],
-                     [_uv(), "pip", "install", "--python", str(python), "-r", str(requirements_file)]):
-            # uv dies with this worker: a build re-sent after the worker was killed must not race
-            # an orphaned uv still writing into the same folder.
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_SECONDS,
-                                  preexec_fn=die_with_parent)  # prctl only: takes no lock a thread could hold
-            build_log += f"$ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}\n"
-            build_log += done.stdout + done.stderr
-            if done.returncode != 0:
-                shutil.rmtree(target, ignore_errors=True)
-                raise EnvironmentFailed(build_log)
+        scratch = envs_root() / f"{env_hash[:24]}.build"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            build_log = _build(target, python, requirements_file, scratch)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         marker.write_text(requirements)
         return python, build_log
 
 
-def _build_environment_variables() -> dict[str, str]:
-    """What uv sees: where to find things and how to reach the index, none of the platform's secrets.
+def _recheck(requirements: str) -> None:
+    """Versions uploaded before requirement lines were checked this strictly are checked again here."""
+    from mlopen.pipelines.services import PipelineRejected
+
+    try:
+        check_requirements(requirements.encode())
+    except PipelineRejected as exc:
+        raise EnvironmentFailed(f"$ check requirements.txt\n{exc.message}\n") from None
+
+
+def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -> str:
+    """Create the venv and install into it, each step a uv process inside the sandbox.
+
+    The sandbox reads uv, the base Python and the requirements file; it writes only the new
+    environment, uv's build cache and its own /tmp. It starts in an empty folder (also its HOME),
+    so no requirement can resolve to a file of the worker's folder, and it sees nothing else of
+    MLOPEN_HOME: not the database, the secret key, the storage or the other environments.
+    """
+    home, tmp = scratch / "home", scratch / "tmp"
+    for folder in (target, home, tmp, uv_cache()):
+        folder.mkdir(parents=True, exist_ok=True)
+    uv = _uv()
+    env = _build_environment_variables(home)
+    readable = [os.path.dirname(uv), *_python_prefixes(sys.executable), str(requirements_file), str(home),
+                *_local_sources(env)]
+    only_wheels = not settings.MLOPEN_BUILD_FROM_SOURCE
+    build_log = ""
+    for argv in ([uv, "venv", "--python", sys.executable, str(target)],
+                 [uv, "pip", "install", "--python", str(python), *(["--only-binary", ":all:"] if only_wheels else []),
+                  "-r", str(requirements_file)]):
+        try:
+            launch = sandbox.isolate(argv, readable=readable, writable=[str(target), str(uv_cache())],
+                                     tmp_dir=str(tmp), allow_network=True, chdir=str(home))
+        except sandbox.SandboxUnavailable as exc:
+            raise EnvironmentFailed(f"{build_log}$ build in the sandbox\n{exc}\n") from None
+        try:
+            # uv dies with this worker: a build re-sent after the worker was killed must not race
+            # an orphaned uv still writing into the same folder.
+            done = subprocess.run(launch.argv, capture_output=True, text=True, cwd=home, timeout=BUILD_TIMEOUT_SECONDS,
+                                  env={**env, "TMPDIR": "/tmp" if launch.sandboxed else str(tmp)},
+                                  pass_fds=launch.pass_fds,
+                                  preexec_fn=die_with_parent)  # prctl only: takes no lock a thread could hold
+        finally:
+            launch.close()
+        build_log += f"$ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}\n"
+        if done.returncode != 0 and only_wheels and _needs_a_source_build(done.stdout + done.stderr):
+            build_log += _ONLY_WHEELS_NOTE + "\n"
+        build_log += done.stdout + done.stderr
+        if done.returncode != 0:
+            raise EnvironmentFailed(build_log)
+    return build_log
+
+
+_ONLY_WHEELS_NOTE = (
+    "Only wheels are installed, and a requirement has no wheel for this Python and platform, only a source "
+    "distribution (whose build code would run on the worker): require a version that has a wheel, or have an "
+    "admin set MLOPEN_BUILD_FROM_SOURCE=true on the workers to build it (inside the build sandbox).")
+
+
+def _needs_a_source_build(output: str) -> bool:
+    return "building from source is disabled" in output or "has no usable wheels" in output
+
+
+def _python_prefixes(python: str) -> list[str]:
+    """The installation the interpreter belongs to: its venv (if any) and the base Python.
+
+    The same as mlopen_runner.sandbox._python_prefixes (private there).
+    """
+    launcher = Path(os.path.abspath(python))
+    prefixes = [launcher.parent.parent, Path(os.path.realpath(python)).parent.parent]
+    venv_config = launcher.parent.parent / "pyvenv.cfg"
+    if venv_config.exists():  # venvs made with --copies do not link to their base Python
+        for line in venv_config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                prefixes.append(Path(value.strip()).parent)
+    return [str(prefix) for prefix in prefixes]
+
+
+def _build_environment_variables(home: Path) -> dict[str, str]:
+    """What uv sees: a clean environment with how to reach the index, none of the platform's secrets.
 
     Installing a package without a wheel runs its build code, so the database URL, the broker's
-    password or the secret key must not be in reach.
+    password or the secret key must not be in reach. UV_NO_CONFIG: no uv.toml of the host is read;
+    the index settings the worker has (for uv, or pip's, which uv does not read) are passed instead.
     """
     passed = {k: v for k, v in os.environ.items()
-              if k in _PASSED_TO_UV or k.startswith("UV_") or k.lower().endswith("_proxy")}
+              if k in _PASSED_TO_UV or k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    passed.update(_index_settings())
     passed.setdefault("PATH", os.defpath)
-    passed["UV_CACHE_DIR"] = str(envs_root() / "uv-cache")
-    passed["UV_PYTHON_DOWNLOADS"] = "never"  # the platform's own interpreter, never a downloaded one
+    passed.update(HOME=str(home), UV_CACHE_DIR=str(uv_cache()), UV_PYTHON=sys.executable, UV_NO_CONFIG="1",
+                  UV_PYTHON_DOWNLOADS="never",  # the platform's own interpreter, never a downloaded one
+                  # In the sandbox the cache and the environment are two mounts: no hard links between them.
+                  UV_LINK_MODE="copy")
     return passed
 
 
-_PASSED_TO_UV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+_PASSED_TO_UV = ("PATH", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT",
+                 "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
+                 "UV_INDEX_STRATEGY", "UV_KEYRING_PROVIDER", "UV_INSECURE_HOST")
+_UV_INDEX = ("UV_INDEX_URL", "UV_DEFAULT_INDEX")
+
+
+def _index_settings() -> dict[str, str]:
+    """pip's index settings as uv's, where uv has none of its own.
+
+    pip's index-url (PIP_INDEX_URL or a pip.conf) becomes uv's default index, its find-links uv's.
+    pip's extra-index-url is passed only from PIP_EXTRA_INDEX_URL, not from a pip.conf: uv takes
+    a package from the first index that has it, so a partial local mirror named there would hide
+    every other version of the packages it holds (pip merges the indexes). UV_EXTRA_INDEX_URL is
+    the way to name one.
+    """
+    pip = _pip_config()
+    translated = {}
+    index = os.environ.get("PIP_INDEX_URL") or pip.get("index-url")
+    if index and not any(os.environ.get(name) for name in _UV_INDEX):
+        translated["UV_DEFAULT_INDEX"] = index.split()[0]
+    extra = os.environ.get("PIP_EXTRA_INDEX_URL")
+    if extra and not os.environ.get("UV_EXTRA_INDEX_URL"):
+        translated["UV_EXTRA_INDEX_URL"] = " ".join(extra.split())
+    links = os.environ.get("PIP_FIND_LINKS") or pip.get("find-links")
+    if links and not os.environ.get("UV_FIND_LINKS"):
+        translated["UV_FIND_LINKS"] = ",".join(links.split())  # uv's list is comma-separated
+    return translated
+
+
+def _pip_config() -> dict[str, str]:
+    """index-url and find-links as pip reads them from its configuration files (later files win)."""
+    user_config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    files = [*(Path(d) / "pip" / "pip.conf" for d in (os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d),
+             Path("/etc/pip.conf"), Path.home() / ".pip" / "pip.conf", user_config / "pip" / "pip.conf"]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    found: dict[str, str] = {}
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path)
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            for key in ("index-url", "find-links"):
+                if parser.has_option(section, key):
+                    found[key] = parser.get(section, key).strip()
+    return found
+
+
+def _local_sources(env: dict[str, str]) -> list[str]:
+    """Folders and files on this host the index settings name (file:// indexes, find-links
+    folders, the TLS trust store): the sandbox must be able to read them."""
+    urls = [value.split("=", 1)[1] if "=" in value.split("://", 1)[0] else value  # UV_INDEX: [name=]url
+            for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL")
+            for value in env.get(name, "").split()]
+    urls += [value.strip() for value in env.get("UV_FIND_LINKS", "").split(",")]
+    paths = [env[name] for name in ("SSL_CERT_FILE", "SSL_CERT_DIR") if env.get(name)]
+    for url in urls:
+        if url.startswith("file://"):
+            paths.append(unquote(urlsplit(url).path))
+        elif url and "://" not in url:
+            paths.append(os.path.abspath(os.path.expanduser(url)))
+    return paths
 
 
 def failure_summary(env_log: str, limit: int = 600) -> str:
