@@ -183,7 +183,7 @@ def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterab
 
     The job's folder is the only writable place; its TMP_DIR_NAME folder is the sandbox's /tmp.
     """
-    readable = [*_python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
+    readable = [*python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
                 *job.data_files(), *([job.model_path] if job.model_path else []), *job.readonly_paths]
     return isolate(command, readable=readable, writable=[job.work_dir], tmp_dir=tmp_dir(job.work_dir),
                    allow_network=job.allow_network, chdir=job.work_dir, max_processes=job.max_processes)
@@ -387,7 +387,7 @@ def _rw_binds(paths: Iterable[str]) -> list[str]:
     return flags
 
 
-def _python_prefixes(python: str) -> list[str]:
+def python_prefixes(python: str) -> list[str]:
     """The installation the interpreter belongs to: its venv (if any) and the base Python."""
     launcher = Path(os.path.abspath(python))
     prefixes = [launcher.parent.parent, Path(os.path.realpath(python)).parent.parent]

@@ -223,7 +223,7 @@ def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -
         folder.mkdir(parents=True, exist_ok=True)
     uv = _uv()
     env = _build_environment_variables(home)
-    readable = [os.path.dirname(uv), *_python_prefixes(sys.executable), str(requirements_file), str(home),
+    readable = [os.path.dirname(uv), *sandbox.python_prefixes(sys.executable), str(requirements_file), str(home),
                 *_local_sources(env)]
     only_wheels = not settings.MLOPEN_BUILD_FROM_SOURCE
     build_log = ""
@@ -261,22 +261,6 @@ _ONLY_WHEELS_NOTE = (
 
 def _needs_a_source_build(output: str) -> bool:
     return "building from source is disabled" in output or "has no usable wheels" in output
-
-
-def _python_prefixes(python: str) -> list[str]:
-    """The installation the interpreter belongs to: its venv (if any) and the base Python.
-
-    The same as mlopen_runner.sandbox._python_prefixes (private there).
-    """
-    launcher = Path(os.path.abspath(python))
-    prefixes = [launcher.parent.parent, Path(os.path.realpath(python)).parent.parent]
-    venv_config = launcher.parent.parent / "pyvenv.cfg"
-    if venv_config.exists():  # venvs made with --copies do not link to their base Python
-        for line in venv_config.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "home":
-                prefixes.append(Path(value.strip()).parent)
-    return [str(prefix) for prefix in prefixes]
 
 
 def _build_environment_variables(home: Path) -> dict[str, str]:
