@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mlopen.client.cli import Output, _Watcher
+from mlopen.client.follow import RunWatcher
+from mlopen.client.output import Output
 
 
 class _Logs:
@@ -20,7 +21,7 @@ class _Logs:
 
 def _tail(chunks: list[str], capsys) -> str:
     client = _Logs(chunks)
-    with _Watcher(client, Output(), run_id=7) as watcher:
+    with RunWatcher(client, Output(), run_id=7) as watcher:
         for _ in chunks:
             watcher.update({"status": "running", "progress": None})
     return capsys.readouterr().err
