@@ -419,7 +419,8 @@ def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Th
         lines.append(f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | "
                      f"{series.p50 / floor:.1f}x | {series.p50 - floor:.1f} |")
     lines += ["", "Where the API's time goes (medians): *POST* = the submit request as the client saw it "
-              "(with long polling it holds the result, so it is the whole run); *queue* = the run row's created_at (its INSERT, inside the POST) to started_at (commit, "
+              "(with long polling it holds the result, so it is the whole run); *queue* = the run row's created_at "
+              "(its INSERT, inside the POST) to started_at (commit, "
               "broker, claim); *execute* = started_at to finished_at (job, warm or fresh child, result "
               "storage, final UPDATE); *rest* = end-to-end p50 minus queue and execute: the POST up to "
               "its INSERT, and from finished_at until the client holds the finished run with its result "

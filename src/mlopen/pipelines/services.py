@@ -81,7 +81,8 @@ def validate_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME_OK.match(name):
         raise PipelineRejected(
-            "Pipeline names are 1-100 characters: letters, digits, spaces, '.', '_' and '-', starting with a letter or digit.",
+            "Pipeline names are 1-100 characters: letters, digits, spaces, '.', '_' and '-', "
+            "starting with a letter or digit.",
             field="name",
         )
     return name
@@ -90,11 +91,13 @@ def validate_name(name: str) -> str:
 def check_control_source(filename: str, source: bytes) -> str | None:
     """Refuse a control file that cannot work; return its module docstring (a default description)."""
     if len(source) > MAX_CONTROL_BYTES:
-        raise PipelineRejected(f"The control file is {len(source) // 1024} KB; the limit is {MAX_CONTROL_BYTES // 1024} KB.")
+        raise PipelineRejected(f"The control file is {len(source) // 1024} KB; "
+                               f"the limit is {MAX_CONTROL_BYTES // 1024} KB.")
     try:
         text = source.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise PipelineRejected(f"{filename} is not UTF-8 text (byte {exc.start}). Upload the Python source file.") from None
+        raise PipelineRejected(f"{filename} is not UTF-8 text (byte {exc.start}). "
+                               "Upload the Python source file.") from None
     try:
         tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
@@ -249,7 +252,8 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
             requirements = support
             continue
         if support_name == control_name or support_name in support_names:
-            raise PipelineRejected(f"Two files are named {support_name!r}; every file of a pipeline needs its own name.",
+            raise PipelineRejected(f"Two files are named {support_name!r}; "
+                                   "every file of a pipeline needs its own name.",
                                    field="support_files")
         support_files.append(support)
         support_names.append(support_name)

@@ -54,7 +54,8 @@ class MultipleFileField(forms.FileField):
 class PipelineUploadForm(BootstrapMixin, forms.Form):
     control = forms.FileField(
         label="Control file",
-        help_text="The Python file that defines train(inpt, params=None) and run_pipeline(input, model, args, params=None).",
+        help_text="The Python file that defines train(inpt, params=None) and "
+                  "run_pipeline(input, model, args, params=None).",
         widget=forms.FileInput(attrs={"accept": ".py"}))
     support_files = MultipleFileField(
         required=False, allow_empty_file=True, label="Support files",
@@ -77,7 +78,8 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
 
 
 class DatasetUploadForm(BootstrapMixin, forms.Form):
-    file = forms.FileField(label="File", help_text="A CSV table, a text file, a zip archive… whatever the pipeline reads.")
+    file = forms.FileField(label="File",
+                           help_text="A CSV table, a text file, a zip archive… whatever the pipeline reads.")
     name = forms.CharField(required=False, max_length=200, help_text="Optional. Empty: the file's name.")
 
     def __init__(self, *args, **kwargs):

@@ -31,7 +31,8 @@ RESULT = {
     "data": [["b", 2], ["a", 3], ["c", 1]],
     "graphs": [{"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [3]}], "layout": {}}},
                {"kind": "html", "html": '<div id="g">graph</div><script>document.title="x"</script>'}],
-    "text": '<b>Accuracy</b> 0.9<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>',
+    "text": ('<b>Accuracy</b> 0.9<script>alert(1)</script><img src=x onerror="alert(2)">'
+             '<a href="javascript:alert(3)">x</a>'),
 }
 
 

@@ -17,7 +17,8 @@ class _Scan(HTMLParser):
         attrs = dict(attrs)
         self.handlers += [(tag, name) for name in attrs if name.startswith("on")]
         self.handlers += [(tag, "javascript: url") for name, value in attrs.items()
-                          if name in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:")]
+                          if name in ("href", "src", "action")
+                          and (value or "").strip().lower().startswith("javascript:")]
         if tag == "script":
             self._script = {"attrs": attrs, "body": ""}
             self.scripts.append(self._script)

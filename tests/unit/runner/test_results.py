@@ -100,7 +100,8 @@ def test_none_graphs_are_skipped():
         {"kind": "figure", "figure": {"data": [], "layout": {}}}]
 
 
-@pytest.mark.parametrize("graph, described", [(42, "graph 1 is a int"), ({"layout": {}}, "graph 1 (dict) has no 'data'")])
+@pytest.mark.parametrize("graph, described", [(42, "graph 1 is a int"),
+                                               ({"layout": {}}, "graph 1 (dict) has no 'data'")])
 def test_a_graph_of_an_unknown_form_is_an_error_naming_its_index_and_type(graph, described):
     with pytest.raises(TypeError, match=re.escape(described)):
         normalize_result({"graphs": [{"data": []}, graph]})
@@ -114,7 +115,8 @@ def test_text_stays_as_given_and_other_scalars_become_strings():
 def test_unknown_keys_are_warned_about_not_refused():
     result = normalize_result({"data": [], "preds": 1})
 
-    assert result["warnings"] == ["run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"]
+    assert result["warnings"] == [
+        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"]
 
 
 def test_the_normalized_result_is_strict_json():

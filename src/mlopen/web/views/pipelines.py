@@ -12,8 +12,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import rules
 from mlopen.pipelines.maintainers import parse_usernames, set_maintainers
 from mlopen.pipelines.models import Pipeline
-from mlopen.pipelines.services import (IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest,
-                                       upload_pipeline)
+from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
 from mlopen.pipelines.visibility import set_private_group
 from mlopen.runs.models import Run
 from mlopen.web.forms import PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
