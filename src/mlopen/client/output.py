@@ -18,6 +18,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlopen.client.exit_codes import EXIT_OK
 from mlopen.client.formatting import escape_markup
@@ -51,7 +52,8 @@ class Output:
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*["" if cell is None else str(cell) for cell in row])
+            # Text, not markup: a name like "ham [x]" or "[/x]" is shown as typed.
+            table.add_row(*[Text("" if cell is None else str(cell)) for cell in row])
         self.out.print(table)
 
 

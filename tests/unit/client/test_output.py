@@ -127,3 +127,12 @@ def test_with_no_human_form_only_json_prints_anything(capsys):
 
     assert _emit(capsys, run, as_json=False) == ("", "")
     assert _emit(capsys, run, as_json=True) == ('{\n  "id": 7,\n  "status": "failed"\n}\n', "")
+
+
+def test_a_table_cell_with_brackets_is_shown_as_typed_not_read_as_markup(capsys):
+    page = dict(PAGE, count=2, results=[{"id": 1, "name": "ham [x]"}, {"id": 2, "name": "[/x] eggs"}])
+
+    out, _err = _emit(capsys, page, as_json=False, table=PIPELINES)
+
+    assert "ham [x]" in out
+    assert "[/x] eggs" in out
