@@ -251,6 +251,12 @@ MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
 MLOPEN_WARM_RUNS = env_bool("MLOPEN_WARM_RUNS", True)
 MLOPEN_WARM_MAX = env_int("MLOPEN_WARM_MAX", 2)
 MLOPEN_WARM_IDLE_SECONDS = env_float("MLOPEN_WARM_IDLE_SECONDS", 300.0)
+# Where pipeline code runs (mlopen_runner.sandbox): "bubblewrap" (a worker that cannot create the
+# sandbox refuses to start), "auto" (bubblewrap where it works, a plain process elsewhere, saying
+# so on every page) or "none" (never sandboxed: trusted authors only). Production fails closed.
+MLOPEN_SANDBOX = env_str("MLOPEN_SANDBOX").strip() or ("bubblewrap" if PRODUCTION else "auto")
+if MLOPEN_SANDBOX not in {"auto", "bubblewrap", "none"}:
+    raise ConfigError(f"MLOPEN_SANDBOX must be auto, bubblewrap or none, got {MLOPEN_SANDBOX!r}")
 
 # --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -313,7 +313,7 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = ["id", "status", "kind", "pipeline", "pipeline_name", "version", "owner", "input", "input_name",
-                  "params", "trained_model", "timeout_seconds", "queue", "attempt", "worker", "retry_of",
+                  "params", "trained_model", "timeout_seconds", "queue", "attempt", "worker", "sandbox", "retry_of",
                   "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "error", "progress",
                   "result_rows"]
 

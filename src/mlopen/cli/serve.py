@@ -27,6 +27,9 @@ class Child:
     started_at: float = 0.0
     next_start: float = 0.0
     backoff: float = field(default=1.0)
+    # An exit status that means "restarting cannot help" (a worker without the sandbox it must use).
+    final_status: int | None = None
+    given_up: bool = False
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env)
@@ -69,17 +72,44 @@ def _children(host: str, port: int, workers: int, web_processes: int) -> list[Ch
     ], env)
     children = [web]
     base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
+    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
+
     for index in range(1, workers + 1):
         name = f"{base}-w{index}"
         children.append(Child(f"worker {name}", [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name],
-                              dict(env, MLOPEN_WORKER_NAME=name)))
+                              dict(env, MLOPEN_WORKER_NAME=name), final_status=EXIT_SANDBOX_UNAVAILABLE))
     return children
+
+
+def _sandbox_refusal() -> str | None:
+    """Why this host's workers would refuse to start (MLOPEN_SANDBOX=bubblewrap without a working
+    bwrap), or None. The same check each worker makes; asked once here so serve says it up front."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
+    import django
+
+    django.setup()
+    from mlopen_runner import sandbox
+
+    try:
+        sandbox.require()
+    except sandbox.SandboxUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
     if workers < 0:
         print("mlopen serve: --workers must be 0 or more", file=sys.stderr)
         return 2
+    refusal = _sandbox_refusal()
+    if refusal and workers:
+        from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
+
+        print(f"mlopen serve: refusing to start {workers} worker(s) here: {refusal}", file=sys.stderr, flush=True)
+        return EXIT_SANDBOX_UNAVAILABLE
+    if refusal:
+        print(f"mlopen serve: uploaded control files cannot be read here (that runs in the sandbox): {refusal}",
+              file=sys.stderr, flush=True)
     prepare()
     children = _children(host, port, workers, web_processes)
     stopping = {"flag": False}
@@ -104,12 +134,18 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
 def _restart_dead(children: list[Child]) -> None:
     now = time.monotonic()
     for child in children:
+        if child.given_up:
+            continue
         if child.alive():
             if now - child.started_at > 60:
                 child.backoff = 1.0  # it ran fine for a while: the next crash restarts it at once
             continue
+        code = child.process.returncode if child.process else None
+        if child.final_status is not None and code == child.final_status:
+            child.given_up = True
+            print(f"mlopen: {child.label} refused to start (its reason is above); not restarting it", flush=True)
+            continue
         if child.next_start == 0.0:
-            code = child.process.returncode if child.process else None
             print(f"mlopen: {child.label} exited with status {code}; restarting in {child.backoff:.0f} s", flush=True)
             child.next_start = now + child.backoff
             child.backoff = min(RESTART_BACKOFF_MAX, child.backoff * 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 
 def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> int:
@@ -20,6 +21,14 @@ def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> 
     from django.conf import settings
 
     from mlopen.celery_app import app
+    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
+    from mlopen_runner import sandbox
+
+    try:
+        sandbox.require()  # fail closed, before Celery connects to the queue
+    except sandbox.SandboxUnavailable as exc:
+        print(f"mlopen worker {name} refuses to start: {exc}", file=sys.stderr, flush=True)
+        return EXIT_SANDBOX_UNAVAILABLE
 
     queue_list = queues or settings.MLOPEN_DEFAULT_QUEUE
     argv = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from mlopen_runner import sandbox
+
 
 def _folder_error(folder, hint: str, check_id: str) -> list:
     try:
@@ -48,4 +50,17 @@ def production_broker(app_configs, **kwargs):
         return [Warning("A folder broker with an external database: workers on other hosts cannot see the queue.",
                         hint="Set CELERY_BROKER_URL to redis:// or amqp:// when workers run on several hosts.",
                         id="mlopen.W001")]
+    return []
+
+
+@register(deploy=True)
+def sandbox_available(app_configs, **kwargs):
+    """MLOPEN_SANDBOX=bubblewrap (the production default): this host must be able to create the sandbox,
+    or its workers refuse to start and its web server refuses uploads (their forms are read in it)."""
+    if settings.MLOPEN_SANDBOX != "bubblewrap":
+        return []
+    try:
+        sandbox.require()
+    except sandbox.SandboxUnavailable as exc:
+        return [Error(str(exc), id="mlopen.E004")]  # says how to install bubblewrap or opt out
     return []

@@ -1,4 +1,5 @@
-"""What /healthz reports: can this web server reach its database, broker and storage, and how many workers live."""
+"""What /healthz reports: can this web server reach its database, broker and storage, which workers live, and
+where each of them runs pipelines (inside bubblewrap or not)."""
 
 from __future__ import annotations
 
@@ -40,27 +41,59 @@ def check_storage() -> str:
     return storage.probe()
 
 
+def worker_sandboxes() -> list[dict]:
+    """Each live worker and where it runs pipelines, as it said itself when it started (Worker.sandbox,
+    "kind: reason"): the web server's own sandbox says nothing about the workers' hosts."""
+    from mlopen.runs.workers import live_workers
+
+    listed = []
+    for name, hostname, described in live_workers().order_by("name").values_list("name", "hostname", "sandbox"):
+        kind, _, reason = described.partition(": ")
+        if kind not in ("bubblewrap", "process"):  # a worker that did not say
+            kind, reason = "unknown", described or "this worker did not report its sandbox"
+        listed.append({"name": name, "hostname": hostname, "sandbox": kind, "sandboxed": kind == "bubblewrap",
+                       "reason": reason})
+    return listed
+
+
+def sandbox_summary(listed: list[dict]) -> tuple[str, str]:
+    """("bubblewrap" only when every live worker is sandboxed, else "none", "mixed" or "unknown"; a note)."""
+    if not listed:
+        return "unknown", "No live worker: nothing can say where pipelines would run."
+    unsandboxed = [worker["name"] for worker in listed if not worker["sandboxed"]]
+    if not unsandboxed:
+        return "bubblewrap", ""
+    note = (f"{len(unsandboxed)} of {len(listed)} live worker(s) run pipelines without a sandbox, with their own "
+            f"access to their host: {', '.join(unsandboxed)} (see live_workers).")
+    return ("none" if len(unsandboxed) == len(listed) else "mixed"), note
+
+
 def report() -> tuple[dict, bool]:
-    from mlopen.runs.workers import fail_lost_runs, live_workers
+    from mlopen.runs.workers import fail_lost_runs
     from mlopen_runner import sandbox_status
 
     database = check_database()
     broker = check_broker()
     stored = check_storage()
     healthy = database == "ok" and broker == "ok" and stored == "ok"
-    workers = 0
+    listed = []
     if database == "ok":
-        workers = live_workers().count()
+        listed = worker_sandboxes()
         try:
             fail_lost_runs()  # polled often, so it notices even when the last worker died
         except Exception:  # noqa: BLE001 - a busy database must not make the health check fail
             pass
-    sandbox = sandbox_status()
+    summary, note = sandbox_summary(listed)
+    # This web server runs pipeline code too: a control file's get_params, at upload.
+    web = sandbox_status()
     body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "storage": stored,
-            "workers": workers,
-            "sandbox": sandbox["kind"]}
-    if sandbox["kind"] != "bubblewrap":
-        body["sandbox_note"] = sandbox.get("reason", "")
+            "workers": len(listed), "sandbox": summary, "live_workers": listed, "web_sandbox": web["kind"]}
+    if web["kind"] != "bubblewrap":
+        refused = web.get("mode") == "bubblewrap"  # then it refuses uploads rather than read them unsandboxed
+        web_note = "cannot read uploaded control files" if refused else "reads uploaded control files unsandboxed"
+        note = f"{note} This web server {web_note}: {web.get('reason', '')}.".strip()
+    if note:
+        body["sandbox_note"] = note
     failing = [part for part in ("database", "broker", "storage") if body[part] != "ok"]
     if failing:
         body["failing"] = failing

@@ -12,8 +12,8 @@ from mlopen.runs.models import Run, Worker
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["id", "pipeline", "kind", "status", "owner", "worker", "created_at", "finished_at"]
-    list_filter = ["status", "kind", "worker"]
+    list_display = ["id", "pipeline", "kind", "status", "owner", "worker", "sandbox", "created_at", "finished_at"]
+    list_filter = ["status", "kind", "worker", "sandbox"]
     search_fields = ["pipeline__name", "owner__username", "error"]
     readonly_fields = [f.name for f in Run._meta.fields if f.name != "shared_with_all"]
     filter_horizontal = ["shared_groups"]
@@ -23,7 +23,7 @@ class RunAdmin(admin.ModelAdmin):
 class WorkerAdmin(admin.ModelAdmin):
     """Which workers are alive, where, on which queues, under which sandbox, running what."""
 
-    list_display = ["name", "alive", "hostname", "pid", "queues", "sandbox", "running", "last_seen"]
+    list_display = ["name", "alive", "sandboxed", "hostname", "pid", "queues", "sandbox", "running", "last_seen"]
     readonly_fields = [f.name for f in Worker._meta.fields]
 
     def get_queryset(self, request):
@@ -37,6 +37,11 @@ class WorkerAdmin(admin.ModelAdmin):
         if run_id is None:
             return "-"
         return format_html('<a href="{}">run {}</a>', reverse("admin:runs_run_change", args=[run_id]), run_id)
+
+    @admin.display(boolean=True, description="sandboxed")
+    def sandboxed(self, worker: Worker) -> bool:
+        # A red cross for a worker that runs pipelines with its own access to its host.
+        return worker.sandbox.startswith("bubblewrap:")
 
     @admin.display(boolean=True)
     def alive(self, worker: Worker) -> bool:

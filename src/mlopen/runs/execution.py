@@ -46,7 +46,7 @@ def claim(run_id: int, worker_name: str) -> Run | None:
     current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
     taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
         status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
-        attempt=F("attempt") + 1,
+        attempt=F("attempt") + 1, sandbox=workers.sandbox_of_this_process()["kind"],
         trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
                            default=F("trained_model")))
     if taken != 1:

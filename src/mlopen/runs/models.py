@@ -65,6 +65,9 @@ class Run(models.Model):
                                        help_text="when its last message was sent; empty: it could not be sent")
 
     worker = models.CharField(max_length=200, blank=True)
+    sandbox = models.CharField(max_length=20, blank=True,
+                               help_text="where its pipeline code ran: bubblewrap, or none (with the worker's own "
+                                         "access to its host); empty until a worker takes it")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

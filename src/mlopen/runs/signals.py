@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+import logging
+
+from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 from django.db import close_old_connections
 
 from mlopen.runs import warm, workers
+from mlopen_runner import sandbox as runner_sandbox
 
+log = logging.getLogger(__name__)
 _threads: dict[str, workers.HeartbeatThread] = {}
+# `mlopen worker` exits with this when the sandbox it must use cannot be made (sysexits' EX_CONFIG):
+# `mlopen serve` does not restart a worker that exits so.
+EXIT_SANDBOX_UNAVAILABLE = 78
+
+
+@worker_init.connect
+def refuse_to_start_without_the_sandbox(**kwargs) -> None:
+    """Fail closed: with MLOPEN_SANDBOX=bubblewrap, a worker whose host cannot create the sandbox
+    stops here, before it connects to the queue, so it never takes a run (however it was started:
+    `mlopen worker` checks first, this covers `celery worker` too)."""
+    try:
+        runner_sandbox.require()
+    except runner_sandbox.SandboxUnavailable as exc:
+        log.critical("worker refuses to start: %s", exc)
+        raise SystemExit(EXIT_SANDBOX_UNAVAILABLE) from None  # Celery's signals swallow any Exception
 
 
 @worker_ready.connect
 def on_worker_ready(sender=None, **kwargs) -> None:
-    from mlopen_runner import sandbox_status
-
     name = workers.current_worker_name()
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values()) if sender else []
-    status = sandbox_status()
-    # The kind and why (e.g. "process: bwrap is not installed"), so the admin's Worker list says
-    # which hosts run pipelines without a sandbox.
-    sandbox = f"{status['kind']}: {status['reason']}"[:200]
+    # The kind and why (e.g. "process: bwrap is not installed"), so the admin's Worker list and
+    # /healthz say which workers run pipelines without a sandbox.
+    sandbox = workers.sandbox_of_this_process()["described"]
     workers.register(name, queues, sandbox=sandbox)
     workers.fail_lost_runs()
     thread = workers.HeartbeatThread(name, queues, sandbox)

@@ -12,6 +12,7 @@ the messages the broker lost (see requeue_lost_messages), of queued runs and of 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from django.db.models.functions import Coalesce, Concat, NullIf
 from django.utils import timezone
 
 from mlopen.runs.models import Run, Worker
+from mlopen_runner import sandbox as runner_sandbox
 
 log = logging.getLogger(__name__)
 # This process's worker name, the run it is executing and until when the heartbeat thread vouches
@@ -42,6 +44,27 @@ STUCK_AFTER_LIMIT_SECONDS = 20 * 60
 
 def current_worker_name() -> str:
     return _state["name"] or settings.MLOPEN_WORKER_NAME or f"{socket.gethostname()}-{os.getpid()}"
+
+
+# What Run.sandbox records: the run's pipeline code ran inside bubblewrap, or as a plain process.
+SANDBOXED, UNSANDBOXED = "bubblewrap", "none"
+
+
+def sandbox_of_this_process() -> dict[str, str]:
+    """Where this process runs pipeline code: {"kind": SANDBOXED or UNSANDBOXED, "described": the
+    Worker row's text, e.g. "process: bwrap is not installed"}. The probe runs once per process."""
+    return dict(_sandbox_in_mode(runner_sandbox.mode()))
+
+
+@functools.cache
+def _sandbox_in_mode(mode: str) -> dict[str, str]:
+    status = runner_sandbox.sandbox_status()
+    reason = status["reason"]
+    if status.get("process_limit"):
+        reason += f"; process cap: {status['process_limit']}"
+    # In "bubblewrap" mode no pipeline code starts outside the sandbox: a launch it cannot sandbox fails.
+    sandboxed = mode == "bubblewrap" or status["kind"] == "bubblewrap"
+    return {"kind": SANDBOXED if sandboxed else UNSANDBOXED, "described": f"{status['kind']}: {reason}"[:200]}
 
 
 def live_workers():
