@@ -13,16 +13,15 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Max, OuterRef, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db import DatabaseError, InterfaceError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import TrainedModel
-from mlopen.runs import results, waiting, warm
+from mlopen.runs import lifecycle, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
 from mlopen_runner.watching import private_model_path
@@ -34,37 +33,15 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 
 
-def claim(run_id: int, worker_name: str) -> Run | None:
-    """Take a queued run for this worker. Exactly one worker can win, however often the message arrives.
-
-    One UPDATE (one commit) takes the run and gives a `run` the pipeline's current trained model.
-    The worker's own row learns what it runs from its heartbeat thread, off this path.
-    """
-    from mlopen.runs import workers
-
-    now = timezone.now()
-    current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
-    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
-        attempt=F("attempt") + 1, sandbox=workers.sandbox_of_this_process()["kind"],
-        trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
-                           default=F("trained_model")))
-    if taken != 1:
-        return None
-    run = Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
-    workers.set_current_run(worker_name, run_id, run.timeout_seconds)
-    return run
-
-
 def execute_run(run_id: int, worker_name: str) -> str:
     """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
-    run = claim(run_id, worker_name)
+    run = lifecycle.claim(run_id, worker_name, workers.sandbox_of_this_process()["kind"])
     if run is None:
         current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
         log.info("run %s not claimed (status %s): already taken, finished or deleted", run_id, current)
         return f"skipped ({current or 'missing'})"
-    from mlopen.runs import workers
-
+    # The worker's own row learns what it runs from its heartbeat thread, off this path.
+    workers.set_current_run(worker_name, run_id, run.timeout_seconds)
     work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
     recorder = RunRecorder(run)
     try:
@@ -73,7 +50,8 @@ def execute_run(run_id: int, worker_name: str) -> str:
         return finish(run, outcome, recorder)
     except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
         log.exception("run %s failed inside the platform", run.pk)
-        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}", log=recorder.log_text)
+        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}",
+                    **recorder.final_fields())
         return Run.Status.FAILED
     finally:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
@@ -196,29 +174,33 @@ class RunRecorder:
         return self.cancelled
 
     def flush(self, force: bool = False) -> None:
-        """Write what changed and the heartbeat; learn whether the user asked to cancel."""
+        """Write what changed and the heartbeat; learn whether the user asked to cancel.
+
+        A database error never reaches the pipeline: the log and metrics not written stay here and
+        go with the next flush (or the final write).
+        """
         self.last_flush = time.monotonic()
-        fields = {"heartbeat_at": timezone.now()}
+        fields = {}
         if self.dirty or force:
             fields["log"] = self.log_text
             if self.progress is not None:
                 fields["progress_fraction"], fields["progress_message"] = self.progress
-        with transaction.atomic():
-            still_running = Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(**fields) == 1
-            if still_running and self.metrics:
-                RunMetric.objects.bulk_create(self.metrics)
+        try:
+            still_running = lifecycle.record_progress(self.run_id, self.metrics, **fields)
+            cancel_requested = still_running and Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("run %s: could not write its log and progress (%s: %s); trying again at the next flush",
+                        self.run_id, exc.__class__.__name__, exc)
+            return
         self.metrics = []
         self.dirty = False
         # A run whose row was deleted (with its pipeline, say) or already failed as lost has nobody
         # left to report to: stop it as if cancelled, so the worker is free for the next one.
-        self.cancelled = not still_running or Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        self.cancelled = not still_running or cancel_requested
 
     def final_fields(self) -> dict:
-        """Store the metrics not yet written; return the log and progress for the run's final UPDATE."""
-        if self.metrics:
-            RunMetric.objects.bulk_create(self.metrics)
-            self.metrics = []
-        fields = {"log": self.log_text, "heartbeat_at": timezone.now()}
+        """The log, progress and metrics not yet written, for the run's final write (one transaction)."""
+        fields = {"log": self.log_text, "heartbeat_at": timezone.now(), "metrics": self.metrics}
         if self.progress is not None:
             fields["progress_fraction"], fields["progress_message"] = self.progress
         return fields
@@ -270,12 +252,8 @@ def db_text(text: str) -> str:
 
 
 def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, **extra) -> None:
-    fields = {"status": status, "finished_at": timezone.now(), "error": None if error is None else db_text(error),
-              **extra}
+    fields = {"error": None if error is None else db_text(error), **extra}
     if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
         fields["peak_memory_mb"] = outcome.peak_rss_mb
     # The worker forgets the run in execute_run's `finally`, whatever happened here.
-    if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**fields) == 1:
-        waiting.announce_finished(run.pk)
-    else:
-        log.warning("run %s was no longer running when it finished as %s", run.pk, status)
+    lifecycle.finish(run.pk, status, **fields)

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline
+from mlopen.runs import lifecycle
 from mlopen.runs.models import Run
-from mlopen.runs.waiting import announce_finished
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +165,7 @@ def enqueue(run: Run) -> bool:
 
 def cancel_run(run: Run) -> Run:
     """Cancel a queued run outright, or ask the worker holding a running one to kill it."""
-    if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-            status=Run.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started.",
-            cancel_requested=True) == 1:
-        announce_finished(run.pk)
-        run.refresh_from_db()
-        return run
-    if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True) == 1:
+    if lifecycle.cancel_queued(run) or lifecycle.request_cancel(run):
         run.refresh_from_db()
         return run
     run.refresh_from_db()

@@ -2,9 +2,10 @@
 from a background thread, and fails runs whose worker stopped heartbeating (killed, out of
 memory, host lost).
 
-Nothing but a heartbeat keeps a run "running": every live worker reaps lost runs on each beat,
-and so do /healthz and the run API (see fail_lost_runs), so a run is failed even when the only
-worker there was is the one that died.
+Nothing but a heartbeat keeps a run "running": every live worker reaps lost runs on each beat
+and when it starts (see fail_lost_runs; the status changes themselves are in runs.lifecycle).
+Pages, the API and /healthz only read: a run whose only worker died stays "running" until a
+worker starts again.
 
 Nothing but a message keeps a run "queued" moving: on each beat every live worker also re-sends
 the messages the broker lost (see requeue_lost_messages), of queued runs and of environment builds.
@@ -23,10 +24,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import F, Q, Subquery, TextField, Value
-from django.db.models.functions import Coalesce, Concat, NullIf
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
+from mlopen.runs import lifecycle
 from mlopen.runs.models import Run, Worker
 from mlopen_runner import sandbox as runner_sandbox
 
@@ -103,7 +104,7 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
     if run_id is not None and time.monotonic() < _state["vouch_until"]:
         # From this thread, not the run's own loop: a run still building its environment (or
         # stuck writing its log) is alive as long as its worker is.
-        Run.objects.filter(pk=run_id, worker=name, status=Run.Status.RUNNING).update(heartbeat_at=now)
+        lifecycle.heartbeat(run_id, name)
     build_id = _state.get("current_build")
     if build_id is not None and time.monotonic() < _state["build_vouch_until"]:
         from mlopen.pipelines.models import PipelineVersion
@@ -159,31 +160,13 @@ def building(version_id: int):
 
 
 def fail_runs_of_worker(name: str, reason: str) -> int:
-    return Run.objects.filter(status=Run.Status.RUNNING, worker=name).update(
-        status=Run.Status.FAILED, finished_at=timezone.now(), error=reason)
+    return len(lifecycle.fail_runs_of_worker(name, reason))
 
 
 def fail_lost_runs() -> int:
-    """Fail running runs whose heartbeat stopped longer ago than MLOPEN_HEARTBEAT_TIMEOUT.
-
-    Cheap enough to call on every request that shows a run: one indexed SELECT, and one UPDATE
-    only when something was lost (on SQLite an UPDATE takes the write lock even when it matches
-    nothing). The UPDATE re-checks the condition, so a run that heartbeats meanwhile is spared.
-    """
-    timeout = settings.MLOPEN_HEARTBEAT_TIMEOUT
-    cutoff = timezone.now() - timedelta(seconds=timeout)
-    lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
-    if not lost.exists():
-        return 0
-    worker = Coalesce(NullIf(F("worker"), Value("")), Value("unknown"))
-    count = lost.update(
-        status=Run.Status.FAILED, finished_at=timezone.now(),
-        error=Concat(Value("The worker running this run ("), worker,
-                     Value(f") was lost: no heartbeat for over {timeout:g} s. The run did not finish; "
-                           "use 'Run again' to retry it."), output_field=TextField()))
-    if count:
-        log.warning("marked %d run(s) failed: their worker was lost", count)
-    return count
+    """Fail running runs whose heartbeat stopped longer ago than MLOPEN_HEARTBEAT_TIMEOUT (see
+    lifecycle.fail_lost); called by every worker when it starts and on each beat."""
+    return len(lifecycle.fail_lost(settings.MLOPEN_HEARTBEAT_TIMEOUT))
 
 
 def cleanup_broker_folder() -> None:
@@ -263,7 +246,7 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     when it was never sent (``enqueued_at`` empty: the broker was down at submit). Each re-send
     stamps ``enqueued_at``, so a run gets at most one more message per MLOPEN_REQUEUE_SECONDS, and
     none while the workers of its queue are busy: a long backlog is left alone. A duplicate is
-    harmless anyway (execution.claim takes a run once).
+    harmless anyway (lifecycle.claim takes a run once).
     """
     from mlopen.runs.tasks import execute_run
 

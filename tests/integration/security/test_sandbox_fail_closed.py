@@ -253,7 +253,7 @@ def test_admin_lists_where_runs_ran_and_marks_unsandboxed_workers(world, web_as)
 
 @pytest.mark.django_db
 def test_claiming_a_run_records_the_sandbox_of_the_worker_that_took_it(world):
-    from mlopen.runs import execution, workers
+    from mlopen.runs import lifecycle, workers
     from mlopen_runner import sandbox
 
     previous = sandbox.mode()
@@ -261,10 +261,10 @@ def test_claiming_a_run_records_the_sandbox_of_the_worker_that_took_it(world):
         for mode, recorded in (("none", "none"), ("bubblewrap", "bubblewrap")):
             sandbox.configure(mode)
             queued = make_run(world.alice, world.pipeline, status="queued")
-            assert execution.claim(queued.pk, f"w-{mode}").sandbox == recorded
+            taken = lifecycle.claim(queued.pk, f"w-{mode}", workers.sandbox_of_this_process()["kind"])
+            assert taken.sandbox == recorded
     finally:
         sandbox.configure(previous)
-        workers.set_current_run("w", None)
 
 
 @pytest.mark.engine
