@@ -69,7 +69,6 @@ def sandbox_summary(listed: list[dict]) -> tuple[str, str]:
 
 
 def report() -> tuple[dict, bool]:
-    from mlopen.runs.workers import fail_lost_runs
     from mlopen_runner import sandbox_status
 
     database = check_database()
@@ -79,10 +78,6 @@ def report() -> tuple[dict, bool]:
     listed = []
     if database == "ok":
         listed = worker_sandboxes()
-        try:
-            fail_lost_runs()  # polled often, so it notices even when the last worker died
-        except Exception:  # noqa: BLE001 - a busy database must not make the health check fail
-            pass
     summary, note = sandbox_summary(listed)
     # This web server runs pipeline code too: a control file's get_params, at upload.
     web = sandbox_status()

@@ -31,12 +31,9 @@ MEDIUM_CHECK_SECONDS = 0.025
 MEDIUM_PHASE_SECONDS = 10.0
 SLOWEST_CHECK_SECONDS = 0.25
 # PostgreSQL: workers NOTIFY this channel with a run's id when it finishes; a waiting request looks
-# at the row this often anyway, in case a run finished without a notice (failed as lost, say).
+# at the row this often anyway, in case a notice was lost (pg_notify failed, say).
 FINISHED_CHANNEL = "mlopen_run_finished"
 MISSED_NOTICE_CHECK_SECONDS = 1.0
-# A lost worker's run is failed by whoever looks (mlopen.runs.workers.fail_lost_runs); a long wait
-# looks too, this often, so it ends with the run's failure rather than at its deadline.
-REAP_EVERY_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 _slots_lock = threading.Lock()
@@ -82,21 +79,16 @@ def _watch(run_id: int, seconds: float) -> bool:
 
 def _check_until(run_id: int, seconds: float, pause) -> bool:
     """Look at the run's row until it has finished (True) or ``seconds`` have passed (False), calling
-    ``pause(elapsed, remaining)`` between looks; a lost worker's run is failed on the way."""
+    ``pause(elapsed, remaining)`` between looks. It only reads: a lost worker's run is failed by
+    the live workers' sweep (runs.lifecycle.fail_lost), which announces it like any other end."""
     started = time.monotonic()
     deadline = started + seconds
-    next_reap = started + REAP_EVERY_SECONDS
     while True:
         if has_finished(run_id):
             return True
         now = time.monotonic()
         if now >= deadline:
             return False
-        if now >= next_reap:
-            from mlopen.runs.workers import fail_lost_runs
-
-            fail_lost_runs()
-            next_reap = now + REAP_EVERY_SECONDS
         pause(now - started, deadline - now)
 
 

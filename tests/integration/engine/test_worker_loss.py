@@ -1,6 +1,7 @@
 """Crash recovery: a run whose worker died is failed once its heartbeat is older than
-MLOPEN_HEARTBEAT_TIMEOUT (6 s in tests), even when no other worker is alive to notice: reading the
-run through the API (or /healthz) reaps it. Retrying is the user's explicit choice.
+MLOPEN_HEARTBEAT_TIMEOUT (6 s in tests), by the sweep every live worker runs on each beat (and when
+it starts). Reading the run through the API or /healthz never writes. Retrying is the user's
+explicit choice.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from mlopen.runs.models import Run
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_run_whose_lone_worker_was_killed_is_failed_as_lost_within_the_heartbeat_timeout(
-        pipeline_from, submit, run_body, start_worker, api):
+def test_a_run_whose_worker_was_killed_is_failed_as_lost_by_another_worker_within_the_heartbeat_timeout(
+        pipeline_from, submit, run_body, start_worker, api, unserved_queue):
     marker = f"mlopen-orphan-{uuid.uuid4().hex}"
     pipeline_from("long", f"""
         import subprocess, sys, time
@@ -33,6 +34,9 @@ def test_a_run_whose_lone_worker_was_killed_is_failed_as_lost_within_the_heartbe
     run = submit("long")
     poll(lambda: "working" in Run.objects.get(pk=run["id"]).log, timeout=60, message="the pipeline started")
     [grandchild] = poll(lambda: processes_with_marker(marker), timeout=5, message="the grandchild is visible")
+    # A second worker (on a queue of its own, so it takes nothing) whose sweep notices the loss; it
+    # beats every half second so that the detection time measures the timeout, not the beat.
+    start_worker(queues=unserved_queue, extra_env={"MLOPEN_HEARTBEAT_INTERVAL": "0.5"})
 
     worker.process.kill()  # SIGKILL: no shutdown hook runs, nothing is told
     killed_at = time.monotonic()
@@ -56,7 +60,8 @@ def test_a_run_whose_lone_worker_was_killed_is_failed_as_lost_within_the_heartbe
     assert (again.json()["status"], again.json()["retry_of"]) == ("queued", run["id"])
 
 
-def test_healthz_also_fails_runs_whose_worker_stopped_heartbeating(pipeline_from, submit, client):
+def test_healthz_only_reads_and_a_starting_worker_fails_runs_whose_worker_stopped_heartbeating(
+        pipeline_from, submit, client, start_worker, unserved_queue):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -76,7 +81,10 @@ def test_healthz_also_fails_runs_whose_worker_stopped_heartbeating(pipeline_from
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    lost = Run.objects.get(pk=run["id"])
+    assert Run.objects.get(pk=run["id"]).status == "running"  # a GET writes nothing
+    start_worker(queues=unserved_queue)  # its first sweep, at start, finds the run lost
+    lost = poll(lambda: (row := Run.objects.get(pk=run["id"])).status != "running" and row, timeout=30,
+                message="the run is no longer running")
     assert lost.status == "failed"
     assert lost.error.startswith("The worker running this run (gone-host-w1) was lost")
 

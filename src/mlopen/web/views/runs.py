@@ -273,9 +273,6 @@ def run_detail(request, pk: int):
 def run_status(request, pk: int):
     """The live status panel. htmx polls it while the run is going; once finished the page reloads
     (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
-    if request.headers.get("HX-Request"):
-        # Someone is watching this run: if its worker died, say so now rather than keep polling.
-        workers.fail_lost_runs()
     run = _get_run(request, pk)
     manageable = run.owner_id == request.user.pk or request.user.is_superuser
     response = render(request, "web/runs/_status.html", {
