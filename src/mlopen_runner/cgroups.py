@@ -144,12 +144,13 @@ def _remove_groups_of_dead_workers(folder: str) -> None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             owner = entry.name[len(_PREFIX):].split("-", 1)[0]
-            if entry.name.startswith(_PREFIX) and owner.isdigit() and not _alive(int(owner)):
+            if entry.name.startswith(_PREFIX) and owner.isdigit() and not process_exists(int(owner)):
                 with contextlib.suppress(OSError):
                     os.rmdir(entry.path)
 
 
-def _alive(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -352,23 +352,13 @@ def _remove_folders_of_dead_processes() -> None:
         return
     for entry in entries:
         pid = entry.name[len(_SUPPORT_PREFIX):].split("-", 1)[0]
-        if not entry.name.startswith(_SUPPORT_PREFIX) or not pid.isdigit() or _process_exists(int(pid)):
+        if not entry.name.startswith(_SUPPORT_PREFIX) or not pid.isdigit() or cgroups.process_exists(int(pid)):
             continue
         try:
             if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
                 shutil.rmtree(entry.path, ignore_errors=True)
         except OSError:
             pass
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ro_binds(paths: Iterable[str]) -> list[str]:
