@@ -232,7 +232,7 @@ MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)
 MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
 # A queued run (or an environment build) whose message was sent this long ago is sent again when a
 # live worker serving its queue has been idle this long too: the broker lost the message (see
-# mlopen.runs.workers.requeue_lost_messages). 0 turns re-sending off.
+# mlopen.runs.sweep.requeue_lost_messages). 0 turns re-sending off.
 MLOPEN_REQUEUE_SECONDS = env_float("MLOPEN_REQUEUE_SECONDS", 120.0)
 MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).resolve()
 # Pipeline environments install wheels only: a source distribution runs its build code. true lets

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from mlopen.core.access import LOGGED_IN, PUBLIC, access
-from mlopen.core.views import healthz
+from mlopen.runs.health import healthz
 
 # Of django.contrib.auth's pages only these: users are made by admins (`mlopen user create`, the
 # admin site) and no mail is configured, so there is no password reset by e-mail.

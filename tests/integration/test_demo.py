@@ -12,7 +12,7 @@ DEMO_DATASETS = {"housing.csv", "iris.csv", "reviews_new.txt", "reviews_train.cs
 
 def test_demo_pipelines_and_datasets_are_registered_once_and_work_out_of_the_box(
         api, worker, wait_for_run):
-    from mlopen.core.bootstrap import load_demo
+    from mlopen.cli.bootstrap import load_demo
     from mlopen.datasets.models import Dataset
     from mlopen.pipelines.models import Pipeline
 

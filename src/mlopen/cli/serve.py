@@ -55,7 +55,7 @@ def prepare(stdout=print) -> None:
 
     settings.MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
     call_command("migrate", interactive=False, verbosity=0)
-    from mlopen.core.bootstrap import ensure_admin, load_demo
+    from mlopen.cli.bootstrap import ensure_admin, load_demo
 
     ensure_admin(stdout)
     if settings.MLOPEN_LOAD_DEMO:

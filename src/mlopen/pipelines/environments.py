@@ -24,10 +24,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 from packaging.requirements import InvalidRequirement, Requirement
 
+import mlopen_runner
+import mlopenapp
+from mlopen.core import storage
+from mlopen.pipelines.control import PipelineRejected, evaluate_params
 from mlopen.pipelines.models import PipelineVersion
 from mlopen_runner import sandbox
 from mlopen_runner.child import die_with_parent
@@ -52,8 +54,6 @@ def check_requirements(raw: bytes) -> str:
     and an environment marker. A URL, a path, an option or a name that is really a file
     ("evil-1.0.tar.gz") would make uv install something that is not on the index, from the worker.
     """
-    from mlopen.pipelines.services import PipelineRejected
-
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -109,44 +109,6 @@ def env_python(env_hash: str) -> Path:
     return env_path(env_hash) / "bin" / "python"
 
 
-def request_environment(version: PipelineVersion) -> None:
-    """Mark the version as building and enqueue its build, once the upload is committed.
-
-    Even when the same requirements were built before, the build job runs: it reads the new control
-    file's forms (get_params) inside the environment, which only then makes the version usable.
-    It goes to the pipeline's own queue, so a pipeline served only by `--queues gpu` workers is
-    still built. A build message the broker loses (or whose worker dies) is sent again by the
-    workers' sweep (mlopen.runs.workers.requeue_lost_builds).
-    """
-    env_hash = requirements_hash(version.requirements)
-    status = PipelineVersion.EnvStatus.BUILDING
-    PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status,
-                                                         env_requested_at=timezone.now(), env_heartbeat_at=None)
-    version.env_hash, version.env_status = env_hash, status
-    queue = version.pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE
-    transaction.on_commit(lambda: send_build(version.pk, queue))
-
-
-def send_build(version_id: int, queue: str) -> bool:
-    """Send the build message; never raises. The version is committed by now, so a broker that is
-    down must not fail the upload: the version stays "building" with env_requested_at cleared, and
-    the next worker sweep sends it."""
-    from mlopen.pipelines.tasks import build_environment
-
-    try:
-        build_environment.apply_async(kwargs={"version_id": version_id}, queue=queue)
-        return True
-    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the build is recorded and will be sent
-        log.warning("the environment build of pipeline version %s could not be sent to the broker (%s: %s); a "
-                    "worker will send it once the broker is reachable", version_id, exc.__class__.__name__, exc)
-    try:
-        PipelineVersion.objects.filter(pk=version_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
-            env_requested_at=None)
-    except Exception:  # logged; then it is re-sent after MLOPEN_REQUEUE_SECONDS instead
-        log.exception("could not mark the build of pipeline version %s as not sent", version_id)
-    return False
-
-
 @contextmanager
 def _build_lock(env_hash: str):
     envs_root().mkdir(parents=True, exist_ok=True)
@@ -160,7 +122,7 @@ def _build_lock(env_hash: str):
 
 def _uv() -> str:
     try:
-        from uv import find_uv_bin
+        from uv import find_uv_bin  # noqa: PLC0415 - optional: uv on PATH does as well
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):
@@ -202,8 +164,6 @@ def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
 
 def _recheck(requirements: str) -> None:
     """Versions uploaded before requirement lines were checked this strictly are checked again here."""
-    from mlopen.pipelines.services import PipelineRejected
-
     try:
         check_requirements(requirements.encode())
     except PipelineRejected as exc:
@@ -359,9 +319,6 @@ def failure_summary(env_log: str, limit: int = 600) -> str:
 
 def sdk_overlay() -> Path:
     """A folder holding copies of mlopen_runner and mlopenapp, importable without Django."""
-    import mlopen_runner
-    import mlopenapp
-
     packages = [Path(mlopen_runner.__file__).parent, Path(mlopenapp.__file__).parent]
     digest = hashlib.sha256()
     for package in packages:
@@ -412,8 +369,6 @@ def build_for_version(version_id: int) -> str:
         this.update(env_status=PipelineVersion.EnvStatus.FAILED,
                     env_log=f"Building the environment took longer than {BUILD_TIMEOUT_SECONDS} s.")
         return "failed"
-    from mlopen.pipelines.services import PipelineRejected
-
     try:
         specs = _params_in_environment(version, python, overlay)
     except PipelineRejected as exc:
@@ -426,9 +381,6 @@ def build_for_version(version_id: int) -> str:
 
 
 def _params_in_environment(version: PipelineVersion, python: Path, overlay: Path) -> dict:
-    from mlopen.core import storage
-    from mlopen.pipelines.services import evaluate_params
-
     work_dir = settings.MLOPEN_WORK_DIR / "env-params" / uuid.uuid4().hex
     work_dir.mkdir(parents=True)
     try:

@@ -1,4 +1,5 @@
-"""Celery tasks for pipelines: thin, named, ids only."""
+"""Celery tasks for pipelines: thin, named, ids only. While a worker builds, it counts as busy and
+heartbeats the build (mlopen.runs.signals, around this task)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ from celery import shared_task
 
 from mlopen.pipelines import environments
 
+BUILD_TASK = "mlopen.build_environment"
 
-@shared_task(name="mlopen.build_environment", ignore_result=True, acks_late=True)
+
+@shared_task(name=BUILD_TASK, ignore_result=True, acks_late=True)
 def build_environment(*, version_id: int) -> str:
-    from mlopen.runs import workers
-
-    with workers.building(version_id):  # busy meanwhile, and the build heartbeats with the worker
-        return environments.build_for_version(version_id)
+    return environments.build_for_version(version_id)

@@ -24,7 +24,7 @@ Every function is one conditional UPDATE (``filter(pk=..., status=...).update(..
 moves only from the status the caller saw, so two writers can never both win. Every way a run ends
 sends ``waiting.announce_finished``, so a waiting request answers at once. Each write is retried a
 few times on a dropped database connection (:func:`_retrying`), after closing the broken one.
-Re-sending a lost message (``workers.requeue_lost_runs``) changes no status and is not here.
+Re-sending a lost message (``sweep.requeue_lost_runs``) changes no status and is not here.
 """
 
 from __future__ import annotations

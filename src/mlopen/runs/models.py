@@ -60,7 +60,7 @@ class Run(models.Model):
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     attempt = models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")
     # Set when the row is created, as its message is sent on commit (no second write per run); a
-    # worker's sweep sets it again when it re-sends a lost message (workers.requeue_lost_runs).
+    # worker's sweep sets it again when it re-sends a lost message (sweep.requeue_lost_runs).
     enqueued_at = models.DateTimeField(null=True, blank=True, default=timezone.now,
                                        help_text="when its last message was sent; empty: it could not be sent")
 

@@ -14,9 +14,11 @@ from django.db import transaction
 
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs import lifecycle
 from mlopen.runs.models import Run
+from mlopen.runs.tasks import execute_run
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,6 @@ def _effective_timeout(pipeline: Pipeline, requested) -> int:
 
 
 def _environment_not_usable(pipeline: Pipeline, version) -> RunRefused:
-    from mlopen.pipelines.environments import failure_summary
-
     name = f"{pipeline.name} v{version.number}"
     if version.env_status == version.EnvStatus.FAILED:
         return RunRefused(
@@ -145,11 +145,9 @@ def enqueue(run: Run) -> bool:
 
     Called once the row is committed, so a broker that is down must not turn the request into a
     500 for a run that exists: the run stays queued with ``enqueued_at`` cleared, and the next
-    worker sweep sends it (workers.requeue_lost_messages). ``enqueued_at`` itself was set when the
+    worker sweep sends it (sweep.requeue_lost_messages). ``enqueued_at`` itself was set when the
     row was created, so a message that is sent costs no second write.
     """
-    from mlopen.runs.tasks import execute_run
-
     try:
         execute_run.apply_async(kwargs={"run_id": run.pk}, queue=run.queue or settings.MLOPEN_DEFAULT_QUEUE)
         return True

@@ -7,11 +7,12 @@ import logging
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 from django.db import close_old_connections
 
-from mlopen.runs import warm, workers
+from mlopen.pipelines.tasks import BUILD_TASK
+from mlopen.runs import sweep, warm, workers
 from mlopen_runner import sandbox as runner_sandbox
 
 log = logging.getLogger(__name__)
-_threads: dict[str, workers.HeartbeatThread] = {}
+_threads: dict[str, sweep.HeartbeatThread] = {}
 # `mlopen worker` exits with this when the sandbox it must use cannot be made (sysexits' EX_CONFIG):
 # `mlopen serve` does not restart a worker that exits so.
 EXIT_SANDBOX_UNAVAILABLE = 78
@@ -38,7 +39,7 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     sandbox = workers.sandbox_of_this_process()["described"]
     workers.register(name, queues, sandbox=sandbox)
     workers.fail_lost_runs()
-    thread = workers.HeartbeatThread(name, queues, sandbox)
+    thread = sweep.HeartbeatThread(name, queues, sandbox)
     thread.start()
     _threads[name] = thread
 
@@ -57,3 +58,16 @@ def around_task(**kwargs) -> None:
     # What Django does around a request: drop a connection that broke or outlived CONN_MAX_AGE
     # (SQLite: always), keep a healthy PostgreSQL one for the next run (settings.CELERY_DB_REUSE_MAX).
     close_old_connections()
+
+
+@task_prerun.connect
+def build_started(sender=None, kwargs=None, **_) -> None:
+    """An environment build counts as this worker's work: busy, and heartbeated (workers.start_build)."""
+    if getattr(sender, "name", None) == BUILD_TASK and kwargs and "version_id" in kwargs:
+        workers.start_build(kwargs["version_id"])
+
+
+@task_postrun.connect
+def build_ended(sender=None, **_) -> None:
+    if getattr(sender, "name", None) == BUILD_TASK:
+        workers.end_build()

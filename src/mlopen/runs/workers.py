@@ -7,8 +7,7 @@ and when it starts (see fail_lost_runs; the status changes themselves are in run
 Pages, the API and /healthz only read: a run whose only worker died stays "running" until a
 worker starts again.
 
-Nothing but a message keeps a run "queued" moving: on each beat every live worker also re-sends
-the messages the broker lost (see requeue_lost_messages), of queued runs and of environment builds.
+The heartbeat thread and its sweep (re-sending the messages the broker lost) are in runs.sweep.
 """
 
 from __future__ import annotations
@@ -17,16 +16,15 @@ import functools
 import logging
 import os
 import socket
-import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
+from mlopen.pipelines.environments import BUILD_TIMEOUT_SECONDS
+from mlopen.pipelines.models import PipelineVersion
 from mlopen.runs import lifecycle
 from mlopen.runs.models import Run, Worker
 from mlopen_runner import sandbox as runner_sandbox
@@ -107,8 +105,6 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
         lifecycle.heartbeat(run_id, name)
     build_id = _state.get("current_build")
     if build_id is not None and time.monotonic() < _state["build_vouch_until"]:
-        from mlopen.pipelines.models import PipelineVersion
-
         PipelineVersion.objects.filter(pk=build_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
             env_heartbeat_at=now)
 
@@ -136,15 +132,11 @@ def _note_busy(busy: bool) -> None:
         _state["idle_since"] = timezone.now()
 
 
-@contextmanager
-def building(version_id: int):
-    """Around an environment build on this worker: the worker counts as busy (not idle, so the
-    sweep does not read its silence as lost messages), and its heartbeat thread keeps the build's
-    env_heartbeat_at fresh, so the build is re-sent only if this worker dies (or the build hangs
-    past any limit it has)."""
-    from mlopen.pipelines.environments import BUILD_TIMEOUT_SECONDS
-    from mlopen.pipelines.models import PipelineVersion
-
+def start_build(version_id: int) -> None:
+    """An environment build starts on this worker (runs.signals, around the build task): the worker
+    counts as busy (not idle, so the sweep does not read its silence as lost messages), and its
+    heartbeat thread keeps the build's env_heartbeat_at fresh, so the build is re-sent only if this
+    worker dies (or the build hangs past any limit it has)."""
     # Two uv commands, reading the forms, and waiting for another build of the same requirements.
     limit = 2 * (2 * BUILD_TIMEOUT_SECONDS + settings.MLOPEN_PARAMS_TIMEOUT) + STUCK_AFTER_LIMIT_SECONDS
     _state["build_vouch_until"] = time.monotonic() + limit
@@ -152,11 +144,11 @@ def building(version_id: int):
     _note_busy(True)
     PipelineVersion.objects.filter(pk=version_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
         env_heartbeat_at=timezone.now())
-    try:
-        yield
-    finally:
-        _state["current_build"] = None
-        _note_busy(_state.get("current_run") is not None)
+
+
+def end_build() -> None:
+    _state["current_build"] = None
+    _note_busy(_state.get("current_run") is not None)
 
 
 def fail_runs_of_worker(name: str, reason: str) -> int:
@@ -169,28 +161,7 @@ def fail_lost_runs() -> int:
     return len(lifecycle.fail_lost(settings.MLOPEN_HEARTBEAT_TIMEOUT))
 
 
-def cleanup_broker_folder() -> None:
-    """The folder broker keeps processed messages; drop those older than an hour."""
-    if settings.MLOPEN_BROKER_DIR is None:
-        return
-    folder = settings.MLOPEN_BROKER_DIR / "processed"
-    if not folder.is_dir():
-        return
-    cutoff = timezone.now().timestamp() - 3600
-    for entry in os.scandir(folder):
-        try:
-            if entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-
-
-# How many lost messages one sweep re-sends at most, so a beat stays short even after a broker
-# lost a long queue (the rest follow on the next beats).
-REQUEUE_BATCH = 100
-
-
-def _idle_horizons(wait: float) -> dict[str, object]:
+def idle_horizons(wait: float) -> dict[str, object]:
     """For each queue served by a live idle worker: a time before which any message sent to that
     queue must have been taken, had the broker kept it.
 
@@ -212,150 +183,3 @@ def _idle_horizons(wait: float) -> dict[str, object]:
     return horizons
 
 
-def _due(sent_field: str, queue_field: str, horizons: dict) -> Q:
-    """Never sent (the publish failed), or sent before the horizon of an idle worker of its queue."""
-    due = Q(**{f"{sent_field}__isnull": True})
-    default = settings.MLOPEN_DEFAULT_QUEUE
-    for queue, horizon in horizons.items():
-        in_queue = Q(**{queue_field: queue})
-        if queue == default:  # a run or pipeline without a queue goes to the default one
-            in_queue |= Q(**{queue_field: ""})
-        due |= in_queue & Q(**{f"{sent_field}__lt": horizon})
-    return due
-
-
-def _take_due(candidates, sent_field: str, fields: tuple[str, ...]) -> list[tuple]:
-    """Stamp the due rows' ``sent_field`` with now and return them; of sweepers racing for a row
-    only one gets it: PostgreSQL locks (and skips rows another sweeper holds, re-checking the
-    condition on rows it changed meanwhile), SQLite's IMMEDIATE transactions run one at a time."""
-    if not candidates.exists():  # no write (SQLite's write lock) when nothing is due, which is nearly always
-        return []
-    with transaction.atomic():
-        rows = list(candidates.select_for_update(skip_locked=True, of=("self",))
-                    .order_by("created_at", "pk").values_list("pk", *fields)[:REQUEUE_BATCH])
-        if rows:
-            candidates.model.objects.filter(pk__in=[row[0] for row in rows]).update(**{sent_field: timezone.now()})
-    return rows
-
-
-def requeue_lost_runs(wait: float | None = None) -> list[int]:
-    """Send again the message of queued runs the broker lost; return their ids.
-
-    A run is re-sent when its last message (``enqueued_at``) is older than MLOPEN_REQUEUE_SECONDS
-    while a live worker serving its queue has sat idle for as long (see _idle_horizons), or at once
-    when it was never sent (``enqueued_at`` empty: the broker was down at submit). Each re-send
-    stamps ``enqueued_at``, so a run gets at most one more message per MLOPEN_REQUEUE_SECONDS, and
-    none while the workers of its queue are busy: a long backlog is left alone. A duplicate is
-    harmless anyway (lifecycle.claim takes a run once).
-    """
-    from mlopen.runs.tasks import execute_run
-
-    wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
-    if wait <= 0:
-        return []
-    horizons = _idle_horizons(wait)
-    candidates = Run.objects.filter(_due("enqueued_at", "queue", horizons), status=Run.Status.QUEUED)
-    rows = _take_due(candidates, "enqueued_at", ("queue", "enqueued_at"))
-    sent = _send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
-    lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]
-    if lost:
-        log.warning("re-sent %d queued run(s) whose message the broker lost (queued over %g s while a worker "
-                    "of their queue sat idle): %s", len(lost), wait, ", ".join(map(str, lost)))
-    unsent = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is None]
-    if unsent:
-        log.info("sent %d queued run(s) that could not be sent when submitted: %s", len(unsent),
-                 ", ".join(map(str, unsent)))
-    return sorted(sent)
-
-
-def requeue_lost_builds(wait: float | None = None) -> list[int]:
-    """Send again the build message of environments left "building" without a builder; return the
-    versions' ids.
-
-    As for runs, with one more condition: no worker is building it (``env_heartbeat_at``, kept
-    fresh by the building worker's heartbeat thread, is older than MLOPEN_HEARTBEAT_TIMEOUT), so a
-    build whose worker died is re-sent as well as one whose message was lost. A duplicate build is
-    harmless: environments.build_for_version skips a version no longer building, and builds of the
-    same requirements on one host wait for each other and reuse the result.
-    """
-    from mlopen.pipelines.models import PipelineVersion
-    from mlopen.pipelines.tasks import build_environment
-
-    wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
-    if wait <= 0:
-        return []
-    horizons = _idle_horizons(wait)
-    silent = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT)
-    candidates = PipelineVersion.objects.filter(
-        _due("env_requested_at", "pipeline__queue", horizons),
-        Q(env_heartbeat_at__isnull=True) | Q(env_heartbeat_at__lt=silent),
-        env_status=PipelineVersion.EnvStatus.BUILDING)
-    rows = _take_due(candidates, "env_requested_at", ("pipeline__queue", "env_requested_at"))
-    sent = _send(rows, lambda pk, queue: build_environment.apply_async(kwargs={"version_id": pk}, queue=queue),
-                 "environment build")
-    lost = [pk for pk, _queue, requested_at in rows if pk in sent and requested_at is not None]
-    if lost:
-        log.warning("re-sent the environment build of %d pipeline version(s) left building with no worker on it: "
-                    "%s", len(lost), ", ".join(map(str, lost)))
-    unsent = [pk for pk, _queue, requested_at in rows if pk in sent and requested_at is None]
-    if unsent:
-        log.info("sent the environment build of %d pipeline version(s) that could not be sent at upload: %s",
-                 len(unsent), ", ".join(map(str, unsent)))
-    return sorted(sent)
-
-
-def _send(rows: list[tuple], publish, what: str) -> set[int]:
-    """Publish each row's message. A broker that is down is logged once and not hammered: the rows
-    stay stamped, so they are tried again by a later sweep, once a worker of their queue has sat
-    idle for MLOPEN_REQUEUE_SECONDS (which it will, with nothing to take)."""
-    sent: set[int] = set()
-    failed: list[int] = []
-    error = None
-    for pk, queue, *_rest in rows:
-        try:
-            publish(pk, queue or settings.MLOPEN_DEFAULT_QUEUE)
-            sent.add(pk)
-        except Exception as exc:  # noqa: BLE001 - the broker is down: try the others later, not now
-            failed.append(pk)
-            error = exc
-            break
-    if error is not None:
-        failed += [row[0] for row in rows if row[0] not in sent and row[0] not in failed]
-        log.warning("could not send the %s message of %s (%s: %s); a later sweep tries again", what,
-                    ", ".join(map(str, failed)), error.__class__.__name__, error)
-    return sent
-
-
-def requeue_lost_messages() -> tuple[list[int], list[int]]:
-    """The sweep each worker runs on every beat: re-send lost run and build messages."""
-    return requeue_lost_runs(), requeue_lost_builds()
-
-
-class HeartbeatThread(threading.Thread):
-    """Keeps the Worker row fresh, reaps lost runs and re-sends lost messages, independent of the
-    task being executed."""
-
-    def __init__(self, name: str, queues: list[str], sandbox: str):
-        super().__init__(name="mlopen-heartbeat", daemon=True)
-        self.worker_name = name
-        self.queues = queues
-        self.sandbox = sandbox
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        ticks = 0
-        while not self.stopped.wait(settings.MLOPEN_HEARTBEAT_INTERVAL):
-            try:
-                heartbeat(self.worker_name, self.queues, self.sandbox)
-                fail_lost_runs()
-                ticks += 1
-                if ticks % 60 == 0:
-                    cleanup_broker_folder()
-            except Exception:  # noqa: BLE001 - a database hiccup must not stop the heartbeat for good
-                log.exception("worker heartbeat failed")
-            try:
-                requeue_lost_messages()
-            except Exception:  # logged; tried again on the next beat
-                log.exception("re-sending lost messages failed")
-            finally:
-                close_old_connections()

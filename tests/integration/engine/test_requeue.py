@@ -1,7 +1,7 @@
 """Lost messages: nothing stays queued or building forever because the broker lost its message
 (Redis restarted without persistence, a folder-broker file deleted, a publish that failed).
 
-Every live worker sweeps on each heartbeat (mlopen.runs.workers.requeue_lost_messages): a queued
+Every live worker sweeps on each heartbeat (mlopen.runs.sweep.requeue_lost_messages): a queued
 run is sent again when its last message is older than MLOPEN_REQUEUE_SECONDS while a live worker
 serving its queue has sat idle that long too, or at once when it could never be sent. Runs merely
 waiting behind busy workers get no second message. Environment builds get the same treatment, and
@@ -31,7 +31,7 @@ from rest_framework.authtoken.models import Token
 from mlopen.celery_app import app
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen.pipelines.tasks import build_environment
-from mlopen.runs import workers
+from mlopen.runs import sweep
 from mlopen.runs.models import Run, Worker
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
@@ -280,8 +280,8 @@ def test_the_sweep_re_sends_only_what_an_idle_worker_of_its_queue_should_have_ta
     ]
     before = dict(Run.objects.values_list("pk", "enqueued_at"))
 
-    first = workers.requeue_lost_runs(wait=60)
-    second = workers.requeue_lost_runs(wait=60)
+    first = sweep.requeue_lost_runs(wait=60)
+    second = sweep.requeue_lost_runs(wait=60)
 
     assert first == sorted([lost, never_sent])
     assert second == []  # one message per run per period
@@ -300,14 +300,14 @@ def test_of_two_sweeps_at_once_each_lost_run_is_re_sent_by_one(pipeline_from, ap
     start = threading.Barrier(2)
     results: list[list[int]] = []
 
-    def sweep() -> None:
+    def sweep_once() -> None:
         try:
             start.wait()
-            results.append(workers.requeue_lost_runs(wait=60))
+            results.append(sweep.requeue_lost_runs(wait=60))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    threads = [threading.Thread(target=sweep_once) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -328,9 +328,9 @@ def test_the_sweep_re_sends_a_build_only_when_nobody_is_building_it(pipeline_fro
     version.update(env_status="building", requirements="tinydb\n", env_requested_at=now - timedelta(seconds=90),
                    env_heartbeat_at=now)
 
-    assert workers.requeue_lost_builds(wait=60) == []  # a live worker is building it
+    assert sweep.requeue_lost_builds(wait=60) == []  # a live worker is building it
 
     version.update(env_heartbeat_at=now - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT + 1))
-    assert workers.requeue_lost_builds(wait=60) == [version.get().pk]  # that worker stopped heartbeating
-    assert workers.requeue_lost_builds(wait=60) == []
+    assert sweep.requeue_lost_builds(wait=60) == [version.get().pk]  # that worker stopped heartbeating
+    assert sweep.requeue_lost_builds(wait=60) == []
     assert _purge(qa) == 1

@@ -1,10 +1,20 @@
 """What /healthz reports: can this web server reach its database, broker and storage, which workers live, and
-where each of them runs pipelines (inside bubblewrap or not)."""
+where each of them runs pipelines (inside bubblewrap or not). Here, not in core, because it reads the
+live workers."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from mlopen.celery_app import app
+from mlopen.core import storage
+from mlopen.core.access import PUBLIC, access
+from mlopen.runs.workers import live_workers
+from mlopen_runner import sandbox_status
 
 
 def check_database() -> str:
@@ -25,8 +35,6 @@ def check_broker() -> str:
             return "ok"
         except OSError as exc:
             return f"error: broker folder {folder}: {exc}"
-    from mlopen.celery_app import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -36,16 +44,12 @@ def check_broker() -> str:
 
 
 def check_storage() -> str:
-    from mlopen.core import storage
-
     return storage.probe()
 
 
 def worker_sandboxes() -> list[dict]:
     """Each live worker and where it runs pipelines, as it said itself when it started (Worker.sandbox,
     "kind: reason"): the web server's own sandbox says nothing about the workers' hosts."""
-    from mlopen.runs.workers import live_workers
-
     listed = []
     for name, hostname, described in live_workers().order_by("name").values_list("name", "hostname", "sandbox"):
         kind, _, reason = described.partition(": ")
@@ -69,8 +73,6 @@ def sandbox_summary(listed: list[dict]) -> tuple[str, str]:
 
 
 def report() -> tuple[dict, bool]:
-    from mlopen_runner import sandbox_status
-
     database = check_database()
     broker = check_broker()
     stored = check_storage()
@@ -93,3 +95,12 @@ def report() -> tuple[dict, bool]:
     if failing:
         body["failing"] = failing
     return body, healthy
+
+
+@access(PUBLIC)
+@never_cache
+@require_GET
+def healthz(request):
+    """No login: load balancers and `mlopen serve` itself poll this."""
+    body, healthy = report()
+    return JsonResponse(body, status=200 if healthy else 503)

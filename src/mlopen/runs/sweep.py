@@ -1,0 +1,113 @@
+"""What each worker does on every beat, from its heartbeat thread: keep its Worker row fresh, fail runs
+whose worker died, and re-send the messages the broker lost.
+
+Nothing but a message keeps a run "queued" moving: on each beat every live worker re-sends the
+messages the broker lost (see requeue_lost_messages), of queued runs and (through
+pipelines.builds) of environment builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from mlopen.core import resend
+from mlopen.pipelines import builds
+from mlopen.runs import workers
+from mlopen.runs.models import Run
+from mlopen.runs.tasks import execute_run
+
+log = logging.getLogger(__name__)
+
+
+def cleanup_broker_folder() -> None:
+    """The folder broker keeps processed messages; drop those older than an hour."""
+    if settings.MLOPEN_BROKER_DIR is None:
+        return
+    folder = settings.MLOPEN_BROKER_DIR / "processed"
+    if not folder.is_dir():
+        return
+    cutoff = timezone.now().timestamp() - 3600
+    for entry in os.scandir(folder):
+        try:
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def requeue_lost_runs(wait: float | None = None) -> list[int]:
+    """Send again the message of queued runs the broker lost; return their ids.
+
+    A run is re-sent when its last message (``enqueued_at``) is older than MLOPEN_REQUEUE_SECONDS
+    while a live worker serving its queue has sat idle for as long (see workers.idle_horizons), or at once
+    when it was never sent (``enqueued_at`` empty: the broker was down at submit). Each re-send
+    stamps ``enqueued_at``, so a run gets at most one more message per MLOPEN_REQUEUE_SECONDS, and
+    none while the workers of its queue are busy: a long backlog is left alone. A duplicate is
+    harmless anyway (lifecycle.claim takes a run once).
+    """
+    wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
+    if wait <= 0:
+        return []
+    horizons = workers.idle_horizons(wait)
+    candidates = Run.objects.filter(resend.due("enqueued_at", "queue", horizons), status=Run.Status.QUEUED)
+    rows = resend.take_due(candidates, "enqueued_at", ("queue", "enqueued_at"))
+    sent = resend.send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
+    lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]
+    if lost:
+        log.warning("re-sent %d queued run(s) whose message the broker lost (queued over %g s while a worker "
+                    "of their queue sat idle): %s", len(lost), wait, ", ".join(map(str, lost)))
+    unsent = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is None]
+    if unsent:
+        log.info("sent %d queued run(s) that could not be sent when submitted: %s", len(unsent),
+                 ", ".join(map(str, unsent)))
+    return sorted(sent)
+
+
+def requeue_lost_builds(wait: float | None = None) -> list[int]:
+    """Send again the build message of environments left "building" without a builder (see
+    pipelines.builds.requeue_lost_builds); return the versions' ids."""
+    wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
+    if wait <= 0:
+        return []
+    return builds.requeue_lost_builds(workers.idle_horizons(wait), wait)
+
+
+def requeue_lost_messages() -> tuple[list[int], list[int]]:
+    """The sweep each worker runs on every beat: re-send lost run and build messages."""
+    return requeue_lost_runs(), requeue_lost_builds()
+
+
+class HeartbeatThread(threading.Thread):
+    """Keeps the Worker row fresh, reaps lost runs and re-sends lost messages, independent of the
+    task being executed."""
+
+    def __init__(self, name: str, queues: list[str], sandbox: str):
+        super().__init__(name="mlopen-heartbeat", daemon=True)
+        self.worker_name = name
+        self.queues = queues
+        self.sandbox = sandbox
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        ticks = 0
+        while not self.stopped.wait(settings.MLOPEN_HEARTBEAT_INTERVAL):
+            try:
+                workers.heartbeat(self.worker_name, self.queues, self.sandbox)
+                workers.fail_lost_runs()
+                ticks += 1
+                if ticks % 60 == 0:
+                    cleanup_broker_folder()
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the heartbeat for good
+                log.exception("worker heartbeat failed")
+            try:
+                requeue_lost_messages()
+            except Exception:  # logged; tried again on the next beat
+                log.exception("re-sending lost messages failed")
+            finally:
+                close_old_connections()
