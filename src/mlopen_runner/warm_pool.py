@@ -56,6 +56,8 @@ WARM_FILE = "warm.json"
 MAX_COPIED_INPUT_MB = 512
 # How long a warm process whose replies pipe closed gets to finish exiting before it is killed.
 EXIT_GRACE_S = 1.0
+# A reply line from the warm child ({"done": n, ...}) is far shorter than this.
+MAX_REPLY_BYTES = 64 * 1024
 # After "done", how long at most to read what the job left in the pipes.
 FINAL_READ_S = 0.05
 # How often the pool's background thread looks at idle processes (at most; never more often than
@@ -507,6 +509,10 @@ class _WarmRun(JobWatch):
 
     def _on_replies(self, chunk: bytes) -> None:
         *lines, self.replies = (self.replies + chunk).split(b"\n")
+        # Pipeline code can find and write to this descriptor too: a reply is a short line, and an
+        # unterminated longer one is not ours (as on the events pipe), so it cannot grow the worker.
+        if len(self.replies) > MAX_REPLY_BYTES:
+            self.replies = b""
         for line in lines:
             with contextlib.suppress(ValueError):
                 reply = json.loads(line)

@@ -11,12 +11,13 @@ import random
 import re
 import signal
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from mlopen_runner import Job
-from mlopen_runner.warm_pool import WarmPool, _WarmProcess, accepts
+from mlopen_runner.warm_pool import MAX_REPLY_BYTES, WarmPool, _WarmProcess, _WarmRun, accepts
 
 CONTROL = """
     import os, sys, time, uuid
@@ -549,3 +550,15 @@ def test_a_failure_outside_the_pipelines_code_shows_only_the_error(write_pipelin
 
     assert warm.error == "AttributeError: the control file defines no run_pipeline() function"
     assert warm_log.log == run_job("run", control).recorder.log == f"{warm.error}\n"
+
+
+def test_an_unterminated_line_on_the_replies_pipe_cannot_grow_the_worker():
+    # Pipeline code can find the replies descriptor and write to it; only a short line can be a reply.
+    watch = _WarmRun.__new__(_WarmRun)
+    watch.replies, watch.done, watch.warm = b"", None, SimpleNamespace(jobs=1)
+    for _ in range(40):
+        watch._on_replies(b"x" * 64 * 1024)
+        assert len(watch.replies) <= MAX_REPLY_BYTES
+    watch._on_replies(b'\n{"done": 1, "retire": false}\n')
+
+    assert watch.done == {"done": 1, "retire": False}
