@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_support import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -130,15 +131,8 @@ def api_for():
 
 def worker_env(name: str, extra: dict | None = None) -> dict:
     """The environment a worker process needs to use this test session's database and broker."""
-    from django.db import connection
-
     env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:"
-                               f"{db['PORT'] or 5432}/{db['NAME']}")
+    env["DATABASE_URL"] = database_url()
     env["MLOPEN_WORKER_NAME"] = name
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env.update(extra or {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import psutil
-from django.db import connection
+from worker_support import database_url  # noqa: F401 - engine tests import it from here
 
 
 def poll(condition, timeout: float, interval: float = 0.05, message: str = "condition"):
@@ -37,12 +37,3 @@ def alive(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def database_url() -> str:
-    """DATABASE_URL for a worker of another "host" sharing this test session's database."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")

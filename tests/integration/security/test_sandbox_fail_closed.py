@@ -18,9 +18,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from security_fixtures import make_run
+from worker_support import database_url
 
 from mlopen.runs.models import Run, Worker
 
@@ -35,20 +35,12 @@ def run_pipeline(input, model, args, params=None):
 UNSANDBOXED_WARNING = "This run ran without a sandbox: the pipeline had the worker's access to this host."
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")
-
-
 def _host_without_bwrap(tmp_path: Path, **env_vars: str) -> dict:
     """This test session's database and broker, seen from a host where bwrap is not installed."""
     env = {k: v for k, v in os.environ.items() if k != "MLOPEN_SANDBOX"}
     no_bwrap = tmp_path / "bin"  # a PATH holding nothing but this Python
     no_bwrap.mkdir(exist_ok=True)
-    env.update(DATABASE_URL=_database_url(), PATH=os.pathsep.join([str(no_bwrap), os.path.dirname(sys.executable)]),
+    env.update(DATABASE_URL=database_url(), PATH=os.pathsep.join([str(no_bwrap), os.path.dirname(sys.executable)]),
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]), **env_vars)
     return env
 
