@@ -68,6 +68,7 @@ assert len(result["data"]) == 100
 
 # --- measurements ------------------------------------------------------------------------------
 
+
 @dataclass
 class Series:
     label: str
@@ -137,17 +138,22 @@ def measure_direct(model_path: Path, input_path: Path, count: int) -> Series:
 
 def measure_spawn(model_path: Path, input_path: Path, count: int) -> Series:
     series = Series("fresh process (`python -c`: import, unpickle, run)")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT / "src"),
-           **{name: "2" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT / "src"),
+        **{name: "2" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
     for _ in range(count):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", SPAWN_SNIPPET, str(CONTROL), str(model_path), str(input_path)],
-                       check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-c", SPAWN_SNIPPET, str(CONTROL), str(model_path), str(input_path)], check=True, env=env
+        )
         series.seconds.append(time.perf_counter() - started)
     return series
 
 
 # --- an mlopen of our own ----------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -166,13 +172,21 @@ class Mlopen:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers: list[subprocess.Popen] = []
         self.database = ""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DATABASE_URL", "CELERY_", "DJANGO_", "MLOPEN_"))}
-        env.update(MLOPEN_HOME=str(home), MLOPEN_ENV="development", MLOPEN_LOAD_DEMO="false",
-                   MLOPEN_ADMIN_USER="bench", MLOPEN_ADMIN_PASSWORD="bench-password-1", MLOPEN_ADMIN_TOKEN=TOKEN,
-                   MLOPEN_DEFAULT_QUEUE=f"bench-{os.getpid()}", MLOPEN_LOG_LEVEL="WARNING",
-                   MLOPEN_RESULT_PAGE_SIZE=str(ROWS),
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "DJANGO_", "MLOPEN_"))
+        }
+        env.update(
+            MLOPEN_HOME=str(home),
+            MLOPEN_ENV="development",
+            MLOPEN_LOAD_DEMO="false",
+            MLOPEN_ADMIN_USER="bench",
+            MLOPEN_ADMIN_PASSWORD="bench-password-1",
+            MLOPEN_ADMIN_TOKEN=TOKEN,
+            MLOPEN_DEFAULT_QUEUE=f"bench-{os.getpid()}",
+            MLOPEN_LOG_LEVEL="WARNING",
+            MLOPEN_RESULT_PAGE_SIZE=str(ROWS),
+            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+        )
         if backend == "postgres-redis":
             self.database = f"mlopen_bench_{os.getpid()}"
             subprocess.run(["psql", PG_URL + "/postgres", "-qc", f"CREATE DATABASE {self.database}"], check=True)
@@ -182,7 +196,11 @@ class Mlopen:
         self.log = open(home / "bench-serve.log", "ab")
         self.web = subprocess.Popen(
             [sys.executable, "-m", "mlopen.cli.main", "serve", "--workers", "0", "--port", str(self.port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {TOKEN}"}, timeout=60)
         self.wait_healthy(0)
 
@@ -205,9 +223,15 @@ class Mlopen:
         for index in range(count):
             name = f"bench-{'warm' if warm else 'cold'}-{len(self.workers) + 1}"
             env = dict(self.env, MLOPEN_WARM_RUNS="true" if warm else "false", MLOPEN_WORKER_NAME=name, **extra_env)
-            self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name, "--loglevel", "WARNING"],
-                env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
+            self.workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name, "--loglevel", "WARNING"],
+                    env=env,
+                    stdout=self.log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         self.wait_healthy(len(self.workers))
 
     def stop_workers(self) -> None:
@@ -233,8 +257,9 @@ class Mlopen:
         self.client.close()
         self.log.close()
         if self.database:
-            subprocess.run(["psql", PG_URL + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.database}"],
-                           check=False)
+            subprocess.run(
+                ["psql", PG_URL + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.database}"], check=False
+            )
             self._forget_queue()
 
     def _forget_queue(self) -> None:
@@ -304,8 +329,9 @@ def _seconds_between(run: dict, start: str, end: str) -> float:
     return (parse(run[end].replace("Z", "+00:00")) - parse(run[start].replace("Z", "+00:00"))).total_seconds()
 
 
-def measure_api(mlopen: Mlopen, pipeline: int, dataset: int, count: int, label: str, warmup: int,
-                poll_s: float = 0.0) -> Series:
+def measure_api(
+    mlopen: Mlopen, pipeline: int, dataset: int, count: int, label: str, warmup: int, poll_s: float = 0.0
+) -> Series:
     """End-to-end latency of ``count`` runs; the client long-polls, or polls every ``poll_s`` seconds."""
     series = Series(label, breakdown={"submit": [], "queue": [], "execute": []})
     mlopen.poll_s = poll_s
@@ -321,8 +347,9 @@ def measure_api(mlopen: Mlopen, pipeline: int, dataset: int, count: int, label: 
     return series
 
 
-def measure_throughput(mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int,
-                       warmup: int) -> Throughput:
+def measure_throughput(
+    mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int, warmup: int
+) -> Throughput:
     if warmup:  # every worker gets its warm process (or its first run) before the clock starts
         for run_id in [mlopen.submit(pipeline, dataset)["id"] for _ in range(warmup)]:
             mlopen.wait(run_id, poll_s=0)
@@ -335,6 +362,7 @@ def measure_throughput(mlopen: Mlopen, pipeline: int, dataset: int, runs: int, m
 
 # --- the bench ---------------------------------------------------------------------------------
 
+
 def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Path) -> dict:
     print(f"== {BACKENDS[backend]}", flush=True)
     mlopen = Mlopen(backend, work / backend)
@@ -344,8 +372,9 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         datasets = {}
         for path in (train_csv, input_csv):
             with open(path, "rb") as handle:
-                datasets[path.name] = mlopen.post("/api/v1/datasets/", files={"file": handle},
-                                                  data={"name": path.name})["id"]
+                datasets[path.name] = mlopen.post(
+                    "/api/v1/datasets/", files={"file": handle}, data={"name": path.name}
+                )["id"]
         out: dict = {"series": [], "throughput": []}
         mlopen.start_workers(1, warm=False)
         mlopen.wait(mlopen.submit(pipeline, datasets["train.csv"], kind="train")["id"], poll_s=0)
@@ -353,40 +382,74 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         out["model_path"] = model_path
         if args.cold_runs:
             print("   cold latency", flush=True)
-            out["series"].append(measure_api(mlopen, pipeline, datasets["input.csv"], args.cold_runs,
-                                             f"API end to end, cold ({BACKENDS[backend]})", warmup=0))
+            out["series"].append(
+                measure_api(
+                    mlopen,
+                    pipeline,
+                    datasets["input.csv"],
+                    args.cold_runs,
+                    f"API end to end, cold ({BACKENDS[backend]})",
+                    warmup=0,
+                )
+            )
         if args.cold_burst:
             print("   cold throughput", flush=True)
-            out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.cold_burst,
-                                                        "cold", 1, warmup=0))
+            out["throughput"].append(
+                measure_throughput(mlopen, pipeline, datasets["input.csv"], args.cold_burst, "cold", 1, warmup=0)
+            )
             mlopen.start_workers(1, warm=False)
-            out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"],
-                                                        2 * args.cold_burst, "cold", 2, warmup=0))
+            out["throughput"].append(
+                measure_throughput(mlopen, pipeline, datasets["input.csv"], 2 * args.cold_burst, "cold", 2, warmup=0)
+            )
         mlopen.stop_workers()
         mlopen.start_workers(1, warm=True)
         print("   warm latency", flush=True)
-        out["series"].append(measure_api(mlopen, pipeline, datasets["input.csv"], args.runs,
-                                         f"API end to end, warm ({BACKENDS[backend]})", warmup=2))
+        out["series"].append(
+            measure_api(
+                mlopen,
+                pipeline,
+                datasets["input.csv"],
+                args.runs,
+                f"API end to end, warm ({BACKENDS[backend]})",
+                warmup=2,
+            )
+        )
         if args.poll_ms:
-            out["series"].append(measure_api(
-                mlopen, pipeline, datasets["input.csv"], args.runs,
-                f"API end to end, warm ({BACKENDS[backend]}, client polls every {args.poll_ms:g} ms)",
-                warmup=2, poll_s=args.poll_ms / 1000))
+            out["series"].append(
+                measure_api(
+                    mlopen,
+                    pipeline,
+                    datasets["input.csv"],
+                    args.runs,
+                    f"API end to end, warm ({BACKENDS[backend]}, client polls every {args.poll_ms:g} ms)",
+                    warmup=2,
+                    poll_s=args.poll_ms / 1000,
+                )
+            )
         print("   warm throughput", flush=True)
-        out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst,
-                                                    "warm", 1, warmup=0))
+        out["throughput"].append(
+            measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
+        )
         mlopen.start_workers(1, warm=True)
-        out["throughput"].append(measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst,
-                                                    "warm", 2, warmup=4))
+        out["throughput"].append(
+            measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4)
+        )
         if backend == "embedded" and args.fast_poll_ms:
             # What the folder broker's polling costs: the same warm runs with a worker polling faster.
             mlopen.stop_workers()
             mlopen.start_workers(1, warm=True, MLOPEN_BROKER_POLL_SECONDS=str(args.fast_poll_ms / 1000))
             print("   warm latency, fast broker polling", flush=True)
-            out["series"].append(measure_api(
-                mlopen, pipeline, datasets["input.csv"], args.runs,
-                f"API end to end, warm ({BACKENDS[backend]}, MLOPEN_BROKER_POLL_SECONDS={args.fast_poll_ms / 1000:g})",
-                warmup=2))
+            out["series"].append(
+                measure_api(
+                    mlopen,
+                    pipeline,
+                    datasets["input.csv"],
+                    args.runs,
+                    f"API end to end, warm ({BACKENDS[backend]}, "
+                    f"MLOPEN_BROKER_POLL_SECONDS={args.fast_poll_ms / 1000:g})",
+                    warmup=2,
+                )
+            )
         return out
     finally:
         mlopen.close()
@@ -398,44 +461,60 @@ def sandbox_kind() -> str:
     return sandbox_status()["kind"]
 
 
-def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Throughput], args,
-           elapsed: float) -> str:
+def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Throughput], args, elapsed: float) -> str:
     floor = direct.p50
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     lines = [
         "# mlopen run latency and throughput",
         "",
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs ({cpu}), Python "
         f"{platform.python_version()}, sandbox: {sandbox_kind()}. Pipeline: bench/pipeline/bench_logreg.py "
         f"(scikit-learn logistic regression), input {ROWS} rows, result {ROWS} rows x 7 columns. "
-        "The client asks the API to wait for the run (`\"wait\"` on the POST, `?wait=` on a GET): one "
+        'The client asks the API to wait for the run (`"wait"` on the POST, `?wait=` on a GET): one '
         f"request from submit to result, unless a row says it polls. Bench took {elapsed:.0f} s.",
         "",
         "| path | n | p50 ms | p95 ms | p50 / floor | p50 - floor ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for series in [direct, spawn, *api]:
-        lines.append(f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | "
-                     f"{series.p50 / floor:.1f}x | {series.p50 - floor:.1f} |")
-    lines += ["", "Where the API's time goes (medians): *POST* = the submit request as the client saw it "
-              "(with long polling it holds the result, so it is the whole run); *queue* = the run row's created_at "
-              "(its INSERT, inside the POST) to started_at (commit, "
-              "broker, claim); *execute* = started_at to finished_at (job, warm or fresh child, result "
-              "storage, final UPDATE); *rest* = end-to-end p50 minus queue and execute: the POST up to "
-              "its INSERT, and from finished_at until the client holds the finished run with its result "
-              "(the waiting request noticing, or the next poll, and the response).", "",
-              "| path | POST ms | queue ms | execute ms | rest ms |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | "
+            f"{series.p50 / floor:.1f}x | {series.p50 - floor:.1f} |"
+        )
+    lines += [
+        "",
+        "Where the API's time goes (medians): *POST* = the submit request as the client saw it "
+        "(with long polling it holds the result, so it is the whole run); *queue* = the run row's created_at "
+        "(its INSERT, inside the POST) to started_at (commit, "
+        "broker, claim); *execute* = started_at to finished_at (job, warm or fresh child, result "
+        "storage, final UPDATE); *rest* = end-to-end p50 minus queue and execute: the POST up to "
+        "its INSERT, and from finished_at until the client holds the finished run with its result "
+        "(the waiting request noticing, or the next poll, and the response).",
+        "",
+        "| path | POST ms | queue ms | execute ms | rest ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for series in api:
-        submit, queue, run = (statistics.median(series.breakdown[key]) * 1000
-                              for key in ("submit", "queue", "execute"))
-        lines.append(f"| {series.label} | {submit:.1f} | {queue:.1f} | {run:.1f} | "
-                     f"{series.p50 - queue - run:.1f} |")
-    lines += ["", "Throughput: a burst of runs submitted back to back, until the last result is seen.", "",
-              "| backend | runs | workers | burst | runs/s |", "| --- | --- | ---: | ---: | ---: |"]
+        submit, queue, run = (statistics.median(series.breakdown[key]) * 1000 for key in ("submit", "queue", "execute"))
+        lines.append(f"| {series.label} | {submit:.1f} | {queue:.1f} | {run:.1f} | {series.p50 - queue - run:.1f} |")
+    lines += [
+        "",
+        "Throughput: a burst of runs submitted back to back, until the last result is seen.",
+        "",
+        "| backend | runs | workers | burst | runs/s |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for item in throughput:
-        lines.append(f"| {BACKENDS[item.backend]} | {item.mode} | {item.workers} | {item.runs} | "
-                     f"{item.per_second:.2f} |")
+        lines.append(
+            f"| {BACKENDS[item.backend]} | {item.mode} | {item.workers} | {item.runs} | {item.per_second:.2f} |"
+        )
     warm = [s for s in api if ", warm (" in s.label]
     lines += ["", f"Target: warm p50 within 30 ms of the direct call ({floor:.1f} ms)."]
     for series in warm:
@@ -451,18 +530,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=8, help="cold API runs measured (default 8)")
     parser.add_argument("--spawn-runs", type=int, default=8, help="fresh-process runs measured (default 8)")
     parser.add_argument("--burst", type=int, default=60, help="warm runs per throughput burst (default 60)")
-    parser.add_argument("--cold-burst", type=int, default=3,
-                        help="cold runs per worker in a throughput burst (default 3)")
-    parser.add_argument("--fast-poll-ms", type=float, default=10.0,
-                        help="also measure warm runs on the embedded backend with the folder broker polled this "
-                             "often (default 10 ms; 0 skips it)")
-    parser.add_argument("--poll-ms", type=float, default=5.0,
-                        help="also measure warm runs with a client that polls this often instead of waiting "
-                             "(default 5 ms; 0 skips it)")
+    parser.add_argument(
+        "--cold-burst", type=int, default=3, help="cold runs per worker in a throughput burst (default 3)"
+    )
+    parser.add_argument(
+        "--fast-poll-ms",
+        type=float,
+        default=10.0,
+        help="also measure warm runs on the embedded backend with the folder broker polled this "
+        "often (default 10 ms; 0 skips it)",
+    )
+    parser.add_argument(
+        "--poll-ms",
+        type=float,
+        default=5.0,
+        help="also measure warm runs with a client that polls this often instead of waiting (default 5 ms; 0 skips it)",
+    )
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary MLOPEN_HOME folders")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="also put the report between the BENCH markers of the project's README.md")
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="also put the report between the BENCH markers of the project's README.md",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mlopen-bench-"))

@@ -154,8 +154,9 @@ class WorkerProcess:
         if self.queues:
             argv += ["--queues", self.queues]
         self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_ready()
         return self
 
@@ -206,8 +207,9 @@ def start_worker(transactional_db):
     """
     started: list[WorkerProcess] = []
 
-    def start(name: str | None = None, queues: str | None = None, extra_env: dict | None = None,
-              env: dict | None = None) -> WorkerProcess:
+    def start(
+        name: str | None = None, queues: str | None = None, extra_env: dict | None = None, env: dict | None = None
+    ) -> WorkerProcess:
         name = name or f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{time.monotonic_ns()}"
         process = WorkerProcess(name, extra_env, queues=queues)
         if env is not None:
@@ -267,8 +269,15 @@ def wait_for_run_fixture():
 def upload_pipeline(api):
     """Upload a control file from tests/fixtures/pipelines (or given source) through the API."""
 
-    def upload(control: str | Path, *, name: str | None = None, support: list[Path] | None = None, client=None,
-               expect: int = 201, source: str | None = None):
+    def upload(
+        control: str | Path,
+        *,
+        name: str | None = None,
+        support: list[Path] | None = None,
+        client=None,
+        expect: int = 201,
+        source: str | None = None,
+    ):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
         if source is not None:
@@ -293,8 +302,9 @@ def upload_dataset(api):
     def upload(name: str, content: bytes, client=None, expect: int = 201):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        response = (client or api).post("/api/v1/datasets/", {"file": SimpleUploadedFile(name, content), "name": name},
-                                        format="multipart")
+        response = (client or api).post(
+            "/api/v1/datasets/", {"file": SimpleUploadedFile(name, content), "name": name}, format="multipart"
+        )
         assert response.status_code == expect, response.content
         return response.json()
 

@@ -1,4 +1,5 @@
 """Bench pipeline: logistic regression on four numeric features (see bench/README.md)."""
+
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 

@@ -123,6 +123,10 @@ def s3_storage_options(url: str) -> dict:
         "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or None,
         # MinIO and Ceph want path-style URLs (http://host:9000/bucket/key). Short connect timeouts
         # and few retries: a storage that is down shows in /healthz at once instead of minutes later.
-        "client_config": Config(s3={"addressing_style": style}, connect_timeout=10, read_timeout=60,
-                                retries={"max_attempts": 3, "mode": "standard"}),
+        "client_config": Config(
+            s3={"addressing_style": style},
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
     }

@@ -185,8 +185,10 @@ MLOPEN_STORAGE_URL = env_str("MLOPEN_STORAGE_URL").strip()
 MLOPEN_STORAGE_CACHE_DIR = Path(env_str("MLOPEN_STORAGE_CACHE_DIR") or (MLOPEN_HOME / "storage-cache")).expanduser()
 MLOPEN_STORAGE_CACHE_DIR = MLOPEN_STORAGE_CACHE_DIR.resolve()
 if MLOPEN_STORAGE_URL:
-    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage",
-                           "OPTIONS": s3_storage_options(MLOPEN_STORAGE_URL)}
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": s3_storage_options(MLOPEN_STORAGE_URL),
+    }
 # plotly.js is served from the copy inside the installed plotly package, so the page draws
 # figures with exactly the plotly.js version the Python side produced them for.
 try:

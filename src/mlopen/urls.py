@@ -12,8 +12,11 @@ accounts = [
     path("login/", access(PUBLIC)(auth_views.LoginView.as_view()), name="login"),
     path("logout/", access(LOGGED_IN)(auth_views.LogoutView.as_view()), name="logout"),
     path("password_change/", access(LOGGED_IN)(auth_views.PasswordChangeView.as_view()), name="password_change"),
-    path("password_change/done/", access(LOGGED_IN)(auth_views.PasswordChangeDoneView.as_view()),
-         name="password_change_done"),
+    path(
+        "password_change/done/",
+        access(LOGGED_IN)(auth_views.PasswordChangeDoneView.as_view()),
+        name="password_change_done",
+    ),
 ]
 
 urlpatterns = [

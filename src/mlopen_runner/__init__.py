@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Callbacks", "Job", "Outcome", "evaluate_params", "execute", "sandbox_status"]
 
-_LAZY = {"execute": "mlopen_runner.supervisor", "Callbacks": "mlopen_runner.watching",
-         "sandbox_status": "mlopen_runner.sandbox"}
+_LAZY = {
+    "execute": "mlopen_runner.supervisor",
+    "Callbacks": "mlopen_runner.watching",
+    "sandbox_status": "mlopen_runner.sandbox",
+}
 
 # Reading a control file's form should not take long; a get_params that does is broken.
 PARAMS_TIMEOUT_S = 30.0

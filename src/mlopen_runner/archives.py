@@ -37,12 +37,14 @@ def _safe_member_path(name: str) -> str:
 
 def _is_link_or_special(info: zipfile.ZipInfo) -> bool:
     mode = info.external_attr >> 16
-    return bool(mode) and (stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                           or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+    return bool(mode) and (
+        stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    )
 
 
-def extract_zip(archive_path: str, destination: str, max_entries: int = DEFAULT_MAX_ENTRIES,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+def extract_zip(
+    archive_path: str, destination: str, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES
+) -> str:
     """Extract into ``destination`` (created); return it. On any refusal nothing is left behind."""
     destination = os.path.abspath(destination)
     os.makedirs(destination, exist_ok=True)
@@ -70,7 +72,8 @@ def extract_zip(archive_path: str, destination: str, max_entries: int = DEFAULT_
                         written += len(chunk)
                         if written > max_bytes:
                             raise UnsafeArchive(
-                                f"the zip expands to more than {max_bytes // (1024 * 1024)} MB; extraction stopped")
+                                f"the zip expands to more than {max_bytes // (1024 * 1024)} MB; extraction stopped"
+                            )
                         out.write(chunk)
     except (UnsafeArchive, zipfile.BadZipFile, FileExistsError) as exc:
         shutil.rmtree(destination, ignore_errors=True)

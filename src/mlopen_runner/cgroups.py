@@ -143,7 +143,7 @@ def _remove_groups_of_dead_workers(folder: str) -> None:
     """A worker killed with SIGKILL left its (empty, since its sandboxes died with it) groups behind."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            owner = entry.name[len(_PREFIX):].split("-", 1)[0]
+            owner = entry.name[len(_PREFIX) :].split("-", 1)[0]
             if entry.name.startswith(_PREFIX) and owner.isdigit() and not process_exists(int(owner)):
                 with contextlib.suppress(OSError):
                     os.rmdir(entry.path)

@@ -115,7 +115,9 @@ def _describe_params(job: Job, module: ModuleType) -> None:
 
 
 _KIND_HANDLERS: dict[str, Callable[[Job, ModuleType], None]] = {
-    "train": _train, "run": _run, "params": _describe_params,
+    "train": _train,
+    "run": _run,
+    "params": _describe_params,
 }
 
 
@@ -124,8 +126,9 @@ def normalize_param_spec(spec: object) -> dict[str, dict[str, Any]]:
     if spec is None or spec == "":
         return {}
     if not isinstance(spec, Mapping):
-        raise TypeError(f'get_params must return a dict (or "" / None for no parameters), '
-                        f"it returned {type(spec).__name__}")
+        raise TypeError(
+            f'get_params must return a dict (or "" / None for no parameters), it returned {type(spec).__name__}'
+        )
     return {str(name): _param_entry(str(name), entry) for name, entry in spec.items()}
 
 
@@ -140,8 +143,9 @@ def _param_entry(name: str, entry: object) -> dict[str, Any]:
     if kind not in PARAM_TYPES:
         raise ValueError(f"parameter {name!r} has unknown type {kind!r}; known types: {', '.join(PARAM_TYPES)}")
     if not isinstance(options, Mapping) or not set(options) <= set(PARAM_OPTIONS):
-        raise ValueError(f"parameter {name!r}: options must be a dict with any of {', '.join(PARAM_OPTIONS)}, "
-                         f"got {options!r}")
+        raise ValueError(
+            f"parameter {name!r}: options must be a dict with any of {', '.join(PARAM_OPTIONS)}, got {options!r}"
+        )
     if kind == "choice" and not isinstance(options.get("choices"), (list, tuple)):
         raise ValueError(f"parameter {name!r} is a choice but gives no list of choices")
     return {"type": kind, **{option: to_jsonable(value) for option, value in options.items()}}
@@ -186,7 +190,7 @@ def call_accepting(function: Callable[..., Any], *args: Any) -> Any:
     if any(parameter.kind is parameter.VAR_POSITIONAL for parameter in parameters):
         return function(*args)
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return function(*args[:len(positional)])
+    return function(*args[: len(positional)])
 
 
 def input_file(job: Job) -> InputFile | None:
@@ -209,9 +213,11 @@ def _write_model(path: Path, saved: dict[str, Any]) -> None:
 
 def model_manifest(saved: dict[str, Any]) -> dict[str, Any]:
     """The names in what save_pipeline kept, for the platform to show without unpickling anything."""
-    return {"label": str(saved.get("label") or ""),
-            "models": [str(name) for name, _obj in saved.get("models") or []],
-            "args": [str(name) for name, _obj in saved.get("args") or []]}
+    return {
+        "label": str(saved.get("label") or ""),
+        "models": [str(name) for name, _obj in saved.get("models") or []],
+        "args": [str(name) for name, _obj in saved.get("args") or []],
+    }
 
 
 def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:

@@ -33,8 +33,10 @@ _NUMPY_TIME_TYPE_NAMES = ("datetime64", "timedelta64")
 
 def normalize_result(returned: object) -> dict[str, Any]:
     if not isinstance(returned, Mapping):
-        raise TypeError("run_pipeline must return a dict with any of data, columns, graphs, text; "
-                        f"it returned {type(returned).__name__}")
+        raise TypeError(
+            "run_pipeline must return a dict with any of data, columns, graphs, text; "
+            f"it returned {type(returned).__name__}"
+        )
     columns, data = _table(returned.get("columns"), returned.get("data"))
     text = returned.get("text")
     return {
@@ -42,8 +44,11 @@ def normalize_result(returned: object) -> dict[str, Any]:
         "data": data,
         "graphs": _graphs(returned.get("graphs")),
         "text": None if text is None else str(to_cell(text)),
-        "warnings": [f"run_pipeline returned an unknown key {key!r}; only {', '.join(KNOWN_KEYS)} are shown"
-                     for key in returned if key not in KNOWN_KEYS],
+        "warnings": [
+            f"run_pipeline returned an unknown key {key!r}; only {', '.join(KNOWN_KEYS)} are shown"
+            for key in returned
+            if key not in KNOWN_KEYS
+        ],
     }
 
 
@@ -150,14 +155,17 @@ def _graph(index: int, graph: object) -> dict[str, Any]:
         convert = getattr(graph, method, None)
         if callable(convert):
             return _figure(index, convert())
-    raise TypeError(f"graph {index} is a {type(graph).__name__}; expected a plotly figure, a figure dict "
-                    "or an HTML string from plotly.offline.plot")
+    raise TypeError(
+        f"graph {index} is a {type(graph).__name__}; expected a plotly figure, a figure dict "
+        "or an HTML string from plotly.offline.plot"
+    )
 
 
 def _figure(index: int, figure: object) -> dict[str, Any]:
     if not isinstance(figure, Mapping) or "data" not in figure:
-        raise TypeError(f"graph {index} ({type(figure).__name__}) has no 'data'; "
-                        'a figure is {"data": [...], "layout": {...}}')
+        raise TypeError(
+            f'graph {index} ({type(figure).__name__}) has no \'data\'; a figure is {{"data": [...], "layout": {{...}}}}'
+        )
     data = to_jsonable(figure["data"])
     layout = to_jsonable(figure.get("layout") or {})
     if isinstance(data, dict):
@@ -195,4 +203,4 @@ def _decode_typed_array(value: Mapping) -> list[Any]:
     if len(shape) != 2:
         return flat
     width = shape[1]
-    return [flat[start:start + width] for start in range(0, len(flat), width)]
+    return [flat[start : start + width] for start in range(0, len(flat), width)]

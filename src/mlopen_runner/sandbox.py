@@ -40,13 +40,28 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # cache, time zone, TLS trust store (not /etc/ssl/private), the symlinks of Debian's alternatives
 # (libblas.so.3 and friends point there), MIME types and fonts.
 _ETC_ALWAYS = (
-    "/etc/ld.so.cache", "/etc/localtime", "/etc/timezone", "/etc/alternatives", "/etc/ssl/certs",
-    "/etc/ssl/openssl.cnf", "/etc/ca-certificates", "/etc/pki/tls/certs", "/etc/pki/ca-trust/extracted",
-    "/etc/mime.types", "/etc/fonts",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/alternatives",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/ca-certificates",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust/extracted",
+    "/etc/mime.types",
+    "/etc/fonts",
 )
 # Name resolution, only for pipelines allowed on the network.
-_ETC_NETWORK = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
-                "/etc/protocols", "/etc/services")
+_ETC_NETWORK = (
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/protocols",
+    "/etc/services",
+)
 _NOBODY_ID = 65534
 _NOBODY = ("--uid", str(_NOBODY_ID), "--gid", str(_NOBODY_ID))
 _PROBE_TIMEOUT_S = 10
@@ -174,7 +189,8 @@ def _active_probe() -> _Probe | None:
         raise SandboxUnavailable(
             f"MLOPEN_SANDBOX=bubblewrap, but the sandbox cannot be created here ({probe.reason}). Install "
             "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) on a kernel that allows user namespaces, "
-            "or set MLOPEN_SANDBOX=none to run pipelines unsandboxed (only for authors you trust).")
+            "or set MLOPEN_SANDBOX=none to run pipelines unsandboxed (only for authors you trust)."
+        )
     return None
 
 
@@ -183,18 +199,39 @@ def wrap_command(command: list[str], job: Job, python: str, runner_paths: Iterab
 
     The job's folder is the only writable place; its TMP_DIR_NAME folder is the sandbox's /tmp.
     """
-    readable = [*python_prefixes(python), *runner_paths, os.path.dirname(job.control_path),
-                *job.data_files(), *([job.model_path] if job.model_path else []), *job.readonly_paths]
-    return isolate(command, readable=readable, writable=[job.work_dir], tmp_dir=tmp_dir(job.work_dir),
-                   allow_network=job.allow_network, chdir=job.work_dir, max_processes=job.max_processes)
+    readable = [
+        *python_prefixes(python),
+        *runner_paths,
+        os.path.dirname(job.control_path),
+        *job.data_files(),
+        *([job.model_path] if job.model_path else []),
+        *job.readonly_paths,
+    ]
+    return isolate(
+        command,
+        readable=readable,
+        writable=[job.work_dir],
+        tmp_dir=tmp_dir(job.work_dir),
+        allow_network=job.allow_network,
+        chdir=job.work_dir,
+        max_processes=job.max_processes,
+    )
 
 
 def tmp_dir(work_dir: str) -> str:
     return os.path.join(work_dir, TMP_DIR_NAME)
 
 
-def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[str], tmp_dir: str,
-            allow_network: bool, chdir: str, max_processes: int | None = None) -> Launch:
+def isolate(
+    command: list[str],
+    *,
+    readable: Iterable[str],
+    writable: Iterable[str],
+    tmp_dir: str,
+    allow_network: bool,
+    chdir: str,
+    max_processes: int | None = None,
+) -> Launch:
     """`command` in a sandbox that can read `readable`, write `writable` and `tmp_dir` (its /tmp).
 
     Unsandboxed (mode "none", or "auto" where bwrap does not work) the command is returned as it is.
@@ -204,10 +241,23 @@ def isolate(command: list[str], *, readable: Iterable[str], writable: Iterable[s
     if probe is None:
         return Launch(list(command), sandboxed=False)
     filter_fd = seccomp.filter_fd()
-    argv = [probe.bwrap, *_isolation_flags(allow_network, probe.distinct_uid),
-            # /tmp comes before the other binds: a mount there later would hide those under /tmp.
-            "--bind", tmp_dir, "/tmp", *_ro_binds(readable), *_rw_binds(writable), *_READ_ONLY_ROOT,
-            "--seccomp", str(filter_fd), "--chdir", chdir, "--", *command]
+    argv = [
+        probe.bwrap,
+        *_isolation_flags(allow_network, probe.distinct_uid),
+        # /tmp comes before the other binds: a mount there later would hide those under /tmp.
+        "--bind",
+        tmp_dir,
+        "/tmp",
+        *_ro_binds(readable),
+        *_rw_binds(writable),
+        *_READ_ONLY_ROOT,
+        "--seccomp",
+        str(filter_fd),
+        "--chdir",
+        chdir,
+        "--",
+        *command,
+    ]
     return Launch(argv, sandboxed=True, pass_fds=(filter_fd,), max_processes=max_processes)
 
 
@@ -247,8 +297,13 @@ def _try_bwrap(command: list[str], filter_bytes: bytes) -> str:
     """'' when `command ... true` succeeds under the seccomp filter, otherwise what went wrong."""
     filter_fd = seccomp.fd_holding(filter_bytes)
     try:
-        completed = subprocess.run([*command, "--seccomp", str(filter_fd), "true"], capture_output=True,
-                                   text=True, timeout=_PROBE_TIMEOUT_S, pass_fds=(filter_fd,))
+        completed = subprocess.run(
+            [*command, "--seccomp", str(filter_fd), "true"],
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT_S,
+            pass_fds=(filter_fd,),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     finally:
@@ -259,8 +314,15 @@ def _try_bwrap(command: list[str], filter_bytes: bytes) -> str:
 def _isolation_flags(allow_network: bool, distinct_uid: bool) -> list[str]:
     # --unshare-user (not just --unshare-all's "try") so that --disable-userns can forbid the
     # sandbox a user namespace of its own; --cap-drop ALL matters when the worker runs as root.
-    flags = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-             "--cap-drop", "ALL"]
+    flags = [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     if allow_network:
         flags.append("--share-net")
     if distinct_uid:
@@ -294,8 +356,7 @@ def _etc_binds(allow_network: bool, distinct_uid: bool) -> list[str]:
             # A bind follows a symlink to its target (resolv.conf -> /run/...), so the target is
             # what appears; a dangling link is skipped by --ro-bind-try.
             flags += ["--ro-bind-try", path, path]
-    accounts = _account_files(_NOBODY_ID if distinct_uid else os.getuid(),
-                              _NOBODY_ID if distinct_uid else os.getgid())
+    accounts = _account_files(_NOBODY_ID if distinct_uid else os.getuid(), _NOBODY_ID if distinct_uid else os.getgid())
     for name, path in accounts.items():
         flags += ["--ro-bind", path, f"/etc/{name}"]
     return flags
@@ -307,8 +368,10 @@ def _account_files(uid: int, gid: int) -> dict[str, str]:
     users.setdefault(uid, ("pipeline", gid))
     groups = {0: "root", _NOBODY_ID: "nogroup"}
     groups.setdefault(gid, "pipeline")
-    passwd = "".join(f"{name}:x:{user_id}:{group_id}:{name}:/nonexistent:/usr/sbin/nologin\n"
-                     for user_id, (name, group_id) in sorted(users.items()))
+    passwd = "".join(
+        f"{name}:x:{user_id}:{group_id}:{name}:/nonexistent:/usr/sbin/nologin\n"
+        for user_id, (name, group_id) in sorted(users.items())
+    )
     group = "".join(f"{name}:x:{group_id}:\n" for group_id, name in sorted(groups.items()))
     return {"passwd": _support_file("passwd", passwd), "group": _support_file("group", group)}
 
@@ -351,7 +414,7 @@ def _remove_folders_of_dead_processes() -> None:
     except OSError:
         return
     for entry in entries:
-        pid = entry.name[len(_SUPPORT_PREFIX):].split("-", 1)[0]
+        pid = entry.name[len(_SUPPORT_PREFIX) :].split("-", 1)[0]
         if not entry.name.startswith(_SUPPORT_PREFIX) or not pid.isdigit() or cgroups.process_exists(int(pid)):
             continue
         try:

@@ -55,8 +55,12 @@ def log_metric(name: str, value: float, step: int | None = None) -> None:
         _warn(f"log_metric({name!r}) needs a number and an integer step, got {value!r}, {step!r}")
         return
     # Strict JSON has no NaN; a diverged loss is still worth recording, as null.
-    event = {"type": "metric", "name": str(name)[:_MAX_MESSAGE_CHARS],
-             "value": number if math.isfinite(number) else None, "step": step}
+    event = {
+        "type": "metric",
+        "name": str(name)[:_MAX_MESSAGE_CHARS],
+        "value": number if math.isfinite(number) else None,
+        "step": step,
+    }
     _emit(event)
 
 
@@ -79,8 +83,9 @@ def _named_objects(pairs: Any, what: str) -> list[tuple[str, Any]]:
     named = []
     for index, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], str)):
-            raise TypeError(f'save_pipeline: {what}[{index}] must be an (object, "name") tuple, '
-                            f"got {type(pair).__name__}")
+            raise TypeError(
+                f'save_pipeline: {what}[{index}] must be an (object, "name") tuple, got {type(pair).__name__}'
+            )
         named.append((pair[1], pair[0]))
     return named
 

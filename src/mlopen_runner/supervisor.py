@@ -92,8 +92,12 @@ class _Supervision(JobWatch):
         try:
             self.launch = sandbox.wrap_command(command, self.job, python, runner_paths(self.job))
             process = self.launch.popen(
-                cwd=self.job.work_dir, env=child_environment(self.job, events_write), stdout=output_write,
-                stderr=output_write, pass_fds=(events_write,), start_new_session=True,  # its own group, killed as one
+                cwd=self.job.work_dir,
+                env=child_environment(self.job, events_write),
+                stdout=output_write,
+                stderr=output_write,
+                pass_fds=(events_write,),
+                start_new_session=True,  # its own group, killed as one
             )
         except (OSError, sandbox.SandboxUnavailable):
             os.close(output_read)

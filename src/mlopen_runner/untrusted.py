@@ -30,8 +30,9 @@ def open_folder(path: str) -> Iterator[int]:
     try:
         fd = os.open(path, _DIR_FLAGS)
     except OSError as exc:
-        raise UntrustedFileError(f"the folder {os.path.basename(path)!r} is not a plain folder ({exc.strerror})") \
-            from exc
+        raise UntrustedFileError(
+            f"the folder {os.path.basename(path)!r} is not a plain folder ({exc.strerror})"
+        ) from exc
     try:
         yield fd
     finally:
@@ -52,8 +53,9 @@ def open_file(folder_fd: int, name: str, max_bytes: int) -> Iterator[int]:
         if not stat.S_ISREG(status.st_mode):
             raise UntrustedFileError(f"{name} is not a regular file")
         if status.st_size > max_bytes:
-            raise UntrustedFileError(f"{name} is {describe_size(status.st_size)}, over the "
-                                     f"{describe_size(max_bytes)} limit")
+            raise UntrustedFileError(
+                f"{name} is {describe_size(status.st_size)}, over the {describe_size(max_bytes)} limit"
+            )
         os.set_blocking(fd, True)
         yield fd
     finally:

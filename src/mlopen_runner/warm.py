@@ -103,8 +103,13 @@ class _Server:
             # as a cold run would: a run_pipeline that changes its model cannot change the next
             # run's. Unpickling a small model costs well under a millisecond.
             model, args = child.models_from(self.pickled_model)
-            returned = child.call_accepting(run_pipeline, _track(child.input_file(job), opened), model,
-                                            args, _track_params(child.pipeline_params(job), opened))
+            returned = child.call_accepting(
+                run_pipeline,
+                _track(child.input_file(job), opened),
+                model,
+                args,
+                _track_params(child.pipeline_params(job), opened),
+            )
             Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
         except BaseException as exc:  # noqa: BLE001 - SystemExit from pipeline code is a failure too
             child.report_failure(job, exc)

@@ -86,8 +86,15 @@ class WarmPool:
         self.started_count = 0
         self.trash = _Trash(self.root / "trash")
 
-    def execute(self, job: Job, callbacks: Callbacks | None = None, *, key: Hashable,
-                family: Hashable | None = None, label: str = "") -> Outcome:
+    def execute(
+        self,
+        job: Job,
+        callbacks: Callbacks | None = None,
+        *,
+        key: Hashable,
+        family: Hashable | None = None,
+        label: str = "",
+    ) -> Outcome:
         """Run `job` in the warm process for `key`, starting one if needed; cold if it cannot go warm.
 
         `key` names what the process holds (pipeline version, trained model, interpreter, network,
@@ -167,8 +174,11 @@ class WarmPool:
     def _take(self, key: Hashable, family: Hashable | None, job: Job) -> _WarmProcess | None:
         """The idle process for `key`, if it can serve `job`; stops what this run makes stale."""
         with self.lock:
-            stopping = [self.idle.pop(k) for k, p in list(self.idle.items())
-                        if k != key and family is not None and p.family == family]
+            stopping = [
+                self.idle.pop(k)
+                for k, p in list(self.idle.items())
+                if k != key and family is not None and p.family == family
+            ]
             process = self.idle.pop(key, None)
             if process is not None and (not process.alive() or process.template != _template(job)):
                 stopping.append(process)
@@ -271,9 +281,18 @@ def accepts(job: Job) -> bool:
 
 def _template(job: Job) -> Job:
     """What a warm process holds and how it is sandboxed; jobs that differ in any of it cannot share one."""
-    return Job(kind="run", control_path=job.control_path, work_dir="", model_path=job.model_path,
-               memory_mb=job.memory_mb, python=job.python, allow_network=job.allow_network,
-               extra_pythonpath=list(job.extra_pythonpath), disk_mb=job.disk_mb, max_processes=job.max_processes)
+    return Job(
+        kind="run",
+        control_path=job.control_path,
+        work_dir="",
+        model_path=job.model_path,
+        memory_mb=job.memory_mb,
+        python=job.python,
+        allow_network=job.allow_network,
+        extra_pythonpath=list(job.extra_pythonpath),
+        disk_mb=job.disk_mb,
+        max_processes=job.max_processes,
+    )
 
 
 class _WarmProcess:
@@ -305,8 +324,9 @@ class _WarmProcess:
         # The process writes only in `work`; what the worker gives it (its job description, each
         # job's input files) is in `inputs`, bound read-only, where nothing of the process's can
         # lie in wait for the worker's writes.
-        sandboxed = replace(self.template, work_dir=str(self.work),
-                            readonly_paths=[*self.template.readonly_paths, str(self.inputs)])
+        sandboxed = replace(
+            self.template, work_dir=str(self.work), readonly_paths=[*self.template.readonly_paths, str(self.inputs)]
+        )
         if not sandbox.active():
             sandboxed = replace(sandboxed, max_processes=None)  # as supervisor._prepare_work_dir
         Path(self.inputs, WARM_FILE).write_text(sandboxed.to_json())
@@ -326,8 +346,14 @@ class _WarmProcess:
             env[OWN_PIDS_VARIABLE] = "1"
         self.launch = launch
         try:
-            process = launch.popen(cwd=self.work, env=env, stdout=output_write, stderr=output_write,
-                                   pass_fds=(events_write, commands_read, replies_write), start_new_session=True)
+            process = launch.popen(
+                cwd=self.work,
+                env=env,
+                stdout=output_write,
+                stderr=output_write,
+                pass_fds=(events_write, commands_read, replies_write),
+                start_new_session=True,
+            )
         except OSError:
             for fd in ours.values():
                 os.close(fd)
@@ -361,8 +387,10 @@ class _WarmProcess:
         loaded = min(self.loaded_mb or 0.0, float(memory_mb))
         allowed = (loaded + memory_mb) / 2
         if rss_mb > allowed or rss_mb >= memory_mb:
-            return (f"{rss_mb:.0f} MB in use, over the {allowed:.0f} MB kept processes may hold "
-                    f"(halfway from {loaded:.0f} MB loaded to the {memory_mb} MB limit)")
+            return (
+                f"{rss_mb:.0f} MB in use, over the {allowed:.0f} MB kept processes may hold "
+                f"(halfway from {loaded:.0f} MB loaded to the {memory_mb} MB limit)"
+            )
         return None
 
     def idle_problem(self) -> str | None:

@@ -83,6 +83,7 @@ class NoCallbacks:
 @dataclass(frozen=True)
 class Stop:
     """Why the parent ended the job before it finished: the outcome's status and error."""
+
     status: str
     error: str
 
@@ -294,9 +295,13 @@ class JobWatch:
         return _error_reported_by_child(self.job)
 
     def outcome(self) -> Outcome:
-        outcome = Outcome(status="failed", exit_code=self.tree.process.returncode,
-                          duration_s=round(self.ended - self.started, 3), peak_rss_mb=round(self.peak_rss_mb, 1),
-                          log_truncated_bytes=self.log.dropped)
+        outcome = Outcome(
+            status="failed",
+            exit_code=self.tree.process.returncode,
+            duration_s=round(self.ended - self.started, 3),
+            peak_rss_mb=round(self.peak_rss_mb, 1),
+            log_truncated_bytes=self.log.dropped,
+        )
         if self.stop is not None:
             outcome.status, outcome.error = self.stop.status, self.stop.error
             return outcome
@@ -336,7 +341,7 @@ class _LogCapture:
 
     def feed(self, chunk: bytes) -> str:
         """Text that can be shown now."""
-        head, rest = chunk[:self.head_room], chunk[self.head_room:]
+        head, rest = chunk[: self.head_room], chunk[self.head_room :]
         self.head_room -= len(head)
         self.tail += rest
         self._trim_tail()

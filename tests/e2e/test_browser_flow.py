@@ -30,7 +30,8 @@ def browser_page(tmp_path):
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(30_000)
         page.csp_violations = []
@@ -62,8 +63,9 @@ def wait_for_status(page, status: str, timeout: float = 90_000) -> None:
     page.wait_for_selector(f'#run-status[data-run-status="{status}"]', timeout=timeout)
 
 
-def test_browser_upload_train_run_and_read_results(live_server, author, worker, upload_pipeline, browser_page,
-                                                   tmp_path):
+def test_browser_upload_train_run_and_read_results(
+    live_server, author, worker, upload_pipeline, browser_page, tmp_path
+):
     page = browser_page
     base = live_server.url
     upload_pipeline("web_params.py")  # a second pipeline, to switch between in the run form

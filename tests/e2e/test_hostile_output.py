@@ -26,7 +26,8 @@ def browser_page():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(30_000)
         page.dialogs = []
@@ -41,15 +42,19 @@ def browser_page():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-def test_hostile_pipeline_output_runs_nothing_but_still_shows(live_server, author, worker, upload_pipeline, api_for,
-                                                              browser_page, wait_for_run):
+def test_hostile_pipeline_output_runs_nothing_but_still_shows(
+    live_server, author, worker, upload_pipeline, api_for, browser_page, wait_for_run
+):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     page = browser_page
     pipeline = upload_pipeline("hostile_output.py")
     client = api_for(author)
-    dataset = client.post("/api/v1/datasets/", {"file": SimpleUploadedFile("data.csv", b"a,b\n1,2\n"),
-                                                "name": HOSTILE_NAME}, format="multipart").json()
+    dataset = client.post(
+        "/api/v1/datasets/",
+        {"file": SimpleUploadedFile("data.csv", b"a,b\n1,2\n"), "name": HOSTILE_NAME},
+        format="multipart",
+    ).json()
     run = client.post("/api/v1/runs/", {"pipeline": pipeline["id"], "input": dataset["id"]}, format="json").json()
     assert wait_for_run(run["id"]).status == "succeeded"
 
@@ -87,8 +92,10 @@ def test_hostile_pipeline_output_runs_nothing_but_still_shows(live_server, autho
     assert page.url.startswith(run_url)
     assert page.evaluate("localStorage.getItem('x')") is None
     assert page.locator("#graph-2").evaluate("el => el.clientHeight") <= 2004  # its size message is capped
-    assert page.locator("#run-text script, #run-text svg, #run-text iframe, #run-text form, #run-text [onerror]"
-                        ).count() == 0
+    assert (
+        page.locator("#run-text script, #run-text svg, #run-text iframe, #run-text form, #run-text [onerror]").count()
+        == 0
+    )
     assert page.locator("head base, head meta[http-equiv]").count() == 0
 
     # The dataset's hostile name is shown as text on its page too.

@@ -19,8 +19,14 @@ def pipeline_from(api):
     """
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    def upload(name: str, source: str, *, requirements: str | None = None, files: dict[str, str] | None = None,
-               expect: int = 201):
+    def upload(
+        name: str,
+        source: str,
+        *,
+        requirements: str | None = None,
+        files: dict[str, str] | None = None,
+        expect: int = 201,
+    ):
         data = {"control": SimpleUploadedFile(f"{name}.py", textwrap.dedent(source).encode())}
         if requirements is not None:
             data["requirements"] = SimpleUploadedFile("requirements.txt", requirements.encode())

@@ -73,27 +73,49 @@ def _figure(graph):
 
 # --- get_params and the values pipelines receive ---------------------------------------------------
 
+
 def test_every_parameter_type_arrives_converted_to_its_python_type(
-        upload_pipeline, submit, finished, sample_csv, words_txt, module_worker):
+    upload_pipeline, submit, finished, sample_csv, words_txt, module_worker
+):
     upload_pipeline("contract_params_types.py")
     # Values as an HTML form sends them: all text.
-    run = submit("contract_params_types", params={
-        "text": "hi there", "bare": "plain", "count": "12", "limit": "7", "ratio": "2.5", "scale": "1e-3",
-        "flag": "false", "switch": "on", "colour": "green", "data": str(sample_csv), "attachment": words_txt})
+    run = submit(
+        "contract_params_types",
+        params={
+            "text": "hi there",
+            "bare": "plain",
+            "count": "12",
+            "limit": "7",
+            "ratio": "2.5",
+            "scale": "1e-3",
+            "flag": "false",
+            "switch": "on",
+            "colour": "green",
+            "data": str(sample_csv),
+            "attachment": words_txt,
+        },
+    )
 
     rows = {name: (kind, value) for name, kind, value in finished(run)["result"]["data"]}
 
     assert rows == {
-        "text": ("str", "'hi there'"), "bare": ("str", "'plain'"), "count": ("int", "12"), "limit": ("int", "7"),
-        "ratio": ("float", "2.5"), "scale": ("float", "0.001"), "flag": ("bool", "False"),
-        "switch": ("bool", "True"), "colour": ("str", "'green'"),
+        "text": ("str", "'hi there'"),
+        "bare": ("str", "'plain'"),
+        "count": ("int", "12"),
+        "limit": ("int", "7"),
+        "ratio": ("float", "2.5"),
+        "scale": ("float", "0.001"),
+        "flag": ("bool", "False"),
+        "switch": ("bool", "True"),
+        "colour": ("str", "'green'"),
         "data": (rows["data"][0], "file sample.csv (sample.csv): name,score"),
         "attachment": (rows["attachment"][0], "file words.txt (words.txt): the"),
     }
 
 
 def test_missing_optional_parameters_take_their_defaults_and_blank_ones_arrive_as_none(
-        upload_pipeline, submit, finished, sample_csv, words_txt, module_worker):
+    upload_pipeline, submit, finished, sample_csv, words_txt, module_worker
+):
     upload_pipeline("contract_params_types.py")
     run = submit("contract_params_types", params={"data": sample_csv, "attachment": words_txt, "limit": ""})
 
@@ -101,13 +123,29 @@ def test_missing_optional_parameters_take_their_defaults_and_blank_ones_arrive_a
     rows = {name: (kind, value) for name, kind, value in body["result"]["data"]}
 
     assert {name: rows[name] for name in rows if name not in ("data", "attachment")} == {
-        "text": ("str", "'hello'"), "bare": ("str", "''"), "count": ("int", "5"), "limit": ("NoneType", "None"),
-        "ratio": ("float", "0.5"), "scale": ("NoneType", "None"), "flag": ("bool", "True"),
-        "switch": ("bool", "False"), "colour": ("str", "'red'"),
+        "text": ("str", "'hello'"),
+        "bare": ("str", "''"),
+        "count": ("int", "5"),
+        "limit": ("NoneType", "None"),
+        "ratio": ("float", "0.5"),
+        "scale": ("NoneType", "None"),
+        "flag": ("bool", "True"),
+        "switch": ("bool", "False"),
+        "colour": ("str", "'red'"),
     }
-    assert body["params"] == {"text": "hello", "bare": "", "count": 5, "limit": None, "ratio": 0.5, "scale": None,
-                              "flag": True, "switch": False, "colour": "red", "data": sample_csv,
-                              "attachment": words_txt}
+    assert body["params"] == {
+        "text": "hello",
+        "bare": "",
+        "count": 5,
+        "limit": None,
+        "ratio": 0.5,
+        "scale": None,
+        "flag": True,
+        "switch": False,
+        "colour": "red",
+        "data": sample_csv,
+        "attachment": words_txt,
+    }
 
 
 def test_parameter_specs_are_published_with_their_options(upload_pipeline, api):
@@ -117,26 +155,52 @@ def test_parameter_specs_are_published_with_their_options(upload_pipeline, api):
 
     assert params["train"] == {}
     assert params["run"] == {
-        "text": {"type": "string", "default": "hello"}, "bare": {"type": "string"},
-        "count": {"type": "integer", "default": 5}, "limit": {"type": "integer", "blank": True},
-        "ratio": {"type": "float", "default": 0.5}, "scale": {"type": "float", "blank": True},
-        "flag": {"type": "bool", "default": True}, "switch": {"type": "bool"},
+        "text": {"type": "string", "default": "hello"},
+        "bare": {"type": "string"},
+        "count": {"type": "integer", "default": 5},
+        "limit": {"type": "integer", "blank": True},
+        "ratio": {"type": "float", "default": 0.5},
+        "scale": {"type": "float", "blank": True},
+        "flag": {"type": "bool", "default": True},
+        "switch": {"type": "bool"},
         "colour": {"type": "choice", "choices": ["red", "green", "blue"], "default": "red"},
-        "data": {"type": "file"}, "attachment": {"type": "upload"},
+        "data": {"type": "file"},
+        "attachment": {"type": "upload"},
     }
-    assert list(params["run"]) == ["text", "bare", "count", "limit", "ratio", "scale", "flag", "switch", "colour",
-                                   "data", "attachment"]
+    assert list(params["run"]) == [
+        "text",
+        "bare",
+        "count",
+        "limit",
+        "ratio",
+        "scale",
+        "flag",
+        "switch",
+        "colour",
+        "data",
+        "attachment",
+    ]
 
 
 def test_values_that_do_not_convert_are_a_400_naming_each_parameter_and_nothing_is_queued(
-        upload_pipeline, submit, sample_csv):
+    upload_pipeline, submit, sample_csv
+):
     from mlopen.runs.models import Run
 
     upload_pipeline("contract_params_types.py")
 
-    body = submit("contract_params_types", expect=400, params={
-        "count": "many", "ratio": "lots", "flag": "maybe", "colour": "purple", "attachment": sample_csv,
-        "cuont": 3})
+    body = submit(
+        "contract_params_types",
+        expect=400,
+        params={
+            "count": "many",
+            "ratio": "lots",
+            "flag": "maybe",
+            "colour": "purple",
+            "attachment": sample_csv,
+            "cuont": 3,
+        },
+    )
 
     assert body["errors"] == {
         "params.count": "Enter a whole number (got 'many').",
@@ -147,16 +211,17 @@ def test_values_that_do_not_convert_are_a_400_naming_each_parameter_and_nothing_
         "params.cuont": body["errors"]["params.cuont"],
     }
     assert body["errors"]["params.cuont"].startswith("Unknown parameter.")
-    unknown_dataset = submit("contract_params_types", expect=400,
-                             params={"data": sample_csv, "attachment": 999999})
+    unknown_dataset = submit("contract_params_types", expect=400, params={"data": sample_csv, "attachment": 999999})
     assert set(unknown_dataset["errors"]) == {"params.attachment"}
     assert Run.objects.count() == 0
 
 
-@pytest.mark.parametrize("control", ["contract_params_empty_string.py", "contract_params_none.py",
-                                     "contract_params_absent.py"])
+@pytest.mark.parametrize(
+    "control", ["contract_params_empty_string.py", "contract_params_none.py", "contract_params_absent.py"]
+)
 def test_get_params_returning_empty_string_or_none_or_missing_means_no_parameters(
-        control, upload_pipeline, submit, finished, module_worker):
+    control, upload_pipeline, submit, finished, module_worker
+):
     pipeline = upload_pipeline(control)
     assert pipeline["params"] == {"train": {}, "run": {}}
 
@@ -168,7 +233,8 @@ def test_get_params_returning_empty_string_or_none_or_missing_means_no_parameter
 
 
 def test_a_bare_string_type_like_string_in_parentheses_is_a_text_parameter(
-        upload_pipeline, submit, finished, module_worker):
+    upload_pipeline, submit, finished, module_worker
+):
     pipeline = upload_pipeline("contract_params_bare_string.py")
     given = submit("contract_params_bare_string", params={"greeting": "hi"})
     blank = submit("contract_params_bare_string")
@@ -181,28 +247,64 @@ def test_a_bare_string_type_like_string_in_parentheses_is_a_text_parameter(
 # --- input -------------------------------------------------------------------------------------------
 
 INPUT_BEHAVIOURS = {
-    'input.open("r") then iterate': ("contract_input_iterate.py", "sample.csv", {
-        "columns": ["line", "type"],
-        "data": [["name,score", "str"], ["ada,3", "str"], ["grace,5", "str"], ["linus,4", "str"]]}),
-    "readlines()": ("contract_input_readlines.py", "sample.csv", {
-        "data": [["name,score\n"], ["ada,3\n"], ["grace,5\n"], ["linus,4\n"]], "text": "4 lines"}),
-    "read() unopened gives bytes, after open('r') text": ("contract_input_read.py", "sample.csv", {
-        "data": [["unopened", "bytes", SAMPLE_CSV.decode()], ["opened r", "str", SAMPLE_CSV.decode()]]}),
-    "pandas.read_csv(input)": ("contract_input_pandas.py", "sample.csv", {
-        "columns": ["name", "score"], "data": [["ada", 3], ["grace", 5], ["linus", 4]],
-        "text": "total=12 again=12 shape=(3, 2)"}),
-    ".name and .path": ("contract_input_name_path.py", "sample.csv", {
-        "data": [["name", "sample.csv"], ["path is absolute", "True"], ["path basename", "sample.csv"],
-                 ["same content", "True"]]}),
-    "open() again starts over": ("contract_input_reopen.py", "words.txt", {
-        "data": [["first", "the"], ["rest", "quick,brown,fox"], ["again", "the"],
-                 ["after close", "the,quick,brown,fox"]]}),
+    'input.open("r") then iterate': (
+        "contract_input_iterate.py",
+        "sample.csv",
+        {
+            "columns": ["line", "type"],
+            "data": [["name,score", "str"], ["ada,3", "str"], ["grace,5", "str"], ["linus,4", "str"]],
+        },
+    ),
+    "readlines()": (
+        "contract_input_readlines.py",
+        "sample.csv",
+        {"data": [["name,score\n"], ["ada,3\n"], ["grace,5\n"], ["linus,4\n"]], "text": "4 lines"},
+    ),
+    "read() unopened gives bytes, after open('r') text": (
+        "contract_input_read.py",
+        "sample.csv",
+        {"data": [["unopened", "bytes", SAMPLE_CSV.decode()], ["opened r", "str", SAMPLE_CSV.decode()]]},
+    ),
+    "pandas.read_csv(input)": (
+        "contract_input_pandas.py",
+        "sample.csv",
+        {
+            "columns": ["name", "score"],
+            "data": [["ada", 3], ["grace", 5], ["linus", 4]],
+            "text": "total=12 again=12 shape=(3, 2)",
+        },
+    ),
+    ".name and .path": (
+        "contract_input_name_path.py",
+        "sample.csv",
+        {
+            "data": [
+                ["name", "sample.csv"],
+                ["path is absolute", "True"],
+                ["path basename", "sample.csv"],
+                ["same content", "True"],
+            ]
+        },
+    ),
+    "open() again starts over": (
+        "contract_input_reopen.py",
+        "words.txt",
+        {
+            "data": [
+                ["first", "the"],
+                ["rest", "quick,brown,fox"],
+                ["again", "the"],
+                ["after close", "the,quick,brown,fox"],
+            ]
+        },
+    ),
 }
 
 
 @pytest.mark.parametrize("behaviour", list(INPUT_BEHAVIOURS))
 def test_input_behaves_like_the_original_django_field_file(
-        behaviour, upload_pipeline, upload_dataset, submit, finished, module_worker):
+    behaviour, upload_pipeline, upload_dataset, submit, finished, module_worker
+):
     control, data_file, expected = INPUT_BEHAVIOURS[behaviour]
     pipeline = upload_pipeline(control)
     dataset = upload_dataset(data_file, (FIXTURES / "data" / data_file).read_bytes())
@@ -214,20 +316,26 @@ def test_input_behaves_like_the_original_django_field_file(
 
 # --- train and run -------------------------------------------------------------------------------
 
-def test_a_run_before_any_training_gets_model_none_and_empty_args(
-        upload_pipeline, submit, finished, module_worker):
+
+def test_a_run_before_any_training_gets_model_none_and_empty_args(upload_pipeline, submit, finished, module_worker):
     upload_pipeline("contract_train_saves.py")
 
     body = finished(submit("contract_train_saves"))
 
     assert dict(body["result"]["data"]) == {
-        "model type": "NoneType", "model predicts 21 as": "-", "args type": "dict", "arg names": "",
-        "vocab": "", "threshold": "None"}
+        "model type": "NoneType",
+        "model predicts 21 as": "-",
+        "args type": "dict",
+        "arg names": "",
+        "vocab": "",
+        "threshold": "None",
+    }
     assert body["trained_model"] is None
 
 
 def test_train_saves_models_and_args_and_a_later_run_gets_the_first_model_and_args_by_name(
-        api, upload_pipeline, submit, finished, words_txt, module_worker):
+    api, upload_pipeline, submit, finished, words_txt, module_worker
+):
     pipeline = upload_pipeline("contract_train_saves.py")
     assert pipeline["params"]["train"] == {"factor": {"type": "integer", "default": 2}}
 
@@ -239,11 +347,19 @@ def test_train_saves_models_and_args_and_a_later_run_gets_the_first_model_and_ar
     assert current["run"] == train["id"]
     assert current["version"] == 1
     assert (current["label"], current["model_names"], current["arg_names"]) == (
-        "contract_train_saves.py", ["multiplier", "second_model"], ["vocab", "threshold"])
+        "contract_train_saves.py",
+        ["multiplier", "second_model"],
+        ["vocab", "threshold"],
+    )
     assert run["trained_model"] == current["id"]
     assert dict(run["result"]["data"]) == {
-        "model type": "Multiplier", "model predicts 21 as": "63", "args type": "dict",
-        "arg names": "threshold,vocab", "vocab": "the,quick,brown,fox", "threshold": "0.75"}
+        "model type": "Multiplier",
+        "model predicts 21 as": "63",
+        "args type": "dict",
+        "arg names": "threshold,vocab",
+        "vocab": "the,quick,brown,fox",
+        "threshold": "0.75",
+    }
 
 
 def test_every_run_gets_its_own_copy_of_the_trained_model_and_args(upload_pipeline, submit, finished, module_worker):
@@ -259,13 +375,20 @@ def test_every_run_gets_its_own_copy_of_the_trained_model_and_args(upload_pipeli
 
 # --- what run_pipeline returns -----------------------------------------------------------------------
 
+
 def test_every_graph_form_comes_back_as_a_plotly_figure(upload_pipeline, submit, finished, module_worker):
     upload_pipeline("contract_graphs.py")
 
     graphs = [_figure(g) for g in finished(submit("contract_graphs"))["result"]["graphs"]]
 
     assert [[trace["type"] for trace in figure["data"]] for figure in graphs] == [
-        ["bar"], ["scatter"], ["scatter"], ["pie"], ["pie"], ["heatmap"]]
+        ["bar"],
+        ["scatter"],
+        ["scatter"],
+        ["pie"],
+        ["pie"],
+        ["heatmap"],
+    ]
     bundled_div, plain_div, scatter_dict, pie_dict, pie_div, figure_object = graphs
     assert bundled_div["data"][0]["y"] == [1, 2]
     assert bundled_div["layout"]["title"]["text"] == "bars"
@@ -288,7 +411,8 @@ def test_a_single_graph_not_in_a_list_is_shown_too(upload_pipeline, submit, fini
 
 
 def test_table_cells_that_are_numpy_or_pandas_scalars_come_back_as_plain_values(
-        upload_pipeline, submit, finished, module_worker):
+    upload_pipeline, submit, finished, module_worker
+):
     upload_pipeline("contract_numpy_data.py")
 
     result = finished(submit("contract_numpy_data"))["result"]
@@ -304,7 +428,8 @@ def test_table_cells_that_are_numpy_or_pandas_scalars_come_back_as_plain_values(
 
 
 def test_a_run_that_returns_something_other_than_a_dict_fails_saying_what_it_returned(
-        upload_pipeline, submit, finished, module_worker):
+    upload_pipeline, submit, finished, module_worker
+):
     upload_pipeline("contract_not_a_dict.py")
 
     body = finished(submit("contract_not_a_dict"), status="failed")
@@ -316,8 +441,10 @@ def test_a_run_that_returns_something_other_than_a_dict_fails_saying_what_it_ret
 
 # --- versions and support files ------------------------------------------------------------------
 
+
 def test_reuploading_a_pipeline_adds_version_2_and_an_old_run_still_points_at_version_1(
-        api, upload_pipeline, submit, finished, module_worker):
+    api, upload_pipeline, submit, finished, module_worker
+):
     source = (FIXTURES / "pipelines" / "contract_version.py").read_text()
     upload_pipeline("contract_version.py")
     old = finished(submit("contract_version"))
@@ -333,10 +460,12 @@ def test_reuploading_a_pipeline_adds_version_2_and_an_old_run_still_points_at_ve
 
 
 def test_support_files_are_importable_and_readable_beside_the_control_file(
-        upload_pipeline, submit, finished, module_worker):
+    upload_pipeline, submit, finished, module_worker
+):
     support = FIXTURES / "pipelines" / "support"
-    pipeline = upload_pipeline("contract_support.py",
-                               support=[support / "contract_helpers.py", support / "contract_vocab.txt"])
+    pipeline = upload_pipeline(
+        "contract_support.py", support=[support / "contract_helpers.py", support / "contract_vocab.txt"]
+    )
 
     result = finished(submit("contract_support"))["result"]
 
@@ -347,8 +476,10 @@ def test_support_files_are_importable_and_readable_beside_the_control_file(
 
 # --- failures ------------------------------------------------------------------------------------
 
+
 def test_a_pipeline_that_raises_fails_with_its_message_and_the_traceback_in_the_log(
-        api, upload_pipeline, submit, finished, module_worker):
+    api, upload_pipeline, submit, finished, module_worker
+):
     from mlopen.pipelines.models import TrainedModel
 
     upload_pipeline("contract_raises.py")
@@ -368,7 +499,8 @@ def test_a_pipeline_that_raises_fails_with_its_message_and_the_traceback_in_the_
 
 
 def test_a_pipeline_that_exits_or_is_killed_fails_and_the_same_worker_then_runs_the_next_run(
-        upload_pipeline, submit, finished, module_worker):
+    upload_pipeline, submit, finished, module_worker
+):
     upload_pipeline("contract_exit.py")
     runs = {how: submit("contract_exit", params={"how": how}) for how in ("sys_exit", "os_exit", "sigkill", "ok")}
 

@@ -10,8 +10,7 @@ DEMO_PIPELINES = {"data_explorer", "iris_knn", "sentiment"}
 DEMO_DATASETS = {"housing.csv", "iris.csv", "reviews_new.txt", "reviews_train.csv"}
 
 
-def test_demo_pipelines_and_datasets_are_registered_once_and_work_out_of_the_box(
-        api, worker, wait_for_run):
+def test_demo_pipelines_and_datasets_are_registered_once_and_work_out_of_the_box(api, worker, wait_for_run):
     from mlopen.cli.bootstrap import load_demo
     from mlopen.datasets.models import Dataset
     from mlopen.pipelines.models import Pipeline
@@ -29,8 +28,11 @@ def test_demo_pipelines_and_datasets_are_registered_once_and_work_out_of_the_box
     assert set(datasets) == DEMO_DATASETS
 
     def submit(pipeline, kind="run", input=None, params=None):
-        response = api.post("/api/v1/runs/", {"pipeline": pipeline, "kind": kind, "input": datasets.get(input),
-                                              "params": params or {}}, format="json")
+        response = api.post(
+            "/api/v1/runs/",
+            {"pipeline": pipeline, "kind": kind, "input": datasets.get(input), "params": params or {}},
+            format="json",
+        )
         assert response.status_code == 201, response.content
         return response.json()["id"]
 

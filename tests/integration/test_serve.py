@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.engine
 
-HANG = '''
+HANG = """
 import time
 def train(inpt, params=None):
     pass
@@ -25,7 +25,7 @@ def run_pipeline(input, model, args, params=None):
     print("started", flush=True)
     time.sleep(600)
     return {"text": "never"}
-'''
+"""
 
 
 def _free_port() -> int:
@@ -40,10 +40,18 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_SETTINGS"))}
-        env.update(MLOPEN_HOME=str(home), MLOPEN_ENV="development", MLOPEN_ADMIN_USER="boss",
-                   MLOPEN_ADMIN_PASSWORD="boss-password-1", MLOPEN_ADMIN_TOKEN="serve-test-token",
-                   MLOPEN_LOAD_DEMO="true", MLOPEN_HEARTBEAT_INTERVAL="1", MLOPEN_HEARTBEAT_TIMEOUT="5",
-                   MLOPEN_DEFAULT_QUEUE="mlopen", MLOPEN_WEB_PROCESSES="1")
+        env.update(
+            MLOPEN_HOME=str(home),
+            MLOPEN_ENV="development",
+            MLOPEN_ADMIN_USER="boss",
+            MLOPEN_ADMIN_PASSWORD="boss-password-1",
+            MLOPEN_ADMIN_TOKEN="serve-test-token",
+            MLOPEN_LOAD_DEMO="true",
+            MLOPEN_HEARTBEAT_INTERVAL="1",
+            MLOPEN_HEARTBEAT_TIMEOUT="5",
+            MLOPEN_DEFAULT_QUEUE="mlopen",
+            MLOPEN_WEB_PROCESSES="1",
+        )
         env.update(extra_env)
         env.pop("MLOPEN_TEST_HOME", None)
         home.mkdir(parents=True, exist_ok=True)
@@ -51,7 +59,11 @@ class Server:
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlopen.cli.main", "serve", "--port", str(self.port), "--workers", str(workers)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": "Token serve-test-token"}, timeout=30)
 
     def output(self) -> str:
@@ -100,8 +112,9 @@ def server(tmp_path):
 
 
 def _worker_pids(server_pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(server_pid), "-f", "mlopen.cli.main worker"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["pgrep", "-P", str(server_pid), "-f", "mlopen.cli.main worker"], capture_output=True, text=True
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -111,8 +124,9 @@ def test_serve_starts_web_and_worker_and_runs_a_demo_pipeline(server):
     pipelines = {p["name"]: p for p in server.client.get("/api/v1/pipelines/").json()["results"]}
     assert {"iris_knn", "sentiment", "data_explorer"} <= set(pipelines)
     datasets = {d["filename"]: d for d in server.client.get("/api/v1/datasets/").json()["results"]}
-    run = server.client.post("/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run",
-                                                     "input": datasets["iris.csv"]["id"], "params": {}}).json()
+    run = server.client.post(
+        "/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run", "input": datasets["iris.csv"]["id"], "params": {}}
+    ).json()
     finished = server.wait_run(run["id"])
     assert finished["status"] == "succeeded", finished
     assert finished["result"]["rows"] > 0 and finished["result"]["graphs"]
@@ -137,8 +151,9 @@ def test_sigkilled_worker_is_restarted_and_its_run_is_marked_failed(server):
     server.wait_healthy(workers=1, timeout=90)
     new_pids = _worker_pids(server.process.pid)
     assert new_pids and worker_pid not in new_pids
-    again = server.client.post("/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run",
-                                                       "input": None, "params": {}}).json()
+    again = server.client.post(
+        "/api/v1/runs/", json={"pipeline": "iris_knn", "kind": "run", "input": None, "params": {}}
+    ).json()
     finished = server.wait_run(again["id"])
     # iris_knn without input still finishes (succeeds or fails with its own message): the new worker took it.
     assert finished["status"] in ("succeeded", "failed") and finished["worker"]
@@ -160,13 +175,14 @@ def test_serve_with_rabbitmq_as_broker_runs_a_pipeline(tmp_path):
     from kombu import Connection, Queue
 
     queue = f"serve-amqp-{os.getpid()}-{time.monotonic_ns()}"
-    server = Server(tmp_path / "home", CELERY_BROKER_URL=RABBITMQ, MLOPEN_DEFAULT_QUEUE=queue,
-                    MLOPEN_LOAD_DEMO="false")
+    server = Server(tmp_path / "home", CELERY_BROKER_URL=RABBITMQ, MLOPEN_DEFAULT_QUEUE=queue, MLOPEN_LOAD_DEMO="false")
     try:
         health = server.wait_healthy(workers=1)
         assert (health["broker"], health["workers"]) == ("ok", 1)
-        quick = b"def train(inpt, params=None):\n    pass\n" \
-                b"def run_pipeline(input, model, args, params=None):\n    return {'text': 'via rabbitmq'}\n"
+        quick = (
+            b"def train(inpt, params=None):\n    pass\n"
+            b"def run_pipeline(input, model, args, params=None):\n    return {'text': 'via rabbitmq'}\n"
+        )
         assert server.client.post("/api/v1/pipelines/", files={"control": ("quick.py", quick)}).status_code == 201
 
         run = server.client.post("/api/v1/runs/", json={"pipeline": "quick", "wait": 60}).json()

@@ -16,11 +16,19 @@ that your requirements are unsatisfiable.
 
 
 def test_uv_builds_see_how_to_reach_the_index_but_none_of_the_platforms_secrets(monkeypatch, tmp_path):
-    for name, value in {"DATABASE_URL": "postgres://mlopen:secret@db/mlopen", "CELERY_BROKER_URL": "redis://:pw@r/0",
-                        "DJANGO_SECRET_KEY": "k", "MLOPEN_ADMIN_PASSWORD": "p", "MLOPEN_TOKEN": "t",
-                        "HTTPS_PROXY": "http://proxy:3128", "SSL_CERT_FILE": "/etc/ssl/certs/ca.pem",
-                        "UV_INDEX_URL": "https://mirror.example/simple", "UV_CONFIG_FILE": "/home/w/uv.toml",
-                        "UV_NO_BUILD_ISOLATION": "1", "XDG_CONFIG_HOME": str(tmp_path)}.items():
+    for name, value in {
+        "DATABASE_URL": "postgres://mlopen:secret@db/mlopen",
+        "CELERY_BROKER_URL": "redis://:pw@r/0",
+        "DJANGO_SECRET_KEY": "k",
+        "MLOPEN_ADMIN_PASSWORD": "p",
+        "MLOPEN_TOKEN": "t",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca.pem",
+        "UV_INDEX_URL": "https://mirror.example/simple",
+        "UV_CONFIG_FILE": "/home/w/uv.toml",
+        "UV_NO_BUILD_ISOLATION": "1",
+        "XDG_CONFIG_HOME": str(tmp_path),
+    }.items():
         monkeypatch.setenv(name, value)
 
     env = environments._build_environment_variables(tmp_path / "home")
@@ -28,7 +36,10 @@ def test_uv_builds_see_how_to_reach_the_index_but_none_of_the_platforms_secrets(
     secrets = {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY", "MLOPEN_ADMIN_PASSWORD", "MLOPEN_TOKEN"}
     assert not secrets & set(env)
     assert (env["HTTPS_PROXY"], env["SSL_CERT_FILE"], env["UV_INDEX_URL"]) == (
-        "http://proxy:3128", "/etc/ssl/certs/ca.pem", "https://mirror.example/simple")
+        "http://proxy:3128",
+        "/etc/ssl/certs/ca.pem",
+        "https://mirror.example/simple",
+    )
     assert env["UV_CACHE_DIR"] == str(environments.envs_root() / "uv-cache")
     assert env["UV_PYTHON_DOWNLOADS"] == "never"
     # A clean environment: no uv setting but the index's, no config file, HOME an empty folder.
@@ -37,21 +48,34 @@ def test_uv_builds_see_how_to_reach_the_index_but_none_of_the_platforms_secrets(
 
 
 def test_pips_index_settings_reach_uv_as_uvs_own(monkeypatch, tmp_path):
-    for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_FIND_LINKS", "UV_EXTRA_INDEX_URL", "PIP_INDEX_URL",
-                 "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "XDG_CONFIG_DIRS"):
+    for name in (
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_FIND_LINKS",
+        "UV_EXTRA_INDEX_URL",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "XDG_CONFIG_DIRS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
-    (tmp_path / "pip.conf").write_text("[global]\nindex-url = https://mirror.example/simple\n"
-                                       "find-links = /srv/wheels\n  /srv/more-wheels\n"
-                                       "extra-index-url = file:///srv/partial-mirror\n")
+    (tmp_path / "pip.conf").write_text(
+        "[global]\nindex-url = https://mirror.example/simple\n"
+        "find-links = /srv/wheels\n  /srv/more-wheels\n"
+        "extra-index-url = file:///srv/partial-mirror\n"
+    )
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://extra.example/simple")
 
     env = environments._build_environment_variables(tmp_path / "home")
 
     assert (env["UV_DEFAULT_INDEX"], env["UV_FIND_LINKS"], env["UV_EXTRA_INDEX_URL"]) == (
-        "https://mirror.example/simple", "/srv/wheels,/srv/more-wheels", "https://extra.example/simple")
+        "https://mirror.example/simple",
+        "/srv/wheels,/srv/more-wheels",
+        "https://extra.example/simple",
+    )
     # Local folders the settings name are what the build sandbox must be able to read.
     assert {"/srv/wheels", "/srv/more-wheels"} <= set(environments._local_sources(env))
 
@@ -59,7 +83,8 @@ def test_pips_index_settings_reach_uv_as_uvs_own(monkeypatch, tmp_path):
 def test_a_failed_build_is_summed_up_by_what_its_last_command_said():
     assert environments.failure_summary(FAILED_BUILD_LOG) == (
         "error: No solution found when resolving dependencies cause: Because nosuchpkg was not found in the "
-        "package registry and you require nosuchpkg, we can conclude that your requirements are unsatisfiable.")
+        "package registry and you require nosuchpkg, we can conclude that your requirements are unsatisfiable."
+    )
 
 
 def test_a_long_failure_is_cut_with_an_ellipsis():

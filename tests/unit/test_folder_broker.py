@@ -24,10 +24,15 @@ def _connection(folder) -> Connection:
     from mlopen.core import broker
 
     broker.install()
-    return Connection("filesystem://", transport_options={
-        "data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
-        "polling_interval": 120,  # so long that only the folder watch can deliver within a test
-    })
+    return Connection(
+        "filesystem://",
+        transport_options={
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 120,  # so long that only the folder watch can deliver within a test
+        },
+    )
 
 
 def test_a_message_is_written_under_a_hidden_name_and_renamed_into_place(folder):

@@ -14,8 +14,9 @@ def stored():
     from mlopen.runs import results
 
     def store(columns, data):
-        folder, rows = results.store_result(next(_run_ids), {"columns": columns, "data": data, "graphs": [],
-                                                              "text": None, "warnings": []})
+        folder, rows = results.store_result(
+            next(_run_ids), {"columns": columns, "data": data, "graphs": [], "text": None, "warnings": []}
+        )
         return results, folder, rows
 
     return store
@@ -59,11 +60,15 @@ def test_a_huge_text_result_is_cut_with_a_warning(stored, settings):
     from mlopen.runs import results
 
     settings.MLOPEN_MAX_TEXT_KB = 1
-    folder, _rows = results.store_result(next(_run_ids), {"columns": None, "data": None, "graphs": [],
-                                                          "text": "<p>" + "z" * 5000 + "</p>", "warnings": []})
+    folder, _rows = results.store_result(
+        next(_run_ids),
+        {"columns": None, "data": None, "graphs": [], "text": "<p>" + "z" * 5000 + "</p>", "warnings": []},
+    )
 
     page = results.page_of(folder)
 
     assert len(page["text"]) == 1024
-    assert page["warnings"] == ["The text result has 5,007 characters; only the first 1,024 are kept "
-                                "(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."]
+    assert page["warnings"] == [
+        "The text result has 5,007 characters; only the first 1,024 are kept "
+        "(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."
+    ]

@@ -32,8 +32,10 @@ def error_response(detail: str, errors: dict | None = None, status_code: int = s
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
-        return error_response("The request body is too large; send files as multipart uploads.",
-                              status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        return error_response(
+            "The request body is too large; send files as multipart uploads.",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, SuspiciousOperation):  # too many fields or files, a malformed multipart body...
         return error_response(f"The request was refused: {exc}")
     if isinstance(exc, Http404):

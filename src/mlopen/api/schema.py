@@ -61,4 +61,5 @@ class AutoSchema(SpectacularAutoSchema):
             if links and code in responses:
                 responses[code]["links"] = {
                     name: {"operationId": operation_id, "parameters": {"id": "$response.body#/id"}}
-                    for name, operation_id in links.items()}
+                    for name, operation_id in links.items()
+                }

@@ -49,8 +49,18 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PipelineVersion
-        fields = ["id", "number", "control_filename", "files", "description", "params", "requirements",
-                  "env_status", "env_log", "created_at"]
+        fields = [
+            "id",
+            "number",
+            "control_filename",
+            "files",
+            "description",
+            "params",
+            "requirements",
+            "env_status",
+            "env_log",
+            "created_at",
+        ]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_params(self, version) -> dict:
@@ -67,8 +77,20 @@ class PipelineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pipeline
-        fields = ["id", "name", "description", "version", "params", "current_model", "timeout_seconds",
-                  "memory_mb", "queue", "allow_network", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "version",
+            "params",
+            "current_model",
+            "timeout_seconds",
+            "memory_mb",
+            "queue",
+            "allow_network",
+            "created_at",
+            "updated_at",
+        ]
 
     def _latest(self, pipeline):
         # The API's querysets prefetch versions and models newest first; fall back to a query.
@@ -101,11 +123,18 @@ class PipelineSerializer(serializers.ModelSerializer):
 
 
 class PipelineDetailSerializer(PipelineSerializer):
-    owner = serializers.CharField(source="created_by.username", read_only=True, allow_null=True,
-                                  help_text="who created it; null once that account is deleted")
-    maintainers = serializers.SlugRelatedField(many=True, read_only=True, slug_field="username",
-                                               help_text="usernames of those who may publish versions besides the "
-                                                         "owner and admins")
+    owner = serializers.CharField(
+        source="created_by.username",
+        read_only=True,
+        allow_null=True,
+        help_text="who created it; null once that account is deleted",
+    )
+    maintainers = serializers.SlugRelatedField(
+        many=True,
+        read_only=True,
+        slug_field="username",
+        help_text="usernames of those who may publish versions besides the owner and admins",
+    )
     versions = PipelineVersionSerializer(many=True, read_only=True)
     trained_models = TrainedModelSerializer(many=True, read_only=True)
 
@@ -117,22 +146,29 @@ class PipelineUpdateSerializer(serializers.Serializer):
     """What the API changes on a pipeline: its maintainers (the owner or an admin only)."""
 
     maintainers = serializers.ListField(
-        child=serializers.CharField(max_length=150), max_length=50,
-        help_text="usernames of authors who may publish new versions besides the owner; replaces the list")
+        child=serializers.CharField(max_length=150),
+        max_length=50,
+        help_text="usernames of authors who may publish new versions besides the owner; replaces the list",
+    )
 
     def to_internal_value(self, data):
         values = super().to_internal_value(data)
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
-            raise serializers.ValidationError({name[:100]: "This operation changes maintainers only."
-                                               for name in unknown[:10]})
+            raise serializers.ValidationError(
+                {name[:100]: "This operation changes maintainers only." for name in unknown[:10]}
+            )
         return values
 
 
 class PipelineUploadSerializer(serializers.Serializer):
     control = serializers.FileField(help_text="the control file (.py) with train and run_pipeline")
-    support_files = serializers.ListField(child=serializers.FileField(), required=False, default=list,
-                                          help_text="files placed beside the control file; repeat the field")
+    support_files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        default=list,
+        help_text="files placed beside the control file; repeat the field",
+    )
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
@@ -142,8 +178,12 @@ class PipelineVersionUploadSerializer(serializers.Serializer):
     """A new version of an existing pipeline: the same form without the name."""
 
     control = serializers.FileField(help_text="the control file (.py) with train and run_pipeline")
-    support_files = serializers.ListField(child=serializers.FileField(), required=False, default=list,
-                                          help_text="files placed beside the control file; repeat the field")
+    support_files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        default=list,
+        help_text="files placed beside the control file; repeat the field",
+    )
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
 
@@ -170,8 +210,7 @@ class DatasetPreviewSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True)
 
 
-@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}],
-                      "description": "the pipeline's id or name"})
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "the pipeline's id or name"})
 class PipelineRefField(serializers.JSONField):
     """A pipeline's id (a number, or digits as text) or its name; the run service resolves it."""
 
@@ -220,25 +259,32 @@ class SecondsField(serializers.FloatField):
 
 def _wait_field() -> serializers.FloatField:
     return SecondsField(
-        required=False, allow_null=True, min_value=0, max_value=MAX_WAIT_SECONDS,
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
         help_text="seconds to hold the response until the run has finished, so it carries the status and "
-                  "the result's first page (0 or absent: answer at once). If the run is still queued or "
-                  "running when the wait is over, the response says so; wait for it with GET ?wait=.")
+        "the result's first page (0 or absent: answer at once). If the run is still queued or "
+        "running when the wait is over, the response says so; wait for it with GET ?wait=.",
+    )
 
 
 class RunCreateSerializer(serializers.Serializer):
     pipeline = PipelineRefField(help_text="the pipeline's id or name")
     kind = serializers.ChoiceField(choices=Run.Kind.choices, default=Run.Kind.RUN)
     input = serializers.IntegerField(required=False, allow_null=True, help_text="a dataset id, or null")
-    params = serializers.DictField(required=False, default=dict,
-                                   help_text="parameter name → value; text is converted to the parameter's type")
+    params = serializers.DictField(
+        required=False, default=dict, help_text="parameter name → value; text is converted to the parameter's type"
+    )
 
     def validate_params(self, value: dict) -> dict:
         if _has_nul(value):
             raise serializers.ValidationError("Parameter names and values cannot contain NUL characters.")
         return value
-    timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1,
-                                       help_text="seconds; capped by the pipeline's own limit")
+
+    timeout = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="seconds; capped by the pipeline's own limit"
+    )
     wait = _wait_field()
 
 
@@ -251,12 +297,16 @@ class RunWaitSerializer(serializers.Serializer):
 class RunFilterSerializer(serializers.Serializer):
     """The run list's query parameters; anything malformed is a 400 naming the parameter."""
 
-    pipeline = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                     help_text="a pipeline's id or name")
+    pipeline = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="a pipeline's id or name"
+    )
     kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False, allow_blank=True)
-    status = serializers.CharField(required=False, allow_blank=True, max_length=200,
-                                   help_text="one status, or several separated by commas: "
-                                             + ", ".join(Run.Status.values))
+    status = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="one status, or several separated by commas: " + ", ".join(Run.Status.values),
+    )
     user = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="the owner's username")
 
     def validate_status(self, value: str) -> list[str]:
@@ -266,7 +316,8 @@ class RunFilterSerializer(serializers.Serializer):
         unknown = [part for part in wanted if part not in Run.Status.values]
         if unknown or not wanted:
             raise serializers.ValidationError(
-                f"Unknown status {(unknown or [value])[0][:40]!r}; use {', '.join(Run.Status.values)}.")
+                f"Unknown status {(unknown or [value])[0][:40]!r}; use {', '.join(Run.Status.values)}."
+            )
         return wanted
 
 
@@ -288,7 +339,8 @@ class ResultSummarySerializer(serializers.Serializer):
     problems = serializers.DictField(
         child=serializers.CharField(),
         help_text='the parts of the stored result that cannot be shown ("result", "table", "text", "warnings", '
-                  '"graphs", "graphs.N", "sort"), each with why; those parts are null. {} when all is well')
+        '"graphs", "graphs.N", "sort"), each with why; those parts are null. {} when all is well',
+    )
 
 
 class ResultPageSerializer(ResultSummarySerializer):
@@ -312,10 +364,33 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Run
-        fields = ["id", "status", "kind", "pipeline", "pipeline_name", "version", "owner", "input", "input_name",
-                  "params", "trained_model", "timeout_seconds", "queue", "attempt", "worker", "sandbox", "retry_of",
-                  "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "error", "progress",
-                  "result_rows"]
+        fields = [
+            "id",
+            "status",
+            "kind",
+            "pipeline",
+            "pipeline_name",
+            "version",
+            "owner",
+            "input",
+            "input_name",
+            "params",
+            "trained_model",
+            "timeout_seconds",
+            "queue",
+            "attempt",
+            "worker",
+            "sandbox",
+            "retry_of",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "duration",
+            "error",
+            "progress",
+            "result_rows",
+        ]
 
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, run) -> dict | None:
@@ -339,14 +414,28 @@ class RunDetailSerializer(RunSerializer):
     def get_result(self, run) -> dict | None:
         if run.status != Run.Status.SUCCEEDED or not run.result_folder:
             return None
-        page = results.page_of(run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE,
-                               expect_table=run.result_rows is not None)
-        return {key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings",
-                                           "problems")}
+        page = results.page_of(
+            run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE, expect_table=run.result_rows is not None
+        )
+        return {
+            key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings", "problems")
+        }
 
-    @extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {
-        "type": "object", "properties": {"step": {"type": "integer", "nullable": True},
-                       "value": {"type": "number", "nullable": True}}}}})
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "step": {"type": "integer", "nullable": True},
+                        "value": {"type": "number", "nullable": True},
+                    },
+                },
+            },
+        }
+    )
     def get_metrics(self, run) -> dict:
         series: dict[str, list] = {}
         if run.started_at is None:  # a run logs metrics only once started: no query for a queued one

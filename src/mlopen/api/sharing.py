@@ -36,8 +36,11 @@ class _StrictString(serializers.CharField):
 class SharingChangeSerializer(serializers.Serializer):
     everyone = _StrictBoolean(required=False, help_text="true: visible to every logged-in user")
     groups = serializers.ListField(
-        child=_StrictString(max_length=150), required=False, max_length=100,
-        help_text="replaces the groups it is shared with (names or ids of groups you belong to); [] for none")
+        child=_StrictString(max_length=150),
+        required=False,
+        max_length=100,
+        help_text="replaces the groups it is shared with (names or ids of groups you belong to); [] for none",
+    )
 
     def validate_groups(self, value):
         if any("\x00" in name for name in value):
@@ -58,13 +61,19 @@ class ShareMixin:
         if request.method == "GET":
             return Response(sharing_of(obj))
         if not isinstance(request.data, dict):
-            return error_response("Send a JSON object with everyone and/or groups.",
-                                  {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
+            return error_response(
+                "Send a JSON object with everyone and/or groups.",
+                {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."},
+            )
         form = SharingChangeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            state = set_sharing(obj, request.user, everyone=form.validated_data.get("everyone"),
-                                groups=form.validated_data.get("groups"))
+            state = set_sharing(
+                obj,
+                request.user,
+                everyone=form.validated_data.get("everyone"),
+                groups=form.validated_data.get("groups"),
+            )
         except SharingRefused as exc:
             return error_response(exc.message, {exc.field: exc.message})
         return Response(state)

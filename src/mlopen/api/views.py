@@ -80,18 +80,28 @@ class MeView(ApiView, APIView):
     @extend_schema(responses=s.MeSerializer, operation_id="me_retrieve")
     def get(self, request):
         user = request.user
-        return Response(s.MeSerializer({
-            "id": user.pk, "username": user.get_username(), "email": user.email or "",
-            "first_name": user.first_name or "", "last_name": user.last_name or "", "role": role_of(user),
-            "is_admin": user.is_superuser, "can_upload_pipelines": can_upload_pipelines(user),
-        }).data)
+        return Response(
+            s.MeSerializer(
+                {
+                    "id": user.pk,
+                    "username": user.get_username(),
+                    "email": user.email or "",
+                    "first_name": user.first_name or "",
+                    "last_name": user.last_name or "",
+                    "role": role_of(user),
+                    "is_admin": user.is_superuser,
+                    "can_upload_pipelines": can_upload_pipelines(user),
+                }
+            ).data
+        )
 
 
 def _upload_request(request, data: dict, name: str) -> UploadRequest:
     return UploadRequest(
         control=IncomingFile.from_uploaded(data["control"]),
         support_files=[IncomingFile.from_uploaded(f) for f in request.FILES.getlist("support_files")],
-        name=name, description=data.get("description", ""),
+        name=name,
+        description=data.get("description", ""),
         requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
     )
 
@@ -106,15 +116,25 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     of an existing pipeline its owner, a maintainer or an admin (mlopen.pipelines.rules)."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
-    openapi_links = {action: {"GetPipeline": "pipelines_retrieve", "ListVersions": "pipelines_versions_list",
-                              "ListTrainedModels": "pipelines_models_list",
-                              "UploadVersion": "pipelines_versions_create"}
-                     for action in ("create", "versions")}
+    openapi_links = {
+        action: {
+            "GetPipeline": "pipelines_retrieve",
+            "ListVersions": "pipelines_versions_list",
+            "ListTrainedModels": "pipelines_models_list",
+            "UploadVersion": "pipelines_versions_create",
+        }
+        for action in ("create", "versions")
+    }
 
     def get_queryset(self):
-        pipelines = Pipeline.objects.visible_to(self.request.user).order_by("name").prefetch_related(
-            Prefetch("versions", queryset=PipelineVersion.objects.order_by("-number")),
-            Prefetch("trained_models", queryset=TrainedModel.objects.select_related("version").order_by("-number")))
+        pipelines = (
+            Pipeline.objects.visible_to(self.request.user)
+            .order_by("name")
+            .prefetch_related(
+                Prefetch("versions", queryset=PipelineVersion.objects.order_by("-number")),
+                Prefetch("trained_models", queryset=TrainedModel.objects.select_related("version").order_by("-number")),
+            )
+        )
         if self.action == "list" and self.request.query_params.get("name"):
             name = self.request.query_params["name"]
             if len(name) > 100 or "\x00" in name:
@@ -150,11 +170,13 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:
             return error_response(exc.message, {exc.field: exc.message})
-        return Response(s.PipelineDetailSerializer(self.get_queryset().get(pk=pipeline.pk),
-                                                   context={"request": request}).data)
+        return Response(
+            s.PipelineDetailSerializer(self.get_queryset().get(pk=pipeline.pk), context={"request": request}).data
+        )
 
-    @extend_schema(request={"multipart/form-data": s.PipelineUploadSerializer},
-                   responses={201: s.PipelineDetailSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.PipelineUploadSerializer}, responses={201: s.PipelineDetailSerializer}
+    )
     def create(self, request):
         """Upload a control file (and support files): a new pipeline, or a new version of the one with that name."""
         _require_author(request)
@@ -171,12 +193,16 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return error_response(exc.message, {exc.field: exc.message})
         pipeline = self.get_queryset().get(pk=version.pipeline_id)
         body = s.PipelineDetailSerializer(pipeline, context={"request": request}).data
-        return Response(body, status=status.HTTP_201_CREATED,
-                        headers={"Location": reverse("pipeline-detail", args=[pipeline.pk])})
+        return Response(
+            body, status=status.HTTP_201_CREATED, headers={"Location": reverse("pipeline-detail", args=[pipeline.pk])}
+        )
 
     @extend_schema(methods=["GET"], responses=s.PipelineVersionSerializer(many=True))
-    @extend_schema(methods=["POST"], request={"multipart/form-data": s.PipelineVersionUploadSerializer},
-                   responses={201: s.PipelineDetailSerializer})
+    @extend_schema(
+        methods=["POST"],
+        request={"multipart/form-data": s.PipelineVersionUploadSerializer},
+        responses={201: s.PipelineDetailSerializer},
+    )
     @action(detail=True, methods=["get", "post"], serializer_class=s.PipelineVersionSerializer)
     def versions(self, request, pk=None):
         """GET: the pipeline's versions, newest first. POST: upload its next version."""
@@ -198,16 +224,28 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return self.get_paginated_response(s.TrainedModelSerializer(page, many=True).data)
 
 
-class DatasetViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                     viewsets.GenericViewSet):
+class DatasetViewSet(
+    ApiView,
+    ShareMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     """Files to run pipelines on. Each user sees their own datasets, those shared with them and the
     demo ones; admins see all."""
 
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     serializer_class = s.DatasetSerializer
-    openapi_links = {"create": {"GetDataset": "datasets_retrieve", "DownloadDataset": "datasets_download_retrieve",
-                                "PreviewDataset": "datasets_preview_retrieve", "DeleteDataset": "datasets_destroy"}}
+    openapi_links = {
+        "create": {
+            "GetDataset": "datasets_retrieve",
+            "DownloadDataset": "datasets_download_retrieve",
+            "PreviewDataset": "datasets_preview_retrieve",
+            "DeleteDataset": "datasets_destroy",
+        }
+    }
 
     def get_queryset(self):
         return Dataset.objects.visible_to(self.request.user).select_related("owner")
@@ -219,13 +257,20 @@ class DatasetViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.Retrieve
         uploaded = form.validated_data["file"]
         try:
             dataset = dataset_services.store_dataset(
-                owner=request.user, name=form.validated_data.get("name", ""), filename=uploaded.name,
-                chunks=uploaded.chunks(), content_type=getattr(uploaded, "content_type", "") or "",
-                size=uploaded.size)
+                owner=request.user,
+                name=form.validated_data.get("name", ""),
+                filename=uploaded.name,
+                chunks=uploaded.chunks(),
+                content_type=getattr(uploaded, "content_type", "") or "",
+                size=uploaded.size,
+            )
         except dataset_services.DatasetRejected as exc:
             return error_response(exc.message, {exc.field: exc.message}, exc.status)
-        return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": reverse("dataset-detail", args=[dataset.pk])})
+        return Response(
+            s.DatasetSerializer(dataset).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("dataset-detail", args=[dataset.pk])},
+        )
 
     def perform_destroy(self, dataset):
         # Demo datasets are visible to everyone, but only their owner (or an admin) may delete one.
@@ -234,14 +279,19 @@ class DatasetViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.Retrieve
         dataset_services.delete_dataset(dataset)
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
-            content_negotiation_class=JSONErrorsNegotiation)
+    @action(
+        detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
+    )
     def download(self, request, pk=None):
         dataset = self.get_object()
         if not storage.exists(dataset.file):
             return error_response(f"The file of dataset {dataset.pk} is missing from storage.", status_code=404)
-        return FileResponse(storage.open_stored(dataset.file), as_attachment=True, filename=dataset.filename,
-                            content_type="application/octet-stream")
+        return FileResponse(
+            storage.open_stored(dataset.file),
+            as_attachment=True,
+            filename=dataset.filename,
+            content_type="application/octet-stream",
+        )
 
     @extend_schema(responses=s.DatasetPreviewSerializer)
     @action(detail=True, methods=["get"])
@@ -281,10 +331,17 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
-    openapi_links = {action: {"GetRun": "runs_retrieve", "GetRunLogs": "runs_logs_retrieve",
-                              "GetRunResult": "runs_result_retrieve", "DownloadRunResult": "runs_download_retrieve",
-                              "CancelRun": "runs_cancel_create", "RerunRun": "runs_rerun_create"}
-                     for action in ("create", "rerun")}
+    openapi_links = {
+        action: {
+            "GetRun": "runs_retrieve",
+            "GetRunLogs": "runs_logs_retrieve",
+            "GetRunResult": "runs_result_retrieve",
+            "DownloadRunResult": "runs_download_retrieve",
+            "CancelRun": "runs_cancel_create",
+            "RerunRun": "runs_rerun_create",
+        }
+        for action in ("create", "rerun")
+    }
 
     def get_queryset(self):
         runs = Run.objects.visible_to(self.request.user).select_related("pipeline", "version", "owner")
@@ -331,28 +388,48 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
     def create(self, request):
         """Queue a train or run of a pipeline's latest version. Parameter values are converted by type."""
         if not isinstance(request.data, dict):  # a JSON array, string or number
-            return error_response("Send a JSON object with pipeline, kind, input and params.",
-                                  {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
+            return error_response(
+                "Send a JSON object with pipeline, kind, input and params.",
+                {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."},
+            )
         form = s.RunCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         try:
-            run = run_services.submit_run(request.user, run_services.RunRequest(
-                pipeline=data["pipeline"], kind=data["kind"], input=data.get("input"), params=data.get("params"),
-                timeout_seconds=data.get("timeout")))
+            run = run_services.submit_run(
+                request.user,
+                run_services.RunRequest(
+                    pipeline=data["pipeline"],
+                    kind=data["kind"],
+                    input=data.get("input"),
+                    params=data.get("params"),
+                    timeout_seconds=data.get("timeout"),
+                ),
+            )
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
         run = self._after_waiting(run, data.get("wait"))
-        return Response(s.RunDetailSerializer(run).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": reverse("run-detail", args=[run.pk])})
+        return Response(
+            s.RunDetailSerializer(run).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("run-detail", args=[run.pk])},
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("offset", int, description="skip this many characters of the log (to tail it)")],
-        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description=(
-            "The log from `offset` on. Headers: X-Log-Offset (the offset to ask for next), "
-            "X-Run-Status (the run's status, to know when to stop tailing)."))})
-    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
-            content_negotiation_class=JSONErrorsNegotiation)
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=(
+                    "The log from `offset` on. Headers: X-Log-Offset (the offset to ask for next), "
+                    "X-Run-Status (the run's status, to know when to stop tailing)."
+                ),
+            )
+        },
+    )
+    @action(
+        detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
+    )
     def logs(self, request, pk=None):
         """The run's output (stdout and stderr), growing while it runs."""
         run = self.get_object()
@@ -381,8 +458,10 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
         run = self.get_object()
         if not isinstance(request.data, dict):  # a JSON array, string or number
-            return error_response("Send no body, or a JSON object such as {\"wait\": 30}.",
-                                  {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."})
+            return error_response(
+                'Send no body, or a JSON object such as {"wait": 30}.',
+                {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."},
+            )
         form = s.RunWaitSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
@@ -390,8 +469,11 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
         new = self._after_waiting(new, form.validated_data.get("wait"))
-        return Response(s.RunDetailSerializer(new).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": reverse("run-detail", args=[new.pk])})
+        return Response(
+            s.RunDetailSerializer(new).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("run-detail", args=[new.pk])},
+        )
 
     def _result_folder(self, run: Run) -> str:
         if run.status != Run.Status.SUCCEEDED or not run.result_folder:
@@ -399,13 +481,19 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             raise NotFound(f"Run {run.pk} has no result: {reason}.")
         return run.result_folder
 
-    @extend_schema(parameters=[
-        OpenApiParameter("page", OpenApiTypes.INT, description="page number, from 1"),
-        OpenApiParameter("page_size", OpenApiTypes.INT,
-                         description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, "
-                                     f"at most {MAX_PAGE_SIZE})"),
-        OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
-        OpenApiParameter("order", str, enum=["asc", "desc"])], responses=s.ResultPageSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT, description="page number, from 1"),
+            OpenApiParameter(
+                "page_size",
+                OpenApiTypes.INT,
+                description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE})",
+            ),
+            OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
+            OpenApiParameter("order", str, enum=["asc", "desc"]),
+        ],
+        responses=s.ResultPageSerializer,
+    )
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
         """One page of the run's result table, with its graphs and text."""
@@ -413,29 +501,40 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         folder = self._result_folder(run)
         params = request.query_params
         page = positive_int(params["page"], "page") if params.get("page") else 1
-        page_size = (positive_int(params["page_size"], "page_size", MAX_PAGE_SIZE) if params.get("page_size")
-                     else settings.MLOPEN_RESULT_PAGE_SIZE)
+        page_size = (
+            positive_int(params["page_size"], "page_size", MAX_PAGE_SIZE)
+            if params.get("page_size")
+            else settings.MLOPEN_RESULT_PAGE_SIZE
+        )
         sort = _non_negative_int(params["sort"], "sort") if params.get("sort") else None
         order = params.get("order") or "asc"
         if order not in ("asc", "desc"):
             raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
         # A stored part that cannot be read is null, with why in body["problems"]: still a 200.
-        body = results.page_of(folder, page, page_size, sort, order == "desc",
-                               expect_table=run.result_rows is not None)
-        if sort is not None and body["columns"] is not None and body["data"] is not None \
-                and sort >= len(body["columns"]):
-            raise ValidationError({"sort": f"The table has {len(body['columns'])} columns (0 to "
-                                           f"{len(body['columns']) - 1})."})
+        body = results.page_of(folder, page, page_size, sort, order == "desc", expect_table=run.result_rows is not None)
+        if (
+            sort is not None
+            and body["columns"] is not None
+            and body["data"] is not None
+            and sort >= len(body["columns"])
+        ):
+            raise ValidationError(
+                {"sort": f"The table has {len(body['columns'])} columns (0 to {len(body['columns']) - 1})."}
+            )
         if body["rows"] is not None and page > body["pages"]:
             raise NotFound(f"Page {page} is past the last page ({body['pages']}).")
         return Response(body)
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="csv (default) or json")],
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
-                   (200, "application/json"): s.ResultRowsSerializer})
-    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer],
-            content_negotiation_class=JSONErrorsNegotiation)
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
+            (200, "application/json"): s.ResultRowsSerializer,
+        },
+    )
+    @action(
+        detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
+    )
     def download(self, request, pk=None):
         """The whole result table as a CSV or JSON file."""
         run = self.get_object()

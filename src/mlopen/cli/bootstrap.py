@@ -31,8 +31,10 @@ def ensure_admin(stdout=print) -> None:
             password = password or secrets.token_urlsafe(12)
             user = User.objects.create_superuser(username=username, email="", password=password)
             if generated:
-                stdout(f"\n  mlopen admin created.  user: {username}   password: {password}\n"
-                       "  (shown once; set MLOPEN_ADMIN_PASSWORD to choose it)\n")
+                stdout(
+                    f"\n  mlopen admin created.  user: {username}   password: {password}\n"
+                    "  (shown once; set MLOPEN_ADMIN_PASSWORD to choose it)\n"
+                )
             else:
                 stdout(f"mlopen admin {username!r} created from MLOPEN_ADMIN_USER/MLOPEN_ADMIN_PASSWORD")
         elif password and not user.check_password(password):
@@ -63,14 +65,19 @@ def load_demo(stdout=print) -> None:
         control = folder / "control.py"
         if not control.exists() or Pipeline.objects.filter(name=folder.name).exists():
             continue
-        support = [IncomingFile.from_path(p) for p in sorted(folder.iterdir())
-                   if p.is_file() and p.name not in ("control.py", "description.txt") and not p.name.startswith(".")]
+        support = [
+            IncomingFile.from_path(p)
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.name not in ("control.py", "description.txt") and not p.name.startswith(".")
+        ]
         description = (folder / "description.txt").read_text().strip() if (folder / "description.txt").exists() else ""
         control_file = IncomingFile.from_path(control)
         control_file.name = f"{folder.name}.py"
         try:
-            version = upload_pipeline(UploadRequest(control=control_file, support_files=support, name=folder.name,
-                                                    description=description), owner)
+            version = upload_pipeline(
+                UploadRequest(control=control_file, support_files=support, name=folder.name, description=description),
+                owner,
+            )
         except PipelineRejected as exc:
             stdout(f"demo pipeline {folder.name} was refused: {exc.message}")
             continue
@@ -80,7 +87,8 @@ def load_demo(stdout=print) -> None:
         if not path.is_file() or Dataset.objects.filter(is_demo=True, filename=path.name).exists():
             continue
         with open(path, "rb") as handle:
-            dataset = store_dataset(owner=owner, name=path.name, filename=path.name,
-                                    chunks=iter(lambda: handle.read(1024 * 1024), b""))
+            dataset = store_dataset(
+                owner=owner, name=path.name, filename=path.name, chunks=iter(lambda: handle.read(1024 * 1024), b"")
+            )
         Dataset.objects.filter(pk=dataset.pk).update(is_demo=True)
         stdout(f"registered demo dataset {path.name}")

@@ -39,14 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="migrate, bootstrap, run the web server and N local workers")
     serve.add_argument("--host", default=os.environ.get("MLOPEN_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("MLOPEN_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=None,
-                       help="local Celery workers to run and restart (default MLOPEN_WORKERS or 1; 0 = web only)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local Celery workers to run and restart (default MLOPEN_WORKERS or 1; 0 = web only)",
+    )
     serve.add_argument("--web-processes", type=int, default=int(os.environ.get("MLOPEN_WEB_PROCESSES", "2")))
 
     worker = sub.add_parser("worker", help="run one worker that executes queued runs")
     worker.add_argument("--name", default=os.environ.get("MLOPEN_WORKER_NAME"))
-    worker.add_argument("--queues", default=os.environ.get("MLOPEN_QUEUES"),
-                        help="comma-separated queues to take runs from (default: the default queue)")
+    worker.add_argument(
+        "--queues",
+        default=os.environ.get("MLOPEN_QUEUES"),
+        help="comma-separated queues to take runs from (default: the default queue)",
+    )
     worker.add_argument("--loglevel", default="INFO")
 
     user = sub.add_parser("user", help="manage users and their API tokens")

@@ -64,20 +64,46 @@ def prepare(stdout=print) -> None:
 
 def _children(host: str, port: int, workers: int, web_processes: int) -> list[Child]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="mlopen.settings")
-    web = Child("web server", [
-        sys.executable, "-m", "gunicorn", "mlopen.wsgi:application",
-        "--bind", f"{host}:{port}", "--workers", str(max(1, web_processes)), "--worker-class", "gthread",
-        "--threads", "8", "--timeout", "300", "--graceful-timeout", "10", "--access-logfile", "-",
-        "--forwarded-allow-ips", os.environ.get("MLOPEN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-    ], env)
+    web = Child(
+        "web server",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "mlopen.wsgi:application",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(max(1, web_processes)),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--timeout",
+            "300",
+            "--graceful-timeout",
+            "10",
+            "--access-logfile",
+            "-",
+            "--forwarded-allow-ips",
+            os.environ.get("MLOPEN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        ],
+        env,
+    )
     children = [web]
     base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
     from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
 
     for index in range(1, workers + 1):
         name = f"{base}-w{index}"
-        children.append(Child(f"worker {name}", [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name],
-                              dict(env, MLOPEN_WORKER_NAME=name), final_status=EXIT_SANDBOX_UNAVAILABLE))
+        children.append(
+            Child(
+                f"worker {name}",
+                [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name],
+                dict(env, MLOPEN_WORKER_NAME=name),
+                final_status=EXIT_SANDBOX_UNAVAILABLE,
+            )
+        )
     return children
 
 
@@ -108,8 +134,11 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
         print(f"mlopen serve: refusing to start {workers} worker(s) here: {refusal}", file=sys.stderr, flush=True)
         return EXIT_SANDBOX_UNAVAILABLE
     if refusal:
-        print(f"mlopen serve: uploaded control files cannot be read here (that runs in the sandbox): {refusal}",
-              file=sys.stderr, flush=True)
+        print(
+            f"mlopen serve: uploaded control files cannot be read here (that runs in the sandbox): {refusal}",
+            file=sys.stderr,
+            flush=True,
+        )
     prepare()
     children = _children(host, port, workers, web_processes)
     stopping = {"flag": False}

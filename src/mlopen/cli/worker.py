@@ -32,9 +32,22 @@ def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> 
 
     queue_list = queues or settings.MLOPEN_DEFAULT_QUEUE
     argv = [
-        "worker", "--pool", "solo", "--concurrency", "1", "--hostname", f"{name}@%h", "--queues", queue_list,
-        "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--prefetch-multiplier", "1",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--hostname",
+        f"{name}@%h",
+        "--queues",
+        queue_list,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--prefetch-multiplier",
+        "1",
     ]
     app.worker_main(argv)
     return 0

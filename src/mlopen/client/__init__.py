@@ -18,5 +18,14 @@ from mlopen.client.client import (
     PermissionDenied,
 )
 
-__all__ = ["ApiError", "AuthError", "Client", "ConfigError", "Conflict", "ConnectionFailed", "MlopenError",
-           "NotFound", "PermissionDenied"]
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "ConnectionFailed",
+    "MlopenError",
+    "NotFound",
+    "PermissionDenied",
+]

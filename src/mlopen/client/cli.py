@@ -29,10 +29,13 @@ from mlopen.client.output import Output
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
-        prog="mlopen", parents=[SERVER_OPTIONS], formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="mlopen",
+        parents=[SERVER_OPTIONS],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Upload pipelines and datasets to an mlopen server, run them, fetch results.",
         epilog="Server commands: mlopen serve | worker | user | manage (see `mlopen serve --help`).\n"
-               "Exit codes: 0 ok, 1 error, 2 bad usage, 3 run failed, 4 run cancelled.")
+        "Exit codes: 0 ok, 1 error, 2 bad usage, 3 run failed, 4 run cancelled.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser, required=True)
     register_all(subparsers)
     return parser

@@ -54,9 +54,11 @@ class ApiError(MlopenError):
     def _message(self) -> str:
         message = self.detail.rstrip()
         # Field errors the detail does not already say (e.g. which parameter was wrong).
-        extra = [f"{field}: {text}" for field, text in self.errors.items()
-                 if str(text) not in message and field.split(".")[0] not in message.lower()
-                 and field != "non_field_errors"]
+        extra = [
+            f"{field}: {text}"
+            for field, text in self.errors.items()
+            if str(text) not in message and field.split(".")[0] not in message.lower() and field != "non_field_errors"
+        ]
         if extra:
             message = f"{message.rstrip('.')}. {'; '.join(extra[:5])}"
         return f"{message} (HTTP {self.status})"
@@ -137,16 +139,22 @@ MAX_WAIT_PER_REQUEST = 30.0
 class Client:
     """One mlopen server and one user's token."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None
+    ):
         self.url = normalize_url(url)
         self.token = token
         self.timeout = timeout
         headers = {"Accept": "application/json", "User-Agent": "mlopen-client"}
         if token:
             headers["Authorization"] = f"Token {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
-                                  timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=False,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -179,8 +187,10 @@ class Client:
         status = response.status_code
         if 300 <= status < 400:
             where = response.headers.get("Location", "elsewhere")
-            return ApiError(status, f"The server redirected {response.request.url.path} to {where}; "
-                                    f"check the server URL ({self.url})")
+            return ApiError(
+                status,
+                f"The server redirected {response.request.url.path} to {where}; check the server URL ({self.url})",
+            )
         body = None
         try:
             body = response.json()
@@ -201,8 +211,9 @@ class Client:
             if match:
                 detail = f"There is no {match.group(1)[:-1]} {match.group(2)}, or you cannot see it."
         if status == 401:
-            detail = (f"{detail.rstrip('.')}. The server did not accept the token; "
-                      "check MLOPEN_TOKEN or run `mlopen login`")
+            detail = (
+                f"{detail.rstrip('.')}. The server did not accept the token; check MLOPEN_TOKEN or run `mlopen login`"
+            )
         cls = _ERROR_CLASSES.get(status, ApiError)
         return cls(status, detail, errors, body)
 
@@ -211,8 +222,10 @@ class Client:
         try:
             return response.json()
         except ValueError:
-            raise ApiError(response.status_code, f"The server answered {method} {path} with something that is "
-                                                 f"not JSON; is {self.url} an mlopen server?") from None
+            raise ApiError(
+                response.status_code,
+                f"The server answered {method} {path} with something that is not JSON; is {self.url} an mlopen server?",
+            ) from None
 
     def get(self, path: str, **params) -> Any:
         """GET any API path (relative to /api/v1/) and return its JSON; None-valued params are left out."""
@@ -251,9 +264,16 @@ class Client:
             raise NotFound(404, f"There is no pipeline {text!r}.")
         return self.get(f"pipelines/{found[0]['id']}/")
 
-    def upload_pipeline(self, control: str | Path, support_files: list[str | Path] = (), *, name: str | None = None,
-                        requirements: str | Path | None = None, description: str | None = None,
-                        pipeline_id: int | None = None) -> dict:
+    def upload_pipeline(
+        self,
+        control: str | Path,
+        support_files: list[str | Path] = (),
+        *,
+        name: str | None = None,
+        requirements: str | Path | None = None,
+        description: str | None = None,
+        pipeline_id: int | None = None,
+    ) -> dict:
         """Upload a control file (and files placed beside it) as a new pipeline or its next version.
 
         With ``pipeline_id`` the upload becomes the next version of that pipeline; otherwise of the
@@ -267,6 +287,7 @@ class Client:
                 raise MlopenError(f"{path}: no such file")
         handles = []
         try:
+
             def attach(field: str, path: Path):
                 handle = open(path, "rb")
                 handles.append(handle)
@@ -305,8 +326,9 @@ class Client:
     def dataset(self, dataset_id: int) -> dict:
         return self.get(f"datasets/{int(dataset_id)}/")
 
-    def upload_dataset(self, path: str | Path, *, name: str | None = None,
-                       progress: ProgressCallback | None = None) -> dict:
+    def upload_dataset(
+        self, path: str | Path, *, name: str | None = None, progress: ProgressCallback | None = None
+    ) -> dict:
         """Upload a file as a dataset, streamed from disk; ``progress(sent, total)`` is called as it goes."""
         path = Path(path)
         if not path.is_file():
@@ -316,8 +338,13 @@ class Client:
             if progress is not None:
                 body = _ProgressReader(handle, path.stat().st_size, progress)
             data = {"name": name} if name else {}
-            return self._json("POST", "datasets/", files={"file": (path.name, body, "application/octet-stream")},
-                              data=data, timeout=httpx.Timeout(300.0, connect=10.0))
+            return self._json(
+                "POST",
+                "datasets/",
+                files={"file": (path.name, body, "application/octet-stream")},
+                data=data,
+                timeout=httpx.Timeout(300.0, connect=10.0),
+            )
 
     def preview_dataset(self, dataset_id: int) -> dict:
         return self.get(f"datasets/{int(dataset_id)}/preview/")
@@ -330,17 +357,32 @@ class Client:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def runs(self, *, page: int | None = None, page_size: int | None = None, pipeline: str | int | None = None,
-             kind: str | None = None, status: str | None = None, user: str | None = None) -> dict:
-        return self.get("runs/", page=page, page_size=page_size, pipeline=pipeline, kind=kind, status=status,
-                        user=user)
+    def runs(
+        self,
+        *,
+        page: int | None = None,
+        page_size: int | None = None,
+        pipeline: str | int | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        user: str | None = None,
+    ) -> dict:
+        return self.get("runs/", page=page, page_size=page_size, pipeline=pipeline, kind=kind, status=status, user=user)
 
     def run(self, run_id: int) -> dict:
         return self.get(f"runs/{int(run_id)}/")
 
-    def start_run(self, pipeline: int | str, *, train: bool = False, input: int | str | Path | None = None,
-                  params: dict | None = None, timeout: int | None = None, wait: float | None = None,
-                  upload_progress: ProgressCallback | None = None) -> dict:
+    def start_run(
+        self,
+        pipeline: int | str,
+        *,
+        train: bool = False,
+        input: int | str | Path | None = None,
+        params: dict | None = None,
+        timeout: int | None = None,
+        wait: float | None = None,
+        upload_progress: ProgressCallback | None = None,
+    ) -> dict:
         """Queue a run (or, with ``train=True``, a training) of a pipeline's latest version.
 
         ``input`` is a dataset id, or a path to a local file that is uploaded first. Parameter
@@ -351,16 +393,16 @@ class Client:
         dataset_id = None
         if input is not None:
             dataset_id = self.resolve_input(input, progress=upload_progress)
-        body: dict[str, Any] = {"pipeline": pipeline, "kind": "train" if train else "run",
-                                "params": params or {}}
+        body: dict[str, Any] = {"pipeline": pipeline, "kind": "train" if train else "run", "params": params or {}}
         if dataset_id is not None:
             body["input"] = dataset_id
         if timeout is not None:
             body["timeout"] = timeout
         if wait:
             body["wait"] = min(float(wait), MAX_WAIT_PER_REQUEST)
-        return self._json("POST", "runs/", json=body,
-                          timeout=httpx.Timeout(self.timeout + body.get("wait", 0), connect=10.0))
+        return self._json(
+            "POST", "runs/", json=body, timeout=httpx.Timeout(self.timeout + body.get("wait", 0), connect=10.0)
+        )
 
     def resolve_input(self, value: int | str | Path, progress: ProgressCallback | None = None) -> int:
         """A dataset id for ``value``: an existing local file is uploaded, digits are taken as an id."""
@@ -398,8 +440,14 @@ class Client:
             raise MlopenError(f"format must be csv or json, not {format!r}")
         return self._download(f"runs/{int(run_id)}/download/", {"format": format}, destination)
 
-    def wait(self, run_id: int, *, poll: float = 1.0, timeout: float | None = None,
-             on_update: Callable[[dict], None] | None = None) -> dict:
+    def wait(
+        self,
+        run_id: int,
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        on_update: Callable[[dict], None] | None = None,
+    ) -> dict:
         """Wait until the run has finished; return its final detail. ``on_update(run)`` sees it every
         ``poll`` seconds meanwhile.
 
@@ -412,8 +460,12 @@ class Client:
             if deadline is not None:
                 step = max(0.0, min(step, deadline - time.monotonic()))
             asked = time.monotonic()
-            run = self._json("GET", f"runs/{int(run_id)}/", params={"wait": f"{step:.3f}"},
-                             timeout=httpx.Timeout(self.timeout + step, connect=10.0))
+            run = self._json(
+                "GET",
+                f"runs/{int(run_id)}/",
+                params={"wait": f"{step:.3f}"},
+                timeout=httpx.Timeout(self.timeout + step, connect=10.0),
+            )
             if on_update is not None:
                 on_update(run)
             if run["status"] in FINISHED:

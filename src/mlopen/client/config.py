@@ -36,7 +36,7 @@ def load_config(path: Path | None = None) -> dict:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
-        raise ConfigError(f"{path} is not an mlopen config file (expected {{\"profiles\": {{...}}}})")
+        raise ConfigError(f'{path} is not an mlopen config file (expected {{"profiles": {{...}}}})')
     data.setdefault("profiles", {})
     return data
 
@@ -95,8 +95,9 @@ def resolve(url: str | None = None, token: str | None = None, profile: str | Non
         data = load_config()
         name = chosen or data.get("default")
         if chosen and chosen not in data["profiles"]:
-            raise ConfigError(f"there is no profile {chosen!r} in {config_path()} "
-                              f"(run `mlopen login --profile {chosen}`)")
+            raise ConfigError(
+                f"there is no profile {chosen!r} in {config_path()} (run `mlopen login --profile {chosen}`)"
+            )
         saved = data["profiles"].get(name) if name else None
         if isinstance(saved, dict):
             used = name

@@ -67,8 +67,15 @@ class ListTable:
     empty: str
 
 
-def emit(out: Output, data: Any, *, text: str | None = None, table: ListTable | None = None,
-         page: int | None = None, show: Callable[[Output, Any], None] | None = None) -> int:
+def emit(
+    out: Output,
+    data: Any,
+    *,
+    text: str | None = None,
+    table: ListTable | None = None,
+    page: int | None = None,
+    show: Callable[[Output, Any], None] | None = None,
+) -> int:
     """Print a command's result and return EXIT_OK.
 
     With --json, `data` (the API's JSON) exactly. Otherwise the human form, whichever is given:
@@ -97,5 +104,8 @@ def _page_note(out: Output, body: dict, page: int | None) -> None:
         return
     shown = len(body["results"])
     page = page or 1
-    out.note(f"page {page}: {shown} of {body['count']}; use --page {page + 1} for more" if body.get("next")
-             else f"page {page}: {shown} of {body['count']}")
+    out.note(
+        f"page {page}: {shown} of {body['count']}; use --page {page + 1} for more"
+        if body.get("next")
+        else f"page {page}: {shown} of {body['count']}"
+    )

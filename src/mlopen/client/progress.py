@@ -28,8 +28,15 @@ class UploadBar:
     """An upload progress bar on stderr; pass it as the client's `progress` callback."""
 
     def __init__(self, out: Output, label: str, total: int):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=out.err, transient=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=out.err,
+            transient=True,
+        )
         self.task = self.progress.add_task(label, total=total)
 
     def __enter__(self):
@@ -52,8 +59,15 @@ class RunStatusLine:
         self.progress = None
         self.task = None
         if out.err.is_terminal:
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     TaskProgressColumn(), TimeElapsedColumn(), console=out.err, transient=True)
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=out.err,
+                transient=True,
+            )
             self.task = self.progress.add_task(f"run {run_id}", total=None)
 
     def start(self) -> None:
@@ -78,8 +92,9 @@ class RunStatusLine:
         status = run["status"]
         label = f"run {self.run_id} {status}" + (f": {message}" if message else "")
         if self.progress:
-            self.progress.update(self.task, description=label, total=1.0 if fraction is not None else None,
-                                 completed=fraction or 0)
+            self.progress.update(
+                self.task, description=label, total=1.0 if fraction is not None else None, completed=fraction or 0
+            )
         elif status not in FINISHED and (status, message, fraction) != self.shown:
             # No terminal to draw a bar on: a line each time the status or progress changes.
             percent = f" {fraction:.0%}" if fraction is not None else ""

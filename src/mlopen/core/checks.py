@@ -23,8 +23,9 @@ def _folder_error(folder, hint: str, check_id: str) -> list:
 def storage_folder_writable(app_configs, **kwargs):
     if settings.MLOPEN_STORAGE_URL:
         # Object storage: this host keeps its copies of stored files in the cache folder instead.
-        return _folder_error(settings.MLOPEN_STORAGE_CACHE_DIR, "Set MLOPEN_STORAGE_CACHE_DIR to a writable folder.",
-                             "mlopen.E003")
+        return _folder_error(
+            settings.MLOPEN_STORAGE_CACHE_DIR, "Set MLOPEN_STORAGE_CACHE_DIR to a writable folder.", "mlopen.E003"
+        )
     return _folder_error(settings.MLOPEN_STORAGE_DIR, "Set MLOPEN_STORAGE_DIR to a writable folder.", "mlopen.E001")
 
 
@@ -38,18 +39,26 @@ def object_storage_reachable(app_configs, **kwargs):
     state = storage.probe()
     if state == "ok":
         return []
-    return [Error(f"Object storage cannot be reached: {state.removeprefix('error: ')}",
-                  hint="Check the bucket name, AWS_S3_ENDPOINT_URL, AWS_S3_REGION_NAME and the credentials "
-                       "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
-                  id="mlopen.E002")]
+    return [
+        Error(
+            f"Object storage cannot be reached: {state.removeprefix('error: ')}",
+            hint="Check the bucket name, AWS_S3_ENDPOINT_URL, AWS_S3_REGION_NAME and the credentials "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
+            id="mlopen.E002",
+        )
+    ]
 
 
 @register(deploy=True)
 def production_broker(app_configs, **kwargs):
     if settings.PRODUCTION and settings.CELERY_BROKER_URL.startswith("filesystem://") and settings.DATABASE_URL:
-        return [Warning("A folder broker with an external database: workers on other hosts cannot see the queue.",
-                        hint="Set CELERY_BROKER_URL to redis:// or amqp:// when workers run on several hosts.",
-                        id="mlopen.W001")]
+        return [
+            Warning(
+                "A folder broker with an external database: workers on other hosts cannot see the queue.",
+                hint="Set CELERY_BROKER_URL to redis:// or amqp:// when workers run on several hosts.",
+                id="mlopen.W001",
+            )
+        ]
     return []
 
 

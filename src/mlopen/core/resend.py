@@ -36,8 +36,11 @@ def take_due(candidates, sent_field: str, fields: tuple[str, ...]) -> list[tuple
     if not candidates.exists():  # no write (SQLite's write lock) when nothing is due, which is nearly always
         return []
     with transaction.atomic():
-        rows = list(candidates.select_for_update(skip_locked=True, of=("self",))
-                    .order_by("created_at", "pk").values_list("pk", *fields)[:REQUEUE_BATCH])
+        rows = list(
+            candidates.select_for_update(skip_locked=True, of=("self",))
+            .order_by("created_at", "pk")
+            .values_list("pk", *fields)[:REQUEUE_BATCH]
+        )
         if rows:
             candidates.model.objects.filter(pk__in=[row[0] for row in rows]).update(**{sent_field: timezone.now()})
     return rows
@@ -60,6 +63,11 @@ def send(rows: list[tuple], publish, what: str) -> set[int]:
             break
     if error is not None:
         failed += [row[0] for row in rows if row[0] not in sent and row[0] not in failed]
-        log.warning("could not send the %s message of %s (%s: %s); a later sweep tries again", what,
-                    ", ".join(map(str, failed)), error.__class__.__name__, error)
+        log.warning(
+            "could not send the %s message of %s (%s: %s); a later sweep tries again",
+            what,
+            ", ".join(map(str, failed)),
+            error.__class__.__name__,
+            error,
+        )
     return sent

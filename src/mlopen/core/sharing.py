@@ -38,8 +38,11 @@ def _groups_named(user, refs) -> list[Group]:
     allowed = shareable_groups(user)
     found = []
     for ref in refs:
-        query = allowed.filter(pk=int(ref)) if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()) \
+        query = (
+            allowed.filter(pk=int(ref))
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
             else allowed.filter(name=ref)
+        )
         group = query.first()
         if group is None:
             raise SharingRefused(f"You can share only with groups you belong to; {str(ref)[:80]!r} is not one of them.")
@@ -47,8 +50,15 @@ def _groups_named(user, refs) -> list[Group]:
     return found
 
 
-def set_sharing(obj, user, *, everyone: bool | None = None, groups: list | None = None,
-                add_groups: list | None = None, remove_groups: list | None = None) -> dict:
+def set_sharing(
+    obj,
+    user,
+    *,
+    everyone: bool | None = None,
+    groups: list | None = None,
+    add_groups: list | None = None,
+    remove_groups: list | None = None,
+) -> dict:
     """Change who sees ``obj``. ``groups`` replaces the shared groups; ``add_groups`` and
     ``remove_groups`` (group ids) change them; ``None`` leaves that part as it was. Only groups
     ``user`` belongs to can be added. Returns the new state as ``sharing_of`` does."""

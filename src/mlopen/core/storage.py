@@ -55,8 +55,12 @@ def is_remote() -> bool:
 def _checked_name(storage_name: str) -> str:
     """storage_name, when it is a plain relative name that cannot leave the storage or the cache."""
     parts = (storage_name or "").split("/")
-    if (not storage_name or "\x00" in storage_name or "\\" in storage_name
-            or any(part in ("", ".", "..") for part in parts)):
+    if (
+        not storage_name
+        or "\x00" in storage_name
+        or "\\" in storage_name
+        or any(part in ("", ".", "..") for part in parts)
+    ):
         raise ValueError(f"refusing storage name {storage_name!r}: not a plain relative name")
     return storage_name
 

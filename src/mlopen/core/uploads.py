@@ -22,8 +22,10 @@ def limit_bytes() -> int:
 
 
 def _too_large(request) -> HttpResponse:
-    message = (f"The upload is larger than the {settings.MLOPEN_MAX_UPLOAD_MB} MB limit "
-               "(MLOPEN_MAX_UPLOAD_MB). Upload a smaller file or ask an admin to raise the limit.")
+    message = (
+        f"The upload is larger than the {settings.MLOPEN_MAX_UPLOAD_MB} MB limit "
+        "(MLOPEN_MAX_UPLOAD_MB). Upload a smaller file or ask an admin to raise the limit."
+    )
     if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"detail": message, "errors": {"file": message}}, status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")

@@ -14,11 +14,16 @@ class DatasetQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        shared_with_a_group = Dataset.shared_groups.through.objects.filter(
-            group__in=user.groups.all()).values("dataset_id")
+        shared_with_a_group = Dataset.shared_groups.through.objects.filter(group__in=user.groups.all()).values(
+            "dataset_id"
+        )
         # Demo datasets are there for everyone to try the demo pipelines on.
-        return self.filter(models.Q(owner=user) | models.Q(is_demo=True) | models.Q(shared_with_all=True)
-                           | models.Q(pk__in=shared_with_a_group))
+        return self.filter(
+            models.Q(owner=user)
+            | models.Q(is_demo=True)
+            | models.Q(shared_with_all=True)
+            | models.Q(pk__in=shared_with_a_group)
+        )
 
     def manageable_by(self, user) -> DatasetQuerySet:
         """What ``user`` may change (share, delete): their own datasets; admins all."""
@@ -47,8 +52,9 @@ class Dataset(models.Model):
     # Sharing gives read access (view, preview, download, use as a run's input); only the owner
     # and admins may share, stop sharing or delete.
     shared_with_all = models.BooleanField(default=False, help_text="visible to every logged-in user")
-    shared_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+",
-                                           help_text="visible to the members of these groups")
+    shared_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="visible to the members of these groups"
+    )
 
     objects = DatasetQuerySet.as_manager()
 

@@ -77,7 +77,8 @@ def check_quota(user, adding: int) -> None:
         raise DatasetRejected(
             f"Storage quota of {_megabytes(usage.limit)} MB exceeded: you use {_megabytes(usage.used)} MB and this "
             f"file is {_megabytes(adding)} MB. Delete datasets you no longer need or ask an admin for more space.",
-            status=413)
+            status=413,
+        )
 
 
 def detect_kind(filename: str, path) -> str:
@@ -100,8 +101,9 @@ def detect_kind(filename: str, path) -> str:
     return Dataset.Kind.TEXT
 
 
-def store_dataset(*, owner, name: str, filename: str, chunks, content_type: str = "",
-                  size: int | None = None) -> Dataset:
+def store_dataset(
+    *, owner, name: str, filename: str, chunks, content_type: str = "", size: int | None = None
+) -> Dataset:
     """Stream an upload into storage and record it. ``chunks`` is an iterable of bytes.
 
     ``size``, when the caller knows it (a received upload), lets a file that cannot fit in the
@@ -123,9 +125,16 @@ def store_dataset(*, owner, name: str, filename: str, chunks, content_type: str 
             list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
             check_quota(owner, staged.size)
             staged.commit()
-            return Dataset.objects.create(owner=owner, name=display, filename=safe, file=storage_name,
-                                          size=staged.size, content_type=guessed[:120], kind=kind,
-                                          sha256=staged.sha256)
+            return Dataset.objects.create(
+                owner=owner,
+                name=display,
+                filename=safe,
+                file=storage_name,
+                size=staged.size,
+                content_type=guessed[:120],
+                kind=kind,
+                sha256=staged.sha256,
+            )
     except BaseException:
         staged.discard()
         storage.delete_tree(storage_name.rsplit("/", 1)[0])
@@ -201,5 +210,9 @@ def _zip_listing(dataset: Dataset, rows: int) -> dict:
     except zipfile.BadZipFile:
         return {"kind": "none", "message": "This zip file cannot be read."}
     listing = [[info.filename, info.file_size] for info in infos[:rows]]
-    return {"kind": "table", "columns": ["entry", "size (bytes)"], "rows": listing,
-            "note": f"{len(infos)} entries" if len(infos) > rows else ""}
+    return {
+        "kind": "table",
+        "columns": ["entry", "size (bytes)"],
+        "rows": listing,
+        "note": f"{len(infos)} entries" if len(infos) > rows else "",
+    }

@@ -14,8 +14,16 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_by", "queue", "timeout_seconds", "memory_mb", "allow_network", "private_group",
-                    "updated_at"]
+    list_display = [
+        "name",
+        "created_by",
+        "queue",
+        "timeout_seconds",
+        "memory_mb",
+        "allow_network",
+        "private_group",
+        "updated_at",
+    ]
     search_fields = ["name", "description"]
     # Its owner (created_by), its maintainers and admins publish its versions: mlopen.pipelines.rules.
     filter_horizontal = ["maintainers"]
@@ -26,8 +34,20 @@ class PipelineAdmin(admin.ModelAdmin):
 class PipelineVersionAdmin(admin.ModelAdmin):
     list_display = ["pipeline", "number", "control_filename", "env_status", "created_at"]
     list_filter = ["env_status"]
-    readonly_fields = ["pipeline", "number", "control_filename", "support_files", "folder", "params_train",
-                       "params_run", "requirements", "env_hash", "env_log", "created_by", "created_at"]
+    readonly_fields = [
+        "pipeline",
+        "number",
+        "control_filename",
+        "support_files",
+        "folder",
+        "params_train",
+        "params_run",
+        "requirements",
+        "env_hash",
+        "env_log",
+        "created_by",
+        "created_at",
+    ]
 
 
 @admin.register(TrainedModel)

@@ -31,8 +31,9 @@ def request_environment(version: PipelineVersion) -> None:
     """
     env_hash = environments.requirements_hash(version.requirements)
     status = PipelineVersion.EnvStatus.BUILDING
-    PipelineVersion.objects.filter(pk=version.pk).update(env_hash=env_hash, env_status=status,
-                                                         env_requested_at=timezone.now(), env_heartbeat_at=None)
+    PipelineVersion.objects.filter(pk=version.pk).update(
+        env_hash=env_hash, env_status=status, env_requested_at=timezone.now(), env_heartbeat_at=None
+    )
     version.env_hash, version.env_status = env_hash, status
     queue = version.pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE
     transaction.on_commit(lambda: send_build(version.pk, queue))
@@ -46,11 +47,17 @@ def send_build(version_id: int, queue: str) -> bool:
         build_environment.apply_async(kwargs={"version_id": version_id}, queue=queue)
         return True
     except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the build is recorded and will be sent
-        log.warning("the environment build of pipeline version %s could not be sent to the broker (%s: %s); a "
-                    "worker will send it once the broker is reachable", version_id, exc.__class__.__name__, exc)
+        log.warning(
+            "the environment build of pipeline version %s could not be sent to the broker (%s: %s); a "
+            "worker will send it once the broker is reachable",
+            version_id,
+            exc.__class__.__name__,
+            exc,
+        )
     try:
         PipelineVersion.objects.filter(pk=version_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
-            env_requested_at=None)
+            env_requested_at=None
+        )
     except Exception:  # logged; then it is re-sent after MLOPEN_REQUEUE_SECONDS instead
         log.exception("could not mark the build of pipeline version %s as not sent", version_id)
     return False
@@ -71,16 +78,26 @@ def requeue_lost_builds(horizons: dict, wait: float) -> list[int]:
     candidates = PipelineVersion.objects.filter(
         resend.due("env_requested_at", "pipeline__queue", horizons),
         Q(env_heartbeat_at__isnull=True) | Q(env_heartbeat_at__lt=silent),
-        env_status=PipelineVersion.EnvStatus.BUILDING)
+        env_status=PipelineVersion.EnvStatus.BUILDING,
+    )
     rows = resend.take_due(candidates, "env_requested_at", ("pipeline__queue", "env_requested_at"))
-    sent = resend.send(rows, lambda pk, queue: build_environment.apply_async(kwargs={"version_id": pk}, queue=queue),
-                       "environment build")
+    sent = resend.send(
+        rows,
+        lambda pk, queue: build_environment.apply_async(kwargs={"version_id": pk}, queue=queue),
+        "environment build",
+    )
     lost = [pk for pk, _queue, requested_at in rows if pk in sent and requested_at is not None]
     if lost:
-        log.warning("re-sent the environment build of %d pipeline version(s) left building with no worker on it: "
-                    "%s", len(lost), ", ".join(map(str, lost)))
+        log.warning(
+            "re-sent the environment build of %d pipeline version(s) left building with no worker on it: %s",
+            len(lost),
+            ", ".join(map(str, lost)),
+        )
     unsent = [pk for pk, _queue, requested_at in rows if pk in sent and requested_at is None]
     if unsent:
-        log.info("sent the environment build of %d pipeline version(s) that could not be sent at upload: %s",
-                 len(unsent), ", ".join(map(str, unsent)))
+        log.info(
+            "sent the environment build of %d pipeline version(s) that could not be sent at upload: %s",
+            len(unsent),
+            ", ".join(map(str, unsent)),
+        )
     return sorted(sent)

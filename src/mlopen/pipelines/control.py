@@ -27,7 +27,6 @@ class PipelineForbidden(PipelineRejected):
         super().__init__(message, field=field)
 
 
-
 class _CollectOutput:
     """Runner callbacks that keep the child's output, to quote it when get_params fails."""
 
@@ -56,7 +55,7 @@ def pipeline_traceback(log: str, code_dir: Path) -> str:
         return "\n".join(lines[-10:]).replace(f"{code_dir}/", "")
     kept, keep_next = [], False
     prefix = f'  File "{code_dir}/'
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith('  File "'):
             keep_next = line.startswith(prefix)
             if keep_next:
@@ -69,8 +68,9 @@ def pipeline_traceback(log: str, code_dir: Path) -> str:
     return "\n".join(["Traceback (most recent call last):", *kept]) if kept else ""
 
 
-def evaluate_params(control_path: Path, work_dir: Path, python: str | None = None,
-                    extra_pythonpath: list[str] | None = None) -> dict:
+def evaluate_params(
+    control_path: Path, work_dir: Path, python: str | None = None, extra_pythonpath: list[str] | None = None
+) -> dict:
     """Run get_params(run=True/False) in a child process; return {"train": spec, "run": spec}.
 
     ``python`` and ``extra_pythonpath``: a pipeline's own environment (see environments.py).
@@ -93,7 +93,8 @@ def evaluate_params(control_path: Path, work_dir: Path, python: str | None = Non
             raise PipelineRejected(
                 f"Reading the control file's parameters took longer than {settings.MLOPEN_PARAMS_TIMEOUT} s "
                 "(MLOPEN_PARAMS_TIMEOUT). mlopen imports the file and calls get_params at upload to build its "
-                "forms, so module-level code and get_params must return quickly.")
+                "forms, so module-level code and get_params must return quickly."
+            )
         message = f"Loading the control file failed: {outcome.error}"
         trace = pipeline_traceback(collected.text, control_path.parent)
         if trace:
@@ -101,7 +102,9 @@ def evaluate_params(control_path: Path, work_dir: Path, python: str | None = Non
         raise PipelineRejected(message)
     specs = outcome.params if isinstance(outcome.params, dict) else {}
     try:
-        return {"train": params_mod.spec_from_runner(specs.get("train")),
-                "run": params_mod.spec_from_runner(specs.get("run"))}
+        return {
+            "train": params_mod.spec_from_runner(specs.get("train")),
+            "run": params_mod.spec_from_runner(specs.get("run")),
+        }
     except params_mod.SpecInvalid as exc:
         raise PipelineRejected(f"get_params declares a form mlopen cannot offer: {exc}") from None

@@ -38,8 +38,7 @@ log = logging.getLogger(__name__)
 BUILD_TIMEOUT_SECONDS = 900
 _REFUSED_MARKERS = ("://", "git+", "hg+", "svn+", "bzr+", "file:")
 # Names uv (and pip) read as a file to install, not as a package of the index.
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl",
-                     ".egg")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg")
 _EXAMPLE = "name a package of the index instead, like 'package==1.2' or 'package>=1.0'"
 
 
@@ -65,8 +64,9 @@ def check_requirements(raw: bytes) -> str:
             continue
         requirement, problem = _parse_requirement(stripped)
         if requirement is None:
-            raise PipelineRejected(f"requirements.txt line {number} ({stripped[:80]!r}): {problem}.",
-                                   field="requirements")
+            raise PipelineRejected(
+                f"requirements.txt line {number} ({stripped[:80]!r}): {problem}.", field="requirements"
+            )
         kept.append(str(requirement))
     if not kept:
         raise PipelineRejected("requirements.txt names no package.", field="requirements")
@@ -183,25 +183,52 @@ def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -
         folder.mkdir(parents=True, exist_ok=True)
     uv = _uv()
     env = _build_environment_variables(home)
-    readable = [os.path.dirname(uv), *sandbox.python_prefixes(sys.executable), str(requirements_file), str(home),
-                *_local_sources(env)]
+    readable = [
+        os.path.dirname(uv),
+        *sandbox.python_prefixes(sys.executable),
+        str(requirements_file),
+        str(home),
+        *_local_sources(env),
+    ]
     only_wheels = not settings.MLOPEN_BUILD_FROM_SOURCE
     build_log = ""
-    for argv in ([uv, "venv", "--python", sys.executable, str(target)],
-                 [uv, "pip", "install", "--python", str(python), *(["--only-binary", ":all:"] if only_wheels else []),
-                  "-r", str(requirements_file)]):
+    for argv in (
+        [uv, "venv", "--python", sys.executable, str(target)],
+        [
+            uv,
+            "pip",
+            "install",
+            "--python",
+            str(python),
+            *(["--only-binary", ":all:"] if only_wheels else []),
+            "-r",
+            str(requirements_file),
+        ],
+    ):
         try:
-            launch = sandbox.isolate(argv, readable=readable, writable=[str(target), str(uv_cache())],
-                                     tmp_dir=str(tmp), allow_network=True, chdir=str(home))
+            launch = sandbox.isolate(
+                argv,
+                readable=readable,
+                writable=[str(target), str(uv_cache())],
+                tmp_dir=str(tmp),
+                allow_network=True,
+                chdir=str(home),
+            )
         except sandbox.SandboxUnavailable as exc:
             raise EnvironmentFailed(f"{build_log}$ build in the sandbox\n{exc}\n") from None
         try:
             # uv dies with this worker: a build re-sent after the worker was killed must not race
             # an orphaned uv still writing into the same folder.
-            done = subprocess.run(launch.argv, capture_output=True, text=True, cwd=home, timeout=BUILD_TIMEOUT_SECONDS,
-                                  env={**env, "TMPDIR": "/tmp" if launch.sandboxed else str(tmp)},
-                                  pass_fds=launch.pass_fds,
-                                  preexec_fn=die_with_parent)  # prctl only: takes no lock a thread could hold
+            done = subprocess.run(
+                launch.argv,
+                capture_output=True,
+                text=True,
+                cwd=home,
+                timeout=BUILD_TIMEOUT_SECONDS,
+                env={**env, "TMPDIR": "/tmp" if launch.sandboxed else str(tmp)},
+                pass_fds=launch.pass_fds,
+                preexec_fn=die_with_parent,
+            )  # prctl only: takes no lock a thread could hold
         finally:
             launch.close()
         build_log += f"$ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}\n"
@@ -216,7 +243,8 @@ def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -
 _ONLY_WHEELS_NOTE = (
     "Only wheels are installed, and a requirement has no wheel for this Python and platform, only a source "
     "distribution (whose build code would run on the worker): require a version that has a wheel, or have an "
-    "admin set MLOPEN_BUILD_FROM_SOURCE=true on the workers to build it (inside the build sandbox).")
+    "admin set MLOPEN_BUILD_FROM_SOURCE=true on the workers to build it (inside the build sandbox)."
+)
 
 
 def _needs_a_source_build(output: str) -> bool:
@@ -230,20 +258,42 @@ def _build_environment_variables(home: Path) -> dict[str, str]:
     password or the secret key must not be in reach. UV_NO_CONFIG: no uv.toml of the host is read;
     the index settings the worker has (for uv, or pip's, which uv does not read) are passed instead.
     """
-    passed = {k: v for k, v in os.environ.items()
-              if k in _PASSED_TO_UV or k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    passed = {
+        k: v
+        for k, v in os.environ.items()
+        if k in _PASSED_TO_UV or k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
     passed.update(_index_settings())
     passed.setdefault("PATH", os.defpath)
-    passed.update(HOME=str(home), UV_CACHE_DIR=str(uv_cache()), UV_PYTHON=sys.executable, UV_NO_CONFIG="1",
-                  UV_PYTHON_DOWNLOADS="never",  # the platform's own interpreter, never a downloaded one
-                  # In the sandbox the cache and the environment are two mounts: no hard links between them.
-                  UV_LINK_MODE="copy")
+    passed.update(
+        HOME=str(home),
+        UV_CACHE_DIR=str(uv_cache()),
+        UV_PYTHON=sys.executable,
+        UV_NO_CONFIG="1",
+        UV_PYTHON_DOWNLOADS="never",  # the platform's own interpreter, never a downloaded one
+        # In the sandbox the cache and the environment are two mounts: no hard links between them.
+        UV_LINK_MODE="copy",
+    )
     return passed
 
 
-_PASSED_TO_UV = ("PATH", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT",
-                 "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-                 "UV_INDEX_STRATEGY", "UV_KEYRING_PROVIDER", "UV_INSECURE_HOST")
+_PASSED_TO_UV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "UV_NATIVE_TLS",
+    "UV_HTTP_TIMEOUT",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_INDEX_STRATEGY",
+    "UV_KEYRING_PROVIDER",
+    "UV_INSECURE_HOST",
+)
 _UV_INDEX = ("UV_INDEX_URL", "UV_DEFAULT_INDEX")
 
 
@@ -273,8 +323,12 @@ def _index_settings() -> dict[str, str]:
 def _pip_config() -> dict[str, str]:
     """index-url and find-links as pip reads them from its configuration files (later files win)."""
     user_config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    files = [*(Path(d) / "pip" / "pip.conf" for d in (os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d),
-             Path("/etc/pip.conf"), Path.home() / ".pip" / "pip.conf", user_config / "pip" / "pip.conf"]
+    files = [
+        *(Path(d) / "pip" / "pip.conf" for d in (os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d),
+        Path("/etc/pip.conf"),
+        Path.home() / ".pip" / "pip.conf",
+        user_config / "pip" / "pip.conf",
+    ]
     if os.environ.get("PIP_CONFIG_FILE"):
         files.append(Path(os.environ["PIP_CONFIG_FILE"]))
     found: dict[str, str] = {}
@@ -294,9 +348,11 @@ def _pip_config() -> dict[str, str]:
 def _local_sources(env: dict[str, str]) -> list[str]:
     """Folders and files on this host the index settings name (file:// indexes, find-links
     folders, the TLS trust store): the sandbox must be able to read them."""
-    urls = [value.split("=", 1)[1] if "=" in value.split("://", 1)[0] else value  # UV_INDEX: [name=]url
-            for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL")
-            for value in env.get(name, "").split()]
+    urls = [
+        value.split("=", 1)[1] if "=" in value.split("://", 1)[0] else value  # UV_INDEX: [name=]url
+        for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL")
+        for value in env.get(name, "").split()
+    ]
     urls += [value.strip() for value in env.get("UV_FIND_LINKS", "").split(",")]
     paths = [env[name] for name in ("SSL_CERT_FILE", "SSL_CERT_DIR") if env.get(name)]
     for url in urls:
@@ -311,10 +367,13 @@ def failure_summary(env_log: str, limit: int = 600) -> str:
     """The part of a failed build's log that says why: what the last command printed, minus uv's
     "Using Python ..." chatter."""
     last_command = env_log.rsplit("\n$ ", 1)[-1]
-    lines = [line.strip() for line in last_command.splitlines()[1:]
-             if line.strip() and not line.startswith(("Using Python", "Using CPython"))]
+    lines = [
+        line.strip()
+        for line in last_command.splitlines()[1:]
+        if line.strip() and not line.startswith(("Using Python", "Using CPython"))
+    ]
     text = " ".join(lines) or env_log.strip()
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sdk_overlay() -> Path:
@@ -366,17 +425,25 @@ def build_for_version(version_id: int) -> str:
         this.update(env_status=PipelineVersion.EnvStatus.FAILED, env_log=str(exc)[-20000:])
         return "failed"
     except subprocess.TimeoutExpired:
-        this.update(env_status=PipelineVersion.EnvStatus.FAILED,
-                    env_log=f"Building the environment took longer than {BUILD_TIMEOUT_SECONDS} s.")
+        this.update(
+            env_status=PipelineVersion.EnvStatus.FAILED,
+            env_log=f"Building the environment took longer than {BUILD_TIMEOUT_SECONDS} s.",
+        )
         return "failed"
     try:
         specs = _params_in_environment(version, python, overlay)
     except PipelineRejected as exc:
-        this.update(env_status=PipelineVersion.EnvStatus.FAILED,
-                    env_log=f"{build_log}\n$ get_params() in this environment\n{exc.message}"[-20000:])
+        this.update(
+            env_status=PipelineVersion.EnvStatus.FAILED,
+            env_log=f"{build_log}\n$ get_params() in this environment\n{exc.message}"[-20000:],
+        )
         return "failed"
-    this.update(env_status=PipelineVersion.EnvStatus.READY, env_log=build_log[-20000:],
-                params_train=specs["train"], params_run=specs["run"])
+    this.update(
+        env_status=PipelineVersion.EnvStatus.READY,
+        env_log=build_log[-20000:],
+        params_train=specs["train"],
+        params_run=specs["run"],
+    )
     return "ready"
 
 

@@ -30,14 +30,17 @@ def set_maintainers(pipeline: Pipeline, user, usernames: list[str]) -> Pipeline:
     wanted = list(dict.fromkeys(name.strip() for name in usernames if name and name.strip()))
     if len(wanted) > MAX_MAINTAINERS:
         raise PipelineRejected(f"A pipeline can have at most {MAX_MAINTAINERS} maintainers.", field="maintainers")
-    found = {person.get_username(): person
-             for person in get_user_model().objects.filter(username__in=wanted, is_active=True)}
+    found = {
+        person.get_username(): person for person in get_user_model().objects.filter(username__in=wanted, is_active=True)
+    }
     # One answer for "no such user" and "not an author": the form is not a way to list accounts.
     refused = [name for name in wanted if name not in found or not can_upload_pipelines(found[name])]
     if refused:
         names = ", ".join(repr(name[:150]) for name in refused[:5])
-        raise PipelineRejected(f"Not an author who can maintain pipelines: {names}. A maintainer needs the author "
-                               "role.", field="maintainers")
+        raise PipelineRejected(
+            f"Not an author who can maintain pipelines: {names}. A maintainer needs the author role.",
+            field="maintainers",
+        )
     # The owner may already do everything a maintainer may.
     pipeline.maintainers.set([person for person in found.values() if person.pk != pipeline.created_by_id])
     pipeline.save(update_fields=["updated_at"])

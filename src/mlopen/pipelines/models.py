@@ -14,8 +14,9 @@ class PipelineQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(models.Q(private_group__isnull=True) | models.Q(private_group__in=user.groups.all())
-                           | self._kept_by(user))
+        return self.filter(
+            models.Q(private_group__isnull=True) | models.Q(private_group__in=user.groups.all()) | self._kept_by(user)
+        )
 
     def manageable_by(self, user) -> PipelineQuerySet:
         """Pipelines ``user`` may publish versions of and change: the ones they created or maintain
@@ -36,25 +37,35 @@ class Pipeline(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Limits and routing set by the pipeline's author; empty means the platform default.
     timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(null=True, blank=True)
-    queue = models.CharField(max_length=64, blank=True,
-                             help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue")
+    queue = models.CharField(
+        max_length=64, blank=True, help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue"
+    )
     allow_network = models.BooleanField(default=False)
     is_demo = models.BooleanField(default=False)
     # PROTECT: deleting the group must not quietly make a private pipeline public.
-    private_group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                      help_text="only this group's members (and admins) see the pipeline; "
-                                                "empty: every logged-in user")
+    private_group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="only this group's members (and admins) see the pipeline; empty: every logged-in user",
+    )
     # Who may publish versions and change settings besides its creator (and admins); the creator names them.
-    maintainers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="maintained_pipelines",
-                                         help_text="besides its creator (and admins), who may publish new versions "
-                                                   "and change its settings")
+    maintainers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="maintained_pipelines",
+        help_text="besides its creator (and admins), who may publish new versions and change its settings",
+    )
 
     objects = PipelineQuerySet.as_manager()
 
@@ -94,12 +105,15 @@ class PipelineVersion(models.Model):
     env_hash = models.CharField(max_length=64, blank=True)
     env_status = models.CharField(max_length=10, choices=EnvStatus.choices, default=EnvStatus.NONE)
     env_log = models.TextField(blank=True)
-    env_requested_at = models.DateTimeField(null=True, blank=True,
-                                            help_text="when its build message was last sent; empty: it could not be")
-    env_heartbeat_at = models.DateTimeField(null=True, blank=True,
-                                            help_text="last sign of life of a worker building it")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    env_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="when its build message was last sent; empty: it could not be"
+    )
+    env_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="last sign of life of a worker building it"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -126,8 +140,9 @@ class TrainedModel(models.Model):
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="trained_models")
     version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="trained_models")
-    run = models.OneToOneField("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="produced_model")
+    run = models.OneToOneField(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_model"
+    )
     number = models.PositiveIntegerField()
     artifact = models.CharField(max_length=300, help_text="storage name of the pickled models and args")
     label = models.CharField(max_length=200, blank=True, help_text="the name passed to save_pipeline")

@@ -69,8 +69,9 @@ def _checked_default(field: dict, default: Any) -> Any:
     try:
         return convert_value({k: v for k, v in field.items() if k != "default"}, default)
     except ValueError as exc:
-        raise SpecInvalid(f"parameter {field['name']!r}: its default {str(default)[:60]!r} is not a valid "
-                          f"{field['type']}: {exc}") from None
+        raise SpecInvalid(
+            f"parameter {field['name']!r}: its default {str(default)[:60]!r} is not a valid {field['type']}: {exc}"
+        ) from None
 
 
 def spec_as_dict(spec: list[dict]) -> dict[str, dict]:
@@ -96,8 +97,9 @@ def convert_value(field: dict, value: Any) -> Any:
             # Checked at upload too; converted again here so a spec stored before that check, or
             # changed in the database, still gives the pipeline only a value of its type.
             default = field["default"]
-            return None if default is None else convert_value({k: v for k, v in field.items() if k != "default"},
-                                                              default)
+            return (
+                None if default is None else convert_value({k: v for k, v in field.items() if k != "default"}, default)
+            )
         if kind == "string":
             return ""
         if kind == "bool":

@@ -74,13 +74,15 @@ def validate_name(name: str) -> str:
 def check_control_source(filename: str, source: bytes) -> str | None:
     """Refuse a control file that cannot work; return its module docstring (a default description)."""
     if len(source) > MAX_CONTROL_BYTES:
-        raise PipelineRejected(f"The control file is {len(source) // 1024} KB; "
-                               f"the limit is {MAX_CONTROL_BYTES // 1024} KB.")
+        raise PipelineRejected(
+            f"The control file is {len(source) // 1024} KB; the limit is {MAX_CONTROL_BYTES // 1024} KB."
+        )
     try:
         text = source.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise PipelineRejected(f"{filename} is not UTF-8 text (byte {exc.start}). "
-                               "Upload the Python source file.") from None
+        raise PipelineRejected(
+            f"{filename} is not UTF-8 text (byte {exc.start}). Upload the Python source file."
+        ) from None
     try:
         tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
@@ -111,8 +113,14 @@ def _top_level_names(tree: ast.Module) -> set[str]:
             names.update(t.id for t in targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.If, ast.Try)):
             # `try: from fast import train / except ImportError: def train(...)` and friends.
-            inner = ast.Module(body=[*getattr(node, "body", []), *getattr(node, "orelse", []),
-                                     *[n for h in getattr(node, "handlers", []) for n in h.body]], type_ignores=[])
+            inner = ast.Module(
+                body=[
+                    *getattr(node, "body", []),
+                    *getattr(node, "orelse", []),
+                    *[n for h in getattr(node, "handlers", []) for n in h.body],
+                ],
+                type_ignores=[],
+            )
             names |= _top_level_names(inner)
     return names
 
@@ -151,14 +159,18 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
         if support_name == REQUIREMENTS_FILENAME:
             # requirements.txt uploaded beside the control file names the pipeline's environment.
             if requirements is not None:
-                raise PipelineRejected("Two requirements.txt files were given; send one, as the requirements "
-                                       "field or among the support files.", field="requirements")
+                raise PipelineRejected(
+                    "Two requirements.txt files were given; send one, as the requirements "
+                    "field or among the support files.",
+                    field="requirements",
+                )
             requirements = support
             continue
         if support_name == control_name or support_name in support_names:
-            raise PipelineRejected(f"Two files are named {support_name!r}; "
-                                   "every file of a pipeline needs its own name.",
-                                   field="support_files")
+            raise PipelineRejected(
+                f"Two files are named {support_name!r}; every file of a pipeline needs its own name.",
+                field="support_files",
+            )
         support_files.append(support)
         support_names.append(support_name)
 
@@ -180,8 +192,16 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
             specs = {"train": {}, "run": {}}
         else:
             specs = evaluate_params(code_dir / control_name, staging / "work")
-        return _store_version(name, request.description or docstring or "", control_name, support_names,
-                              code_dir, specs, requirements_text, user)
+        return _store_version(
+            name,
+            request.description or docstring or "",
+            control_name,
+            support_names,
+            code_dir,
+            specs,
+            requirements_text,
+            user,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -208,7 +228,8 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
         try:
             with transaction.atomic():
                 pipeline, created = Pipeline.objects.get_or_create(
-                    name=name, defaults={"description": description, "created_by": user})
+                    name=name, defaults={"description": description, "created_by": user}
+                )
                 if not created:
                     # Again, inside the transaction: the pipeline may have been made since the first check.
                     check_may_publish(user, pipeline, name)
@@ -219,9 +240,16 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                 number = last + 1
                 folder = f"pipelines/{pipeline.pk}/v{number}"
                 version = PipelineVersion.objects.create(
-                    pipeline=pipeline, number=number, control_filename=control_name, support_files=support_names,
-                    folder=folder, description=description, params_train=specs["train"], params_run=specs["run"],
-                    requirements=requirements, created_by=user,
+                    pipeline=pipeline,
+                    number=number,
+                    control_filename=control_name,
+                    support_files=support_names,
+                    folder=folder,
+                    description=description,
+                    params_train=specs["train"],
+                    params_run=specs["run"],
+                    requirements=requirements,
+                    created_by=user,
                 )
                 # Only once the number is ours: an upload that lost the race for it must not
                 # overwrite the files of the version that won (stored files are write-once).

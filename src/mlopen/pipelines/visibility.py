@@ -18,8 +18,9 @@ def set_private_group(pipeline: Pipeline, user, group_ref) -> Pipeline:
         ref = str(group_ref)
         group = (allowed.filter(pk=int(ref)) if ref.isdigit() else allowed.filter(name=ref)).first()
         if group is None:
-            raise SharingRefused(f"A pipeline can be private only to a group you belong to; {ref[:80]!r} is not one.",
-                                 field="group")
+            raise SharingRefused(
+                f"A pipeline can be private only to a group you belong to; {ref[:80]!r} is not one.", field="group"
+            )
     pipeline.private_group = group
     pipeline.save(update_fields=["private_group", "updated_at"])
     return pipeline

@@ -50,8 +50,9 @@ def execute_run(run_id: int, worker_name: str) -> str:
         return finish(run, outcome, recorder)
     except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
         log.exception("run %s failed inside the platform", run.pk)
-        _finish_row(run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}",
-                    **recorder.final_fields())
+        _finish_row(
+            run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}", **recorder.final_fields()
+        )
         return Run.Status.FAILED
     finally:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
@@ -149,8 +150,10 @@ class RunRecorder:
         cap = settings.MLOPEN_MAX_METRIC_POINTS
         if self.metric_points > cap:
             if self.metric_points == cap + 1:
-                self.note(f"this run logged more than {cap} metric points; later ones are not kept "
-                          "(MLOPEN_MAX_METRIC_POINTS).")
+                self.note(
+                    f"this run logged more than {cap} metric points; later ones are not kept "
+                    "(MLOPEN_MAX_METRIC_POINTS)."
+                )
             return
         value = None
         if raw_value is not None:
@@ -162,10 +165,13 @@ class RunRecorder:
             value = None  # the chart shows a gap, the API null: a loss that went NaN is worth seeing
             if name not in self.non_finite_noted:
                 self.non_finite_noted.add(name)
-                self.note(f"metric {name!r} got a value that is not a finite number (NaN or infinity) at step "
-                          f"{step}; it is recorded as empty.")
-        self.metrics.append(RunMetric(run_id=self.run_id, name=name, value=value,
-                                      step=step if isinstance(step, int) else None))
+                self.note(
+                    f"metric {name!r} got a value that is not a finite number (NaN or infinity) at step "
+                    f"{step}; it is recorded as empty."
+                )
+        self.metrics.append(
+            RunMetric(run_id=self.run_id, name=name, value=value, step=step if isinstance(step, int) else None)
+        )
         self.dirty = True
 
     def tick(self) -> bool:
@@ -189,8 +195,12 @@ class RunRecorder:
             still_running = lifecycle.record_progress(self.run_id, self.metrics, **fields)
             cancel_requested = still_running and Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
         except (DatabaseError, InterfaceError) as exc:
-            log.warning("run %s: could not write its log and progress (%s: %s); trying again at the next flush",
-                        self.run_id, exc.__class__.__name__, exc)
+            log.warning(
+                "run %s: could not write its log and progress (%s: %s); trying again at the next flush",
+                self.run_id,
+                exc.__class__.__name__,
+                exc,
+            )
             return
         self.metrics = []
         self.dirty = False
@@ -210,12 +220,12 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
     # The log and progress go into the same UPDATE as the final status: one statement, not three.
     recorded = recorder.final_fields()
     if outcome.status == "cancelled":
-        _finish_row(run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome,
-                    **recorded)
+        _finish_row(
+            run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome, **recorded
+        )
         return Run.Status.CANCELLED
     if outcome.status != "succeeded":
-        _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome,
-                    **recorded)
+        _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome, **recorded)
         return Run.Status.FAILED
     extra: dict = {}
     if run.kind == Run.Kind.TRAIN:
@@ -240,10 +250,16 @@ def _store_trained_model(run: Run, outcome) -> None:
         artifact = f"models/{run.pipeline_id}/{number}-run{run.pk}.pkl"
         size, _digest = storage.copy_file_in(artifact, Path(outcome.model_path))
         TrainedModel.objects.create(
-            pipeline=run.pipeline, version=run.version, run=run, number=number, artifact=artifact, size=size,
+            pipeline=run.pipeline,
+            version=run.version,
+            run=run,
+            number=number,
+            artifact=artifact,
+            size=size,
             label=db_text(str(manifest.get("label") or "")[:200]),
             model_names=[db_text(str(name)) for name in manifest.get("models") or []],
-            arg_names=[db_text(str(name)) for name in manifest.get("args") or []])
+            arg_names=[db_text(str(name)) for name in manifest.get("args") or []],
+        )
 
 
 def db_text(text: str) -> str:

@@ -55,8 +55,9 @@ def worker_sandboxes() -> list[dict]:
         kind, _, reason = described.partition(": ")
         if kind not in ("bubblewrap", "process"):  # a worker that did not say
             kind, reason = "unknown", described or "this worker did not report its sandbox"
-        listed.append({"name": name, "hostname": hostname, "sandbox": kind, "sandboxed": kind == "bubblewrap",
-                       "reason": reason})
+        listed.append(
+            {"name": name, "hostname": hostname, "sandbox": kind, "sandboxed": kind == "bubblewrap", "reason": reason}
+        )
     return listed
 
 
@@ -67,8 +68,10 @@ def sandbox_summary(listed: list[dict]) -> tuple[str, str]:
     unsandboxed = [worker["name"] for worker in listed if not worker["sandboxed"]]
     if not unsandboxed:
         return "bubblewrap", ""
-    note = (f"{len(unsandboxed)} of {len(listed)} live worker(s) run pipelines without a sandbox, with their own "
-            f"access to their host: {', '.join(unsandboxed)} (see live_workers).")
+    note = (
+        f"{len(unsandboxed)} of {len(listed)} live worker(s) run pipelines without a sandbox, with their own "
+        f"access to their host: {', '.join(unsandboxed)} (see live_workers)."
+    )
     return ("none" if len(unsandboxed) == len(listed) else "mixed"), note
 
 
@@ -83,8 +86,16 @@ def report() -> tuple[dict, bool]:
     summary, note = sandbox_summary(listed)
     # This web server runs pipeline code too: a control file's get_params, at upload.
     web = sandbox_status()
-    body = {"status": "ok" if healthy else "error", "database": database, "broker": broker, "storage": stored,
-            "workers": len(listed), "sandbox": summary, "live_workers": listed, "web_sandbox": web["kind"]}
+    body = {
+        "status": "ok" if healthy else "error",
+        "database": database,
+        "broker": broker,
+        "storage": stored,
+        "workers": len(listed),
+        "sandbox": summary,
+        "live_workers": listed,
+        "web_sandbox": web["kind"],
+    }
     if web["kind"] != "bubblewrap":
         refused = web.get("mode") == "bubblewrap"  # then it refuses uploads rather than read them unsandboxed
         web_note = "cannot read uploaded control files" if refused else "reads uploaded control files unsandboxed"

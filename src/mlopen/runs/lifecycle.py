@@ -70,8 +70,14 @@ def _retrying(write: Callable[[], T], tries: int = RETRY_TRIES) -> T:
         except (OperationalError, InterfaceError) as exc:
             if attempt == tries:
                 raise
-            log.warning("database write failed (%s: %s); trying again in %.1f s (%d of %d)",
-                        exc.__class__.__name__, exc, pause, attempt + 1, tries)
+            log.warning(
+                "database write failed (%s: %s); trying again in %.1f s (%d of %d)",
+                exc.__class__.__name__,
+                exc,
+                pause,
+                attempt + 1,
+                tries,
+            )
             if not connection.in_atomic_block:
                 connection.close()
             time.sleep(pause)
@@ -92,11 +98,20 @@ def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
     """
     now = timezone.now()
     current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
-    taken = _retrying(lambda: Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, worker=worker_name, started_at=now, heartbeat_at=now,
-        attempt=F("attempt") + 1, sandbox=sandbox,
-        trained_model=Case(When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
-                           default=F("trained_model"))))
+    taken = _retrying(
+        lambda: Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING,
+            worker=worker_name,
+            started_at=now,
+            heartbeat_at=now,
+            attempt=F("attempt") + 1,
+            sandbox=sandbox,
+            trained_model=Case(
+                When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
+                default=F("trained_model"),
+            ),
+        )
+    )
     if taken != 1:
         return None
     return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
@@ -108,8 +123,10 @@ def record_progress(run_id: int, metrics: list[RunMetric] | None = None, **field
 
     def write() -> bool:
         with transaction.atomic():
-            still_running = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-                heartbeat_at=timezone.now(), **fields) == 1
+            still_running = (
+                Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now(), **fields)
+                == 1
+            )
             if still_running and metrics:
                 RunMetric.objects.bulk_create(metrics)
         return still_running
@@ -120,8 +137,14 @@ def record_progress(run_id: int, metrics: list[RunMetric] | None = None, **field
 def heartbeat(run_id: int, worker_name: str) -> bool:
     """running: the worker's heartbeat thread vouches for the run it executes; False when that run
     is no longer running on this worker."""
-    return _retrying(lambda: Run.objects.filter(pk=run_id, worker=worker_name, status=Run.Status.RUNNING).update(
-        heartbeat_at=timezone.now()) == 1)
+    return _retrying(
+        lambda: (
+            Run.objects.filter(pk=run_id, worker=worker_name, status=Run.Status.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+            == 1
+        )
+    )
 
 
 def finish(run_id: int, status: str, metrics: list[RunMetric] | None = None, **fields) -> bool:
@@ -133,8 +156,12 @@ def finish(run_id: int, status: str, metrics: list[RunMetric] | None = None, **f
 
     def write() -> bool:
         with transaction.atomic():
-            done = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-                status=status, finished_at=timezone.now(), **fields) == 1
+            done = (
+                Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+                    status=status, finished_at=timezone.now(), **fields
+                )
+                == 1
+            )
             if done and metrics:
                 RunMetric.objects.bulk_create(metrics)
         return done
@@ -148,9 +175,17 @@ def finish(run_id: int, status: str, metrics: list[RunMetric] | None = None, **f
 
 def cancel_queued(run: Run) -> bool:
     """queued → cancelled, before any worker took it; False when it was no longer queued."""
-    if not _retrying(lambda: Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-            status=Run.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started.",
-            cancel_requested=True) == 1):
+    if not _retrying(
+        lambda: (
+            Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+                status=Run.Status.CANCELLED,
+                finished_at=timezone.now(),
+                error="Cancelled before it started.",
+                cancel_requested=True,
+            )
+            == 1
+        )
+    ):
         return False
     _announce([run.pk])
     return True
@@ -159,8 +194,9 @@ def cancel_queued(run: Run) -> bool:
 def request_cancel(run: Run) -> bool:
     """running: ask the worker to stop it (it finishes as cancelled at its next flush); False when
     it was not running."""
-    return _retrying(lambda: Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-        cancel_requested=True) == 1)
+    return _retrying(
+        lambda: Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True) == 1
+    )
 
 
 def _fail_running(candidates, error_of: Callable[[str], str]) -> list[int]:
@@ -168,8 +204,14 @@ def _fail_running(candidates, error_of: Callable[[str], str]) -> list[int]:
     when its own UPDATE runs; returns the ids failed, each announced."""
     failed = []
     for run_id, worker in list(candidates.values_list("pk", "worker")):
-        if _retrying(lambda run_id=run_id, worker=worker: candidates.filter(pk=run_id, worker=worker).update(
-                status=Run.Status.FAILED, finished_at=timezone.now(), error=error_of(worker)) == 1):
+        if _retrying(
+            lambda run_id=run_id, worker=worker: (
+                candidates.filter(pk=run_id, worker=worker).update(
+                    status=Run.Status.FAILED, finished_at=timezone.now(), error=error_of(worker)
+                )
+                == 1
+            )
+        ):
             failed.append(run_id)
     _announce(failed)
     return failed
@@ -184,9 +226,13 @@ def fail_lost(timeout_seconds: float) -> list[int]:
     """
     cutoff = timezone.now() - timedelta(seconds=timeout_seconds)
     lost = Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
-    failed = _fail_running(lost, lambda worker: (
-        f"The worker running this run ({worker or 'unknown'}) was lost: no heartbeat for over "
-        f"{timeout_seconds:g} s. The run did not finish; use 'Run again' to retry it."))
+    failed = _fail_running(
+        lost,
+        lambda worker: (
+            f"The worker running this run ({worker or 'unknown'}) was lost: no heartbeat for over "
+            f"{timeout_seconds:g} s. The run did not finish; use 'Run again' to retry it."
+        ),
+    )
     if failed:
         log.warning("marked %d run(s) failed: their worker was lost", len(failed))
     return failed

@@ -19,8 +19,7 @@ class RunQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        shared_with_a_group = Run.shared_groups.through.objects.filter(
-            group__in=user.groups.all()).values("run_id")
+        shared_with_a_group = Run.shared_groups.through.objects.filter(group__in=user.groups.all()).values("run_id")
         return self.filter(models.Q(owner=user) | models.Q(shared_with_all=True) | models.Q(pk__in=shared_with_a_group))
 
     def manageable_by(self, user) -> RunQuerySet:
@@ -49,25 +48,37 @@ class Run(models.Model):
     kind = models.CharField(max_length=5, choices=Kind.choices)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED, db_index=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
-    input = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="runs")
+    input = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     input_name = models.CharField(max_length=200, blank=True, help_text="kept if the dataset is deleted")
     params = models.JSONField(default=dict, blank=True)
-    trained_model = models.ForeignKey("pipelines.TrainedModel", null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="used_by_runs", help_text="the model a run was given")
+    trained_model = models.ForeignKey(
+        "pipelines.TrainedModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="used_by_runs",
+        help_text="the model a run was given",
+    )
     timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     queue = models.CharField(max_length=64, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     attempt = models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")
     # Set when the row is created, as its message is sent on commit (no second write per run); a
     # worker's sweep sets it again when it re-sends a lost message (sweep.requeue_lost_runs).
-    enqueued_at = models.DateTimeField(null=True, blank=True, default=timezone.now,
-                                       help_text="when its last message was sent; empty: it could not be sent")
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        default=timezone.now,
+        help_text="when its last message was sent; empty: it could not be sent",
+    )
 
     worker = models.CharField(max_length=200, blank=True)
-    sandbox = models.CharField(max_length=20, blank=True,
-                               help_text="where its pipeline code ran: bubblewrap, or none (with the worker's own "
-                                         "access to its host); empty until a worker takes it")
+    sandbox = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="where its pipeline code ran: bubblewrap, or none (with the worker's own "
+        "access to its host); empty until a worker takes it",
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -87,8 +98,9 @@ class Run(models.Model):
     # run as their own new run only when they can also see its input. Only the owner and admins
     # may cancel it or change its sharing.
     shared_with_all = models.BooleanField(default=False, help_text="visible to every logged-in user")
-    shared_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+",
-                                           help_text="visible to the members of these groups")
+    shared_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="visible to the members of these groups"
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -143,8 +155,9 @@ class Worker(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(db_index=True)
     current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    idle_since = models.DateTimeField(null=True, blank=True,
-                                      help_text="since when it has had nothing to do; empty while it runs or builds")
+    idle_since = models.DateTimeField(
+        null=True, blank=True, help_text="since when it has had nothing to do; empty while it runs or builds"
+    )
 
     class Meta:
         ordering = ["name"]

@@ -84,10 +84,14 @@ def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
         rows = table.num_rows
         # Names as given (repeats and all), then the generated ones for any extra data columns.
         given = [str(c) for c in columns or []]
-        columns = given + table.column_names[len(given):]
+        columns = given + table.column_names[len(given) :]
     text, warnings = _capped_text(result.get("text"), list(result.get("warnings") or []))
-    meta = {"columns": columns if columns else None, "graphs": result.get("graphs") or [],
-            "text": text, "warnings": warnings}
+    meta = {
+        "columns": columns if columns else None,
+        "graphs": result.get("graphs") or [],
+        "text": text,
+        "warnings": warnings,
+    }
     storage.write_stream(f"{folder}/{META}", [json.dumps(meta).encode()])
     return folder, rows
 
@@ -96,8 +100,11 @@ def _capped_text(text, warnings: list[str]) -> tuple[object, list[str]]:
     """The text result, cut to MLOPEN_MAX_TEXT_KB: every run page and run detail carries it whole."""
     limit = settings.MLOPEN_MAX_TEXT_KB * 1024
     if isinstance(text, str) and len(text) > limit:
-        warnings = [*warnings, f"The text result has {len(text):,} characters; only the first {limit:,} are kept "
-                               f"(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."]
+        warnings = [
+            *warnings,
+            f"The text result has {len(text):,} characters; only the first {limit:,} are kept "
+            f"(MLOPEN_MAX_TEXT_KB). Return long output as a table instead.",
+        ]
         text = text[:limit]
     return text, warnings
 
@@ -247,8 +254,15 @@ def _json_cell(value):
     return value
 
 
-def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = None,
-            descending: bool = False, *, expect_table: bool = False) -> dict:
+def page_of(
+    folder: str,
+    page: int = 1,
+    page_size: int = 50,
+    sort: int | None = None,
+    descending: bool = False,
+    *,
+    expect_table: bool = False,
+) -> dict:
     """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "text",
     "warnings", "problems"}.
 
@@ -258,9 +272,18 @@ def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = 
     "graphs", "graphs.N", "sort") to a message; that part is null (or left out) in the page.
     """
     meta, problems = _read_meta(folder)
-    out = {"columns": meta["columns"], "data": None, "rows": None, "page": page, "page_size": page_size,
-           "pages": 0, "graphs": meta["graphs"], "text": meta["text"], "warnings": meta["warnings"],
-           "problems": problems}
+    out = {
+        "columns": meta["columns"],
+        "data": None,
+        "rows": None,
+        "page": page,
+        "page_size": page_size,
+        "pages": 0,
+        "graphs": meta["graphs"],
+        "text": meta["text"],
+        "warnings": meta["warnings"],
+        "problems": problems,
+    }
     if "result" in problems or "table" in problems:
         out["columns"] = None
         return out
@@ -277,14 +300,18 @@ def page_of(folder: str, page: int = 1, page_size: int = 50, sort: int | None = 
         try:
             table = table.sort_by([(table.column_names[sort], "descending" if descending else "ascending")])
         except (pa.ArrowException, NotImplementedError, TypeError, ValueError):
-            problems["sort"] = (f"Column {sort + 1} holds values that cannot be sorted; "
-                                "the rows are in their stored order.")
+            problems["sort"] = (
+                f"Column {sort + 1} holds values that cannot be sorted; the rows are in their stored order."
+            )
     start = (page - 1) * page_size
     # Never slice past the end: pyarrow gives a table without columns as many rows as asked for.
     chunk = table.slice(start, max(0, min(page_size, rows - start))).to_pylist()
     names = table.column_names
-    out.update(data=[[_json_cell(row[n]) for n in names] for row in chunk], rows=rows,
-               pages=max(1, math.ceil(rows / page_size)))
+    out.update(
+        data=[[_json_cell(row[n]) for n in names] for row in chunk],
+        rows=rows,
+        pages=max(1, math.ceil(rows / page_size)),
+    )
     return out
 
 

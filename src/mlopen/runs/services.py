@@ -35,8 +35,9 @@ class RunRefused(ValueError):
 
 class RunNotCancellable(RunRefused):
     def __init__(self, run: Run):
-        super().__init__(f"Run {run.pk} already {run.status}; only queued or running runs can be cancelled.",
-                         status=409)
+        super().__init__(
+            f"Run {run.pk} already {run.status}; only queued or running runs can be cancelled.", status=409
+        )
 
 
 @dataclass
@@ -102,9 +103,15 @@ def _environment_not_usable(pipeline: Pipeline, version) -> RunRefused:
         return RunRefused(
             f"{name} cannot run: building its environment from requirements.txt failed: "
             f"{failure_summary(version.env_log)} Upload a new version with corrected requirements.",
-            {"pipeline": "Its environment failed to build."}, status=409)
-    return RunRefused(f"{name} cannot run yet: its environment is still being built from requirements.txt; "
-                      "try again when it is ready.", {"pipeline": "Its environment is being built."}, status=409)
+            {"pipeline": "Its environment failed to build."},
+            status=409,
+        )
+    return RunRefused(
+        f"{name} cannot run yet: its environment is still being built from requirements.txt; "
+        "try again when it is ready.",
+        {"pipeline": "Its environment is being built."},
+        status=409,
+    )
 
 
 def submit_run(user, request: RunRequest) -> Run:
@@ -132,8 +139,14 @@ def submit_run(user, request: RunRequest) -> Run:
     timeout = _effective_timeout(pipeline, request.timeout_seconds)
     with transaction.atomic():
         run = Run.objects.create(
-            pipeline=pipeline, version=version, kind=request.kind, owner=user, input=dataset,
-            input_name=dataset.name if dataset else "", params=values, timeout_seconds=timeout,
+            pipeline=pipeline,
+            version=version,
+            kind=request.kind,
+            owner=user,
+            input=dataset,
+            input_name=dataset.name if dataset else "",
+            params=values,
+            timeout_seconds=timeout,
             queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
         )
         transaction.on_commit(lambda: enqueue(run))
@@ -152,8 +165,13 @@ def enqueue(run: Run) -> bool:
         execute_run.apply_async(kwargs={"run_id": run.pk}, queue=run.queue or settings.MLOPEN_DEFAULT_QUEUE)
         return True
     except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the run is recorded and will be sent
-        log.warning("run %s is queued but could not be sent to the broker (%s: %s); a worker will send it "
-                    "once the broker is reachable", run.pk, exc.__class__.__name__, exc)
+        log.warning(
+            "run %s is queued but could not be sent to the broker (%s: %s); a worker will send it "
+            "once the broker is reachable",
+            run.pk,
+            exc.__class__.__name__,
+            exc,
+        )
     try:
         Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(enqueued_at=None)
     except Exception:  # logged; then it is re-sent after MLOPEN_REQUEUE_SECONDS instead
@@ -177,11 +195,22 @@ def rerun(user, run: Run) -> Run:
     can also see its input: sharing a run does not share the dataset it read.
     """
     if run.input_id is not None and not Dataset.objects.visible_to(user).filter(pk=run.input_id).exists():
-        raise RunRefused(f"Run {run.pk} cannot be repeated by you: its input dataset is not shared with you. "
-                         "Ask its owner to share the dataset, or start a new run with your own.",
-                         {"input": "Not shared with you."}, status=403)
-    new = submit_run(user, RunRequest(pipeline=run.pipeline, kind=run.kind, input=run.input_id,
-                                      params=run.params, timeout_seconds=run.timeout_seconds))
+        raise RunRefused(
+            f"Run {run.pk} cannot be repeated by you: its input dataset is not shared with you. "
+            "Ask its owner to share the dataset, or start a new run with your own.",
+            {"input": "Not shared with you."},
+            status=403,
+        )
+    new = submit_run(
+        user,
+        RunRequest(
+            pipeline=run.pipeline,
+            kind=run.kind,
+            input=run.input_id,
+            params=run.params,
+            timeout_seconds=run.timeout_seconds,
+        ),
+    )
     Run.objects.filter(pk=new.pk).update(retry_of=run)
     new.retry_of = run
     return new

@@ -60,12 +60,18 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     sent = resend.send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
     lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]
     if lost:
-        log.warning("re-sent %d queued run(s) whose message the broker lost (queued over %g s while a worker "
-                    "of their queue sat idle): %s", len(lost), wait, ", ".join(map(str, lost)))
+        log.warning(
+            "re-sent %d queued run(s) whose message the broker lost (queued over %g s while a worker "
+            "of their queue sat idle): %s",
+            len(lost),
+            wait,
+            ", ".join(map(str, lost)),
+        )
     unsent = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is None]
     if unsent:
-        log.info("sent %d queued run(s) that could not be sent when submitted: %s", len(unsent),
-                 ", ".join(map(str, unsent)))
+        log.info(
+            "sent %d queued run(s) that could not be sent when submitted: %s", len(unsent), ", ".join(map(str, unsent))
+        )
     return sorted(sent)
 
 

@@ -117,8 +117,9 @@ def _watch_notified(run_id: int, seconds: float) -> bool:
         cursor.execute(f"LISTEN {FINISHED_CHANNEL}")
     try:
         wanted = str(run_id)
-        return _check_until(run_id, seconds, lambda elapsed, remaining: _notice_for(
-            wanted, min(MISSED_NOTICE_CHECK_SECONDS, remaining)))
+        return _check_until(
+            run_id, seconds, lambda elapsed, remaining: _notice_for(wanted, min(MISSED_NOTICE_CHECK_SECONDS, remaining))
+        )
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"UNLISTEN {FINISHED_CHANNEL}")

@@ -50,8 +50,11 @@ def pool() -> WarmPool:
         if _pool is None:
             from mlopen_runner.warm_pool import WarmPool
 
-            _pool = WarmPool(settings.MLOPEN_WORK_DIR / "warm" / f"worker-{os.getpid()}",
-                             max_processes=settings.MLOPEN_WARM_MAX, idle_seconds=settings.MLOPEN_WARM_IDLE_SECONDS)
+            _pool = WarmPool(
+                settings.MLOPEN_WORK_DIR / "warm" / f"worker-{os.getpid()}",
+                max_processes=settings.MLOPEN_WARM_MAX,
+                idle_seconds=settings.MLOPEN_WARM_IDLE_SECONDS,
+            )
         return _pool
 
 

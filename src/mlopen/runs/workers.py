@@ -33,8 +33,14 @@ log = logging.getLogger(__name__)
 # This process's worker name, the run it is executing and until when the heartbeat thread vouches
 # for that run, the environment build it is running (and until when it vouches for that), and since
 # when it has had nothing to do (None while busy). Read by the heartbeat thread.
-_state: dict = {"name": None, "current_run": None, "vouch_until": None, "current_build": None,
-                "build_vouch_until": None, "idle_since": None}
+_state: dict = {
+    "name": None,
+    "current_run": None,
+    "vouch_until": None,
+    "current_build": None,
+    "build_vouch_until": None,
+    "idle_since": None,
+}
 # The heartbeat thread keeps a run alive for at most its time limit plus this: an environment build
 # (up to 15 minutes) and slack. Past that the run's own loop must be stuck (it enforces the time
 # limit itself), so the run is left to be reaped as lost: no run stays running forever.
@@ -76,10 +82,19 @@ def register(name: str, queues: list[str], sandbox: str) -> None:
     _state["name"] = name
     _state["idle_since"] = timezone.now()
     fail_runs_of_worker(name, reason=f"Worker {name} restarted while this run was running; the run was lost.")
-    Worker.objects.update_or_create(name=name, defaults={
-        "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "sandbox": sandbox,
-        "last_seen": timezone.now(), "current_run": None, "started_at": timezone.now(),
-        "idle_since": _state["idle_since"]})
+    Worker.objects.update_or_create(
+        name=name,
+        defaults={
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": queues,
+            "sandbox": sandbox,
+            "last_seen": timezone.now(),
+            "current_run": None,
+            "started_at": timezone.now(),
+            "idle_since": _state["idle_since"],
+        },
+    )
 
 
 def unregister(name: str) -> None:
@@ -96,9 +111,17 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
     idle_since = _state.get("idle_since")
     if Worker.objects.filter(name=name).update(last_seen=now, current_run=running, idle_since=idle_since) == 0:
         # The row went away (deleted by an admin, a flushed test database): this worker still lives.
-        Worker.objects.update_or_create(name=name, defaults={
-            "hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues or [], "sandbox": sandbox,
-            "last_seen": now, "idle_since": idle_since})
+        Worker.objects.update_or_create(
+            name=name,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": queues or [],
+                "sandbox": sandbox,
+                "last_seen": now,
+                "idle_since": idle_since,
+            },
+        )
     if run_id is not None and time.monotonic() < _state["vouch_until"]:
         # From this thread, not the run's own loop: a run still building its environment (or
         # stuck writing its log) is alive as long as its worker is.
@@ -106,7 +129,8 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
     build_id = _state.get("current_build")
     if build_id is not None and time.monotonic() < _state["build_vouch_until"]:
         PipelineVersion.objects.filter(pk=build_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
-            env_heartbeat_at=now)
+            env_heartbeat_at=now
+        )
 
 
 def executing() -> int | None:
@@ -143,7 +167,8 @@ def start_build(version_id: int) -> None:
     _state["current_build"] = version_id
     _note_busy(True)
     PipelineVersion.objects.filter(pk=version_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
-        env_heartbeat_at=timezone.now())
+        env_heartbeat_at=timezone.now()
+    )
 
 
 def end_build() -> None:
@@ -181,5 +206,3 @@ def idle_horizons(wait: float) -> dict[str, object]:
             if queue not in horizons or horizons[queue] < horizon:
                 horizons[queue] = horizon
     return horizons
-
-

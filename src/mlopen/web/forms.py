@@ -55,22 +55,33 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
     control = forms.FileField(
         label="Control file",
         help_text="The Python file that defines train(inpt, params=None) and "
-                  "run_pipeline(input, model, args, params=None).",
-        widget=forms.FileInput(attrs={"accept": ".py"}))
+        "run_pipeline(input, model, args, params=None).",
+        widget=forms.FileInput(attrs={"accept": ".py"}),
+    )
     support_files = MultipleFileField(
-        required=False, allow_empty_file=True, label="Support files",
-        help_text="Optional: modules, vocabularies, weights… They are placed beside the control file.")
+        required=False,
+        allow_empty_file=True,
+        label="Support files",
+        help_text="Optional: modules, vocabularies, weights… They are placed beside the control file.",
+    )
     requirements = forms.FileField(
-        required=False, allow_empty_file=True, label="requirements.txt",
+        required=False,
+        allow_empty_file=True,
+        label="requirements.txt",
         help_text="Optional: extra packages. The pipeline then gets its own environment, built before its first run.",
-        widget=forms.FileInput(attrs={"accept": ".txt"}))
+        widget=forms.FileInput(attrs={"accept": ".txt"}),
+    )
     name = forms.CharField(
-        required=False, max_length=100,
+        required=False,
+        max_length=100,
         help_text="Leave empty to use the control file's name. Uploading under an existing name adds a new version "
-                  "(for its owner, its maintainers and admins).")
+        "(for its owner, its maintainers and admins).",
+    )
     description = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="What the pipeline does and what input it expects. Empty: the control file's docstring.")
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the pipeline does and what input it expects. Empty: the control file's docstring.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,8 +89,9 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
 
 
 class DatasetUploadForm(BootstrapMixin, forms.Form):
-    file = forms.FileField(label="File",
-                           help_text="A CSV table, a text file, a zip archive… whatever the pipeline reads.")
+    file = forms.FileField(
+        label="File", help_text="A CSV table, a text file, a zip archive… whatever the pipeline reads."
+    )
     name = forms.CharField(required=False, max_length=200, help_text="Optional. Empty: the file's name.")
 
     def __init__(self, *args, **kwargs):
@@ -99,8 +111,12 @@ class DatasetChoiceField(forms.ModelChoiceField):
 
 
 _TYPE_HELP = {
-    "string": "Text", "integer": "A whole number", "float": "A number", "bool": "",
-    "choice": "", "file": "One of your datasets",
+    "string": "Text",
+    "integer": "A whole number",
+    "float": "A number",
+    "bool": "",
+    "choice": "",
+    "file": "One of your datasets",
     "upload": "A file sent with this run (kept as one of your datasets)",
 }
 
@@ -126,8 +142,9 @@ def _param_field(spec: dict, datasets) -> forms.Field:
     if kind == "integer":
         return forms.CharField(required=False, initial=default, widget=forms.NumberInput(attrs={**attrs, "step": 1}))
     if kind == "float":
-        return forms.CharField(required=False, initial=default,
-                               widget=forms.NumberInput(attrs={**attrs, "step": "any"}))
+        return forms.CharField(
+            required=False, initial=default, widget=forms.NumberInput(attrs={**attrs, "step": "any"})
+        )
     if kind == "choice":
         choices = [(str(c), str(c)) for c in spec.get("choices", [])]
         if default is None:
@@ -145,14 +162,21 @@ class RunForm(BootstrapMixin, forms.Form):
     """Pipeline, kind, input and the parameter fields that the pipeline version's get_params describes."""
 
     pipeline = forms.ModelChoiceField(queryset=Pipeline.objects.none(), empty_label="Choose a pipeline…")
-    kind = forms.ChoiceField(choices=[(Run.Kind.TRAIN, "Train"), (Run.Kind.RUN, "Run")], initial=Run.Kind.RUN,
-                             widget=forms.RadioSelect)
-    input = DatasetChoiceField(queryset=Dataset.objects.none(), required=False, empty_label="No input file",
-                               label="Dataset")
-    input_upload = forms.FileField(required=False, label="…or upload a new file",
-                                   help_text="It is kept as one of your datasets.")
-    timeout = forms.IntegerField(required=False, min_value=1, label="Time limit (seconds)",
-                                 help_text="Optional. The pipeline's own limit still applies if it is lower.")
+    kind = forms.ChoiceField(
+        choices=[(Run.Kind.TRAIN, "Train"), (Run.Kind.RUN, "Run")], initial=Run.Kind.RUN, widget=forms.RadioSelect
+    )
+    input = DatasetChoiceField(
+        queryset=Dataset.objects.none(), required=False, empty_label="No input file", label="Dataset"
+    )
+    input_upload = forms.FileField(
+        required=False, label="…or upload a new file", help_text="It is kept as one of your datasets."
+    )
+    timeout = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Time limit (seconds)",
+        help_text="Optional. The pipeline's own limit still applies if it is lower.",
+    )
 
     def __init__(self, *args, user, pipeline: Pipeline | None, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -191,15 +215,19 @@ class RunForm(BootstrapMixin, forms.Form):
             if name in self.upload_param_names:
                 continue
             value = self.cleaned_data.get(name)
-            values[name[len(PARAM_PREFIX):]] = None if value == "" else value
+            values[name[len(PARAM_PREFIX) :]] = None if value == "" else value
         return values
 
 
 class ShareForm(forms.Form):
     """The owner's sharing buttons on a dataset or run page: one action per submit."""
 
-    ACTIONS = [("everyone", "Share with everyone"), ("group", "Share with a group"),
-               ("unshare-group", "Stop sharing with a group"), ("private", "Stop sharing")]
+    ACTIONS = [
+        ("everyone", "Share with everyone"),
+        ("group", "Share with a group"),
+        ("unshare-group", "Stop sharing with a group"),
+        ("private", "Stop sharing"),
+    ]
     action = forms.ChoiceField(choices=ACTIONS)
     group = forms.ModelChoiceField(queryset=Group.objects.none(), required=False, empty_label="Choose a group…")
 
@@ -207,7 +235,8 @@ class ShareForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Groups the owner may add, and the ones already there (to remove one they have left).
         self.fields["group"].queryset = Group.objects.filter(
-            Q(pk__in=shareable_groups(user).values("pk")) | Q(pk__in=obj.shared_groups.values("pk"))).order_by("name")
+            Q(pk__in=shareable_groups(user).values("pk")) | Q(pk__in=obj.shared_groups.values("pk"))
+        ).order_by("name")
         self.fields["group"].widget.attrs["class"] = "form-select form-select-sm"
 
     def clean(self):
@@ -220,8 +249,12 @@ class ShareForm(forms.Form):
 class PipelineMaintainersForm(forms.Form):
     """The owner names who else may publish the pipeline's versions (mlopen.pipelines.maintainers)."""
 
-    maintainers = forms.CharField(required=False, max_length=2000, label="Maintainers",
-                                  help_text="Usernames of authors, separated by commas; empty: none.")
+    maintainers = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Maintainers",
+        help_text="Usernames of authors, separated by commas; empty: none.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -229,8 +262,9 @@ class PipelineMaintainersForm(forms.Form):
 
 
 class PipelineVisibilityForm(forms.Form):
-    group = forms.ModelChoiceField(queryset=Group.objects.none(), required=False,
-                                   empty_label="Everyone who can log in", label="Visible to")
+    group = forms.ModelChoiceField(
+        queryset=Group.objects.none(), required=False, empty_label="Everyone who can log in", label="Visible to"
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

@@ -13,10 +13,50 @@ from django.utils.html import escape, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
 _TAGS = {
-    "b", "i", "em", "strong", "u", "s", "small", "mark", "sup", "sub", "p", "div", "span", "br", "hr",
-    "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd",
-    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col",
-    "pre", "code", "kbd", "samp", "blockquote", "a", "img",
+    "b",
+    "i",
+    "em",
+    "strong",
+    "u",
+    "s",
+    "small",
+    "mark",
+    "sup",
+    "sub",
+    "p",
+    "div",
+    "span",
+    "br",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "tr",
+    "th",
+    "td",
+    "caption",
+    "colgroup",
+    "col",
+    "pre",
+    "code",
+    "kbd",
+    "samp",
+    "blockquote",
+    "a",
+    "img",
 }
 _ATTRIBUTES = {
     "a": {"href", "title"},
@@ -26,8 +66,21 @@ _ATTRIBUTES = {
     "ol": {"start"},
 }
 # The script-like tags whose *content* is dropped too (other unknown tags lose only the tag).
-_DROP_WITH_CONTENT = {"script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math",
-                      "form", "textarea", "select", "button"}
+_DROP_WITH_CONTENT = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "form",
+    "textarea",
+    "select",
+    "button",
+}
 _LOOKS_LIKE_MARKUP = re.compile(r"<[A-Za-z!/]")
 _LINK_SCHEMES = ("http:", "https:", "mailto:")
 _IMAGE_SCHEMES = ("http:", "https:", "data:image/")

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def pie_plot_from_lists(labels: Iterable[Any] | None = None, values: Iterable[Any] | None = None,
-                        title: str | None = None) -> str:
+def pie_plot_from_lists(
+    labels: Iterable[Any] | None = None, values: Iterable[Any] | None = None, title: str | None = None
+) -> str:
     import plotly.graph_objects as go
     import plotly.offline
 
@@ -26,8 +27,14 @@ def plotlify_pie_js(xy: Any = None, description: str = "") -> dict[str, Any]:
     return {"data": [trace], "layout": _layout(description)}
 
 
-def plotlify_scatter_js(xy: Any = None, x: Any = None, y: Any = None, xtag: str | None = None,
-                        ytag: str | None = None, description: str = "") -> dict[str, Any]:
+def plotlify_scatter_js(
+    xy: Any = None,
+    x: Any = None,
+    y: Any = None,
+    xtag: str | None = None,
+    ytag: str | None = None,
+    description: str = "",
+) -> dict[str, Any]:
     """A scatter of `x` against `y`, or of `xy` (label -> value) as the original drew it:
     values along the x axis, labels along the y axis. xtag / ytag title the axes."""
     data = []

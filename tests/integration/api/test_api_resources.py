@@ -32,8 +32,15 @@ def mallory_api(api_for, django_user_model):
 
 def test_me_describes_the_token_owner(api, alice_api, api_for, author):
     assert api.get("/api/v1/me/").json() == {
-        "id": api.user.pk, "username": "root", "email": "", "first_name": "", "last_name": "", "role": "admin",
-        "is_admin": True, "can_upload_pipelines": True}
+        "id": api.user.pk,
+        "username": "root",
+        "email": "",
+        "first_name": "",
+        "last_name": "",
+        "role": "admin",
+        "is_admin": True,
+        "can_upload_pipelines": True,
+    }
     assert alice_api.get("/api/v1/me/").json()["role"] == "user"
     assert alice_api.get("/api/v1/me/").json()["can_upload_pipelines"] is False
     assert api_for(author).get("/api/v1/me/").json()["can_upload_pipelines"] is True
@@ -68,13 +75,18 @@ def test_pipeline_upload_then_new_version_through_versions_endpoint(api, upload_
     created = upload_pipeline("client_count.py")
     assert created["name"] == "client_count"
     assert created["version"] == 1
-    assert created["params"]["run"] == {"k": {"type": "integer", "default": 3},
-                                        "label": {"type": "string", "default": "rows"}}
+    assert created["params"]["run"] == {
+        "k": {"type": "integer", "default": 3},
+        "label": {"type": "string", "default": "rows"},
+    }
     control = (PIPELINES / "client_count.py").read_bytes()
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = api.post(f"/api/v1/pipelines/{created['id']}/versions/",
-                        {"control": SimpleUploadedFile("renamed.py", control)}, format="multipart")
+    response = api.post(
+        f"/api/v1/pipelines/{created['id']}/versions/",
+        {"control": SimpleUploadedFile("renamed.py", control)},
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["name"] == "client_count"  # the pipeline's name, not the file's
     assert response.json()["version"] == 2
@@ -88,9 +100,11 @@ def test_plain_user_cannot_upload_a_version(alice_api, make_pipeline):
     pipeline = make_pipeline()
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = alice_api.post(f"/api/v1/pipelines/{pipeline.pk}/versions/",
-                              {"control": SimpleUploadedFile("x.py", b"def train(i,p=None): pass\n")},
-                              format="multipart")
+    response = alice_api.post(
+        f"/api/v1/pipelines/{pipeline.pk}/versions/",
+        {"control": SimpleUploadedFile("x.py", b"def train(i,p=None): pass\n")},
+        format="multipart",
+    )
     assert response.status_code == 403
     assert response.json() == {"detail": "Uploading pipelines needs the author or admin role.", "errors": {}}
 
@@ -101,8 +115,15 @@ def test_trained_models_endpoint_lists_newest_first(api, make_pipeline, make_run
     pipeline = make_pipeline()
     for number in (1, 2):
         run = make_run(api.user, pipeline=pipeline, kind="train")
-        TrainedModel.objects.create(pipeline=pipeline, version=pipeline.latest_version, run=run, number=number,
-                                    artifact=f"models/{number}.pkl", size=10 * number, model_names=["m"])
+        TrainedModel.objects.create(
+            pipeline=pipeline,
+            version=pipeline.latest_version,
+            run=run,
+            number=number,
+            artifact=f"models/{number}.pkl",
+            size=10 * number,
+            model_names=["m"],
+        )
     body = api.get(f"/api/v1/pipelines/{pipeline.pk}/models/").json()
     assert [m["number"] for m in body["results"]] == [2, 1]
     assert body["results"][0]["version"] == 1
@@ -129,7 +150,10 @@ def test_dataset_upload_detail_download_preview_delete(alice_api, upload_dataset
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == CSV
     assert alice_api.get(f"/api/v1/datasets/{dataset['id']}/preview/").json() == {
-        "kind": "table", "columns": ["name", "value"], "rows": [["A", "1"], ["B", "5"], ["C", "9"]]}
+        "kind": "table",
+        "columns": ["name", "value"],
+        "rows": [["A", "1"], ["B", "5"], ["C", "9"]],
+    }
     assert alice_api.get("/api/v1/datasets/").json()["count"] == 1
     assert alice_api.delete(f"/api/v1/datasets/{dataset['id']}/").status_code == 204
     assert alice_api.get(f"/api/v1/datasets/{dataset['id']}/").status_code == 404
@@ -149,8 +173,9 @@ def test_outsider_gets_404_for_someone_elses_dataset(alice_api, mallory_api, upl
 def test_run_create_converts_text_params_and_queues(api, make_pipeline, upload_dataset):
     make_pipeline(name="counter", params_run=[{"name": "k", "type": "integer", "default": 3}])
     dataset = upload_dataset("scores.csv", CSV)
-    response = api.post("/api/v1/runs/", {"pipeline": "counter", "input": dataset["id"], "params": {"k": "5"}},
-                        format="json")
+    response = api.post(
+        "/api/v1/runs/", {"pipeline": "counter", "input": dataset["id"], "params": {"k": "5"}}, format="json"
+    )
     assert response.status_code == 201, response.content
     run = response.json()
     assert response["Location"] == f"/api/v1/runs/{run['id']}/"
@@ -270,8 +295,14 @@ def test_rerun_queues_a_copy(api, make_run):
 
 def test_outsider_gets_404_for_someone_elses_run(api, mallory_api, make_run):
     run = make_run(api.user)
-    for method, path in [("get", ""), ("get", "logs/"), ("get", "result/"), ("get", "download/"),
-                         ("post", "cancel/"), ("post", "rerun/")]:
+    for method, path in [
+        ("get", ""),
+        ("get", "logs/"),
+        ("get", "result/"),
+        ("get", "download/"),
+        ("post", "cancel/"),
+        ("post", "rerun/"),
+    ]:
         response = getattr(mallory_api, method)(f"/api/v1/runs/{run.pk}/{path}")
         assert response.status_code == 404, (path, response.content)
         assert set(response.json()) == {"detail", "errors"}

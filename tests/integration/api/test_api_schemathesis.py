@@ -19,11 +19,21 @@ import pytest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
-    "response_schema_conformance", "negative_data_rejection", "missing_required_header", "unsupported_method",
-    "use_after_free", "ensure_resource_availability", "ignored_auth",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "use_after_free",
+        "ensure_resource_availability",
+        "ignored_auth",
+    ]
+)
 
 
 @pytest.fixture
@@ -39,32 +49,92 @@ def seeded(admin_user):
 
     pipeline = Pipeline.objects.create(name="seeded", description="seeded for schemathesis")
     version = PipelineVersion.objects.create(
-        pipeline=pipeline, number=1, control_filename="seeded.py", folder=f"pipelines/{pipeline.pk}/v1",
+        pipeline=pipeline,
+        number=1,
+        control_filename="seeded.py",
+        folder=f"pipelines/{pipeline.pk}/v1",
         params_run=[{"name": "k", "type": "integer", "default": 3}],
-        params_train=[{"name": "alpha", "type": "float", "default": 0.5}])
-    dataset = dataset_services.store_dataset(owner=admin_user, name="scores", filename="scores.csv",
-                                             chunks=[b"name,value\nA,1\nB,5\n"])
+        params_train=[{"name": "alpha", "type": "float", "default": 0.5}],
+    )
+    dataset = dataset_services.store_dataset(
+        owner=admin_user, name="scores", filename="scores.csv", chunks=[b"name,value\nA,1\nB,5\n"]
+    )
     now = timezone.now()
-    trained = Run.objects.create(pipeline=pipeline, version=version, kind="train", owner=admin_user,
-                                 status="succeeded", started_at=now, finished_at=now, log="trained\n")
-    TrainedModel.objects.create(pipeline=pipeline, version=version, run=trained, number=1, artifact="models/x.pkl",
-                                size=12, label="seeded.py", model_names=["model"], arg_names=["vocabulary"])
-    succeeded = Run.objects.create(pipeline=pipeline, version=version, kind="run", owner=admin_user, input=dataset,
-                                   input_name=dataset.name, status="succeeded", started_at=now, finished_at=now,
-                                   params={"k": 3}, log="line 1\nline 2\n", progress_fraction=1.0,
-                                   progress_message="done")
-    succeeded.result_folder, succeeded.result_rows = results.store_result(succeeded.pk, {
-        "columns": ["name", "value"], "data": [["A", 1], ["B", 5.5], ["C", None]], "text": "<b>ok</b>",
-        "graphs": [{"data": [{"type": "bar", "x": [1], "y": [2]}], "layout": {}}]})
+    trained = Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind="train",
+        owner=admin_user,
+        status="succeeded",
+        started_at=now,
+        finished_at=now,
+        log="trained\n",
+    )
+    TrainedModel.objects.create(
+        pipeline=pipeline,
+        version=version,
+        run=trained,
+        number=1,
+        artifact="models/x.pkl",
+        size=12,
+        label="seeded.py",
+        model_names=["model"],
+        arg_names=["vocabulary"],
+    )
+    succeeded = Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind="run",
+        owner=admin_user,
+        input=dataset,
+        input_name=dataset.name,
+        status="succeeded",
+        started_at=now,
+        finished_at=now,
+        params={"k": 3},
+        log="line 1\nline 2\n",
+        progress_fraction=1.0,
+        progress_message="done",
+    )
+    succeeded.result_folder, succeeded.result_rows = results.store_result(
+        succeeded.pk,
+        {
+            "columns": ["name", "value"],
+            "data": [["A", 1], ["B", 5.5], ["C", None]],
+            "text": "<b>ok</b>",
+            "graphs": [{"data": [{"type": "bar", "x": [1], "y": [2]}], "layout": {}}],
+        },
+    )
     succeeded.save()
     RunMetric.objects.create(run=succeeded, name="loss", step=1, value=0.25)
-    failed = Run.objects.create(pipeline=pipeline, version=version, kind="run", owner=admin_user, status="failed",
-                                started_at=now, finished_at=now, error="ValueError: broken", log="oops\n")
-    running = Run.objects.create(pipeline=pipeline, version=version, kind="run", owner=admin_user,
-                                 status="running", started_at=now, log="working\n")
+    failed = Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind="run",
+        owner=admin_user,
+        status="failed",
+        started_at=now,
+        finished_at=now,
+        error="ValueError: broken",
+        log="oops\n",
+    )
+    running = Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind="run",
+        owner=admin_user,
+        status="running",
+        started_at=now,
+        log="working\n",
+    )
     token, _ = Token.objects.get_or_create(user=admin_user)
-    return {"token": token.key, "pipelines": [pipeline.pk], "pipeline_refs": [pipeline.pk, pipeline.name],
-            "datasets": [dataset.pk], "runs": [succeeded.pk, failed.pk, running.pk, trained.pk]}
+    return {
+        "token": token.key,
+        "pipelines": [pipeline.pk],
+        "pipeline_refs": [pipeline.pk, pipeline.name],
+        "datasets": [dataset.pk],
+        "runs": [succeeded.pk, failed.pk, running.pk, trained.pk],
+    }
 
 
 def _config(seeded: dict) -> str:
@@ -73,14 +143,18 @@ def _config(seeded: dict) -> str:
 
     def operations(path_regex: str, bindings: dict[str, str]) -> str:
         pairs = ", ".join(f'"{key}" = {{ dictionary = "{name}", probability = 0.6 }}' for key, name in bindings.items())
-        return f'[[operations]]\ninclude-path-regex = \'{path_regex}\'\nparameters = {{ {pairs} }}\n\n'
+        return f"[[operations]]\ninclude-path-regex = '{path_regex}'\nparameters = {{ {pairs} }}\n\n"
 
-    return (dictionary("run_ids", seeded["runs"]) + dictionary("pipeline_ids", seeded["pipelines"])
-            + dictionary("dataset_ids", seeded["datasets"]) + dictionary("pipeline_refs", seeded["pipeline_refs"])
-            + operations(r"^/api/v1/runs/\{id\}/", {"path.id": "run_ids"})
-            + operations(r"^/api/v1/pipelines/\{id\}/", {"path.id": "pipeline_ids"})
-            + operations(r"^/api/v1/datasets/\{id\}/", {"path.id": "dataset_ids"})
-            + operations(r"^/api/v1/runs/$", {"body.pipeline": "pipeline_refs", "body.input": "dataset_ids"}))
+    return (
+        dictionary("run_ids", seeded["runs"])
+        + dictionary("pipeline_ids", seeded["pipelines"])
+        + dictionary("dataset_ids", seeded["datasets"])
+        + dictionary("pipeline_refs", seeded["pipeline_refs"])
+        + operations(r"^/api/v1/runs/\{id\}/", {"path.id": "run_ids"})
+        + operations(r"^/api/v1/pipelines/\{id\}/", {"path.id": "pipeline_ids"})
+        + operations(r"^/api/v1/datasets/\{id\}/", {"path.id": "dataset_ids"})
+        + operations(r"^/api/v1/runs/$", {"body.pipeline": "pipeline_refs", "body.input": "dataset_ids"})
+    )
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(live_server, seeded, tmp_path, monkeypatch):
@@ -94,12 +168,28 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(live_server, s
     config.write_text(_config(seeded))
     seed = os.environ.get("MLOPEN_SCHEMATHESIS_SEED", "20251127")
     command = [
-        str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "--no-color", "run",
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
         f"{live_server.url}/api/schema/?format=json",
-        "--header", f"Authorization: Token {seeded['token']}",
-        "--checks", CHECKS, "--max-examples", os.environ.get("MLOPEN_SCHEMATHESIS_EXAMPLES", "20"),
-        "--workers", "2", "--seed", seed, "--request-timeout", "60", "--generation-database", "none",
-        "--max-failures", "25",
+        "--header",
+        f"Authorization: Token {seeded['token']}",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        os.environ.get("MLOPEN_SCHEMATHESIS_EXAMPLES", "20"),
+        "--workers",
+        "2",
+        "--seed",
+        seed,
+        "--request-timeout",
+        "60",
+        "--generation-database",
+        "none",
+        "--max-failures",
+        "25",
     ]
     completed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=360, cwd=tmp_path)
     output = completed.stdout + completed.stderr

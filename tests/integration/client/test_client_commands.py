@@ -83,7 +83,9 @@ def test_login_saves_a_0600_profile_that_later_commands_use(live_server, token, 
     assert result.out.startswith(f"Logged in to {live_server.url} as ada (author)")
     assert stat.S_IMODE(os.stat(isolated_config).st_mode) == 0o600
     assert json.loads(isolated_config.read_text()) == {
-        "profiles": {"default": {"url": live_server.url, "token": token}}, "default": "default"}
+        "profiles": {"default": {"url": live_server.url, "token": token}},
+        "default": "default",
+    }
     whoami = mlopen("whoami", "--json")
     assert whoami.code == 0
     assert whoami.json["username"] == "ada"

@@ -11,13 +11,16 @@ from mlopen.client import config
 from mlopen.client.client import ConfigError, normalize_url
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("http://ml.example.org", "http://ml.example.org"),
-    ("https://ml.example.org/", "https://ml.example.org"),
-    ("localhost:8000", "http://localhost:8000"),
-    ("http://host:8000/api/v1/", "http://host:8000"),
-    ("http://host/mlopen/api", "http://host/mlopen"),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://ml.example.org", "http://ml.example.org"),
+        ("https://ml.example.org/", "https://ml.example.org"),
+        ("localhost:8000", "http://localhost:8000"),
+        ("http://host:8000/api/v1/", "http://host:8000"),
+        ("http://host/mlopen/api", "http://host/mlopen"),
+    ],
+)
 def test_normalize_url(given, expected):
     assert normalize_url(given) == expected
 

@@ -98,13 +98,24 @@ def test_cancelled_run_exits_4(server, module_worker, mlopen, wait_for_run):
 
 def test_real_subprocess_with_environment_only(server, token, module_worker, data_csv, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
-    env.update(MLOPEN_URL=server, MLOPEN_TOKEN=token, MLOPEN_CONFIG=str(tmp_path / "none.json"),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
+    env.update(
+        MLOPEN_URL=server,
+        MLOPEN_TOKEN=token,
+        MLOPEN_CONFIG=str(tmp_path / "none.json"),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+    )
 
     def mlopen(*args, check=True):
         started = time.monotonic()
-        completed = subprocess.run([sys.executable, "-m", "mlopen.cli.main", *map(str, args)], env=env, check=False,
-                                   capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        completed = subprocess.run(
+            [sys.executable, "-m", "mlopen.cli.main", *map(str, args)],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         if check:
             assert completed.returncode == 0, (completed.stdout, completed.stderr)
         assert time.monotonic() - started < 100

@@ -16,20 +16,26 @@ pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 def test_a_run_whose_message_is_delivered_twice_runs_once(pipeline_from, submit, wait_for_run, start_worker):
     first, second = start_worker(), start_worker()
-    pipeline_from("counted", """
+    pipeline_from(
+        "counted",
+        """
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
             print("training", flush=True)
             io.save_pipeline([(1, "one")], [], "counted")
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     run = submit("counted", kind="train")
     execute_run.apply_async(kwargs={"run_id": run["id"]}, queue=run["queue"])  # the duplicate
 
     finished = wait_for_run(run["id"], timeout=60)
-    poll(lambda: f"run {run['id']} not claimed" in first.log_text() + second.log_text(), timeout=30,
-         message="the duplicate message was received")
+    poll(
+        lambda: f"run {run['id']} not claimed" in first.log_text() + second.log_text(),
+        timeout=30,
+        message="the duplicate message was received",
+    )
 
     assert finished.status == "succeeded"
     assert finished.attempt == 1
@@ -39,14 +45,17 @@ def test_a_run_whose_message_is_delivered_twice_runs_once(pipeline_from, submit,
 
 def test_thirty_runs_over_two_workers_each_run_exactly_once(pipeline_from, submit, wait_for_run, start_worker):
     workers = {start_worker().name, start_worker().name}
-    pipeline_from("small", """
+    pipeline_from(
+        "small",
+        """
         import time
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             time.sleep(0.1)
             return {"text": "ran"}
-        """)
+        """,
+    )
 
     ids = [submit("small")["id"] for _ in range(30)]
     for run_id in ids:

@@ -41,16 +41,21 @@ def _version(pipeline_name: str) -> PipelineVersion:
 
 
 def _built(pipeline_name: str, timeout: float = 180) -> PipelineVersion:
-    return poll(lambda: (v := _version(pipeline_name)).env_status in ("ready", "failed") and v, timeout=timeout,
-                interval=0.2, message=f"the environment of {pipeline_name} is built")
+    return poll(
+        lambda: (v := _version(pipeline_name)).env_status in ("ready", "failed") and v,
+        timeout=timeout,
+        interval=0.2,
+        message=f"the environment of {pipeline_name} is built",
+    )
 
 
 def test_the_test_package_is_not_installed_in_the_platform():
     assert importlib.util.find_spec("tinydb") is None
 
 
-def test_a_pipeline_with_requirements_runs_in_its_own_environment(pipeline_from, submit, wait_for_run, api,
-                                                                  run_body, module_worker):
+def test_a_pipeline_with_requirements_runs_in_its_own_environment(
+    pipeline_from, submit, wait_for_run, api, run_body, module_worker
+):
     # requirements.txt as a support file beside the control file (the API's field works the same).
     uploaded = pipeline_from("db_user", USES_TINYDB, files={"requirements.txt": "tinydb>=4\n"})
 
@@ -63,14 +68,16 @@ def test_a_pipeline_with_requirements_runs_in_its_own_environment(pipeline_from,
     assert "+ tinydb==4." in version.env_log
     # get_params was read inside the environment, where `import tinydb` works.
     assert api.get(f"/api/v1/pipelines/{uploaded['id']}/").json()["params"]["run"] == {
-        "greeting": {"type": "string", "default": "hello"}}
+        "greeting": {"type": "string", "default": "hello"}
+    }
     assert run.status == "succeeded", f"{run.error}\n{run.log}"
     text = run_body(run.pk)["result"]["text"]
     assert text.startswith("hi from tinydb 4.") and text.endswith("; no django"), text
 
 
 def test_requirements_that_cannot_be_installed_leave_the_version_unusable_with_uvs_error(
-        pipeline_from, submit, module_worker):
+    pipeline_from, submit, module_worker
+):
     pipeline_from("broken_env", USES_TINYDB, requirements="mlopen-no-such-package-4f2a==1.0\n")
 
     version = _built("broken_env")
@@ -80,7 +87,8 @@ def test_requirements_that_cannot_be_installed_leave_the_version_unusable_with_u
     assert "mlopen-no-such-package-4f2a" in version.env_log
     assert "not found in the package registry" in version.env_log
     assert refused["detail"].startswith(
-        "broken_env v1 cannot run: building its environment from requirements.txt failed: ")
+        "broken_env v1 cannot run: building its environment from requirements.txt failed: "
+    )
     assert "mlopen-no-such-package-4f2a was not found in the package registry" in refused["detail"]
 
 
@@ -91,17 +99,22 @@ def test_a_run_is_refused_while_the_environment_is_still_being_built(pipeline_fr
 
     refused = submit("waiting_env", expect=409)
 
-    assert refused["detail"] == ("waiting_env v1 cannot run yet: its environment is still being built from "
-                                 "requirements.txt; try again when it is ready.")
+    assert refused["detail"] == (
+        "waiting_env v1 cannot run yet: its environment is still being built from "
+        "requirements.txt; try again when it is ready."
+    )
 
 
-@pytest.mark.parametrize("line", [
-    "-e .",
-    "git+https://github.com/msiemens/tinydb.git",
-    "file:///tmp/tinydb",
-    "--index-url https://example.org/simple",
-    "tinydb @ https://example.org/tinydb.whl",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-e .",
+        "git+https://github.com/msiemens/tinydb.git",
+        "file:///tmp/tinydb",
+        "--index-url https://example.org/simple",
+        "tinydb @ https://example.org/tinydb.whl",
+    ],
+)
 def test_requirement_lines_that_could_fetch_arbitrary_code_are_refused_at_upload(line, pipeline_from, api):
     body = pipeline_from("refused_env", USES_TINYDB, requirements=f"pandas\n{line}\n", expect=400)
 
@@ -110,8 +123,10 @@ def test_requirement_lines_that_could_fetch_arbitrary_code_are_refused_at_upload
 
 
 def test_two_requirements_files_in_one_upload_are_refused(pipeline_from):
-    body = pipeline_from("twice_env", USES_TINYDB, requirements="tinydb\n", files={"requirements.txt": "tinydb\n"},
-                         expect=400)
+    body = pipeline_from(
+        "twice_env", USES_TINYDB, requirements="tinydb\n", files={"requirements.txt": "tinydb\n"}, expect=400
+    )
 
-    assert body["errors"]["requirements"] == ("Two requirements.txt files were given; send one, as the requirements "
-                                              "field or among the support files.")
+    assert body["errors"]["requirements"] == (
+        "Two requirements.txt files were given; send one, as the requirements field or among the support files."
+    )

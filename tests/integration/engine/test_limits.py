@@ -32,7 +32,8 @@ def run_pipeline(input, model, args, params=None):
 
 
 def test_a_run_over_the_timeout_it_asked_for_fails_within_seconds_saying_how_long_it_ran(
-        pipeline_from, submit, wait_for_run, module_worker):
+    pipeline_from, submit, wait_for_run, module_worker
+):
     pipeline_from("sleeper", SLEEPER)
 
     run = wait_for_run(submit("sleeper", timeout=2)["id"], timeout=30)
@@ -52,15 +53,19 @@ def test_a_requested_timeout_is_capped_by_the_pipelines_own(pipeline_from, submi
 
 
 def test_a_run_over_its_pipelines_memory_limit_fails_naming_the_limit_and_the_worker_carries_on(
-        pipeline_from, submit, wait_for_run, module_worker):
-    pipeline_from("hog", """
+    pipeline_from, submit, wait_for_run, module_worker
+):
+    pipeline_from(
+        "hog",
+        """
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             blocks = []
             while True:
                 blocks.append(b"x" * (8 * 1024 * 1024))  # written, so it counts in RSS
-        """)
+        """,
+    )
     Pipeline.objects.filter(name="hog").update(memory_mb=300)
     pipeline_from("quick", QUICK)
 
@@ -73,20 +78,27 @@ def test_a_run_over_its_pipelines_memory_limit_fails_naming_the_limit_and_the_wo
     assert after.status == "succeeded" and after.worker == module_worker.name
 
 
-@pytest.mark.parametrize(("how", "error"), [
-    ("os.kill(os.getpid(), signal.SIGKILL)", "Pipeline process was killed by signal 9 (SIGKILL)"),
-    ("ctypes.string_at(0)", "Pipeline process was killed by signal 11 (SIGSEGV)"),
-    ("os._exit(3)", "Pipeline process exited with status 3"),
-])
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("os.kill(os.getpid(), signal.SIGKILL)", "Pipeline process was killed by signal 9 (SIGKILL)"),
+        ("ctypes.string_at(0)", "Pipeline process was killed by signal 11 (SIGSEGV)"),
+        ("os._exit(3)", "Pipeline process exited with status 3"),
+    ],
+)
 def test_a_pipeline_process_that_dies_fails_its_run_with_the_exit_status_and_the_worker_carries_on(
-        how, error, pipeline_from, submit, wait_for_run, module_worker):
-    pipeline_from("crasher", f"""
+    how, error, pipeline_from, submit, wait_for_run, module_worker
+):
+    pipeline_from(
+        "crasher",
+        f"""
         import ctypes, os, signal
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             {how}
-        """)
+        """,
+    )
     pipeline_from("quick", QUICK)
 
     crashed = wait_for_run(submit("crasher")["id"], timeout=60)
@@ -134,12 +146,13 @@ def _json_line(log: str, prefix: str):
     import json
 
     [line] = [line for line in log.splitlines() if line.startswith(prefix + " ")]
-    return json.loads(line[len(prefix) + 1:])
+    return json.loads(line[len(prefix) + 1 :])
 
 
 @pytest.mark.skipif(sandbox_status()["kind"] != "bubblewrap", reason="needs bubblewrap: " + sandbox_status()["reason"])
 def test_a_sandboxed_pipeline_cannot_read_etc_shadow_nor_write_outside_its_run_folder(
-        pipeline_from, submit, wait_for_run, upload_dataset, module_worker):
+    pipeline_from, submit, wait_for_run, upload_dataset, module_worker
+):
     from mlopen.core import storage
     from mlopen.datasets.models import Dataset
     from mlopen.pipelines.models import PipelineVersion
@@ -156,8 +169,19 @@ def test_a_sandboxed_pipeline_cannot_read_etc_shadow_nor_write_outside_its_run_f
     assert set(walls.values()) <= {"OSError", "PermissionError", "FileNotFoundError"}, walls
     # Of /etc only what Python needs: no shadow, gshadow, ssl/private, machine-id...
     etc = set(_json_line(run.log, "ETC"))
-    assert etc <= {"ld.so.cache", "localtime", "timezone", "alternatives", "ssl", "ca-certificates", "pki",
-                   "mime.types", "fonts", "passwd", "group"}, etc
+    assert etc <= {
+        "ld.so.cache",
+        "localtime",
+        "timezone",
+        "alternatives",
+        "ssl",
+        "ca-certificates",
+        "pki",
+        "mime.types",
+        "fonts",
+        "passwd",
+        "group",
+    }, etc
     assert {"passwd", "group", "ld.so.cache"} <= etc
     stored = Dataset.objects.get(pk=dataset["id"])
     assert storage.local_path(stored.file).read_bytes() == b"a,b\n1,2\n"

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_log_grows_while_the_run_is_going(pipeline_from, submit, api, wait_for_run, module_worker):
-    pipeline_from("ticker", """
+    pipeline_from(
+        "ticker",
+        """
         import time
         def train(inpt, params=None):
             pass
@@ -25,7 +27,8 @@ def test_the_log_grows_while_the_run_is_going(pipeline_from, submit, api, wait_f
                 print(f"tick {tick}", flush=True)
                 time.sleep(0.3)
             return {"text": "done"}
-        """)
+        """,
+    )
     run = submit("ticker")
 
     seen_while_running = []
@@ -46,9 +49,12 @@ def test_the_log_grows_while_the_run_is_going(pipeline_from, submit, api, wait_f
     assert all(finished.log.startswith(text) for text in partial)
 
 
-def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_from, submit, run_body, wait_for_run,
-                                                                    module_worker):
-    pipeline_from("halfway", """
+def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(
+    pipeline_from, submit, run_body, wait_for_run, module_worker
+):
+    pipeline_from(
+        "halfway",
+        """
         import time
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
@@ -57,7 +63,8 @@ def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_fro
             io.progress(0.5, "half")
             time.sleep(2)
             return {"text": "done"}
-        """)
+        """,
+    )
     run = submit("halfway")
 
     body = poll(lambda: (b := run_body(run["id"]))["progress"] and b, timeout=60, message="progress shown")
@@ -67,9 +74,10 @@ def test_progress_reported_by_the_pipeline_is_visible_while_it_runs(pipeline_fro
     assert wait_for_run(run["id"], timeout=30).status == "succeeded"
 
 
-def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, run_body, wait_for_run,
-                                                         module_worker):
-    pipeline_from("learner", """
+def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, run_body, wait_for_run, module_worker):
+    pipeline_from(
+        "learner",
+        """
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
             for epoch in range(1, 4):
@@ -77,7 +85,8 @@ def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, 
             io.log_metric("accuracy", 0.9)
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     run = submit("learner", kind="train")
     wait_for_run(run["id"], timeout=60)
 
@@ -90,9 +99,12 @@ def test_metrics_logged_per_epoch_are_listed_as_a_series(pipeline_from, submit, 
     }
 
 
-def test_a_metric_that_went_nan_is_recorded_as_empty_and_said_so(pipeline_from, submit, run_body, wait_for_run,
-                                                                  module_worker):
-    pipeline_from("diverges", """
+def test_a_metric_that_went_nan_is_recorded_as_empty_and_said_so(
+    pipeline_from, submit, run_body, wait_for_run, module_worker
+):
+    pipeline_from(
+        "diverges",
+        """
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
             io.log_metric("loss", 0.5, step=1)
@@ -100,28 +112,34 @@ def test_a_metric_that_went_nan_is_recorded_as_empty_and_said_so(pipeline_from, 
             io.log_metric("loss", float("inf"), step=3)
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     run = wait_for_run(submit("diverges", kind="train")["id"], timeout=60)
 
     body = run_body(run.pk)
 
-    assert body["metrics"] == {"loss": [{"step": 1, "value": 0.5}, {"step": 2, "value": None},
-                                        {"step": 3, "value": None}]}
+    assert body["metrics"] == {
+        "loss": [{"step": 1, "value": 0.5}, {"step": 2, "value": None}, {"step": 3, "value": None}]
+    }
     assert "metric 'loss' got a value that is not a finite number (NaN or infinity) at step 2" in run.log
 
 
-def test_metric_points_past_the_cap_are_dropped_with_a_note(pipeline_from, submit, wait_for_run, start_worker,
-                                                            unserved_queue):
+def test_metric_points_past_the_cap_are_dropped_with_a_note(
+    pipeline_from, submit, wait_for_run, start_worker, unserved_queue
+):
     from mlopen.pipelines.models import Pipeline
 
-    pipeline_from("chatty_metrics", """
+    pipeline_from(
+        "chatty_metrics",
+        """
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
             for step in range(200):
                 io.log_metric("loss", 1 / (step + 1), step=step)
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     Pipeline.objects.filter(name="chatty_metrics").update(queue=unserved_queue)
     start_worker(queues=unserved_queue, extra_env={"MLOPEN_MAX_METRIC_POINTS": "50"})
 
@@ -132,9 +150,12 @@ def test_metric_points_past_the_cap_are_dropped_with_a_note(pipeline_from, submi
     assert "more than 50 metric points; later ones are not kept" in run.log
 
 
-def test_nul_characters_a_pipeline_prints_or_raises_are_stored_on_every_database(pipeline_from, submit,
-                                                                                  wait_for_run, module_worker):
-    pipeline_from("nul_bytes", """
+def test_nul_characters_a_pipeline_prints_or_raises_are_stored_on_every_database(
+    pipeline_from, submit, wait_for_run, module_worker
+):
+    pipeline_from(
+        "nul_bytes",
+        """
         import sys
         from mlopenapp.utils import io_handler as io
         def train(inpt, params=None):
@@ -145,7 +166,8 @@ def test_nul_characters_a_pipeline_prints_or_raises_are_stored_on_every_database
         def run_pipeline(input, model, args, params=None):
             print("run\\x00output", flush=True)
             raise ValueError("bad\\x00value")
-        """)
+        """,
+    )
     trained = wait_for_run(submit("nul_bytes", kind="train")["id"], timeout=60)
     failed = wait_for_run(submit("nul_bytes")["id"], timeout=60)
 
@@ -159,9 +181,10 @@ def test_nul_characters_a_pipeline_prints_or_raises_are_stored_on_every_database
     assert "run\ufffdoutput" in failed.log
 
 
-def test_a_trained_model_is_kept_with_the_names_it_was_saved_under(pipeline_from, submit, wait_for_run,
-                                                                   module_worker):
-    pipeline_from("namer", """
+def test_a_trained_model_is_kept_with_the_names_it_was_saved_under(pipeline_from, submit, wait_for_run, module_worker):
+    pipeline_from(
+        "namer",
+        """
         from mlopenapp.utils import io_handler as io
         class Model:
             pass
@@ -169,7 +192,8 @@ def test_a_trained_model_is_kept_with_the_names_it_was_saved_under(pipeline_from
             io.save_pipeline([(Model(), "knn"), (Model(), "scaler")], [({"k": 3}, "settings")], "iris model")
         def run_pipeline(input, model, args, params=None):
             return {"text": f"{type(model).__name__} {args}"}
-        """)
+        """,
+    )
     trained = wait_for_run(submit("namer", kind="train")["id"], timeout=60)
     ran = wait_for_run(submit("namer")["id"], timeout=60)
 

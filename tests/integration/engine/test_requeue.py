@@ -97,8 +97,12 @@ def _purge(queue: str) -> int:
 
 def _resent_runs(*processes) -> list[int]:
     """The runs the workers' sweeps re-sent, from their logs (one entry per re-send)."""
-    return sorted(int(run_id) for process in processes for match in _RESENT_RUNS.finditer(process.log_text())
-                  for run_id in match.group(1).split(","))
+    return sorted(
+        int(run_id)
+        for process in processes
+        for match in _RESENT_RUNS.finditer(process.log_text())
+        for run_id in match.group(1).split(",")
+    )
 
 
 def _version(pipeline_name: str) -> PipelineVersion:
@@ -106,8 +110,12 @@ def _version(pipeline_name: str) -> PipelineVersion:
 
 
 def _built(pipeline_name: str, timeout: float = 240) -> PipelineVersion:
-    return poll(lambda: (v := _version(pipeline_name)).env_status != "building" and v, timeout=timeout,
-                interval=0.2, message=f"the environment of {pipeline_name} is no longer building")
+    return poll(
+        lambda: (v := _version(pipeline_name)).env_status != "building" and v,
+        timeout=timeout,
+        interval=0.2,
+        message=f"the environment of {pipeline_name} is no longer building",
+    )
 
 
 def _request_with_broker_down(worker, user, action: str, name: str, stdin: str = "") -> tuple[dict, str]:
@@ -118,16 +126,25 @@ def _request_with_broker_down(worker, user, action: str, name: str, stdin: str =
         port = probe.getsockname()[1]
     env = {**worker.env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0", "MLOPEN_WORKER_NAME": ""}
     token = Token.objects.get(user=user).key
-    done = subprocess.run([sys.executable, "-c", REQUEST_WITH_BROKER_DOWN, token, action, name], input=stdin,
-                          env=env, check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", REQUEST_WITH_BROKER_DOWN, token, action, name],
+        input=stdin,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
 # --- Runs, with real workers --------------------------------------------------------------------
 
-def test_a_queued_run_whose_message_was_lost_is_sent_again_and_runs_once(pipeline_from, submit, wait_for_run,
-                                                                          start_worker):
+
+def test_a_queued_run_whose_message_was_lost_is_sent_again_and_runs_once(
+    pipeline_from, submit, wait_for_run, start_worker
+):
     pipeline_from("lost", QUICK)
     run = submit("lost")
     assert _purge(run["queue"]) == 1  # no worker was running: the broker held it, and loses it
@@ -157,7 +174,8 @@ def test_runs_waiting_behind_a_busy_worker_get_no_second_message(pipeline_from, 
 
 
 def test_a_run_submitted_while_the_broker_is_down_is_accepted_and_sent_once_it_can_be(
-        pipeline_from, wait_for_run, start_worker, api):
+    pipeline_from, wait_for_run, start_worker, api
+):
     worker = start_worker(extra_env=FAST_REQUEUE)
     pipeline_from("patient", QUICK)
 
@@ -175,8 +193,10 @@ def test_a_run_submitted_while_the_broker_is_down_is_accepted_and_sent_once_it_c
 
 # --- Environment builds, with real workers ------------------------------------------------------
 
+
 def test_a_pipeline_uploaded_while_the_broker_is_down_gets_its_environment_built_once_it_can_be(
-        start_worker, api, submit, wait_for_run):
+    start_worker, api, submit, wait_for_run
+):
     worker = start_worker(extra_env=FAST_REQUEUE)
 
     answer, logged = _request_with_broker_down(worker, api.user, "upload", "late_env", stdin=USES_TINYDB)
@@ -186,14 +206,17 @@ def test_a_pipeline_uploaded_while_the_broker_is_down_gets_its_environment_built
     assert "could not be sent to the broker (OperationalError: " in logged
     assert "Traceback" not in logged
     assert version.env_status == "ready", version.env_log
-    assert (f"sent the environment build of 1 pipeline version(s) that could not be sent at upload: {version.pk}"
-            in worker.log_text())
+    assert (
+        f"sent the environment build of 1 pipeline version(s) that could not be sent at upload: {version.pk}"
+        in worker.log_text()
+    )
     assert "re-sent" not in worker.log_text()
     assert wait_for_run(submit("late_env")["id"], timeout=90).status == "succeeded"
 
 
-def test_an_environment_build_whose_message_was_lost_is_sent_again(pipeline_from, submit, wait_for_run,
-                                                                    start_worker, unserved_queue):
+def test_an_environment_build_whose_message_was_lost_is_sent_again(
+    pipeline_from, submit, wait_for_run, start_worker, unserved_queue
+):
     # The build message goes to a queue no worker serves; then the pipeline moves to the default
     # queue, whose workers never saw the message: for them it is lost.
     Pipeline.objects.create(name="stranded_env", queue=unserved_queue)
@@ -211,8 +234,11 @@ def test_an_environment_build_whose_message_was_lost_is_sent_again(pipeline_from
 
     # A duplicate build message (the lost one turning up after all) changes nothing.
     build_environment.apply_async(kwargs={"version_id": version.pk}, queue=settings.MLOPEN_DEFAULT_QUEUE)
-    poll(lambda: f"environment build of pipeline version {version.pk} skipped: already ready" in worker.log_text(),
-         timeout=60, message="the duplicate build message was received")
+    poll(
+        lambda: f"environment build of pipeline version {version.pk} skipped: already ready" in worker.log_text(),
+        timeout=60,
+        message="the duplicate build message was received",
+    )
     again = _version("stranded_env")
     assert (again.env_status, again.env_log, again.params_run) == ("ready", version.env_log, version.params_run)
 
@@ -223,8 +249,13 @@ def test_a_build_whose_worker_died_is_built_again_by_another(pipeline_from, star
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)
     try:
-        doomed = start_worker(extra_env={**FAST_REQUEUE, "UV_HTTP_TIMEOUT": "600",
-                                         "UV_INDEX_URL": f"http://127.0.0.1:{hole.getsockname()[1]}/simple"})
+        doomed = start_worker(
+            extra_env={
+                **FAST_REQUEUE,
+                "UV_HTTP_TIMEOUT": "600",
+                "UV_INDEX_URL": f"http://127.0.0.1:{hole.getsockname()[1]}/simple",
+            }
+        )
         pipeline_from("orphan_env", USES_TINYDB, requirements="tinydb>=3.1\n")
         poll(lambda: _version("orphan_env").env_heartbeat_at is not None, timeout=60, message="the build started")
         os.killpg(doomed.process.pid, signal.SIGKILL)  # the worker and its uv, as when a host is lost
@@ -242,6 +273,7 @@ def test_a_build_whose_worker_died_is_built_again_by_another(pipeline_from, star
 
 # --- The sweep itself, in this process ----------------------------------------------------------
 
+
 @pytest.fixture
 def sweep_queues():
     """Four queues no worker consumes; the sweep's messages to them are purged afterwards."""
@@ -252,12 +284,18 @@ def sweep_queues():
 
 
 def _queued_run(pipeline: Pipeline, owner, queue: str, enqueued_at, status: str = "queued") -> int:
-    return Run.objects.create(pipeline=pipeline, version=pipeline.latest_version, kind="run", owner=owner,
-                              queue=queue, enqueued_at=enqueued_at, status=status).pk
+    return Run.objects.create(
+        pipeline=pipeline,
+        version=pipeline.latest_version,
+        kind="run",
+        owner=owner,
+        queue=queue,
+        enqueued_at=enqueued_at,
+        status=status,
+    ).pk
 
 
-def test_the_sweep_re_sends_only_what_an_idle_worker_of_its_queue_should_have_taken(pipeline_from, api,
-                                                                                      sweep_queues):
+def test_the_sweep_re_sends_only_what_an_idle_worker_of_its_queue_should_have_taken(pipeline_from, api, sweep_queues):
     qa, qb, qc, qd = sweep_queues
     pipeline = Pipeline.objects.get(pk=pipeline_from("swept", QUICK)["id"])
     now = timezone.now()
@@ -325,8 +363,12 @@ def test_the_sweep_re_sends_a_build_only_when_nobody_is_building_it(pipeline_fro
     now = timezone.now()
     Worker.objects.create(name="idle-a", queues=[qa], last_seen=now, idle_since=now - timedelta(seconds=120))
     version = PipelineVersion.objects.filter(pipeline=pipeline)
-    version.update(env_status="building", requirements="tinydb\n", env_requested_at=now - timedelta(seconds=90),
-                   env_heartbeat_at=now)
+    version.update(
+        env_status="building",
+        requirements="tinydb\n",
+        env_requested_at=now - timedelta(seconds=90),
+        env_heartbeat_at=now,
+    )
 
     assert sweep.requeue_lost_builds(wait=60) == []  # a live worker is building it
 

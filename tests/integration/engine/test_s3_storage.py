@@ -29,8 +29,11 @@ moto_server = pytest.importorskip("moto.server")
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 PREFIX = "mlopen-data"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlopen-test-key", "AWS_SECRET_ACCESS_KEY": "mlopen-test-secret",
-               "AWS_S3_REGION_NAME": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "mlopen-test-key",
+    "AWS_SECRET_ACCESS_KEY": "mlopen-test-secret",
+    "AWS_S3_REGION_NAME": "us-east-1",
+}
 
 SCORED = """
 from mlopenapp.utils import io_handler as io
@@ -62,9 +65,13 @@ def s3_endpoint():
 @pytest.fixture
 def bucket(s3_endpoint):
     name = f"mlopen-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
     client.create_bucket(Bucket=name)
 
     def keys() -> set[str]:
@@ -90,16 +97,24 @@ def on_s3(s3_env, settings, monkeypatch, tmp_path):
     settings.MLOPEN_STORAGE_URL = s3_env["MLOPEN_STORAGE_URL"]
     settings.MLOPEN_STORAGE_CACHE_DIR = tmp_path / "web-cache"
     # Django empties its storage handler (default_storage included) when STORAGES changes.
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_storage_options(s3_env["MLOPEN_STORAGE_URL"])}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_storage_options(s3_env["MLOPEN_STORAGE_URL"]),
+        },
+    }
     assert storage.is_remote()
     return settings.MLOPEN_STORAGE_CACHE_DIR
 
 
 def _host_env(home: Path, s3_env: dict) -> dict:
     """A worker host's environment: the database, the broker and the bucket, and its own MLOPEN_HOME."""
-    broker = (settings.CELERY_BROKER_URL if settings.MLOPEN_BROKER_DIR is None
-              else f"filesystem://{settings.MLOPEN_BROKER_DIR}")
+    broker = (
+        settings.CELERY_BROKER_URL
+        if settings.MLOPEN_BROKER_DIR is None
+        else f"filesystem://{settings.MLOPEN_BROKER_DIR}"
+    )
     return {
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker,
@@ -118,7 +133,8 @@ def _files_under(folder: Path) -> set[str]:
 
 
 def test_a_worker_on_another_host_trains_and_runs_with_only_the_bucket_between_them(
-        tmp_path, on_s3, s3_env, bucket, pipeline_from, upload_dataset, submit, wait_for_run, start_worker, api):
+    tmp_path, on_s3, s3_env, bucket, pipeline_from, upload_dataset, submit, wait_for_run, start_worker, api
+):
     local_storage_before = _files_under(settings.MLOPEN_STORAGE_DIR)
     remote_home = tmp_path / "remote-host"
     env = _host_env(remote_home, s3_env)
@@ -136,9 +152,13 @@ def test_a_worker_on_another_host_trains_and_runs_with_only_the_bucket_between_t
     model = TrainedModel.objects.get(run=trained)
     version_folder = f"pipelines/{pipeline['id']}/v1"
     keys = bucket.keys()
-    assert {f"{PREFIX}/{version_folder}/scored.py", f"{PREFIX}/{version_folder}/scoring.py",
-            f"{PREFIX}/{model.artifact}", f"{PREFIX}/{run.result_folder}/table.parquet",
-            f"{PREFIX}/{run.result_folder}/result.json"} <= keys
+    assert {
+        f"{PREFIX}/{version_folder}/scored.py",
+        f"{PREFIX}/{version_folder}/scoring.py",
+        f"{PREFIX}/{model.artifact}",
+        f"{PREFIX}/{run.result_folder}/table.parquet",
+        f"{PREFIX}/{run.result_folder}/result.json",
+    } <= keys
     assert any(key.startswith(f"{PREFIX}/datasets/") and key.endswith("/lines.txt") for key in keys)
     # The worker read them through its own cache, and neither host wrote a storage folder.
     worker_cache = remote_home / "storage-cache"
@@ -154,8 +174,7 @@ def test_a_worker_on_another_host_trains_and_runs_with_only_the_bucket_between_t
     assert page.json()["text"] == "3 words"
     download = api.get(f"/api/v1/runs/{run.pk}/download/")
     assert download.status_code == 200
-    assert b"".join(download.streaming_content).decode().splitlines() == [
-        "line,score", "alpha,30", "be,12", "gamma,30"]
+    assert b"".join(download.streaming_content).decode().splitlines() == ["line,score", "alpha,30", "be,12", "gamma,30"]
     assert (on_s3 / run.result_folder / "table.parquet").is_file()
     dataset_file = api.get(f"/api/v1/datasets/{dataset['id']}/download/")
     assert b"".join(dataset_file.streaming_content) == b"alpha\nbe\ngamma\n"
@@ -169,7 +188,8 @@ def test_a_worker_on_another_host_trains_and_runs_with_only_the_bucket_between_t
 
 
 def test_a_pipeline_environment_is_built_from_the_code_in_the_bucket(
-        tmp_path, on_s3, s3_env, pipeline_from, submit, wait_for_run, start_worker, api, run_body):
+    tmp_path, on_s3, s3_env, pipeline_from, submit, wait_for_run, start_worker, api, run_body
+):
     # The worker reads get_params inside the new environment from its cached copy of the version
     # folder, support file included.
     source = """
@@ -188,14 +208,22 @@ def run_pipeline(input, model, args, params=None):
     # The whole environment: uv finds its package index through it as on any host.
     env = {**os.environ, **_host_env(tmp_path / "builder-host", s3_env)}
     worker = start_worker("s3-env-builder", env=env)
-    uploaded = pipeline_from("env_in_bucket", source,
-                             files={"requirements.txt": "tinydb>=4\n", "helper.py": "GREETING = 'hey'\n"})
-    version = poll(lambda: (v := PipelineVersion.objects.get(pipeline__name="env_in_bucket")).env_status
-                   in ("ready", "failed") and v, timeout=180, interval=0.2, message="the environment is built")
+    uploaded = pipeline_from(
+        "env_in_bucket", source, files={"requirements.txt": "tinydb>=4\n", "helper.py": "GREETING = 'hey'\n"}
+    )
+    version = poll(
+        lambda: (
+            (v := PipelineVersion.objects.get(pipeline__name="env_in_bucket")).env_status in ("ready", "failed") and v
+        ),
+        timeout=180,
+        interval=0.2,
+        message="the environment is built",
+    )
     assert version.env_status == "ready", f"{version.env_log}\n{worker.log_text()[-3000:]}"
     assert (tmp_path / "builder-host/storage-cache" / version.folder / "helper.py").read_text() == "GREETING = 'hey'\n"
     assert api.get(f"/api/v1/pipelines/{uploaded['id']}/").json()["params"]["run"] == {
-        "greeting": {"type": "string", "default": "hey"}}
+        "greeting": {"type": "string", "default": "hey"}
+    }
     run = wait_for_run(submit("env_in_bucket")["id"], timeout=60)
     assert run.status == "succeeded", f"{run.error}\n{run.log}"
     assert run_body(run.pk)["result"]["text"].startswith("hey from tinydb 4.")
@@ -206,8 +234,10 @@ def test_healthz_reports_the_bucket_and_fails_when_it_cannot_be_reached(on_s3, c
     assert response.json()["storage"] == "ok"
 
     options = s3_storage_options(f"s3://mlopen-missing-{uuid.uuid4().hex[:8]}")
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage",
-                                                          "OPTIONS": options}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+    }
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
@@ -219,9 +249,13 @@ def test_the_system_check_refuses_a_bucket_it_cannot_reach(on_s3, settings):
     from mlopen.core.checks import object_storage_reachable
 
     assert object_storage_reachable(None) == []
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": s3_storage_options(f"s3://mlopen-missing-{uuid.uuid4().hex[:8]}")}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_storage_options(f"s3://mlopen-missing-{uuid.uuid4().hex[:8]}"),
+        },
+    }
     errors = object_storage_reachable(None)
     assert [error.id for error in errors] == ["mlopen.E002"]
     assert "cannot be reached" in errors[0].msg and "NoSuchBucket" in errors[0].msg
@@ -259,15 +293,20 @@ def test_concurrent_downloads_of_one_file_each_see_a_whole_file(on_s3, bucket):
 
 
 def test_a_failed_download_leaves_nothing_in_the_cache_and_says_which_object_is_missing(on_s3):
-    with pytest.raises(FileNotFoundError, match=rf"results/9/none.parquet is missing from storage "
-                                                rf"\(s3://mlopen-\w+/{PREFIX}/results/9/none.parquet\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"results/9/none.parquet is missing from storage "
+        rf"\(s3://mlopen-\w+/{PREFIX}/results/9/none.parquet\)",
+    ):
         storage.local_path("results/9/none.parquet")
     assert not any(p.is_file() for p in on_s3.rglob("*"))
     assert storage.exists("results/9/none.parquet") is False
 
 
-@pytest.mark.parametrize("name", ["../escape.txt", "datasets/../../escape.txt", "/etc/passwd", "datasets//x",
-                                  "datasets/./x", "datasets\\..\\x", ""])
+@pytest.mark.parametrize(
+    "name",
+    ["../escape.txt", "datasets/../../escape.txt", "/etc/passwd", "datasets//x", "datasets/./x", "datasets\\..\\x", ""],
+)
 def test_names_that_could_leave_the_bucket_prefix_or_the_cache_are_refused(on_s3, name):
     with pytest.raises(ValueError, match="refusing storage name"):
         storage.local_path(name)

@@ -33,7 +33,8 @@ def _shared_broker_url() -> str:
 
 
 def test_a_worker_with_its_own_home_takes_runs_given_only_database_broker_and_storage(
-        tmp_path, pipeline_from, upload_dataset, submit, wait_for_run, start_worker):
+    tmp_path, pipeline_from, upload_dataset, submit, wait_for_run, start_worker
+):
     remote_home = tmp_path / "remote-host"
     env = {
         "DATABASE_URL": database_url(),
@@ -62,7 +63,8 @@ def test_a_worker_with_its_own_home_takes_runs_given_only_database_broker_and_st
 
 
 def test_a_pipeline_on_the_gpu_queue_is_taken_only_by_a_worker_serving_that_queue(
-        pipeline_from, submit, wait_for_run, start_worker):
+    pipeline_from, submit, wait_for_run, start_worker
+):
     # Queue names carry this test session's prefix so parallel sessions sharing one Redis stay apart.
     gpu = f"{settings.MLOPEN_DEFAULT_QUEUE}-gpu"
     pipeline_from("on_gpu", READS_INPUT.replace("input.read().decode().strip()", "'gpu'"))
@@ -83,15 +85,19 @@ def test_a_pipeline_on_the_gpu_queue_is_taken_only_by_a_worker_serving_that_queu
 
 
 def test_the_admin_worker_list_shows_each_live_worker_with_the_run_it_is_running(
-        pipeline_from, submit, api, admin_user, module_worker, client):
-    pipeline_from("busy", """
+    pipeline_from, submit, api, admin_user, module_worker, client
+):
+    pipeline_from(
+        "busy",
+        """
         import time
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             print("started", flush=True)
             time.sleep(300)
-        """)
+        """,
+    )
     run = submit("busy")
     poll(lambda: Run.objects.get(pk=run["id"]).status == "running", timeout=60, message="the run started")
     client.force_login(admin_user)
@@ -99,10 +105,13 @@ def test_the_admin_worker_list_shows_each_live_worker_with_the_run_it_is_running
         page = client.get("/admin/runs/worker/").content.decode()
 
         assert module_worker.name in page
-        assert f'/admin/runs/run/{run["id"]}/change/' in page
+        assert f"/admin/runs/run/{run['id']}/change/" in page
         assert f"run {run['id']}" in page
         # The worker's own row learns it from its heartbeat (every second in the tests).
-        poll(lambda: Worker.objects.get(name=module_worker.name).current_run_id == run["id"], timeout=30,
-             message="the heartbeat recorded the worker's current run")
+        poll(
+            lambda: Worker.objects.get(name=module_worker.name).current_run_id == run["id"],
+            timeout=30,
+            message="the heartbeat recorded the worker's current run",
+        )
     finally:
         api.post(f"/api/v1/runs/{run['id']}/cancel/")

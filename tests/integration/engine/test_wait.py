@@ -142,16 +142,20 @@ def test_a_rerun_that_waits_answers_with_the_finished_new_run(pipeline_from, sub
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
-def test_on_postgresql_a_waiting_request_is_notified_instead_of_polling(pipeline_from, submit, module_worker,
-                                                                       monkeypatch):
-    pipeline_from("slowish", """
+def test_on_postgresql_a_waiting_request_is_notified_instead_of_polling(
+    pipeline_from, submit, module_worker, monkeypatch
+):
+    pipeline_from(
+        "slowish",
+        """
         import time
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             time.sleep(1.5)
             return {"text": "done"}
-        """)
+        """,
+    )
     notices = []
     notice_for = waiting._notice_for
     monkeypatch.setattr(waiting, "_notice_for", lambda *args: notices.append(notice_for(*args)) or notices[-1])

@@ -78,8 +78,7 @@ def trained(pipeline_from, submit, finished, upload_dataset):
     return upload_dataset("lines.txt", b"alpha\nbeta\ngamma\n")
 
 
-def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(trained, submit, finished,
-                                                                           module_worker):
+def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(trained, submit, finished, module_worker):
     first = finished(submit("warm", input=trained["id"])["id"])
     second = finished(submit("warm", input=trained["id"])["id"])
 
@@ -91,8 +90,9 @@ def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(traine
     assert re.search(rf"run {second.pk}: warm process reused \(pid \d+", module_worker.log_text())
 
 
-def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(trained, submit, finished,
-                                                                              module_worker, api):
+def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(
+    trained, submit, finished, module_worker, api
+):
     before = finished(submit("warm", input=trained["id"])["id"])
 
     assert finished(submit("warm", kind="train", params={"weight": 5})["id"]).status == "succeeded"
@@ -102,8 +102,9 @@ def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(tra
     assert api.get(f"/api/v1/runs/{after.pk}/").json()["result"]["text"] == "3 words, weight 5"
 
 
-def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained, submit, finished, api,
-                                                                        module_worker, start_worker):
+def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(
+    trained, submit, finished, api, module_worker, start_worker
+):
     cold_queue = f"{module_worker.name}-cold"
     start_worker(queues=cold_queue, extra_env={"MLOPEN_WARM_RUNS": "false"})
     Pipeline.objects.filter(name="warm").update(queue=cold_queue)
@@ -118,12 +119,15 @@ def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(trained,
     assert "imported" in cold.log and "imported" not in warm.log
     assert result(warm) == result(cold)
     assert result(warm)["data"] == [["alpha", 10], ["beta", 8], ["gamma", 10]]
-    assert api.get(f"/api/v1/runs/{warm.pk}/download/?format=json").json() == \
-        api.get(f"/api/v1/runs/{cold.pk}/download/?format=json").json()
+    assert (
+        api.get(f"/api/v1/runs/{warm.pk}/download/?format=json").json()
+        == api.get(f"/api/v1/runs/{cold.pk}/download/?format=json").json()
+    )
 
 
 def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a_new_process(
-        trained, submit, finished, module_worker):
+    trained, submit, finished, module_worker
+):
     before = finished(submit("warm", input=trained["id"])["id"])
 
     timed_out = finished(submit("warm", input=trained["id"], timeout=1, params={"mode": "sleep"})["id"], timeout=30)
@@ -135,7 +139,8 @@ def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a
 
 
 def test_cancelling_a_warm_run_kills_its_process_and_the_next_run_gets_a_new_one(
-        trained, submit, finished, api, module_worker):
+    trained, submit, finished, api, module_worker
+):
     before = finished(submit("warm", input=trained["id"])["id"])
     run = submit("warm", input=trained["id"], params={"mode": "sleep"})
     poll(lambda: "serving" in Run.objects.get(pk=run["id"]).log, timeout=30, message="the run started")
@@ -149,7 +154,8 @@ def test_cancelling_a_warm_run_kills_its_process_and_the_next_run_gets_a_new_one
 
 
 def test_a_warm_process_that_dies_fails_its_run_with_the_exit_status_and_the_next_run_gets_a_new_one(
-        trained, submit, finished, module_worker):
+    trained, submit, finished, module_worker
+):
     before = finished(submit("warm", input=trained["id"])["id"])
 
     crashed = finished(submit("warm", input=trained["id"], params={"mode": "crash"})["id"], timeout=30)
@@ -161,7 +167,8 @@ def test_a_warm_process_that_dies_fails_its_run_with_the_exit_status_and_the_nex
 
 
 def test_a_run_that_leaves_its_process_unlike_a_fresh_one_succeeds_and_the_next_run_gets_a_new_one(
-        trained, submit, finished, module_worker):
+    trained, submit, finished, module_worker
+):
     before = finished(submit("warm", input=trained["id"])["id"])
 
     poisoning = finished(submit("warm", input=trained["id"], params={"mode": "devnull"})["id"])
@@ -170,5 +177,7 @@ def test_a_run_that_leaves_its_process_unlike_a_fresh_one_succeeds_and_the_next_
     assert poisoning.status == "succeeded" and poisoning.log == f"serving {_token(before)} devnull\n"
     assert after.status == "succeeded" and _token(after) != _token(before)
     assert after.log == f"imported {_token(after)}\nserving {_token(after)} ok\n"
-    assert re.search(rf"run {poisoning.pk}: warm process retired \(pid \d+\): the job replaced or closed sys.stdout",
-                     module_worker.log_text())
+    assert re.search(
+        rf"run {poisoning.pk}: warm process retired \(pid \d+\): the job replaced or closed sys.stdout",
+        module_worker.log_text(),
+    )

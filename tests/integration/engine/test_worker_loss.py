@@ -19,9 +19,12 @@ pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_run_whose_worker_was_killed_is_failed_as_lost_by_another_worker_within_the_heartbeat_timeout(
-        pipeline_from, submit, run_body, start_worker, api, unserved_queue):
+    pipeline_from, submit, run_body, start_worker, api, unserved_queue
+):
     marker = f"mlopen-orphan-{uuid.uuid4().hex}"
-    pipeline_from("long", f"""
+    pipeline_from(
+        "long",
+        f"""
         import subprocess, sys, time
         def train(inpt, params=None):
             pass
@@ -29,7 +32,8 @@ def test_a_run_whose_worker_was_killed_is_failed_as_lost_by_another_worker_withi
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{marker}"])
             print("working", flush=True)
             time.sleep(300)
-        """)
+        """,
+    )
     worker = start_worker()
     run = submit("long")
     poll(lambda: "working" in Run.objects.get(pk=run["id"]).log, timeout=60, message="the pipeline started")
@@ -41,15 +45,21 @@ def test_a_run_whose_worker_was_killed_is_failed_as_lost_by_another_worker_withi
     worker.process.kill()  # SIGKILL: no shutdown hook runs, nothing is told
     killed_at = time.monotonic()
     worker.process.wait()
-    lost = poll(lambda: (body := run_body(run["id"]))["status"] != "running" and body, timeout=30, interval=0.2,
-                message="the run is no longer running")
+    lost = poll(
+        lambda: (body := run_body(run["id"]))["status"] != "running" and body,
+        timeout=30,
+        interval=0.2,
+        message="the run is no longer running",
+    )
     detected_after = time.monotonic() - killed_at
     print(f"lost run failed {detected_after:.1f} s after its worker was killed")
 
     assert lost["status"] == "failed"
-    assert lost["error"] == (f"The worker running this run ({worker.name}) was lost: no heartbeat for over "
-                             f"{settings.MLOPEN_HEARTBEAT_TIMEOUT:g} s. The run did not finish; use 'Run again' "
-                             "to retry it.")
+    assert lost["error"] == (
+        f"The worker running this run ({worker.name}) was lost: no heartbeat for over "
+        f"{settings.MLOPEN_HEARTBEAT_TIMEOUT:g} s. The run did not finish; use 'Run again' "
+        "to retry it."
+    )
     assert detected_after <= settings.MLOPEN_HEARTBEAT_TIMEOUT + 1, f"detected after {detected_after:.1f} s"
     # The sandbox died with the worker: nothing of the pipeline keeps running unwatched.
     poll(lambda: not alive(grandchild), timeout=5, message="the pipeline's processes are gone")
@@ -61,48 +71,58 @@ def test_a_run_whose_worker_was_killed_is_failed_as_lost_by_another_worker_withi
 
 
 def test_healthz_only_reads_and_a_starting_worker_fails_runs_whose_worker_stopped_heartbeating(
-        pipeline_from, submit, client, start_worker, unserved_queue):
+    pipeline_from, submit, client, start_worker, unserved_queue
+):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    pipeline_from("quiet", """
+    pipeline_from(
+        "quiet",
+        """
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     run = submit("quiet")
     stale = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT + 1)
     # As a claim by a worker that then vanished leaves it.
-    Run.objects.filter(pk=run["id"]).update(status="running", worker="gone-host-w1", attempt=1, started_at=stale,
-                                            heartbeat_at=stale)
+    Run.objects.filter(pk=run["id"]).update(
+        status="running", worker="gone-host-w1", attempt=1, started_at=stale, heartbeat_at=stale
+    )
 
     response = client.get("/healthz")
 
     assert response.status_code == 200
     assert Run.objects.get(pk=run["id"]).status == "running"  # a GET writes nothing
     start_worker(queues=unserved_queue)  # its first sweep, at start, finds the run lost
-    lost = poll(lambda: (row := Run.objects.get(pk=run["id"])).status != "running" and row, timeout=30,
-                message="the run is no longer running")
+    lost = poll(
+        lambda: (row := Run.objects.get(pk=run["id"])).status != "running" and row,
+        timeout=30,
+        message="the run is no longer running",
+    )
     assert lost.status == "failed"
     assert lost.error.startswith("The worker running this run (gone-host-w1) was lost")
 
 
-def test_a_workers_heartbeat_keeps_its_run_alive_but_not_past_the_runs_time_limit(pipeline_from, submit,
-                                                                                   monkeypatch):
+def test_a_workers_heartbeat_keeps_its_run_alive_but_not_past_the_runs_time_limit(pipeline_from, submit, monkeypatch):
     from datetime import timedelta
 
     from django.utils import timezone
 
     from mlopen.runs import workers
 
-    pipeline_from("held", """
+    pipeline_from(
+        "held",
+        """
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             return {}
-        """)
+        """,
+    )
     run_id = submit("held", timeout=60)["id"]
     stale = timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT + 1)
     Run.objects.filter(pk=run_id).update(status="running", worker="busy-w1", started_at=stale, heartbeat_at=stale)
@@ -115,7 +135,7 @@ def test_a_workers_heartbeat_keeps_its_run_alive_but_not_past_the_runs_time_limi
     assert Run.objects.get(pk=run_id).status == "running"
 
     # Far past its time limit the loop must be stuck; the thread stops vouching and the run is reaped.
-    monkeypatch.setattr(workers, "STUCK_AFTER_LIMIT_SECONDS", -10**6)  # its deadline long past
+    monkeypatch.setattr(workers, "STUCK_AFTER_LIMIT_SECONDS", -(10**6))  # its deadline long past
     workers.set_current_run("busy-w1", run_id)
     Run.objects.filter(pk=run_id).update(heartbeat_at=stale)
     workers.heartbeat("busy-w1")

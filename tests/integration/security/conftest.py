@@ -58,8 +58,15 @@ def world(db, django_user_model):
     dataset = dataset_of(alice, f"{SECRET}-data")
     run = make_run(alice, pipeline, input=dataset, input_name=dataset.name, result=RESULT)
     return World(
-        alice=alice, carol=carol, mallory=mallory, admin=admin, team=team, pipeline=pipeline, dataset=dataset,
-        run=run, queued=make_run(alice, pipeline, status="queued"),
+        alice=alice,
+        carol=carol,
+        mallory=mallory,
+        admin=admin,
+        team=team,
+        pipeline=pipeline,
+        dataset=dataset,
+        run=run,
+        queued=make_run(alice, pipeline, status="queued"),
         queued_api=make_run(alice, pipeline, status="queued"),
         dataset_to_delete=dataset_of(alice, f"{SECRET}-doomed"),
         dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),

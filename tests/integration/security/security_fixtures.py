@@ -8,8 +8,10 @@ SECRET = "alice-secret"
 RESULT = {
     "columns": ["name", "score"],
     "data": [["alpha", 1], ["beta", 2]],
-    "graphs": [{"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [1]}], "layout": {}}},
-               {"kind": "html", "html": "<div id='g'>drawn</div>"}],
+    "graphs": [
+        {"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [1]}], "layout": {}}},
+        {"kind": "html", "html": "<div id='g'>drawn</div>"},
+    ],
     "text": "<b>alice-secret summary</b>",
 }
 
@@ -22,9 +24,16 @@ def make_run(owner, pipeline, *, status="succeeded", result=None, **fields):
 
     now = timezone.now()
     fields.setdefault("log", f"{SECRET} log line\n")
-    run = Run.objects.create(pipeline=pipeline, version=pipeline.latest_version, kind=fields.pop("kind", "run"),
-                             owner=owner, status=status, started_at=None if status == "queued" else now,
-                             finished_at=now if status in Run.FINISHED else None, **fields)
+    run = Run.objects.create(
+        pipeline=pipeline,
+        version=pipeline.latest_version,
+        kind=fields.pop("kind", "run"),
+        owner=owner,
+        status=status,
+        started_at=None if status == "queued" else now,
+        finished_at=now if status in Run.FINISHED else None,
+        **fields,
+    )
     if result is not None:
         normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
         folder, rows = results.store_result(run.pk, normalized)
@@ -36,11 +45,17 @@ def make_run(owner, pipeline, *, status="succeeded", result=None, **fields):
 def make_pipeline(name: str, created_by=None, private_group=None, params_run=None):
     from mlopen.pipelines.models import Pipeline, PipelineVersion
 
-    pipeline = Pipeline.objects.create(name=name, description=f"{name} pipeline", created_by=created_by,
-                                       private_group=private_group)
-    PipelineVersion.objects.create(pipeline=pipeline, number=1, control_filename=f"{name}.py",
-                                   folder=f"pipelines/{pipeline.pk}/v1", params_run=params_run or [],
-                                   params_train=[])
+    pipeline = Pipeline.objects.create(
+        name=name, description=f"{name} pipeline", created_by=created_by, private_group=private_group
+    )
+    PipelineVersion.objects.create(
+        pipeline=pipeline,
+        number=1,
+        control_filename=f"{name}.py",
+        folder=f"pipelines/{pipeline.pk}/v1",
+        params_run=params_run or [],
+        params_train=[],
+    )
     return pipeline
 
 

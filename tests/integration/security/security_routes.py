@@ -40,11 +40,17 @@ def all_routes(include_admin: bool = False) -> list[Route]:
         for entry in patterns:
             if isinstance(entry, URLResolver):
                 inner_groups = groups + tuple(entry.pattern.regex.groupindex)
-                yield from walk(entry.url_patterns, prefix + str(entry.pattern), entry.namespace or namespace,
-                                inner_groups)
+                yield from walk(
+                    entry.url_patterns, prefix + str(entry.pattern), entry.namespace or namespace, inner_groups
+                )
             elif isinstance(entry, URLPattern):
-                yield Route(prefix + str(entry.pattern), entry.name, namespace, entry.callback,
-                            groups + tuple(entry.pattern.regex.groupindex))
+                yield Route(
+                    prefix + str(entry.pattern),
+                    entry.name,
+                    namespace,
+                    entry.callback,
+                    groups + tuple(entry.pattern.regex.groupindex),
+                )
 
     routes = list(walk(get_resolver().url_patterns))
     return routes if include_admin else [r for r in routes if r.namespace != "admin"]
@@ -60,7 +66,8 @@ def declared_permission(route: Route) -> str | None:
         view = route.callback.cls
         initkwargs = getattr(route.callback, "initkwargs", {}) or {}
         declared = "permission_classes" in initkwargs or any(
-            "permission_classes" in vars(klass) for klass in view.__mro__ if klass is not APIView)
+            "permission_classes" in vars(klass) for klass in view.__mro__ if klass is not APIView
+        )
         if not declared:
             return None
         return "+".join(permission.__name__ for permission in view.permission_classes)

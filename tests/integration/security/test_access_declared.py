@@ -25,14 +25,16 @@ def test_every_route_declares_who_may_call_it():
 
 
 def test_only_the_login_health_and_schema_routes_are_public():
-    public = {route.key for route in all_routes()
-              if declared_permission(route) in (PUBLIC, "Public", "AllowAny")}
+    public = {route.key for route in all_routes() if declared_permission(route) in (PUBLIC, "Public", "AllowAny")}
     assert public == PUBLIC_ROUTES
 
 
 def test_object_routes_of_the_api_need_the_owner_to_change_anything():
-    object_routes = [route for route in all_routes()
-                     if route.is_api and route.key.split("-")[0] in ("dataset", "run") and "pk" in route.groups]
+    object_routes = [
+        route
+        for route in all_routes()
+        if route.is_api and route.key.split("-")[0] in ("dataset", "run") and "pk" in route.groups
+    ]
     # The walk must find the routes it is about (detail, download, logs, cancel, share...), or it proves nothing.
     assert len(object_routes) >= 8, [route.pattern for route in object_routes]
     for route in object_routes:

@@ -22,6 +22,7 @@ UNREADABLE = "This result could not be shown"
 
 # --- dataset preview --------------------------------------------------------------------------------
 
+
 class _CountingReads:
     """A stored file that records how much each read asked for."""
 
@@ -59,13 +60,11 @@ def _bounded(sizes: list) -> bool:
 
 
 # 256 KB of ',"a': csv.Sniffer took 170 s on it (11 s on 60 KB). As one line, and as many lines.
-HOSTILE = {"one line": b',"a' * (256 * 1024 // 3),
-           "many lines": (b',"a' * 1000 + b"\n") * 87}
+HOSTILE = {"one line": b',"a' * (256 * 1024 // 3), "many lines": (b',"a' * 1000 + b"\n") * 87}
 
 
 @pytest.mark.parametrize("content", HOSTILE.values(), ids=HOSTILE.keys())
-def test_dataset_preview_of_quadratic_sniffer_input_is_fast_and_correct(world, api_as, web_as, preview_reads,
-                                                                        content):
+def test_dataset_preview_of_quadratic_sniffer_input_is_fast_and_correct(world, api_as, web_as, preview_reads, content):
     dataset = dataset_of(world.alice, "hostile", content=content)
 
     response = api_as(world.alice).get(f"/api/v1/datasets/{dataset.pk}/preview/")
@@ -81,18 +80,22 @@ def test_dataset_preview_of_quadratic_sniffer_input_is_fast_and_correct(world, a
     assert _bounded(preview_reads)
 
 
-@pytest.mark.parametrize(("content", "columns", "first_row"), [
-    (b"name,value\nalpha,1\nbeta,2\n", ["name", "value"], ["alpha", "1"]),
-    (b"name;price\nalpha;1,5\nbeta;2,5\n", ["name", "price"], ["alpha", "1,5"]),
-    (b"a\tb\tc\n1\t2\t3\n", ["a", "b", "c"], ["1", "2", "3"]),
-    (b"a|b\n1|2\n", ["a", "b"], ["1", "2"]),
-    (b'name,desc\n"x, y","he said ""hi"""\n', ["name", "desc"], ["x, y", 'he said "hi"']),
-    (b"a, b, c\n1, 2, 3\n", ["a", "b", "c"], ["1", "2", "3"]),
-    (b"id\tcomment\n1\tgood, fine\n2\tbad, awful\n", ["id", "comment"], ["1", "good, fine"]),
-    (b"justone\nline\n", ["justone"], ["line"]),
-])
-def test_dataset_preview_finds_the_delimiter_of_ordinary_files_without_the_sniffer(world, preview_reads, content,
-                                                                                    columns, first_row):
+@pytest.mark.parametrize(
+    ("content", "columns", "first_row"),
+    [
+        (b"name,value\nalpha,1\nbeta,2\n", ["name", "value"], ["alpha", "1"]),
+        (b"name;price\nalpha;1,5\nbeta;2,5\n", ["name", "price"], ["alpha", "1,5"]),
+        (b"a\tb\tc\n1\t2\t3\n", ["a", "b", "c"], ["1", "2", "3"]),
+        (b"a|b\n1|2\n", ["a", "b"], ["1", "2"]),
+        (b'name,desc\n"x, y","he said ""hi"""\n', ["name", "desc"], ["x, y", 'he said "hi"']),
+        (b"a, b, c\n1, 2, 3\n", ["a", "b", "c"], ["1", "2", "3"]),
+        (b"id\tcomment\n1\tgood, fine\n2\tbad, awful\n", ["id", "comment"], ["1", "good, fine"]),
+        (b"justone\nline\n", ["justone"], ["line"]),
+    ],
+)
+def test_dataset_preview_finds_the_delimiter_of_ordinary_files_without_the_sniffer(
+    world, preview_reads, content, columns, first_row
+):
     preview = dataset_services.preview(dataset_of(world.alice, "ordinary", content=content))
 
     assert (preview["columns"], preview["rows"][0]) == (columns, first_row)
@@ -108,6 +111,7 @@ def test_dataset_preview_of_a_field_longer_than_the_csv_limit_shows_the_lines(wo
 
 
 # --- stored results that cannot be read -------------------------------------------------------------
+
 
 def _deep(levels: int):
     value: object = 1
@@ -129,8 +133,7 @@ CORRUPTIONS = {
     "result.json not JSON": (results.META, b"\xff\xfenot json at all", "result"),
     "result.json a list": (results.META, b"[1, 2, 3]", "result"),
     "result.json nested past the parser": (results.META, b"[" * 50_000 + b"]" * 50_000, "result"),
-    "result.json nested objects past the parser": (results.META, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-                                                   "result"),
+    "result.json nested objects past the parser": (results.META, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "result"),
     "column names a number": (results.META, _meta_with(columns=5), "table"),
     "text a dict": (results.META, _meta_with(text={"html": "<b>x</b>"}), "text"),
     "warnings a string": (results.META, _meta_with(warnings="careful"), "warnings"),
@@ -138,8 +141,11 @@ CORRUPTIONS = {
     "figure a list": (results.META, _meta_with(graphs=[FIGURE, {"kind": "figure", "figure": [1, 2]}]), "graphs.1"),
     "graph a number": (results.META, _meta_with(graphs=[7]), "graphs.0"),
     "html graph without html": (results.META, _meta_with(graphs=[{"kind": "html", "html": {"x": 1}}]), "graphs.0"),
-    "graph nested 200 levels": (results.META, _meta_with(graphs=[{"kind": "figure", "figure": {
-        "data": [_deep(200)], "layout": {}}}]), "graphs.0"),
+    "graph nested 200 levels": (
+        results.META,
+        _meta_with(graphs=[{"kind": "figure", "figure": {"data": [_deep(200)], "layout": {}}}]),
+        "graphs.0",
+    ),
     "table.parquet missing": (results.TABLE, None, "table"),
     "table.parquet cut short": (results.TABLE, lambda good: good[: len(good) // 2], "table"),
     "table.parquet not Parquet": (results.TABLE, b'{"columns": ["a"], "data": [[1]]}', "table"),
@@ -150,6 +156,7 @@ CORRUPTIONS = {
 @pytest.fixture
 def corrupt(world):
     """Overwrite (or remove, for None) one file of alice's stored result; return the run."""
+
     def apply(filename: str, content) -> object:
         path = Path(storage.local_path(f"{world.run.result_folder}/{filename}"))
         if content is None:
@@ -176,8 +183,9 @@ def test_run_page_with_malformed_result_answers_200_with_message(world, web_as, 
 
 
 @pytest.mark.parametrize(("filename", "content", "part"), CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
-def test_run_api_with_malformed_result_answers_200_with_that_part_null_and_why(world, api_as, corrupt, filename,
-                                                                               content, part):
+def test_run_api_with_malformed_result_answers_200_with_that_part_null_and_why(
+    world, api_as, corrupt, filename, content, part
+):
     run = corrupt(filename, content)
     api = api_as(world.alice)
 
@@ -199,8 +207,9 @@ def test_run_api_with_malformed_result_answers_200_with_that_part_null_and_why(w
 
 
 @pytest.mark.parametrize(("filename", "content", "part"), CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
-def test_run_download_of_malformed_result_is_the_table_or_a_422_saying_why(world, api_as, corrupt, filename,
-                                                                           content, part):
+def test_run_download_of_malformed_result_is_the_table_or_a_422_saying_why(
+    world, api_as, corrupt, filename, content, part
+):
     run = corrupt(filename, content)
     api = api_as(world.alice)
 
@@ -219,8 +228,7 @@ def test_run_download_of_malformed_result_is_the_table_or_a_422_saying_why(world
 def test_result_table_with_an_unsortable_column_is_shown_in_stored_order(world, web_as, api_as):
     from security_fixtures import make_run
 
-    run = make_run(world.alice, world.pipeline, result={"columns": ["tags", "n"],
-                                                        "data": [[[3, 4], 2], [[1, 2], 1]]})
+    run = make_run(world.alice, world.pipeline, result={"columns": ["tags", "n"], "data": [[[3, 4], 2], [[1, 2], 1]]})
 
     page = api_as(world.alice).get(f"/api/v1/runs/{run.pk}/result/?sort=0")
     table = web_as(world.alice).get(f"/runs/{run.pk}/table/?sort=0")
@@ -240,19 +248,21 @@ def test_a_well_formed_result_has_no_problems(world, api_as):
 DEEP_BODIES = {
     "50000 nested lists": b"[" * 50_000 + b"]" * 50_000,
     "50000 nested objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-    "150 nested lists in a field": b'{"pipeline": 1, "kind": "run", "params": {"x": ' + b"[" * 150 + b"]" * 150
-                                   + b"}}",
+    "150 nested lists in a field": b'{"pipeline": 1, "kind": "run", "params": {"x": ' + b"[" * 150 + b"]" * 150 + b"}}",
 }
 
 
 @pytest.mark.parametrize("body", DEEP_BODIES.values(), ids=DEEP_BODIES.keys())
-@pytest.mark.parametrize(("method", "path"), [
-    ("post", "/api/v1/runs/"),
-    ("post", "/api/v1/runs/{run}/rerun/"),
-    ("patch", "/api/v1/runs/{run}/share/"),
-    ("post", "/api/v1/datasets/{dataset}/share/"),
-    ("patch", "/api/v1/pipelines/{pipeline}/"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/runs/"),
+        ("post", "/api/v1/runs/{run}/rerun/"),
+        ("patch", "/api/v1/runs/{run}/share/"),
+        ("post", "/api/v1/datasets/{dataset}/share/"),
+        ("patch", "/api/v1/pipelines/{pipeline}/"),
+    ],
+)
 def test_deeply_nested_json_body_answers_400(world, api_as, method, path, body):
     path = path.format(run=world.run.pk, dataset=world.dataset.pk, pipeline=world.pipeline.pk)
 

@@ -23,7 +23,8 @@ UNSAFE = [case for case in CASES if case.method in ("post", "put", "patch", "del
 
 def _state(world) -> dict:
     return {
-        "runs": Run.objects.count(), "datasets": Dataset.objects.count(),
+        "runs": Run.objects.count(),
+        "datasets": Dataset.objects.count(),
         "queued": Run.objects.get(pk=world.queued.pk).status,
         "queued_api": Run.objects.get(pk=world.queued_api.pk).status,
         "shared": [(o.shared_with_all, list(o.shared_groups.all())) for o in (world.run, world.dataset)],
@@ -33,8 +34,15 @@ def _state(world) -> dict:
 
 def test_the_table_has_every_kind_of_state_changing_route():
     routes = {case.route for case in UNSAFE}
-    assert {"web:run-cancel", "web:dataset-delete", "web:run-share", "run-cancel", "dataset-detail",
-            "dataset-share", "logout"} <= routes
+    assert {
+        "web:run-cancel",
+        "web:dataset-delete",
+        "web:run-share",
+        "run-cancel",
+        "dataset-detail",
+        "dataset-share",
+        "logout",
+    } <= routes
 
 
 def test_every_state_changing_route_refuses_a_session_without_a_csrf_token(world, web_as):

@@ -63,7 +63,7 @@ def spied_runs(monkeypatch):
 def _binds(argv: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """({source: destination} bound writable, {source: destination} bound read-only) of a bwrap argv."""
     writable, readable = {}, {}
-    for i, flag in enumerate(argv[:argv.index("--")]):
+    for i, flag in enumerate(argv[: argv.index("--")]):
         if flag == "--bind":
             writable[argv[i + 1]] = argv[i + 2]
         elif flag in ("--ro-bind", "--ro-bind-try"):
@@ -76,26 +76,31 @@ def _sdist(folder: Path, name: str, setup_py: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     root = f"{name.replace('-', '_')}-1.0"
     with tarfile.open(folder / f"{root}.tar.gz", "w:gz") as archive:
-        for member, text in {"setup.py": setup_py,
-                             "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"}.items():
+        for member, text in {
+            "setup.py": setup_py,
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        }.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{root}/{member}")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("line", [
-    "evil-1.0.tar.gz",
-    "./evil",
-    "evil @ file:///x",
-    "https://x/evil.whl",
-    "-e .",
-    "evil.zip",
-    "evil.whl",
-    "dist/evil-1.0.tar.gz",
-    "evil@https://x/evil-1.0.tar.gz",
-    "tinydb==4.8 --hash=sha256:0",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "evil-1.0.tar.gz",
+        "./evil",
+        "evil @ file:///x",
+        "https://x/evil.whl",
+        "-e .",
+        "evil.zip",
+        "evil.whl",
+        "dist/evil-1.0.tar.gz",
+        "evil@https://x/evil-1.0.tar.gz",
+        "tinydb==4.8 --hash=sha256:0",
+    ],
+)
 def test_requirement_naming_a_local_archive_is_refused(line):
     with pytest.raises(PipelineRejected) as refused:
         environments.check_requirements(f"tinydb\n{line}\n".encode())
@@ -111,14 +116,16 @@ def test_a_requirement_that_names_a_file_says_what_to_write_instead():
 
     assert refused.value.message == (
         "requirements.txt line 1 ('evil-1.0.tar.gz'): this names a file (an archive or a wheel), not a package; "
-        "name a package of the index instead, like 'package==1.2' or 'package>=1.0'.")
+        "name a package of the index instead, like 'package==1.2' or 'package>=1.0'."
+    )
 
 
 def test_plain_requirements_with_extras_versions_and_markers_are_kept_normalized():
     text = "TinyDB >= 4 ,<5  # the database\n\nrequests[socks]~=2.31\npandas ; python_version >= '3.8'\n"
 
     assert environments.check_requirements(text.encode()) == (
-        "TinyDB<5,>=4\nrequests[socks]~=2.31\npandas; python_version >= \"3.8\"\n")
+        'TinyDB<5,>=4\nrequests[socks]~=2.31\npandas; python_version >= "3.8"\n'
+    )
 
 
 def test_a_stored_requirement_from_before_the_stricter_check_is_not_built(env_hash, spied_runs):
@@ -127,11 +134,13 @@ def test_a_stored_requirement_from_before_the_stricter_check_is_not_built(env_ha
 
     assert spied_runs == []
     assert environments.failure_summary(str(failed.value)).startswith(
-        "requirements.txt line 1 ('evil-1.0.tar.gz'): this names a file")
+        "requirements.txt line 1 ('evil-1.0.tar.gz'): this names a file"
+    )
 
 
-def test_build_runs_inside_the_sandbox_and_cannot_read_mlopen_home(settings, bubblewrap, env_hash, spied_runs,
-                                                                 monkeypatch):
+def test_build_runs_inside_the_sandbox_and_cannot_read_mlopen_home(
+    settings, bubblewrap, env_hash, spied_runs, monkeypatch
+):
     for name in SECRETS:
         monkeypatch.setenv(name, "secret")
     home = Path(settings.MLOPEN_HOME)
@@ -140,19 +149,26 @@ def test_build_runs_inside_the_sandbox_and_cannot_read_mlopen_home(settings, bub
 
     environments.ensure_environment(env_hash, "tinydb\n")
 
-    assert [argv[argv.index("--") + 1:][:2] for argv, _ in spied_runs] == [
-        [environments._uv(), "venv"], [environments._uv(), "pip"]]
+    assert [argv[argv.index("--") + 1 :][:2] for argv, _ in spied_runs] == [
+        [environments._uv(), "venv"],
+        [environments._uv(), "pip"],
+    ]
     for argv, kwargs in spied_runs:
         assert Path(argv[0]).name == "bwrap"
         writable, readable = _binds(argv)
         # Writable: the new environment, the build cache and the sandbox's own /tmp; nothing else.
-        assert writable == {str(target): str(target), str(environments.uv_cache()): str(environments.uv_cache()),
-                            str(scratch / "tmp"): "/tmp"}
+        assert writable == {
+            str(target): str(target),
+            str(environments.uv_cache()): str(environments.uv_cache()),
+            str(scratch / "tmp"): "/tmp",
+        }
         # Nothing bound holds MLOPEN_HOME whole: of it only the build's own files are there.
         for source in [*writable, *readable]:
             assert not home.is_relative_to(source), source
         assert {source for source in readable if Path(source).is_relative_to(home)} == {
-            str(environments.envs_root() / f"{env_hash[:24]}.requirements.txt"), str(scratch / "home")}
+            str(environments.envs_root() / f"{env_hash[:24]}.requirements.txt"),
+            str(scratch / "home"),
+        }
         # It starts in an empty folder, also its HOME, with a clean environment.
         assert argv[argv.index("--chdir") + 1] == str(scratch / "home") == kwargs["env"]["HOME"]
         assert kwargs["cwd"] == scratch / "home"
@@ -170,21 +186,21 @@ def test_build_installs_wheels_only_by_default(settings, env_hash, spied_runs):
     environments.ensure_environment(env_hash, "tinydb\n")  # built again: the spy made no python
     from_source = spied_runs[-1][0]
 
-    assert default[default.index("--only-binary"):][:2] == ["--only-binary", ":all:"]
+    assert default[default.index("--only-binary") :][:2] == ["--only-binary", ":all:"]
     assert "--only-binary" not in from_source and "--no-build" not in from_source
 
 
 def test_a_real_build_in_the_sandbox_installs_a_wheel_from_the_index(bubblewrap, env_hash):
     python, build_log = environments.ensure_environment(env_hash, "tinydb>=4\n")
 
-    imported = subprocess.run([str(python), "-c", "import tinydb; print(tinydb.__file__)"], capture_output=True,
-                              text=True, check=True)
+    imported = subprocess.run(
+        [str(python), "-c", "import tinydb; print(tinydb.__file__)"], capture_output=True, text=True, check=True
+    )
     assert "+ tinydb==4." in build_log
     assert imported.stdout.startswith(str(environments.env_path(env_hash)))
 
 
-def test_a_package_with_only_a_source_distribution_is_not_built_by_default(bubblewrap, env_hash, tmp_path,
-                                                                           monkeypatch):
+def test_a_package_with_only_a_source_distribution_is_not_built_by_default(bubblewrap, env_hash, tmp_path, monkeypatch):
     ran = tmp_path / "setup-py-ran"
     _sdist(tmp_path / "links", "mlopen-sdist-only-probe", f"open({str(ran)!r}, 'w').close()\n")
     monkeypatch.setenv("UV_FIND_LINKS", str(tmp_path / "links"))
@@ -193,15 +209,16 @@ def test_a_package_with_only_a_source_distribution_is_not_built_by_default(bubbl
         environments.ensure_environment(env_hash, "mlopen-sdist-only-probe==1.0\n")
 
     summary = environments.failure_summary(str(failed.value))
-    assert summary.startswith("Only wheels are installed, and a requirement has no wheel for this Python and "
-                              "platform, only a source distribution")
+    assert summary.startswith(
+        "Only wheels are installed, and a requirement has no wheel for this Python and "
+        "platform, only a source distribution"
+    )
     assert "MLOPEN_BUILD_FROM_SOURCE=true" in summary
     assert not ran.exists()
     assert not environments.env_path(env_hash).exists()
 
 
-def test_a_source_build_that_is_allowed_runs_inside_the_sandbox(settings, bubblewrap, env_hash, tmp_path,
-                                                                  monkeypatch):
+def test_a_source_build_that_is_allowed_runs_inside_the_sandbox(settings, bubblewrap, env_hash, tmp_path, monkeypatch):
     """The build code of an sdist tries to read MLOPEN_HOME, the worker's folder and the platform's
     secrets (failing the build if it can) and to write into MLOPEN_HOME (checked from outside: a
     path under /tmp lands in the sandbox's own /tmp)."""
@@ -213,7 +230,7 @@ def test_a_source_build_that_is_allowed_runs_inside_the_sandbox(settings, bubble
     setup_py = textwrap.dedent(f"""
         import os
         reached = []
-        for path in ({str(secret)!r}, {str(Path.cwd() / 'pyproject.toml')!r}):
+        for path in ({str(secret)!r}, {str(Path.cwd() / "pyproject.toml")!r}):
             try:
                 open(path).read()
                 reached.append("read " + path)

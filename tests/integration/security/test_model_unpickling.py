@@ -16,8 +16,17 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "mlopen"
 # Modules and calls that turn bytes into arbitrary objects (and so run code of the bytes' choosing).
-UNPICKLING_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal",
-                      "jsonpickle"}
+UNPICKLING_MODULES = {
+    "pickle",
+    "_pickle",
+    "cPickle",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "shelve",
+    "marshal",
+    "jsonpickle",
+}
 UNPICKLING_CALLS = {"load", "loads", "Unpickler", "read_pickle"}
 
 
@@ -76,8 +85,9 @@ def run_pipeline(input, model, args, params=None):
 
 @pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
-def test_a_trained_model_is_unpickled_only_inside_the_run_child(worker, api, client, admin_user, tmp_path,
-                                                                 wait_for_run):
+def test_a_trained_model_is_unpickled_only_inside_the_run_child(
+    worker, api, client, admin_user, tmp_path, wait_for_run
+):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from mlopen.pipelines.models import TrainedModel
@@ -101,8 +111,11 @@ def test_a_trained_model_is_unpickled_only_inside_the_run_child(worker, api, cli
     client.force_login(admin_user)
     for url in (f"/pipelines/{pipeline['id']}/", f"/runs/{train['id']}/", f"/runs/new/?pipeline={pipeline['id']}"):
         assert client.get(url).status_code == 200
-    for url in (f"/api/v1/pipelines/{pipeline['id']}/", f"/api/v1/pipelines/{pipeline['id']}/models/",
-                f"/api/v1/runs/{train['id']}/"):
+    for url in (
+        f"/api/v1/pipelines/{pipeline['id']}/",
+        f"/api/v1/pipelines/{pipeline['id']}/models/",
+        f"/api/v1/runs/{train['id']}/",
+    ):
         assert api.get(url).status_code == 200
     assert not marker.exists()
 

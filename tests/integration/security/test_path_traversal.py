@@ -32,8 +32,9 @@ HOSTILE_NAMES = {
     "...": "file",
     "": "file",
 }
-CONTROL = (b"def train(inpt, params=None):\n    pass\n\n\n"
-           b"def run_pipeline(input, model, args, params=None):\n    return {}\n")
+CONTROL = (
+    b"def train(inpt, params=None):\n    pass\n\n\ndef run_pipeline(input, model, args, params=None):\n    return {}\n"
+)
 
 
 def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
@@ -43,8 +44,10 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tu
     for name, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for field, filename, content in files:
-        header = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                  "Content-Type: application/octet-stream\r\n\r\n")
+        header = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
         parts.append(header.encode("utf-8", "surrogateescape") + content + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
@@ -60,8 +63,11 @@ def home_files(settings):
     home = Path(settings.MLOPEN_HOME)
 
     def snapshot():
-        return {p for p in every_file_under(home) if not p.startswith(str(settings.MLOPEN_STORAGE_DIR))
-                and not p.endswith(("-wal", "-shm", "-journal"))}
+        return {
+            p
+            for p in every_file_under(home)
+            if not p.startswith(str(settings.MLOPEN_STORAGE_DIR)) and not p.endswith(("-wal", "-shm", "-journal"))
+        }
 
     return snapshot
 
@@ -104,9 +110,10 @@ def _stamped(folder: Path) -> set[tuple[str, int]]:
 def test_hostile_support_and_control_file_names_stay_in_the_versions_folder(api_for, author, settings, home_files):
     before = home_files()
     stored_before = _stamped(settings.MLOPEN_STORAGE_DIR)  # other tests' files stay (only the database is rolled back)
-    support = [("support_files", name, f"# {i}\n".encode())
-               for i, name in enumerate(["../../escape1.py", "/tmp/escape2.py", "..\\..\\escape3.txt",
-                                         "%2e%2e%2fescape4.py"])]
+    support = [
+        ("support_files", name, f"# {i}\n".encode())
+        for i, name in enumerate(["../../escape1.py", "/tmp/escape2.py", "..\\..\\escape3.txt", "%2e%2e%2fescape4.py"])
+    ]
     body, content_type = multipart({"name": "traversal"}, [("control", "../../control.py", CONTROL), *support])
     response = api_for(author).generic("POST", "/api/v1/pipelines/", body, content_type)
     assert response.status_code == 201, response.content
@@ -120,8 +127,9 @@ def test_hostile_support_and_control_file_names_stay_in_the_versions_folder(api_
     assert not Path("/tmp/escape2.py").exists()
 
 
-@pytest.mark.parametrize("name", ["../x", "/abs/x", "..", "a/../b", "a\\b", "a\x00b", "%2e%2e%2fx", ".hidden",
-                                  "<script>alert(1)</script>"])
+@pytest.mark.parametrize(
+    "name", ["../x", "/abs/x", "..", "a/../b", "a\\b", "a\x00b", "%2e%2e%2fx", ".hidden", "<script>alert(1)</script>"]
+)
 def test_hostile_pipeline_names_are_refused(api_for, author, name):
     body, content_type = multipart({"name": name}, [("control", "p.py", CONTROL)])
     response = api_for(author).generic("POST", "/api/v1/pipelines/", body, content_type)
@@ -144,26 +152,29 @@ def test_storage_refuses_names_that_leave_it():
     assert not Path("/tmp/escape.txt").exists()
 
 
-@pytest.mark.parametrize("url", [
-    "/runs/{run}/graphs/..%2f..%2f..%2fsecret_key/",
-    "/runs/{run}/graphs/-1/",
-    "/runs/{run}/graphs/99/",
-    "/runs/{run}/graphs/0/",  # a figure, not an HTML graph
-    "/runs/%2e%2e/graphs/1/",
-    "/runs/{run}/..%2f..%2fsecret_key",
-    "/api/v1/datasets/..%2f..%2fsecret_key/download/",
-    "/api/v1/datasets/%2e%2e%2f%2e%2e%2fsecret_key/download/",
-    "/api/v1/datasets/..%5c..%5csecret_key/download/",
-    "/api/v1/datasets/{dataset}%00/download/",
-    "/api/v1/datasets/{dataset}/download/..%2f..%2f..%2fsecret_key",
-    "/api/v1/runs/{run}/download/?format=../../../secret_key",
-    "/api/v1/runs/..%2f{run}/result/",
-    "/static/..%2f..%2fsecret_key",
-    "/static/../../secret_key",
-    "/static/%2e%2e/%2e%2e/secret_key",
-    "/static/vendor/..%2f..%2f..%2f..%2fsettings.py",
-    "/datasets/{dataset}/..%2f..%2f..%2fsecret_key",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/runs/{run}/graphs/..%2f..%2f..%2fsecret_key/",
+        "/runs/{run}/graphs/-1/",
+        "/runs/{run}/graphs/99/",
+        "/runs/{run}/graphs/0/",  # a figure, not an HTML graph
+        "/runs/%2e%2e/graphs/1/",
+        "/runs/{run}/..%2f..%2fsecret_key",
+        "/api/v1/datasets/..%2f..%2fsecret_key/download/",
+        "/api/v1/datasets/%2e%2e%2f%2e%2e%2fsecret_key/download/",
+        "/api/v1/datasets/..%5c..%5csecret_key/download/",
+        "/api/v1/datasets/{dataset}%00/download/",
+        "/api/v1/datasets/{dataset}/download/..%2f..%2f..%2fsecret_key",
+        "/api/v1/runs/{run}/download/?format=../../../secret_key",
+        "/api/v1/runs/..%2f{run}/result/",
+        "/static/..%2f..%2fsecret_key",
+        "/static/../../secret_key",
+        "/static/%2e%2e/%2e%2e/secret_key",
+        "/static/vendor/..%2f..%2f..%2f..%2fsettings.py",
+        "/datasets/{dataset}/..%2f..%2f..%2fsecret_key",
+    ],
+)
 def test_traversal_in_download_and_graph_urls_reads_nothing(api_for, user, url, settings, make_result_run):
     run, dataset = make_result_run(user)
     client = api_for(user)

@@ -69,8 +69,14 @@ CASES = [
     Case("web:pipeline-upload", "get", web("pipeline-upload"), 200, 200),
     Case("web:pipeline-detail", "get", web("pipeline-detail", **PIPELINE), 200, 404),
     Case("web:pipeline-detail", "post", web("pipeline-detail", **PIPELINE), 302, 404, data={"maintainers": ""}),
-    Case("web:pipeline-visibility", "post", web("pipeline-visibility", **PIPELINE), 302, 404,
-         data=lambda w: {"group": w.team.pk}),
+    Case(
+        "web:pipeline-visibility",
+        "post",
+        web("pipeline-visibility", **PIPELINE),
+        302,
+        404,
+        data=lambda w: {"group": w.team.pk},
+    ),
     Case("web:dataset-list", "get", web("dataset-list"), 200, 200),
     Case("web:dataset-upload", "get", web("dataset-upload"), 200, 200),
     Case("web:dataset-detail", "get", web("dataset-detail", **DATASET), 200, 404),
@@ -78,13 +84,23 @@ CASES = [
     Case("web:dataset-delete", "post", web("dataset-delete", pk=lambda w: w.dataset_to_delete.pk), 302, 404),
     Case("web:dataset-share", "post", web("dataset-share", **DATASET), 302, 404, data={"action": "private"}),
     Case("web:run-list", "get", web("run-list"), 200, 200),
-    Case("web:run-new", "get", lambda w: reverse("web:run-new") + f"?pipeline={w.pipeline.pk}&input={w.dataset.pk}",
-         200, 200),
+    Case(
+        "web:run-new",
+        "get",
+        lambda w: reverse("web:run-new") + f"?pipeline={w.pipeline.pk}&input={w.dataset.pk}",
+        200,
+        200,
+    ),
     # Starting a run with someone else's dataset (or pipeline) is refused.
-    Case("web:run-new", "post", web("run-new"), 302, 400,
-         data=lambda w: {"pipeline": w.pipeline.pk, "kind": "run", "input": w.dataset.pk}),
-    Case("web:run-new-params", "get", lambda w: reverse("web:run-new-params") + f"?pipeline={w.pipeline.pk}",
-         200, 200),
+    Case(
+        "web:run-new",
+        "post",
+        web("run-new"),
+        302,
+        400,
+        data=lambda w: {"pipeline": w.pipeline.pk, "kind": "run", "input": w.dataset.pk},
+    ),
+    Case("web:run-new-params", "get", lambda w: reverse("web:run-new-params") + f"?pipeline={w.pipeline.pk}", 200, 200),
     Case("web:run-detail", "get", web("run-detail", **RUN), 200, 404),
     Case("web:run-status", "get", web("run-status", **RUN), 200, 404),
     Case("web:run-table", "get", web("run-table", **RUN), 200, 404),
@@ -112,8 +128,9 @@ CASES = [
     Case("dataset-share", "post", api("dataset-share", **DATASET), 200, 404, data={"everyone": False}),
     Case("dataset-share", "patch", api("dataset-share", **DATASET), 200, 404, data={"groups": []}),
     Case("run-list", "get", api("run-list"), 200, 200),
-    Case("run-list", "post", api("run-list"), 201, 400,
-         data=lambda w: {"pipeline": w.pipeline.pk, "input": w.dataset.pk}),
+    Case(
+        "run-list", "post", api("run-list"), 201, 400, data=lambda w: {"pipeline": w.pipeline.pk, "input": w.dataset.pk}
+    ),
     Case("run-detail", "get", api("run-detail", **RUN), 200, 404),
     Case("run-logs", "get", api("run-logs", **RUN), 200, 404),
     Case("run-result", "get", api("run-result", **RUN), 200, 404),
@@ -134,8 +151,9 @@ def test_the_table_covers_every_route_and_method():
         methods = route.methods or ("get", "post", "put", "patch", "delete")
         if not any((route.key, method) in covered for method in methods):
             missing.append(route.pattern)
-        missing += [f"{method.upper()} {route.pattern}" for method in route.methods
-                    if (route.key, method) not in covered]
+        missing += [
+            f"{method.upper()} {route.pattern}" for method in route.methods if (route.key, method) not in covered
+        ]
     assert missing == []
 
 
@@ -184,8 +202,10 @@ def _problems(case: Case, persona: str, response, is_api: bool) -> list[str]:
 
 def test_every_route_as_owner_other_user_and_anonymous(world, web_as, api_as):
     api_routes = {route.key for route in all_routes() if route.is_api}
-    clients = {"web": {p: web_as(world.persona(p)) for p in ("alice", "mallory", "anonymous")},
-               "api": {p: api_as(world.persona(p)) for p in ("alice", "mallory", "anonymous")}}
+    clients = {
+        "web": {p: web_as(world.persona(p)) for p in ("alice", "mallory", "anonymous")},
+        "api": {p: api_as(world.persona(p)) for p in ("alice", "mallory", "anonymous")},
+    }
     problems = []
     for case in CASES:
         is_api = case.route in api_routes and case.route not in ("api-schema", "api-docs", "api-redoc")

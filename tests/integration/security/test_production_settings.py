@@ -14,15 +14,34 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def mlopen(tmp_path: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}
-    env.update(MLOPEN_HOME=str(tmp_path), MLOPEN_ENV="production", MLOPEN_LOAD_DEMO="false",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]), **env_vars)
-    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], check=False, capture_output=True,
-                          text=True, env=env, timeout=120)
+    env.update(
+        MLOPEN_HOME=str(tmp_path),
+        MLOPEN_ENV="production",
+        MLOPEN_LOAD_DEMO="false",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+        **env_vars,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mlopen.cli.main", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_check_deploy_passes_with_warnings_as_failures(tmp_path):
-    done = mlopen(tmp_path, "manage", "check", "--deploy", "--fail-level", "WARNING",
-                  DJANGO_SECRET_KEY=secrets.token_urlsafe(60), MLOPEN_ALLOWED_HOSTS="mlopen.example.org")
+    done = mlopen(
+        tmp_path,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+        MLOPEN_ALLOWED_HOSTS="mlopen.example.org",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues (0 silenced)." in done.stdout
 
@@ -30,8 +49,16 @@ def test_check_deploy_passes_with_warnings_as_failures(tmp_path):
 def test_the_secret_key_may_come_from_a_file(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(secrets.token_urlsafe(60) + "\n")
-    done = mlopen(tmp_path, "manage", "check", "--deploy", "--fail-level", "WARNING",
-                  DJANGO_SECRET_KEY_FILE=str(key_file), MLOPEN_ALLOWED_HOSTS="mlopen.example.org")
+    done = mlopen(
+        tmp_path,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY_FILE=str(key_file),
+        MLOPEN_ALLOWED_HOSTS="mlopen.example.org",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -49,6 +76,14 @@ def test_production_without_allowed_hosts_refuses_to_start(tmp_path):
 
 
 def test_a_weak_secret_key_fails_the_deployment_check(tmp_path):
-    done = mlopen(tmp_path, "manage", "check", "--deploy", "--fail-level", "WARNING",
-                  DJANGO_SECRET_KEY="short", MLOPEN_ALLOWED_HOSTS="mlopen.example.org")
+    done = mlopen(
+        tmp_path,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY="short",
+        MLOPEN_ALLOWED_HOSTS="mlopen.example.org",
+    )
     assert done.returncode != 0 and "security.W009" in done.stderr

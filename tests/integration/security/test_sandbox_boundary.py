@@ -44,12 +44,15 @@ def honest_run_still_works(pipeline_from, submit, wait_for_run, module_worker):
     """After the attack: the same worker still serves an honest pipeline."""
 
     def check() -> None:
-        pipeline_from("honest", """
+        pipeline_from(
+            "honest",
+            """
             def train(inpt, params=None):
                 pass
             def run_pipeline(input, model, args, params=None):
                 return {"text": "fine"}
-            """)
+            """,
+        )
         run = wait_for_run(submit("honest")["id"], timeout=60)
         assert (run.status, run.error) == ("succeeded", None), run.log
 
@@ -58,31 +61,40 @@ def honest_run_still_works(pipeline_from, submit, wait_for_run, module_worker):
 
 # --- 1. The worker follows no link and opens no special file the sandbox planted --------------------
 
+
 def test_a_model_pkl_linked_to_a_host_file_is_refused_and_nothing_is_stored(
-        pipeline_from, submit, wait_for_run, module_worker, host_secret, honest_run_still_works):
-    pipeline_from("model-linker", f"""
+    pipeline_from, submit, wait_for_run, module_worker, host_secret, honest_run_still_works
+):
+    pipeline_from(
+        "model-linker",
+        f"""
         import os
         def train(inpt, params=None):
             os.symlink({str(host_secret)!r}, "model.pkl")
         def run_pipeline(input, model, args, params=None):
             return {{"text": "x"}}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("model-linker", kind="train")["id"], timeout=60)
 
     assert run.status == "failed"
-    assert run.error == ("The trained model could not be kept: model.pkl is not a regular file "
-                         "(Too many levels of symbolic links)")
+    assert run.error == (
+        "The trained model could not be kept: model.pkl is not a regular file (Too many levels of symbolic links)"
+    )
     assert not TrainedModel.objects.exists()
     honest_run_still_works()
 
 
 @pytest.mark.parametrize("target", ["SECRET", "'/dev/zero'"])
 def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
-        pipeline_from, submit, wait_for_run, module_worker, host_secret, target):
+    pipeline_from, submit, wait_for_run, module_worker, host_secret, target
+):
     # The runner writes the pipeline's result through the planted link (inside the sandbox that
     # goes nowhere that matters); the worker, outside, must not follow it to the host's file.
-    pipeline_from("result-planter", f"""
+    pipeline_from(
+        "result-planter",
+        f"""
         import os
         SECRET = {str(host_secret)!r}
         def train(inpt, params=None):
@@ -90,7 +102,8 @@ def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
         def run_pipeline(input, model, args, params=None):
             os.symlink({target}, "result.json")
             return {{"text": "planted"}}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("result-planter")["id"], timeout=60)
 
@@ -100,13 +113,16 @@ def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
 
 
 def test_a_thread_left_in_a_warm_process_cannot_redirect_the_next_runs_files(
-        pipeline_from, submit, wait_for_run, module_worker, upload_dataset, tmp_path):
+    pipeline_from, submit, wait_for_run, module_worker, upload_dataset, tmp_path
+):
     victim = tmp_path / "victim"
     victim.mkdir()
     victim.chmod(0o777)
     # A raw _thread is invisible to threading.enumerate(), so the warm process is kept for the
     # next run; the thread plants links where the worker used to create the next job's folders.
-    pipeline_from("racer", f"""
+    pipeline_from(
+        "racer",
+        f"""
         import os, _thread, time
         VICTIM = {str(victim)!r}
         started = []
@@ -128,7 +144,8 @@ def test_a_thread_left_in_a_warm_process_cannot_redirect_the_next_runs_files(
                 started.append(_thread.start_new_thread(plant, ()))
                 time.sleep(0.2)
             return {{"text": open(input.path).read().strip()}}
-        """)
+        """,
+    )
     dataset = upload_dataset("words.csv", b"hello\n")
 
     runs = [wait_for_run(submit("racer", input=dataset["id"])["id"], timeout=60) for _ in range(3)]
@@ -139,8 +156,11 @@ def test_a_thread_left_in_a_warm_process_cannot_redirect_the_next_runs_files(
 
 # --- 2. Values cross the boundary as data only ------------------------------------------------------
 
+
 def test_a_default_shaped_like_a_file_is_refused_at_upload(pipeline_from):
-    body = pipeline_from("marker-default", f"""
+    body = pipeline_from(
+        "marker-default",
+        f"""
         def get_params(run=False):
             return {{"words": ("string", {{"default": {{"__mlopen_file__": {{"path": {str(settings.MLOPEN_HOME)!r},
                                                                           "name": "home"}}}}}})}}
@@ -148,16 +168,21 @@ def test_a_default_shaped_like_a_file_is_refused_at_upload(pipeline_from):
             pass
         def run_pipeline(input, model, args, params=None):
             return {{"text": "x"}}
-        """, expect=400)
+        """,
+        expect=400,
+    )
 
     assert body["detail"].startswith("get_params declares a form mlopen cannot offer: parameter 'words': its default")
     assert body["detail"].endswith("is not a valid string: Enter text, not a list or object.")
 
 
-def test_a_file_parameter_default_never_mounts_a_host_path(pipeline_from, submit, wait_for_run, module_worker,
-                                                          host_secret):
+def test_a_file_parameter_default_never_mounts_a_host_path(
+    pipeline_from, submit, wait_for_run, module_worker, host_secret
+):
     # The default names a file of the platform's; before, the sandbox bound it and the pipeline read it.
-    pipeline_from("marker-file-default", f"""
+    pipeline_from(
+        "marker-file-default",
+        f"""
         import os
         def get_params(run=False):
             return {{"data": ("file", {{"default": {{"__mlopen_file__": {{"path": {str(host_secret)!r},
@@ -166,7 +191,8 @@ def test_a_file_parameter_default_never_mounts_a_host_path(pipeline_from, submit
             pass
         def run_pipeline(input, model, args, params=None):
             return {{"text": f"{{type(params.get('data')).__name__}} {{os.path.exists({str(host_secret)!r})}}"}}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("marker-file-default")["id"], timeout=60)
 
@@ -175,10 +201,14 @@ def test_a_file_parameter_default_never_mounts_a_host_path(pipeline_from, submit
 
 # --- 5. Limits without holes -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("writer", ["one_file_in_tmp", "many_files_in_both"])
 def test_a_run_past_its_disk_budget_fails_naming_the_limit_and_leaves_nothing(
-        pipeline_from, submit, wait_for_run, module_worker, writer):
-    pipeline_from("filler", f"""
+    pipeline_from, submit, wait_for_run, module_worker, writer
+):
+    pipeline_from(
+        "filler",
+        f"""
         import os, time
         def one_file_in_tmp():
             with open("/tmp/big", "wb") as out:
@@ -195,7 +225,8 @@ def test_a_run_past_its_disk_budget_fails_naming_the_limit_and_leaves_nothing(
         def run_pipeline(input, model, args, params=None):
             {writer}()
             return {{"text": "wrote it all"}}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("filler")["id"], timeout=90)
 
@@ -205,13 +236,16 @@ def test_a_run_past_its_disk_budget_fails_naming_the_limit_and_leaves_nothing(
 
 
 def test_tmp_is_on_disk_not_in_memory(pipeline_from, submit, wait_for_run, module_worker):
-    pipeline_from("tmp-probe", """
+    pipeline_from(
+        "tmp-probe",
+        """
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             mounts = [line.split() for line in open("/proc/self/mounts")]
             return {"text": " ".join(kind for _, where, kind, *_ in mounts if where == "/tmp")}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("tmp-probe")["id"], timeout=60)
 
@@ -221,8 +255,11 @@ def test_tmp_is_on_disk_not_in_memory(pipeline_from, submit, wait_for_run, modul
 
 
 def test_tracing_new_namespaces_mounts_and_kernel_interfaces_are_denied(
-        pipeline_from, submit, wait_for_run, module_worker):
-    pipeline_from("escaper", """
+    pipeline_from, submit, wait_for_run, module_worker
+):
+    pipeline_from(
+        "escaper",
+        """
         import ctypes, os, subprocess, threading, time
         libc = ctypes.CDLL(None, use_errno=True)
         CALLS = {  # x86-64 numbers
@@ -252,28 +289,36 @@ def test_tracing_new_namespaces_mounts_and_kernel_interfaces_are_denied(
             stop.set()
             seen.append(f"threads<256={threads < 256}")
             return {"text": " ".join(seen)}
-        """)
+        """,
+    )
 
     run = wait_for_run(submit("escaper")["id"], timeout=60)
 
     # A worker run as root has a process cap only through a pids cgroup (RLIMIT_NPROC exempts root).
     capped = sandbox_status().get("process_limit") == "pids cgroup" or os.getuid() != 0
-    assert _result_text(run) == ("ptrace=-1/1 unshare_user=-1/1 unshare_mount=-1/1 mount=-1/1 keyctl=-1/1 bpf=-1/1 "
-                                 f"perf_event_open=-1/1 unshare-cmd=1 threads<256={capped}"), run.error
+    assert _result_text(run) == (
+        "ptrace=-1/1 unshare_user=-1/1 unshare_mount=-1/1 mount=-1/1 keyctl=-1/1 bpf=-1/1 "
+        f"perf_event_open=-1/1 unshare-cmd=1 threads<256={capped}"
+    ), run.error
 
 
 # --- 6. Warm processes belong to one user -----------------------------------------------------------
 
+
 def test_module_state_of_a_warm_process_never_carries_one_users_input_into_anothers_run(
-        pipeline_from, submit, wait_for_run, module_worker, upload_dataset, api_for, user, author):
-    pipeline_from("collector", """
+    pipeline_from, submit, wait_for_run, module_worker, upload_dataset, api_for, user, author
+):
+    pipeline_from(
+        "collector",
+        """
         SEEN = []
         def train(inpt, params=None):
             pass
         def run_pipeline(input, model, args, params=None):
             SEEN.append(open(input.path).read().strip())
             return {"text": "|".join(SEEN)}
-        """)
+        """,
+    )
     alice, bob = api_for(author), api_for(user)
     alices = upload_dataset("a.csv", b"alice-private\n", client=alice)
     bobs = upload_dataset("b.csv", b"bob-data\n", client=bob)

@@ -40,21 +40,30 @@ def _host_without_bwrap(tmp_path: Path, **env_vars: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MLOPEN_SANDBOX"}
     no_bwrap = tmp_path / "bin"  # a PATH holding nothing but this Python
     no_bwrap.mkdir(exist_ok=True)
-    env.update(DATABASE_URL=database_url(), PATH=os.pathsep.join([str(no_bwrap), os.path.dirname(sys.executable)]),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]), **env_vars)
+    env.update(
+        DATABASE_URL=database_url(),
+        PATH=os.pathsep.join([str(no_bwrap), os.path.dirname(sys.executable)]),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+        **env_vars,
+    )
     return env
 
 
 def _production(**env_vars: str) -> dict:
-    return {"MLOPEN_ENV": "production", "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
-            "MLOPEN_ALLOWED_HOSTS": "mlopen.example.org", **env_vars}
+    return {
+        "MLOPEN_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
+        "MLOPEN_ALLOWED_HOSTS": "mlopen.example.org",
+        **env_vars,
+    }
 
 
 def _run(argv: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a command in a session of its own; if it is still going at `timeout` (a worker or server
     that started after all), stop it with everything it started, and fail."""
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -80,6 +89,7 @@ def _assert_still_queued(run_id: int, worker_name: str) -> None:
 
 # --- Fail closed ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
 def test_worker_refuses_to_start_without_bubblewrap_in_production(tmp_path, pipeline_from, submit):
@@ -100,20 +110,40 @@ def test_a_celery_worker_started_directly_refuses_too_before_taking_a_message(tm
 
     pipeline_from("quick", QUICK)
     run = submit("quick")
-    env = _host_without_bwrap(tmp_path, MLOPEN_SANDBOX="bubblewrap", MLOPEN_WORKER_NAME="plain-celery",
-                              DJANGO_SETTINGS_MODULE="mlopen.settings")
+    env = _host_without_bwrap(
+        tmp_path,
+        MLOPEN_SANDBOX="bubblewrap",
+        MLOPEN_WORKER_NAME="plain-celery",
+        DJANGO_SETTINGS_MODULE="mlopen.settings",
+    )
 
-    done = _run([sys.executable, "-m", "celery", "-A", "mlopen.celery_app", "worker", "--pool", "solo",
-                 "--queues", settings.MLOPEN_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
-                 "--without-heartbeat"], env)
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mlopen.celery_app",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            settings.MLOPEN_DEFAULT_QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+    )
 
     _assert_refused_saying_how_to_fix(done)
     _assert_still_queued(run["id"], "plain-celery")
 
 
 def test_serve_refuses_to_start_workers_without_bubblewrap_and_says_why(tmp_path):
-    env = _host_without_bwrap(tmp_path, MLOPEN_HOME=str(tmp_path / "home"), MLOPEN_SANDBOX="bubblewrap",
-                              MLOPEN_LOAD_DEMO="false")
+    env = _host_without_bwrap(
+        tmp_path, MLOPEN_HOME=str(tmp_path / "home"), MLOPEN_SANDBOX="bubblewrap", MLOPEN_LOAD_DEMO="false"
+    )
     env.pop("DATABASE_URL", None)
 
     done = _run([sys.executable, "-m", "mlopen.cli.main", "serve", "--port", "1", "--workers", "2"], env, timeout=60)
@@ -126,8 +156,9 @@ def test_serve_refuses_to_start_workers_without_bubblewrap_and_says_why(tmp_path
 def test_serve_does_not_restart_a_worker_that_refused_to_start(capsys):
     from mlopen.cli.serve import Child, _restart_dead
 
-    child = Child("worker w1", [sys.executable, "-c", f"import sys; sys.exit({REFUSED})"], dict(os.environ),
-                  final_status=REFUSED)
+    child = Child(
+        "worker w1", [sys.executable, "-c", f"import sys; sys.exit({REFUSED})"], dict(os.environ), final_status=REFUSED
+    )
     child.start()
     child.process.wait()
 
@@ -152,13 +183,20 @@ def test_deploy_check_fails_in_production_without_bubblewrap(tmp_path):
 
 # --- The setting ----------------------------------------------------------------------------------------
 
+
 def _settings_of(tmp_path: Path, **env_vars: str) -> subprocess.CompletedProcess:
     """What a management command process makes of the environment: the setting and the runner's mode."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}
-    env.update(MLOPEN_HOME=str(tmp_path), MLOPEN_LOAD_DEMO="false",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]), **env_vars)
-    code = ("from django.conf import settings; from mlopen_runner import sandbox; "
-            "print(settings.MLOPEN_SANDBOX, sandbox.mode())")
+    env.update(
+        MLOPEN_HOME=str(tmp_path),
+        MLOPEN_LOAD_DEMO="false",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+        **env_vars,
+    )
+    code = (
+        "from django.conf import settings; from mlopen_runner import sandbox; "
+        "print(settings.MLOPEN_SANDBOX, sandbox.mode())"
+    )
     return _run([sys.executable, "-m", "mlopen.cli.main", "manage", "shell", "-v", "0", "-c", code], env)
 
 
@@ -181,9 +219,14 @@ def test_development_defaults_to_auto(tmp_path):
 
 # --- Where each worker and each run really ran ------------------------------------------------------------
 
+
 def _worker(name: str, sandbox: str, seen_ago: float = 0) -> Worker:
-    return Worker.objects.create(name=name, hostname=f"{name}.example.org", sandbox=sandbox,
-                                 last_seen=timezone.now() - timedelta(seconds=seen_ago))
+    return Worker.objects.create(
+        name=name,
+        hostname=f"{name}.example.org",
+        sandbox=sandbox,
+        last_seen=timezone.now() - timedelta(seconds=seen_ago),
+    )
 
 
 @pytest.mark.django_db
@@ -196,10 +239,20 @@ def test_healthz_reports_each_live_workers_sandbox(client, settings):
 
     assert body["workers"] == 2
     assert body["live_workers"] == [
-        {"name": "w-open", "hostname": "w-open.example.org", "sandbox": "process", "sandboxed": False,
-         "reason": "bwrap is not installed"},
-        {"name": "w-safe", "hostname": "w-safe.example.org", "sandbox": "bubblewrap", "sandboxed": True,
-         "reason": "bwrap works as uid 65534; process cap: pids cgroup"},
+        {
+            "name": "w-open",
+            "hostname": "w-open.example.org",
+            "sandbox": "process",
+            "sandboxed": False,
+            "reason": "bwrap is not installed",
+        },
+        {
+            "name": "w-safe",
+            "hostname": "w-safe.example.org",
+            "sandbox": "bubblewrap",
+            "sandboxed": True,
+            "reason": "bwrap works as uid 65534; process cap: pids cgroup",
+        },
     ]
     assert body["sandbox"] == "mixed"
     assert "1 of 2 live worker(s) run pipelines without a sandbox" in body["sandbox_note"]
@@ -262,7 +315,8 @@ def test_claiming_a_run_records_the_sandbox_of_the_worker_that_took_it(world):
 @pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
 def test_a_run_on_an_unsandboxed_worker_records_it_and_healthz_says_so(
-        pipeline_from, submit, wait_for_run, start_worker, client):
+    pipeline_from, submit, wait_for_run, start_worker, client
+):
     start_worker("open-worker", extra_env={"MLOPEN_SANDBOX": "none"})
     pipeline_from("quick", QUICK)
 
@@ -270,7 +324,13 @@ def test_a_run_on_an_unsandboxed_worker_records_it_and_healthz_says_so(
 
     assert (run.status, run.worker, run.sandbox) == ("succeeded", "open-worker", "none")
     body = client.get("/healthz").json()
-    assert body["live_workers"] == [{"name": "open-worker", "hostname": Worker.objects.get().hostname,
-                                     "sandbox": "process", "sandboxed": False,
-                                     "reason": "MLOPEN_SANDBOX=none: pipelines run unsandboxed"}]
+    assert body["live_workers"] == [
+        {
+            "name": "open-worker",
+            "hostname": Worker.objects.get().hostname,
+            "sandbox": "process",
+            "sandboxed": False,
+            "reason": "MLOPEN_SANDBOX=none: pipelines run unsandboxed",
+        }
+    ]
     assert body["sandbox"] == "none"

@@ -93,22 +93,28 @@ def test_owners_share_only_with_groups_they_belong_to(world, api_as, group):
     from django.contrib.auth.models import Group
 
     Group.objects.create(name="outsiders").user_set.add(world.mallory)
-    response = api_as(world.alice).post(f"/api/v1/datasets/{world.dataset.pk}/share/", {"groups": [group]},
-                                        format="json")
+    response = api_as(world.alice).post(
+        f"/api/v1/datasets/{world.dataset.pk}/share/", {"groups": [group]}, format="json"
+    )
     assert response.status_code == 400
     assert "only with groups you belong to" in response.json()["errors"]["groups"]
     assert world.dataset.shared_groups.count() == 0
 
 
 def test_a_shared_dataset_can_be_previewed_downloaded_and_used_but_not_deleted(world, api_as, web_as):
-    response = api_as(world.alice).post(f"/api/v1/datasets/{world.dataset.pk}/share/", {"groups": ["team"]},
-                                        format="json")
+    response = api_as(world.alice).post(
+        f"/api/v1/datasets/{world.dataset.pk}/share/", {"groups": ["team"]}, format="json"
+    )
     assert response.json() == {"everyone": False, "groups": ["team"]}
     carol = api_as(world.carol)
     assert carol.get(f"/api/v1/datasets/{world.dataset.pk}/preview/").status_code == 200
     assert carol.get(f"/api/v1/datasets/{world.dataset.pk}/download/").status_code == 200
-    assert carol.post("/api/v1/runs/", {"pipeline": world.pipeline.pk, "input": world.dataset.pk},
-                      format="json").status_code == 201
+    assert (
+        carol.post(
+            "/api/v1/runs/", {"pipeline": world.pipeline.pk, "input": world.dataset.pk}, format="json"
+        ).status_code
+        == 201
+    )
     assert carol.delete(f"/api/v1/datasets/{world.dataset.pk}/").status_code == 404
     assert web_as(world.carol).post(f"/datasets/{world.dataset.pk}/delete/").status_code == 404
     assert Dataset.objects.filter(pk=world.dataset.pk).exists()
@@ -116,8 +122,9 @@ def test_a_shared_dataset_can_be_previewed_downloaded_and_used_but_not_deleted(w
 
 def test_starting_a_run_with_someone_elses_dataset_is_refused(world, api_as):
     public = make_pipeline("public-pipeline")
-    response = api_as(world.mallory).post("/api/v1/runs/", {"pipeline": public.pk, "input": world.dataset.pk},
-                                          format="json")
+    response = api_as(world.mallory).post(
+        "/api/v1/runs/", {"pipeline": public.pk, "input": world.dataset.pk}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["errors"] == {"input": f"Unknown dataset {world.dataset.pk}."}
     assert not Run.objects.filter(owner=world.mallory).exists()
@@ -125,8 +132,9 @@ def test_starting_a_run_with_someone_elses_dataset_is_refused(world, api_as):
 
 def test_a_file_parameter_naming_someone_elses_dataset_is_refused(world, api_as):
     public = make_pipeline("with-lookup", params_run=[{"name": "lookup", "type": "file"}])
-    response = api_as(world.mallory).post("/api/v1/runs/", {"pipeline": public.pk, "params": {
-        "lookup": world.dataset.pk}}, format="json")
+    response = api_as(world.mallory).post(
+        "/api/v1/runs/", {"pipeline": public.pk, "params": {"lookup": world.dataset.pk}}, format="json"
+    )
     assert response.status_code == 400
     assert "params.lookup" in response.json()["errors"]
 
@@ -175,6 +183,7 @@ def test_admins_see_everything(world, api_as):
 
 # --- pipelines -------------------------------------------------------------------------------------
 
+
 def pipeline_names(client) -> list[str]:
     return [p["name"] for p in client.get("/api/v1/pipelines/").json()["results"]]
 
@@ -206,8 +215,9 @@ def test_only_the_pipelines_author_may_change_who_sees_it(world, web_as):
     # mallory sees the pipeline, so she is told who may change it (not a 404), and nothing changes.
     response = web_as(world.mallory).post(f"/pipelines/{public.pk}/visibility/", {"group": rivals.pk})
     assert response.status_code == 403
-    assert ("Only the owner of pipeline &#x27;made-by-alice&#x27;, its maintainers and admins can change its "
-            "settings.") in response.content.decode()
+    assert (
+        "Only the owner of pipeline &#x27;made-by-alice&#x27;, its maintainers and admins can change its settings."
+    ) in response.content.decode()
     assert web_as(world.carol).post(f"/pipelines/{public.pk}/visibility/", {"group": ""}).status_code == 403
     public.refresh_from_db()
     assert public.private_group is None
@@ -219,8 +229,11 @@ def test_a_new_version_cannot_be_uploaded_under_the_name_of_a_pipeline_one_canno
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     control = b"def train(i, p=None):\n    pass\n\ndef run_pipeline(i, m, a, p=None):\n    return {}\n"
-    response = api_as(world.mallory).post("/api/v1/pipelines/", {
-        "control": SimpleUploadedFile("x.py", control), "name": world.pipeline.name}, format="multipart")
+    response = api_as(world.mallory).post(
+        "/api/v1/pipelines/",
+        {"control": SimpleUploadedFile("x.py", control), "name": world.pipeline.name},
+        format="multipart",
+    )
     assert response.status_code == 400
     # Names are unique, so "taken" cannot be hidden; that a private pipeline holds it is not said.
     assert response.json()["detail"] == f"The name {world.pipeline.name!r} is taken; choose another."

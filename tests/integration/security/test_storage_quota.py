@@ -40,7 +40,8 @@ def test_an_upload_past_the_quota_is_413_saying_the_quota_and_the_usage(api_for,
     response = _upload(client, "second.txt", 600 * KB)
     assert response.status_code == 413
     assert response.json()["detail"].startswith(
-        "Storage quota of 1 MB exceeded: you use 0.6 MB and this file is 0.6 MB.")
+        "Storage quota of 1 MB exceeded: you use 0.6 MB and this file is 0.6 MB."
+    )
     assert Dataset.objects.filter(owner=user).count() == 1
     assert _files_of(settings, user) == before
 
@@ -91,8 +92,9 @@ def test_the_datasets_page_shows_the_usage_against_the_quota(alice_client_with_d
 
 
 def test_an_upload_past_the_quota_through_the_page_says_why(alice_client_with_data):
-    response = alice_client_with_data.post("/datasets/upload/", {
-        "file": SimpleUploadedFile("more.txt", b"x" * (600 * KB)), "name": ""})
+    response = alice_client_with_data.post(
+        "/datasets/upload/", {"file": SimpleUploadedFile("more.txt", b"x" * (600 * KB)), "name": ""}
+    )
     assert response.status_code == 413
     assert "Storage quota of 1 MB exceeded: you use 0.5 MB" in response.content.decode()
 

@@ -26,7 +26,7 @@ PAYLOADS = [
     '<img src=x onerror=alert("xss-2")>',
     "<a href=\"javascript:alert('xss-3')\">xss-3</a>",
     '<svg onload=alert("xss-4")><script>alert("xss-4b")</script></svg>',
-    "\"><iframe src=\"javascript:alert('xss-5')\"></iframe>",
+    '"><iframe src="javascript:alert(\'xss-5\')"></iframe>',
     '<form action="https://evil.example/xss-6"><input name=p><button>go</button></form>',
     "<a href=\" JaVaScRiPt:alert('xss-7')\">xss-7</a>",
     "<math><mi xlink:href=\"javascript:alert('xss-8')\">xss-8</mi></math>",
@@ -52,9 +52,14 @@ def hostile(db, user):
 
     team = Group.objects.create(name='"><img src=x onerror=alert("xss-g")>')
     team.user_set.add(user)
-    pipeline = make_pipeline("hostile", created_by=user, params_run=[
-        {"name": "note", "type": "string", "default": HOSTILE},
-        {"name": "mode", "type": "choice", "choices": [SHORT, "plain"], "default": "plain"}])
+    pipeline = make_pipeline(
+        "hostile",
+        created_by=user,
+        params_run=[
+            {"name": "note", "type": "string", "default": HOSTILE},
+            {"name": "mode", "type": "choice", "choices": [SHORT, "plain"], "default": "plain"},
+        ],
+    )
     pipeline.description = HOSTILE
     pipeline.save()
     version = pipeline.latest_version
@@ -72,21 +77,42 @@ def hostile(db, user):
         "data": [[HOSTILE, SHORT], ["=1+1", "@SUM(A1)"]],
         "text": "<b>kept-bold</b> <i>kept-italic</i> <table><tr><td>kept-cell</td></tr></table> " + HOSTILE,
         "graphs": [
-            {"kind": "figure", "figure": {"data": [{"type": "bar", "x": [HOSTILE], "y": [1], "name": HOSTILE,
-                                                    "hovertemplate": HOSTILE}],
-                                          "layout": {"title": {"text": HOSTILE}}}},
-            {"kind": "html",
-             "html": f"<div id='g'>graph</div><script>parent.document.title='xss-frame'</script>{HOSTILE}"},
+            {
+                "kind": "figure",
+                "figure": {
+                    "data": [{"type": "bar", "x": [HOSTILE], "y": [1], "name": HOSTILE, "hovertemplate": HOSTILE}],
+                    "layout": {"title": {"text": HOSTILE}},
+                },
+            },
+            {
+                "kind": "html",
+                "html": f"<div id='g'>graph</div><script>parent.document.title='xss-frame'</script>{HOSTILE}",
+            },
         ],
     }
-    run = make_run(user, pipeline, input=dataset, input_name=HOSTILE[:200], params={"note": HOSTILE, "mode": SHORT},
-                   result=result, log=HOSTILE, progress_message=HOSTILE[:500])
+    run = make_run(
+        user,
+        pipeline,
+        input=dataset,
+        input_name=HOSTILE[:200],
+        params={"note": HOSTILE, "mode": SHORT},
+        result=result,
+        log=HOSTILE,
+        progress_message=HOSTILE[:500],
+    )
     RunMetric.objects.create(run=run, name=SHORT, step=1, value=0.5)
     failed = make_run(user, pipeline, status="failed", error=HOSTILE, log=HOSTILE)
-    running = make_run(user, pipeline, status="running", log=HOSTILE, progress_message=HOSTILE[:500],
-                       progress_fraction=0.5)
-    return {"pipeline": pipeline, "dataset": dataset, "zip": zip_dataset, "run": run, "failed": failed,
-            "running": running}
+    running = make_run(
+        user, pipeline, status="running", log=HOSTILE, progress_message=HOSTILE[:500], progress_fraction=0.5
+    )
+    return {
+        "pipeline": pipeline,
+        "dataset": dataset,
+        "zip": zip_dataset,
+        "run": run,
+        "failed": failed,
+        "running": running,
+    }
 
 
 PAGES = {
@@ -123,10 +149,24 @@ def test_hostile_text_is_never_markup_on_a_page(client, user, hostile, page):
 def test_pipeline_text_keeps_its_formatting_and_loses_everything_that_runs(client, user, hostile):
     client.force_login(user)
     html = client.get(f"/runs/{hostile['run'].pk}/").content.decode()
-    text = html[html.index('id="run-text"'):html.index("</div>", html.index('id="run-text"'))]
+    text = html[html.index('id="run-text"') : html.index("</div>", html.index('id="run-text"'))]
     assert "<b>kept-bold</b>" in text and "<i>kept-italic</i>" in text and "<td>kept-cell</td>" in text
-    for banned in ("<script", "onerror", "javascript:", "<iframe", "<form", "<svg", "<math", "hx-get", "<base",
-                   "<meta", "<object", "<embed", "onclick", "data:text/html"):
+    for banned in (
+        "<script",
+        "onerror",
+        "javascript:",
+        "<iframe",
+        "<form",
+        "<svg",
+        "<math",
+        "hx-get",
+        "<base",
+        "<meta",
+        "<object",
+        "<embed",
+        "onclick",
+        "data:text/html",
+    ):
         assert banned not in text.lower(), banned
 
 
@@ -141,7 +181,7 @@ def test_figures_reach_the_page_as_escaped_json(client, user, hostile):
     client.force_login(user)
     html = client.get(f"/runs/{hostile['run'].pk}/").content.decode()
     start = html.index('id="graph-data-0"')
-    block = html[start:html.index("</script>", start)]
+    block = html[start : html.index("</script>", start)]
     assert "<" not in block.split(">", 1)[1] and "\\u003Cscript\\u003E" in block
 
 
@@ -178,8 +218,9 @@ def test_hostile_names_in_upload_messages_are_escaped(client, user):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     client.force_login(user)
-    response = client.post("/datasets/upload/", {"file": SimpleUploadedFile("a.csv", b"a\n"), "name": HOSTILE[:200]},
-                           follow=True)
+    response = client.post(
+        "/datasets/upload/", {"file": SimpleUploadedFile("a.csv", b"a\n"), "name": HOSTILE[:200]}, follow=True
+    )
     html = response.content.decode()
     assert "is uploaded" in html and dangerous_markup(html) == []
 

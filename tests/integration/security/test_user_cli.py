@@ -25,10 +25,20 @@ def home(tmp_path_factory):
 
 def mlopen(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}
-    env.update(MLOPEN_HOME=str(home), MLOPEN_LOAD_DEMO="false",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "mlopen.cli.main", *args], check=False, input=stdin,
-                          capture_output=True, text=True, env=env, timeout=120)
+    env.update(
+        MLOPEN_HOME=str(home),
+        MLOPEN_LOAD_DEMO="false",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mlopen.cli.main", *args],
+        check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def query(home: Path, sql: str, *params):
@@ -37,8 +47,12 @@ def query(home: Path, sql: str, *params):
 
 
 def role_groups(home: Path, name: str) -> list[str]:
-    rows = query(home, "SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id "
-                       "JOIN auth_user u ON u.id = ug.user_id WHERE u.username = ?", name)
+    rows = query(
+        home,
+        "SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id "
+        "JOIN auth_user u ON u.id = ug.user_id WHERE u.username = ?",
+        name,
+    )
     return [row[0] for row in rows]
 
 
@@ -48,17 +62,30 @@ def flags(home: Path, name: str) -> tuple[int, int]:
 
 def test_create_three_users_with_their_roles_emails_and_passwords(home):
     for name, role in (("root", "admin"), ("ada", "author"), ("bob", "user")):
-        done = mlopen(home, "user", "create", name, "--role", role, "--email", f"{name}@example.org",
-                      "--password-stdin", stdin=f"{name}-password-1\n")
+        done = mlopen(
+            home,
+            "user",
+            "create",
+            name,
+            "--role",
+            role,
+            "--email",
+            f"{name}@example.org",
+            "--password-stdin",
+            stdin=f"{name}-password-1\n",
+        )
         assert (done.returncode, done.stdout.strip()) == (0, f"created {role} {name}"), done.stderr
         assert role_groups(home, name) == [role]
         (encoded,) = query(home, "SELECT password FROM auth_user WHERE username = ?", name)[0]
         assert PBKDF2PasswordHasher().verify(f"{name}-password-1", encoded)
     assert query(home, "SELECT email FROM auth_user WHERE username = 'ada'") == [("ada@example.org",)]
     assert flags(home, "root") == (1, 1) and flags(home, "ada") == (0, 0) and flags(home, "bob") == (0, 0)
-    author_permissions = query(home, "SELECT p.codename FROM auth_permission p JOIN auth_group_permissions gp "
-                                     "ON gp.permission_id = p.id JOIN auth_group g ON g.id = gp.group_id "
-                                     "WHERE g.name = 'author' ORDER BY p.codename")
+    author_permissions = query(
+        home,
+        "SELECT p.codename FROM auth_permission p JOIN auth_group_permissions gp "
+        "ON gp.permission_id = p.id JOIN auth_group g ON g.id = gp.group_id "
+        "WHERE g.name = 'author' ORDER BY p.codename",
+    )
     assert [row[0] for row in author_permissions] == ["add_pipeline", "add_pipelineversion", "change_pipeline"]
 
 
@@ -67,8 +94,9 @@ def test_token_prints_the_same_key_every_time(home):
     first, second = mlopen(home, "user", "token", "tok"), mlopen(home, "user", "token", "tok")
     assert first.returncode == 0 and len(first.stdout.strip()) == 40
     assert first.stdout == second.stdout
-    assert query(home, "SELECT t.key FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id "
-                       "WHERE u.username = 'tok'") == [(first.stdout.strip(),)]
+    assert query(
+        home, "SELECT t.key FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id WHERE u.username = 'tok'"
+    ) == [(first.stdout.strip(),)]
 
 
 def test_role_moves_a_user_between_roles(home):
@@ -80,15 +108,24 @@ def test_role_moves_a_user_between_roles(home):
     assert role_groups(home, "mover") == ["author"]
 
 
-@pytest.mark.parametrize("args, stdin, message", [
-    (("create", "dup"), "", None),  # made first, then again below
-    (("token", "nobody"), None, "mlopen user: no user named 'nobody'"),
-    (("role", "nobody", "admin"), None, "mlopen user: no user named 'nobody'"),
-    (("create", "weak", "--password-stdin"), "short\n",
-     "mlopen user: This password is too short. It must contain at least 8 characters."),
-    (("create", "empty", "--password-stdin"), "",
-     "mlopen user: --password-stdin was given but standard input held no password"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (("create", "dup"), "", None),  # made first, then again below
+        (("token", "nobody"), None, "mlopen user: no user named 'nobody'"),
+        (("role", "nobody", "admin"), None, "mlopen user: no user named 'nobody'"),
+        (
+            ("create", "weak", "--password-stdin"),
+            "short\n",
+            "mlopen user: This password is too short. It must contain at least 8 characters.",
+        ),
+        (
+            ("create", "empty", "--password-stdin"),
+            "",
+            "mlopen user: --password-stdin was given but standard input held no password",
+        ),
+    ],
+)
 def test_refusals_exit_1_with_one_line_and_change_nothing(home, args, stdin, message):
     if message is None:
         mlopen(home, "user", *args, stdin=stdin)

@@ -30,9 +30,11 @@ def tool(world, api_as):
     """alice's public pipeline, uploaded for real: one version with its file in storage."""
     from mlopen.pipelines.models import Pipeline
 
-    response = api_as(world.alice).post("/api/v1/pipelines/", {
-        "control": SimpleUploadedFile("tool.py", GOOD), "name": TOOL, "description": "alice's tool"},
-        format="multipart")
+    response = api_as(world.alice).post(
+        "/api/v1/pipelines/",
+        {"control": SimpleUploadedFile("tool.py", GOOD), "name": TOOL, "description": "alice's tool"},
+        format="multipart",
+    )
     assert response.status_code == 201, response.content
     return Pipeline.objects.get(pk=response.json()["id"])
 
@@ -46,18 +48,25 @@ def stored() -> tuple[dict[str, bytes], list[str]]:
 
 
 def api_upload(client, name: str, source: bytes = EVIL, **extra):
-    return client.post("/api/v1/pipelines/", {"control": SimpleUploadedFile("evil.py", source), "name": name, **extra},
-                       format="multipart")
+    return client.post(
+        "/api/v1/pipelines/",
+        {"control": SimpleUploadedFile("evil.py", source), "name": name, **extra},
+        format="multipart",
+    )
 
 
 def api_new_version(client, pipeline, source: bytes = EVIL):
-    return client.post(f"/api/v1/pipelines/{pipeline.pk}/versions/",
-                       {"control": SimpleUploadedFile("evil.py", source)}, format="multipart")
+    return client.post(
+        f"/api/v1/pipelines/{pipeline.pk}/versions/",
+        {"control": SimpleUploadedFile("evil.py", source)},
+        format="multipart",
+    )
 
 
 def web_upload(client, name: str, source: bytes = EVIL):
-    return client.post("/pipelines/upload/", {"control": SimpleUploadedFile("evil.py", source), "name": name,
-                                              "description": ""})
+    return client.post(
+        "/pipelines/upload/", {"control": SimpleUploadedFile("evil.py", source), "name": name, "description": ""}
+    )
 
 
 def assert_unchanged(pipeline, before) -> None:
@@ -68,6 +77,7 @@ def assert_unchanged(pipeline, before) -> None:
 
 
 # --- a newcomer is refused, and nothing is stored -------------------------------------------------------
+
 
 def test_author_cannot_publish_version_of_others_pipeline_via_api(world, tool, api_as):
     before = stored()
@@ -121,6 +131,7 @@ def test_the_new_version_button_is_shown_only_to_those_who_may_publish(world, to
 
 # --- the owner, a maintainer and an admin publish --------------------------------------------------------
 
+
 def test_the_owner_publishes_a_new_version(world, tool, api_as):
     response = api_new_version(api_as(world.alice), tool, source=GOOD)
     assert response.status_code == 201
@@ -134,7 +145,10 @@ def test_a_maintainer_publishes_a_new_version_via_api_and_web(world, tool, api_a
     response = web_upload(web_as(world.mallory), TOOL)
     assert response.status_code == 302
     assert list(tool.versions.order_by("number").values_list("number", "created_by__username")) == [
-        (1, "alice"), (2, "mallory"), (3, "mallory")]
+        (1, "alice"),
+        (2, "mallory"),
+        (3, "mallory"),
+    ]
     assert default_storage.exists(f"pipelines/{tool.pk}/v3/evil.py")
 
 
@@ -164,6 +178,7 @@ def test_a_maintainer_may_change_who_sees_the_pipeline(world, tool, web_as):
 
 # --- naming maintainers ----------------------------------------------------------------------------------
 
+
 def test_the_owner_adds_and_removes_maintainers_via_api(world, tool, api_as):
     alice = api_as(world.alice)
     response = alice.patch(f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory"]}, format="json")
@@ -181,8 +196,7 @@ def test_the_owner_adds_and_removes_maintainers_via_api(world, tool, api_as):
 
 
 def test_a_non_owner_cannot_change_maintainers_via_api(world, tool, api_as):
-    response = api_as(world.mallory).patch(f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory"]},
-                                           format="json")
+    response = api_as(world.mallory).patch(f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory"]}, format="json")
     assert response.status_code == 403
     assert response.json() == {"detail": MAINTAINERS_REFUSAL, "errors": {}}
     assert list(tool.maintainers.all()) == []
@@ -194,16 +208,16 @@ def test_a_maintainer_cannot_name_more_maintainers(world, tool, api_as, django_u
     friend = django_user_model.objects.create_user(username="trent", password=None)
     set_role(friend, "author")
     tool.maintainers.add(world.mallory)
-    response = api_as(world.mallory).patch(f"/api/v1/pipelines/{tool.pk}/",
-                                           {"maintainers": ["mallory", "trent"]}, format="json")
+    response = api_as(world.mallory).patch(
+        f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory", "trent"]}, format="json"
+    )
     assert response.status_code == 403
     assert response.json()["detail"] == MAINTAINERS_REFUSAL
     assert list(tool.maintainers.values_list("username", flat=True)) == ["mallory"]
 
 
 def test_an_admin_changes_maintainers_via_api(world, tool, api_as):
-    response = api_as(world.admin).patch(f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory"]},
-                                         format="json")
+    response = api_as(world.admin).patch(f"/api/v1/pipelines/{tool.pk}/", {"maintainers": ["mallory"]}, format="json")
     assert response.status_code == 200
     assert response.json()["maintainers"] == ["mallory"]
 
@@ -219,8 +233,9 @@ def test_only_authors_can_be_named_and_unknown_users_get_the_same_answer(world, 
 
 
 def test_other_settings_cannot_be_changed_through_the_api(world, tool, api_as):
-    response = api_as(world.alice).patch(f"/api/v1/pipelines/{tool.pk}/",
-                                         {"maintainers": [], "queue": "gpu", "allow_network": True}, format="json")
+    response = api_as(world.alice).patch(
+        f"/api/v1/pipelines/{tool.pk}/", {"maintainers": [], "queue": "gpu", "allow_network": True}, format="json"
+    )
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"allow_network", "queue"}
     tool.refresh_from_db()
@@ -259,6 +274,7 @@ def test_an_admin_names_maintainers_in_the_admin_site(world, tool, web_as):
 
 # --- a private pipeline one cannot see is not revealed ---------------------------------------------------
 
+
 def test_uploading_under_the_name_of_a_private_pipeline_does_not_reveal_it(world, api_as, web_as):
     private = world.pipeline  # alice's, private to "team"; mallory is not in it
     taken = f"The name {private.name!r} is taken; choose another."
@@ -281,8 +297,9 @@ def test_uploading_under_the_name_of_a_private_pipeline_does_not_reveal_it(world
 
 def test_a_private_pipelines_maintainers_are_not_shown_to_others(world, api_as):
     world.pipeline.maintainers.add(world.admin)
-    response = api_as(world.mallory).patch(f"/api/v1/pipelines/{world.pipeline.pk}/", {"maintainers": []},
-                                           format="json")
+    response = api_as(world.mallory).patch(
+        f"/api/v1/pipelines/{world.pipeline.pk}/", {"maintainers": []}, format="json"
+    )
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found.", "errors": {}}
     assert list(world.pipeline.maintainers.all()) == [world.admin]

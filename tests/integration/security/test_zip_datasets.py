@@ -51,9 +51,15 @@ def upload(client, name: str, content: bytes) -> Dataset:
     return Dataset.objects.get(pk=response.json()["id"])
 
 
-@pytest.mark.parametrize("content, refusal", [
-    (SLIP, "points outside the archive folder"), (ABSOLUTE, "is an absolute path"),
-    (BACKSLASH, "points outside the archive folder"), (SYMLINK, "is a link or special file")])
+@pytest.mark.parametrize(
+    "content, refusal",
+    [
+        (SLIP, "points outside the archive folder"),
+        (ABSOLUTE, "is an absolute path"),
+        (BACKSLASH, "points outside the archive folder"),
+        (SYMLINK, "is a link or special file"),
+    ],
+)
 def test_a_hostile_zip_is_stored_whole_and_refused_when_extracted(api_for, user, tmp_path, content, refusal):
     dataset = upload(api_for(user), "hostile.zip", content)
     assert dataset.kind == "zip"

@@ -56,8 +56,13 @@ def make_pipeline(db):
     def make(name="iris", params_run=None, params_train=None, description="Classifies iris flowers."):
         pipeline = Pipeline.objects.create(name=name, description=description)
         PipelineVersion.objects.create(
-            pipeline=pipeline, number=1, control_filename=f"{name}.py", folder=f"pipelines/{pipeline.pk}/v1",
-            params_run=params_run or [], params_train=params_train or [])
+            pipeline=pipeline,
+            number=1,
+            control_filename=f"{name}.py",
+            folder=f"pipelines/{pipeline.pk}/v1",
+            params_run=params_run or [],
+            params_train=params_train or [],
+        )
         return pipeline
 
     return make
@@ -76,10 +81,16 @@ def make_run(db):
         now = timezone.now()
         finished = status in Run.FINISHED
         run = Run.objects.create(
-            pipeline=pipeline, version=pipeline.latest_version, kind=kind, owner=owner, status=status,
+            pipeline=pipeline,
+            version=pipeline.latest_version,
+            kind=kind,
+            owner=owner,
+            status=status,
             started_at=None if status == Run.Status.QUEUED else now - timezone.timedelta(seconds=75),
-            finished_at=now if finished else None, worker="" if status == Run.Status.QUEUED else "worker-1",
-            **fields)
+            finished_at=now if finished else None,
+            worker="" if status == Run.Status.QUEUED else "worker-1",
+            **fields,
+        )
         if result is not None:
             normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
             folder, rows = results.store_result(run.pk, normalized)

@@ -11,8 +11,19 @@ PAGES = ["/", "/pipelines/", "/pipelines/upload/", "/datasets/", "/datasets/uplo
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", PAGES + ["/pipelines/1/", "/datasets/1/", "/runs/1/", "/runs/1/status/",
-                                          "/runs/1/table/", "/runs/1/graphs/0/", "/runs/new/params/"])
+@pytest.mark.parametrize(
+    "path",
+    PAGES
+    + [
+        "/pipelines/1/",
+        "/datasets/1/",
+        "/runs/1/",
+        "/runs/1/status/",
+        "/runs/1/table/",
+        "/runs/1/graphs/0/",
+        "/runs/new/params/",
+    ],
+)
 def test_page_redirects_anonymous_visitor_to_login(client, path):
     response = client.get(path)
     assert response.status_code == 302
@@ -25,8 +36,9 @@ def test_login_page_signs_in_and_returns_to_next_page(client, user):
     assert page.status_code == 200
     assert b"Sign in" in page.content
     assert inline_scripts(page.content.decode()) == []
-    response = client.post("/accounts/login/", {"username": "alice", "password": "alice-password-1",
-                                                "next": "/datasets/"})
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": "alice-password-1", "next": "/datasets/"}
+    )
     assert response.status_code == 302
     assert response["Location"] == "/datasets/"
 
@@ -55,17 +67,33 @@ def test_admin_link_is_shown_to_staff_only(client_for, user, admin_user):
 @pytest.mark.django_db
 def test_every_page_has_csp_and_no_inline_script(client_for, author, make_pipeline, make_run):
     pipeline = make_pipeline(params_run=[{"name": "k", "type": "integer", "default": 3}])
-    run = make_run(author, pipeline, result={
-        "columns": ["a"], "data": [[1]], "text": "<b>x</b>",
-        "graphs": [{"kind": "figure", "figure": {"data": [{"type": "bar", "y": [1]}], "layout": {}}},
-                   {"kind": "html", "html": "<div>hi</div><script>alert(1)</script>"}]})
+    run = make_run(
+        author,
+        pipeline,
+        result={
+            "columns": ["a"],
+            "data": [[1]],
+            "text": "<b>x</b>",
+            "graphs": [
+                {"kind": "figure", "figure": {"data": [{"type": "bar", "y": [1]}], "layout": {}}},
+                {"kind": "html", "html": "<div>hi</div><script>alert(1)</script>"},
+            ],
+        },
+    )
     failed = make_run(author, pipeline, status=Run.Status.FAILED, error="boom")
     running = make_run(author, pipeline, status=Run.Status.RUNNING, log="line 1\n")
     client = client_for(author)
-    paths = PAGES + [f"/pipelines/{pipeline.pk}/", f"/runs/{run.pk}/", f"/runs/{failed.pk}/",
-                     f"/runs/{running.pk}/", f"/runs/{running.pk}/status/", f"/runs/{run.pk}/table/",
-                     f"/runs/new/?pipeline={pipeline.pk}&kind=run", f"/runs/new/params/?pipeline={pipeline.pk}",
-                     "/runs/999999/"]
+    paths = PAGES + [
+        f"/pipelines/{pipeline.pk}/",
+        f"/runs/{run.pk}/",
+        f"/runs/{failed.pk}/",
+        f"/runs/{running.pk}/",
+        f"/runs/{running.pk}/status/",
+        f"/runs/{run.pk}/table/",
+        f"/runs/new/?pipeline={pipeline.pk}&kind=run",
+        f"/runs/new/params/?pipeline={pipeline.pk}",
+        "/runs/999999/",
+    ]
     for path in paths:
         response = client.get(path)
         assert response.status_code == (404 if path == "/runs/999999/" else 200), path

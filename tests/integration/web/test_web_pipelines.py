@@ -28,15 +28,26 @@ def test_pipeline_list_empty_state_tells_an_author_to_upload(client_for, author)
 
 
 def test_pipeline_detail_shows_parameters_versions_and_models(client_for, user, outsider, make_pipeline, make_run):
-    pipeline = make_pipeline("iris", params_train=[{"name": "epochs", "type": "integer", "default": 3}],
-                             params_run=[{"name": "method", "type": "choice", "choices": ["fast", "exact"]}])
+    pipeline = make_pipeline(
+        "iris",
+        params_train=[{"name": "epochs", "type": "integer", "default": 3}],
+        params_run=[{"name": "method", "type": "choice", "choices": ["fast", "exact"]}],
+    )
     version = pipeline.latest_version
     version.support_files = ["helpers.py"]
     version.save()
     mine = make_run(user, pipeline, kind="train")
     theirs = make_run(outsider, pipeline, kind="train")
-    TrainedModel.objects.create(pipeline=pipeline, version=version, run=mine, number=1, artifact="m1", size=2048,
-                                label="iris.py", model_names=["clf"])
+    TrainedModel.objects.create(
+        pipeline=pipeline,
+        version=version,
+        run=mine,
+        number=1,
+        artifact="m1",
+        size=2048,
+        label="iris.py",
+        model_names=["clf"],
+    )
     TrainedModel.objects.create(pipeline=pipeline, version=version, run=theirs, number=2, artifact="m2", size=10)
 
     page = client_for(user).get(f"/pipelines/{pipeline.pk}/").content.decode()
@@ -62,28 +73,36 @@ def test_plain_user_gets_403_on_upload_page(alice_client):
 
 
 def test_author_uploads_control_and_support_files(client_for, author):
-    response = client_for(author).post("/pipelines/upload/", {
-        "control": SimpleUploadedFile("wordcount.py", GOOD),
-        "support_files": [SimpleUploadedFile("helpers.py", b"X = 1\n"), SimpleUploadedFile("vocab.txt", b"a\nb\n")],
-        "name": "", "description": "Counts words.",
-    })
+    response = client_for(author).post(
+        "/pipelines/upload/",
+        {
+            "control": SimpleUploadedFile("wordcount.py", GOOD),
+            "support_files": [SimpleUploadedFile("helpers.py", b"X = 1\n"), SimpleUploadedFile("vocab.txt", b"a\nb\n")],
+            "name": "",
+            "description": "Counts words.",
+        },
+    )
     pipeline = Pipeline.objects.get(name="wordcount")
     assert response.status_code == 302 and response["Location"] == f"/pipelines/{pipeline.pk}/"
     assert pipeline.latest_version.support_files == ["helpers.py", "vocab.txt"]
     assert pipeline.description == "Counts words."
 
 
-@pytest.mark.parametrize(("files", "name", "field", "message"), [
-    ({"control": ("broken.py", b"def train(:\n")}, "", "control", "Syntax error in broken.py at line 1"),
-    ({"control": ("half.py", b"def train(inpt):\n    pass\n")}, "", "control", "half.py must define run_pipeline"),
-    ({"control": ("ok.py", GOOD)}, "no/slashes", "name", "Pipeline names are 1-100 characters"),
-    ({"control": ("ok.py", GOOD), "support_files": [("ok.py", b"")]}, "", "support_files", "Two files are named"),
-])
+@pytest.mark.parametrize(
+    ("files", "name", "field", "message"),
+    [
+        ({"control": ("broken.py", b"def train(:\n")}, "", "control", "Syntax error in broken.py at line 1"),
+        ({"control": ("half.py", b"def train(inpt):\n    pass\n")}, "", "control", "half.py must define run_pipeline"),
+        ({"control": ("ok.py", GOOD)}, "no/slashes", "name", "Pipeline names are 1-100 characters"),
+        ({"control": ("ok.py", GOOD), "support_files": [("ok.py", b"")]}, "", "support_files", "Two files are named"),
+    ],
+)
 def test_upload_refusal_is_shown_next_to_its_field(client_for, author, files, name, field, message):
     data = {"name": name}
     for key, value in files.items():
-        data[key] = ([SimpleUploadedFile(*item) for item in value] if isinstance(value, list)
-                     else SimpleUploadedFile(*value))
+        data[key] = (
+            [SimpleUploadedFile(*item) for item in value] if isinstance(value, list) else SimpleUploadedFile(*value)
+        )
     response = client_for(author).post("/pipelines/upload/", data)
     assert response.status_code == 400
     form = response.context["form"]
@@ -95,7 +114,7 @@ def test_upload_refusal_is_shown_next_to_its_field(client_for, author, files, na
     next_label = page.find('class="form-label', widget_at)
     assert next_label == -1 or feedback_at < next_label
     assert page[feedback_at:].split(">", 1)[1].startswith(message)
-    assert "is-invalid" in page[page.rindex("<input", 0, widget_at):page.index(">", widget_at)]
+    assert "is-invalid" in page[page.rindex("<input", 0, widget_at) : page.index(">", widget_at)]
     assert not Pipeline.objects.exists()
 
 

@@ -29,10 +29,13 @@ SPEC_TRAIN = [{"name": "epochs", "type": "integer", "default": 3}]
 RESULT = {
     "columns": ["name", "score"],
     "data": [["b", 2], ["a", 3], ["c", 1]],
-    "graphs": [{"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [3]}], "layout": {}}},
-               {"kind": "html", "html": '<div id="g">graph</div><script>document.title="x"</script>'}],
-    "text": ('<b>Accuracy</b> 0.9<script>alert(1)</script><img src=x onerror="alert(2)">'
-             '<a href="javascript:alert(3)">x</a>'),
+    "graphs": [
+        {"kind": "figure", "figure": {"data": [{"type": "bar", "x": ["a"], "y": [3]}], "layout": {}}},
+        {"kind": "html", "html": '<div id="g">graph</div><script>document.title="x"</script>'},
+    ],
+    "text": (
+        '<b>Accuracy</b> 0.9<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>'
+    ),
 }
 
 
@@ -46,19 +49,30 @@ def dataset_of(owner, name="data.csv"):
 
 
 def form_data(for_pipeline, **values):
-    data = {"pipeline": for_pipeline.pk, "kind": "run", "input": "", "params.title": "hello", "params.k": "5",
-            "params.alpha": "0.5", "params.limit": "", "params.verbose": "on", "params.method": "fast",
-            "params.threshold": "0.25", "params.lookup": ""}
+    data = {
+        "pipeline": for_pipeline.pk,
+        "kind": "run",
+        "input": "",
+        "params.title": "hello",
+        "params.k": "5",
+        "params.alpha": "0.5",
+        "params.limit": "",
+        "params.verbose": "on",
+        "params.method": "fast",
+        "params.threshold": "0.25",
+        "params.lookup": "",
+    }
     data.update(values)
     return {k: v for k, v in data.items() if v is not None}
 
 
 def tag_of(page: str, name: str) -> str:
     at = page.index(f'name="{name}"')
-    return page[page.rindex("<", 0, at):page.index(">", at) + 1]
+    return page[page.rindex("<", 0, at) : page.index(">", at) + 1]
 
 
 # --- the form --------------------------------------------------------------------------------------
+
 
 def test_run_form_has_a_field_for_every_parameter_type_with_defaults(alice_client, user, outsider, pipeline):
     mine = dataset_of(user, "mine.csv")
@@ -128,18 +142,39 @@ def test_other_users_dataset_cannot_be_the_input(alice_client, outsider, pipelin
 
 def test_valid_form_starts_a_run_and_opens_its_page(alice_client, user, pipeline):
     dataset = dataset_of(user)
-    response = alice_client.post("/runs/new/", form_data(pipeline, input=str(dataset.pk), **{
-        "params.verbose": None, "params.k": "7", "params.lookup": str(dataset.pk)}))
+    response = alice_client.post(
+        "/runs/new/",
+        form_data(
+            pipeline,
+            input=str(dataset.pk),
+            **{"params.verbose": None, "params.k": "7", "params.lookup": str(dataset.pk)},
+        ),
+    )
     run = Run.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
     assert (run.status, run.kind, run.input, run.owner) == ("queued", "run", dataset, user)
-    assert run.params == {"title": "hello", "k": 7, "alpha": 0.5, "limit": None, "verbose": False,
-                          "method": "fast", "threshold": 0.25, "lookup": dataset.pk, "extra": None}
+    assert run.params == {
+        "title": "hello",
+        "k": 7,
+        "alpha": 0.5,
+        "limit": None,
+        "verbose": False,
+        "method": "fast",
+        "threshold": 0.25,
+        "lookup": dataset.pk,
+        "extra": None,
+    }
 
 
 def test_files_uploaded_with_the_form_become_the_users_datasets(alice_client, user, pipeline):
-    response = alice_client.post("/runs/new/", form_data(pipeline, input_upload=SimpleUploadedFile("in.csv", b"x\n1\n"),
-                                                         **{"params.extra": SimpleUploadedFile("more.txt", b"hi")}))
+    response = alice_client.post(
+        "/runs/new/",
+        form_data(
+            pipeline,
+            input_upload=SimpleUploadedFile("in.csv", b"x\n1\n"),
+            **{"params.extra": SimpleUploadedFile("more.txt", b"hi")},
+        ),
+    )
     run = Run.objects.get()
     assert response.status_code == 302
     assert run.input.name == "in.csv" and run.input.owner == user
@@ -147,8 +182,9 @@ def test_files_uploaded_with_the_form_become_the_users_datasets(alice_client, us
 
 
 def test_uploaded_files_are_not_kept_when_the_run_is_refused(alice_client, pipeline):
-    response = alice_client.post("/runs/new/", form_data(pipeline, input_upload=SimpleUploadedFile("in.csv", b"x\n"),
-                                                         **{"params.k": "many"}))
+    response = alice_client.post(
+        "/runs/new/", form_data(pipeline, input_upload=SimpleUploadedFile("in.csv", b"x\n"), **{"params.k": "many"})
+    )
     assert response.status_code == 400
     assert "choose them again" in response.content.decode()
     assert not Dataset.objects.exists() and not Run.objects.exists()
@@ -163,6 +199,7 @@ def test_train_form_takes_the_training_parameters(alice_client, pipeline):
 
 # --- the run page ----------------------------------------------------------------------------------
 
+
 def test_succeeded_run_shows_table_graphs_text_and_downloads(alice_client, user, pipeline, make_run):
     run = make_run(user, pipeline, result=RESULT, params={"k": 5})
     page = alice_client.get(f"/runs/{run.pk}/").content.decode()
@@ -172,18 +209,25 @@ def test_succeeded_run_shows_table_graphs_text_and_downloads(alice_client, user,
     assert figure["attrs"]["type"] == "application/json"
     assert json.loads(figure["body"]) == RESULT["graphs"][0]["figure"]
     assert 'data-figure="graph-data-0"' in page
-    assert parsed.iframes == [{"class": "graph-frame", "id": "graph-1", "title": "Graph 2", "sandbox": "allow-scripts",
-                               "src": f"/runs/{run.pk}/graphs/1/"}]
+    assert parsed.iframes == [
+        {
+            "class": "graph-frame",
+            "id": "graph-1",
+            "title": "Graph 2",
+            "sandbox": "allow-scripts",
+            "src": f"/runs/{run.pk}/graphs/1/",
+        }
+    ]
     assert "/static/vendor/plotly/plotly.min.js" in page
-    assert f'/api/v1/runs/{run.pk}/download/?format=csv' in page
+    assert f"/api/v1/runs/{run.pk}/download/?format=csv" in page
     assert "Finished in 1 min 15 s" in page
 
 
 def test_run_text_is_sanitized_but_keeps_formatting(alice_client, user, pipeline, make_run):
     run = make_run(user, pipeline, result=RESULT)
     page = alice_client.get(f"/runs/{run.pk}/").content.decode()
-    text = page[page.index('id="run-text"'):]
-    text = text[:text.index("</div>")]
+    text = page[page.index('id="run-text"') :]
+    text = text[: text.index("</div>")]
     assert "<b>Accuracy</b> 0.9" in text
     assert "<script" not in text and "alert" not in text and "onerror" not in text and "javascript:" not in text
 
@@ -217,7 +261,8 @@ def test_html_graph_frame_is_sandboxed_with_its_own_policy(alice_client, user, p
     assert response.status_code == 200
     assert response["Content-Security-Policy"] == (
         "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' http://testserver/static/; "
-        "style-src 'unsafe-inline'; img-src data:")
+        "style-src 'unsafe-inline'; img-src data:"
+    )
     assert response["X-Frame-Options"] == "SAMEORIGIN"
     page = response.content.decode()
     assert '<script src="http://testserver/static/vendor/plotly/plotly.min.js"></script>' in page
@@ -227,8 +272,13 @@ def test_html_graph_frame_is_sandboxed_with_its_own_policy(alice_client, user, p
 
 
 def test_failed_run_shows_the_error_in_plain_words_and_the_log(alice_client, user, pipeline, make_run):
-    run = make_run(user, pipeline, status="failed", error="ValueError: the column 'price' is missing",
-                   log="loading\nTraceback ...\n")
+    run = make_run(
+        user,
+        pipeline,
+        status="failed",
+        error="ValueError: the column 'price' is missing",
+        log="loading\nTraceback ...\n",
+    )
     page = alice_client.get(f"/runs/{run.pk}/").content.decode()
     assert page.index('id="run-error"') < page.index('id="run-status"')
     assert "This run failed" in page and "ValueError: the column &#x27;price&#x27; is missing" in page
@@ -237,8 +287,14 @@ def test_failed_run_shows_the_error_in_plain_words_and_the_log(alice_client, use
 
 
 def test_running_run_status_panel_polls_and_shows_progress_and_log(alice_client, user, pipeline, make_run):
-    run = make_run(user, pipeline, status="running", log="epoch 1\nepoch 2\n", progress_fraction=0.4,
-                   progress_message="epoch 2 of 5")
+    run = make_run(
+        user,
+        pipeline,
+        status="running",
+        log="epoch 1\nepoch 2\n",
+        progress_fraction=0.4,
+        progress_message="epoch 2 of 5",
+    )
     RunMetric.objects.create(run=run, name="loss", step=1, value=0.9)
     RunMetric.objects.create(run=run, name="loss", step=2, value=0.7)
     response = alice_client.get(f"/runs/{run.pk}/status/", HTTP_HX_REQUEST="true")
@@ -249,8 +305,13 @@ def test_running_run_status_panel_polls_and_shows_progress_and_log(alice_client,
     assert "epoch 1\nepoch 2\n</pre>" in page and "data-autoscroll" in page
     assert "Cancel</button>" in page
     metric = next(s for s in scan(page).scripts if s["attrs"].get("id") == "metric-data-0")
-    assert json.loads(metric["body"])["data"][0] | {} == {"type": "scatter", "mode": "lines+markers", "name": "loss",
-                                                            "x": [1, 2], "y": [0.9, 0.7]}
+    assert json.loads(metric["body"])["data"][0] | {} == {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": "loss",
+        "x": [1, 2],
+        "y": [0.9, 0.7],
+    }
 
 
 def test_finished_run_status_stops_polling_and_reloads_the_page(alice_client, user, pipeline, make_run):
@@ -315,8 +376,10 @@ def test_admin_sees_every_users_run(client_for, admin_user, user, pipeline, make
 
 # --- history ---------------------------------------------------------------------------------------
 
-def test_run_history_filters_by_pipeline_kind_and_status(alice_client, user, outsider, pipeline, make_pipeline,
-                                                         make_run):
+
+def test_run_history_filters_by_pipeline_kind_and_status(
+    alice_client, user, outsider, pipeline, make_pipeline, make_run
+):
     other = make_pipeline("other")
     shown = make_run(user, pipeline, status="failed", kind="train")
     make_run(user, pipeline, status="succeeded", kind="train")
@@ -329,8 +392,9 @@ def test_run_history_filters_by_pipeline_kind_and_status(alice_client, user, out
     assert alice_client.get("/runs/?status=queued").content.decode().count("No runs match these filters") == 1
 
 
-def test_run_history_is_paged_with_a_fixed_number_of_queries(alice_client, user, pipeline, make_run,
-                                                             django_assert_num_queries):
+def test_run_history_is_paged_with_a_fixed_number_of_queries(
+    alice_client, user, pipeline, make_run, django_assert_num_queries
+):
     for _ in range(3):
         make_run(user, pipeline)
     with django_assert_num_queries(5) as few:

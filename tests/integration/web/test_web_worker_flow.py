@@ -94,6 +94,6 @@ def test_failed_run_page_puts_the_error_first(client_for, author, worker, wait_f
     run = wait_for_run(start_through_page(client, pipeline=pipeline.pk, kind="run").pk, timeout=60)
     assert run.status == "failed"
     page = client.get(f"/runs/{run.pk}/").content.decode()
-    error = page[page.index('id="run-error"'):page.index('id="run-status"')]
+    error = page[page.index('id="run-error"') : page.index('id="run-status"')]
     assert "ValueError: the column &#x27;price&#x27; is missing from the input" in error
     assert "about to fail" in page

@@ -16,9 +16,11 @@ class _Scan(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.handlers += [(tag, name) for name in attrs if name.startswith("on")]
-        self.handlers += [(tag, "javascript: url") for name, value in attrs.items()
-                          if name in ("href", "src", "action")
-                          and (value or "").strip().lower().startswith("javascript:")]
+        self.handlers += [
+            (tag, "javascript: url")
+            for name, value in attrs.items()
+            if name in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:")
+        ]
         if tag == "script":
             self._script = {"attrs": attrs, "body": ""}
             self.scripts.append(self._script)
@@ -42,8 +44,7 @@ def scan(html: str) -> _Scan:
 
 def inline_scripts(html: str) -> list[dict]:
     """<script> elements that would run inline code (no src, and not a JSON data block)."""
-    return [s for s in scan(html).scripts
-            if "src" not in s["attrs"] and s["attrs"].get("type") != "application/json"]
+    return [s for s in scan(html).scripts if "src" not in s["attrs"] and s["attrs"].get("type") != "application/json"]
 
 
 def event_handlers(html: str) -> list[tuple[str, str]]:

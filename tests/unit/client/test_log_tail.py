@@ -28,8 +28,9 @@ def _tail(chunks: list[str], capsys) -> str:
 
 
 def test_a_line_written_in_two_halves_is_shown_whole(capsys):
-    err = _tail(["line 1 first half ... ", "second half of line 1\nline 2 first half ... ",
-                 "second half of line 2\n"], capsys)
+    err = _tail(
+        ["line 1 first half ... ", "second half of line 1\nline 2 first half ... ", "second half of line 2\n"], capsys
+    )
 
     assert "line 1 first half ... second half of line 1\n" in err
     assert "line 2 first half ... second half of line 2\n" in err

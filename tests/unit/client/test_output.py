@@ -42,11 +42,7 @@ def test_with_json_a_page_of_a_list_is_printed_as_the_api_json_indented(capsys):
 
 
 def test_without_json_the_same_page_is_a_table_with_one_row_per_item(capsys):
-    assert _emit(capsys, PAGE, as_json=False, table=PIPELINES) == (
-        "ID   NAME\n"
-        "─────────\n"
-        "1    spam\n"
-        "12   ham \n", "")
+    assert _emit(capsys, PAGE, as_json=False, table=PIPELINES) == ("ID   NAME\n─────────\n1    spam\n12   ham \n", "")
 
 
 def test_an_empty_list_without_json_says_the_empty_message_instead_of_a_table(capsys):
@@ -59,7 +55,9 @@ def test_an_empty_list_with_json_is_still_the_api_json(capsys):
     empty = _page(0, None, None) | {"results": []}
 
     assert _emit(capsys, empty, as_json=True, table=PIPELINES) == (
-        '{\n  "count": 0,\n  "next": null,\n  "previous": null,\n  "results": []\n}\n', "")
+        '{\n  "count": 0,\n  "next": null,\n  "previous": null,\n  "results": []\n}\n',
+        "",
+    )
 
 
 def test_a_page_of_a_longer_list_says_on_stderr_how_to_get_the_next_page(capsys):
@@ -94,7 +92,9 @@ def test_a_text_result_is_one_line_of_text_or_with_json_the_data(capsys):
 
     assert _emit(capsys, me, as_json=False, text="alice (author)") == ("alice (author)\n", "")
     assert _emit(capsys, me, as_json=True, text="alice (author)") == (
-        '{\n  "username": "alice",\n  "role": "author"\n}\n', "")
+        '{\n  "username": "alice",\n  "role": "author"\n}\n',
+        "",
+    )
 
 
 def test_rich_markup_in_a_text_result_styles_it_and_is_not_printed(capsys):
@@ -103,7 +103,9 @@ def test_rich_markup_in_a_text_result_styles_it_and_is_not_printed(capsys):
 
 def test_json_keeps_non_ascii_characters_as_they_are(capsys):
     assert _emit(capsys, {"text": "value ≥ 5 — café"}, as_json=True, text="-") == (
-        '{\n  "text": "value ≥ 5 — café"\n}\n', "")
+        '{\n  "text": "value ≥ 5 — café"\n}\n',
+        "",
+    )
 
 
 def test_a_shown_result_is_what_the_show_function_prints_or_with_json_the_data(capsys):
@@ -114,11 +116,9 @@ def test_a_shown_result_is_what_the_show_function_prints_or_with_json_the_data(c
     run = {"id": 7, "status": "succeeded"}
 
     assert _emit(capsys, run, as_json=False, show=show_run) == (
-        "run 7 succeeded\n"
-        "metrics\n"
-        "METRIC   VALUE\n"
-        "──────────────\n"
-        "kept     2    \n", "")
+        "run 7 succeeded\nmetrics\nMETRIC   VALUE\n──────────────\nkept     2    \n",
+        "",
+    )
     assert _emit(capsys, run, as_json=True, show=show_run) == ('{\n  "id": 7,\n  "status": "succeeded"\n}\n', "")
 
 

@@ -8,22 +8,32 @@ from mlopen.pipelines.params import ParamsInvalid, SpecInvalid, convert, spec_fr
 
 
 def test_a_default_of_the_declared_type_is_kept_converted():
-    spec = spec_from_runner({"k": {"type": "integer", "default": "5"}, "rate": {"type": "float", "default": 1},
-                             "on": {"type": "bool", "default": "yes"}})
+    spec = spec_from_runner(
+        {
+            "k": {"type": "integer", "default": "5"},
+            "rate": {"type": "float", "default": 1},
+            "on": {"type": "bool", "default": "yes"},
+        }
+    )
 
-    assert spec == [{"name": "k", "type": "integer", "default": 5},
-                    {"name": "rate", "type": "float", "default": 1.0},
-                    {"name": "on", "type": "bool", "default": True}]
+    assert spec == [
+        {"name": "k", "type": "integer", "default": 5},
+        {"name": "rate", "type": "float", "default": 1.0},
+        {"name": "on", "type": "bool", "default": True},
+    ]
 
 
-@pytest.mark.parametrize("options, problem", [
-    ({"type": "integer", "default": "many"}, "its default 'many' is not a valid integer"),
-    ({"type": "string", "default": {"__mlopen_file__": {"path": "/etc"}}}, "is not a valid string"),
-    ({"type": "choice", "choices": ["a", "b"], "default": "c"}, "is not a valid choice"),
-    ({"type": "float", "default": float("nan")}, "is not a valid float"),
-    ({"type": "mount"}, "has no known type"),
-    ({"type": "choice", "choices": [{"x": 1}]}, "choices must be a list of strings or numbers"),
-])
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"type": "integer", "default": "many"}, "its default 'many' is not a valid integer"),
+        ({"type": "string", "default": {"__mlopen_file__": {"path": "/etc"}}}, "is not a valid string"),
+        ({"type": "choice", "choices": ["a", "b"], "default": "c"}, "is not a valid choice"),
+        ({"type": "float", "default": float("nan")}, "is not a valid float"),
+        ({"type": "mount"}, "has no known type"),
+        ({"type": "choice", "choices": [{"x": 1}]}, "choices must be a list of strings or numbers"),
+    ],
+)
 def test_a_default_or_declaration_that_does_not_fit_its_type_is_refused(options, problem):
     with pytest.raises(SpecInvalid, match=problem):
         spec_from_runner({"p": options})
@@ -40,8 +50,10 @@ def test_a_file_parameter_default_is_dropped_and_the_parameter_becomes_optional(
 
 def test_a_stored_default_that_is_not_of_its_type_never_reaches_a_run():
     # A spec stored before defaults were checked (or edited in the database).
-    spec = [{"name": "words", "type": "string", "default": {"__mlopen_file__": {"path": "/etc/shadow"}}},
-            {"name": "data", "type": "file", "default": {"__mlopen_file__": {"path": "/etc/shadow"}}}]
+    spec = [
+        {"name": "words", "type": "string", "default": {"__mlopen_file__": {"path": "/etc/shadow"}}},
+        {"name": "data", "type": "file", "default": {"__mlopen_file__": {"path": "/etc/shadow"}}},
+    ]
 
     with pytest.raises(ParamsInvalid) as caught:
         convert(spec, {})

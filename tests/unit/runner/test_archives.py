@@ -29,8 +29,7 @@ def test_a_plain_zip_extracts_into_its_folder(tmp_path):
     assert folder == str(tmp_path / "out")
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt", "..\\evil.txt",
-                                  "C:/evil.txt"])
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt", "..\\evil.txt", "C:/evil.txt"])
 def test_entries_escaping_the_folder_are_refused_and_nothing_is_written(tmp_path, name):
     info = zipfile.ZipInfo("placeholder")
     archive = tmp_path / "slip.zip"

@@ -12,7 +12,7 @@ from mlopen_runner.watching import private_model_path
 
 
 def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import os
         from mlopenapp.utils import io_handler as io
 
@@ -26,7 +26,7 @@ def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
 
         def run_pipeline(input, model, args, params=None):
             return {"data": [[model.predict(21), args["settings"]["unit"]]], "columns": ["value", "unit"]}
-        ''')
+        """)
 
     trained = run_job("train", control)
     ran = run_job("run", control, model_path=trained.outcome.model_path)
@@ -40,7 +40,7 @@ def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
 
 
 def test_model_file_holds_named_models_args_and_label_from_the_last_save(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         from mlopenapp.utils import io_handler as io
 
         def train(inpt, params=None):
@@ -49,7 +49,7 @@ def test_model_file_holds_named_models_args_and_label_from_the_last_save(write_p
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     trained = run_job("train", control)
 
@@ -58,7 +58,7 @@ def test_model_file_holds_named_models_args_and_label_from_the_last_save(write_p
 
 
 def test_the_names_of_what_train_saved_reach_the_parent_without_unpickling(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         from mlopenapp.utils import io_handler as io
 
         def train(inpt, params=None):
@@ -66,7 +66,7 @@ def test_the_names_of_what_train_saved_reach_the_parent_without_unpickling(write
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     trained = run_job("train", control)
 
@@ -75,7 +75,7 @@ def test_the_names_of_what_train_saved_reach_the_parent_without_unpickling(write
 
 
 def test_a_model_manifest_the_pipeline_overwrote_with_garbage_is_ignored_but_the_model_kept(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import atexit
         from mlopenapp.utils import io_handler as io
 
@@ -86,7 +86,7 @@ def test_a_model_manifest_the_pipeline_overwrote_with_garbage_is_ignored_but_the
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     trained = run_job("train", control)
 
@@ -96,13 +96,13 @@ def test_a_model_manifest_the_pipeline_overwrote_with_garbage_is_ignored_but_the
 
 
 def test_run_without_a_trained_model_receives_none_and_empty_args(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             pass
 
         def run_pipeline(input, model, args, params=None):
             return {"text": f"{model!r} {args!r} {input!r} {params!r}"}
-        ''')
+        """)
 
     ran = run_job("run", control)
 
@@ -110,13 +110,13 @@ def test_run_without_a_trained_model_receives_none_and_empty_args(write_pipeline
 
 
 def test_train_that_saves_nothing_succeeds_without_a_model(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             print("this pipeline needs no training")
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     trained = run_job("train", control)
 
@@ -125,13 +125,13 @@ def test_train_that_saves_nothing_succeeds_without_a_model(write_pipeline, run_j
 
 
 def test_train_declaring_only_the_input_is_called_with_the_input_alone(write_pipeline, run_job, data_file):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt):
             print("got", inpt.name)
 
         def run_pipeline(input, model, args):
             return {"text": input.name}
-        ''')
+        """)
 
     trained = run_job("train", control, input=data_file("a\n"))
     ran = run_job("run", control, input=data_file("a\n"))
@@ -141,14 +141,14 @@ def test_train_declaring_only_the_input_is_called_with_the_input_alone(write_pip
 
 
 def test_params_reach_the_pipeline_and_file_params_arrive_as_input_files(write_pipeline, run_job, data_file):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             pass
 
         def run_pipeline(input, model, args, params=None):
             params["words"].open("r")
             return {"text": f"{params['k']} {params['words'].name} {params['words'].read().strip()}"}
-        ''')
+        """)
     words = data_file("apple\n", "words.txt")
 
     ran = run_job("run", control, params={"k": 5}, files={"words": words})
@@ -156,13 +156,12 @@ def test_params_reach_the_pipeline_and_file_params_arrive_as_input_files(write_p
     assert ran.outcome.result["text"] == "5 datasets/words.txt apple"
 
 
-def test_a_param_value_shaped_like_a_file_stays_a_plain_value(write_pipeline, run_job, tmp_path,
-                                                               requires_bubblewrap):
+def test_a_param_value_shaped_like_a_file_stays_a_plain_value(write_pipeline, run_job, tmp_path, requires_bubblewrap):
     # Only Job.files (made by the platform from datasets) become files; a value from anywhere
     # else is data, never a path the sandbox mounts or the pipeline gets opened for it.
     secret = tmp_path / "host-secret.txt"
     secret.write_text("secret")
-    control = write_pipeline(f'''
+    control = write_pipeline(f"""
         import os
 
         def train(inpt, params=None):
@@ -170,7 +169,7 @@ def test_a_param_value_shaped_like_a_file_stays_a_plain_value(write_pipeline, ru
 
         def run_pipeline(input, model, args, params=None):
             return {{"text": f"{{type(params['words']).__name__}} {{os.path.exists({str(secret)!r})}}"}}
-        ''')
+        """)
     marker = {"__mlopen_file__": {"path": str(secret), "name": "x"}}
 
     ran = run_job("run", control, params={"words": marker})
@@ -179,7 +178,8 @@ def test_a_param_value_shaped_like_a_file_stays_a_plain_value(write_pipeline, ru
 
 
 def test_support_files_beside_the_control_file_import_and_open(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline(
+        """
         import os
         import helpers
 
@@ -189,7 +189,9 @@ def test_support_files_beside_the_control_file_import_and_open(write_pipeline, r
         def run_pipeline(input, model, args, params=None):
             with open(os.path.join(os.path.dirname(__file__), "vocab.txt")) as vocab:
                 return {"text": helpers.shout(vocab.read().strip())}
-        ''', files={"helpers.py": "def shout(word):\n    return word.upper()\n", "vocab.txt": "hello\n"})
+        """,
+        files={"helpers.py": "def shout(word):\n    return word.upper()\n", "vocab.txt": "hello\n"},
+    )
 
     ran = run_job("run", control)
 
@@ -197,7 +199,7 @@ def test_support_files_beside_the_control_file_import_and_open(write_pipeline, r
 
 
 def test_input_file_supports_what_legacy_pipelines_do_with_it(write_pipeline, run_job, data_file):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import pandas as pd
 
         def train(inpt, params=None):
@@ -213,7 +215,7 @@ def test_input_file_supports_what_legacy_pipelines_do_with_it(write_pipeline, ru
             all_lines = input.readlines()
             input.open("r")
             return {"data": [[unopened["a"].sum(), len(lines), opened["y"].sum(), len(all_lines), input.read()]]}
-        ''')
+        """)
 
     ran = run_job("run", control, input=data_file("a,b\n1,2\n3,4\n"))
 
@@ -221,7 +223,7 @@ def test_input_file_supports_what_legacy_pipelines_do_with_it(write_pipeline, ru
 
 
 def test_params_kind_reads_every_legacy_form_of_get_params(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def get_params(run=True):
             if not run:
                 return {"samples": ("upload"), "epochs": ("integer", {"default": 3, "blank": True})}
@@ -239,7 +241,7 @@ def test_params_kind_reads_every_legacy_form_of_get_params(write_pipeline, run_j
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("params", control)
 
@@ -257,31 +259,41 @@ def test_params_kind_reads_every_legacy_form_of_get_params(write_pipeline, run_j
     }
 
 
-@pytest.mark.parametrize("definition", [
-    "def get_params(run=True):\n    return ''",
-    "def get_params(run=True):\n    return None",
-    "def get_params():\n    return {}",
-    "",  # no get_params at all
-])
+@pytest.mark.parametrize(
+    "definition",
+    [
+        "def get_params(run=True):\n    return ''",
+        "def get_params(run=True):\n    return None",
+        "def get_params():\n    return {}",
+        "",  # no get_params at all
+    ],
+)
 def test_params_kind_gives_empty_forms_when_the_pipeline_has_no_parameters(write_pipeline, run_job, definition):
-    control = write_pipeline(definition + "\ndef train(inpt, params=None):\n    pass\n"
-                             "def run_pipeline(input, model, args, params=None):\n    return {}\n")
+    control = write_pipeline(
+        definition + "\ndef train(inpt, params=None):\n    pass\n"
+        "def run_pipeline(input, model, args, params=None):\n    return {}\n"
+    )
 
     ran = run_job("params", control)
 
     assert ran.outcome.params == {"train": {}, "run": {}}
 
 
-@pytest.mark.parametrize("entry, expected_error", [
-    ('("colour")', "ValueError: parameter 'shade' has unknown type 'colour'"),
-    ('("integer", {"defualt": 3})', "ValueError: parameter 'shade': options must be a dict with any of"),
-    ('("choice", {"default": "red"})', "ValueError: parameter 'shade' is a choice but gives no list of choices"),
-    ("42", "ValueError: parameter 'shade': expected a type name or a (type, options) tuple, got 42"),
-])
+@pytest.mark.parametrize(
+    "entry, expected_error",
+    [
+        ('("colour")', "ValueError: parameter 'shade' has unknown type 'colour'"),
+        ('("integer", {"defualt": 3})', "ValueError: parameter 'shade': options must be a dict with any of"),
+        ('("choice", {"default": "red"})', "ValueError: parameter 'shade' is a choice but gives no list of choices"),
+        ("42", "ValueError: parameter 'shade': expected a type name or a (type, options) tuple, got 42"),
+    ],
+)
 def test_params_kind_fails_naming_the_parameter_that_is_malformed(write_pipeline, run_job, entry, expected_error):
-    control = write_pipeline(f"def get_params(run=True):\n    return {{'shade': {entry}}}\n"
-                             "def train(inpt, params=None):\n    pass\n"
-                             "def run_pipeline(input, model, args, params=None):\n    return {}\n")
+    control = write_pipeline(
+        f"def get_params(run=True):\n    return {{'shade': {entry}}}\n"
+        "def train(inpt, params=None):\n    pass\n"
+        "def run_pipeline(input, model, args, params=None):\n    return {}\n"
+    )
 
     ran = run_job("params", control)
 
@@ -290,7 +302,7 @@ def test_params_kind_fails_naming_the_parameter_that_is_malformed(write_pipeline
 
 
 def test_plotly_graphs_in_every_form_become_figures(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import numpy as np
         import plotly.graph_objects as go
         import plotly.offline
@@ -305,7 +317,7 @@ def test_plotly_graphs_in_every_form_become_figures(write_pipeline, run_job):
             as_dict = {"data": [{"type": "scatter", "x": np.arange(3), "y": np.array([0.5, np.nan, 2.0])}]}
             pie = plotter.pie_plot_from_lists(labels=["yes", "no"], values=[3, 1], title="Votes")
             return {"graphs": [div, as_dict, figure, pie, None]}
-        ''')
+        """)
 
     ran = run_job("run", control)
 
@@ -320,7 +332,7 @@ def test_plotly_graphs_in_every_form_become_figures(write_pipeline, run_job):
 
 
 def test_numpy_and_pandas_cells_come_back_as_plain_json(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import numpy as np
         import pandas as pd
 
@@ -331,7 +343,7 @@ def test_numpy_and_pandas_cells_come_back_as_plain_json(write_pipeline, run_job)
             frame = pd.DataFrame({"n": [np.int64(1), np.int64(2)], "x": [np.float32(0.5), np.nan],
                                   "when": pd.to_datetime(["2024-01-02", None]), "label": ["a", pd.NA]})
             return {"data": frame}
-        ''')
+        """)
 
     ran = run_job("run", control)
 
@@ -342,29 +354,30 @@ def test_numpy_and_pandas_cells_come_back_as_plain_json(write_pipeline, run_job)
 
 
 def test_returning_something_other_than_a_dict_fails_naming_what_was_returned(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             pass
 
         def run_pipeline(input, model, args, params=None):
             return [1, 2, 3]
-        ''')
+        """)
 
     ran = run_job("run", control)
 
     assert ran.outcome.status == "failed"
-    assert ran.outcome.error == ("TypeError: run_pipeline must return a dict with any of data, columns, graphs, "
-                                 "text; it returned list")
+    assert ran.outcome.error == (
+        "TypeError: run_pipeline must return a dict with any of data, columns, graphs, text; it returned list"
+    )
 
 
 def test_a_raising_pipeline_fails_with_its_exception_type_and_message(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             raise ValueError("bad column")
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -386,7 +399,7 @@ def test_a_control_file_without_run_pipeline_fails_saying_so(write_pipeline, run
 
 
 def test_sys_exit_in_a_pipeline_is_a_failure(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import sys
 
         def train(inpt, params=None):
@@ -394,7 +407,7 @@ def test_sys_exit_in_a_pipeline_is_a_failure(write_pipeline, run_job):
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -403,7 +416,7 @@ def test_sys_exit_in_a_pipeline_is_a_failure(write_pipeline, run_job):
 
 
 def test_progress_and_metric_events_reach_the_callbacks(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         from mlopenapp.utils import io_handler as io
 
         def train(inpt, params=None):
@@ -414,7 +427,7 @@ def test_progress_and_metric_events_reach_the_callbacks(write_pipeline, run_job)
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -427,7 +440,7 @@ def test_progress_and_metric_events_reach_the_callbacks(write_pipeline, run_job)
 
 
 def test_stdout_and_stderr_are_both_captured_in_order(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import sys
 
         def train(inpt, params=None):
@@ -437,7 +450,7 @@ def test_stdout_and_stderr_are_both_captured_in_order(write_pipeline, run_job):
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -445,26 +458,27 @@ def test_stdout_and_stderr_are_both_captured_in_order(write_pipeline, run_job):
 
 
 def test_unknown_return_keys_become_warnings_not_errors(write_pipeline, run_job):
-    control = write_pipeline('''
+    control = write_pipeline("""
         def train(inpt, params=None):
             pass
 
         def run_pipeline(input, model, args, params=None):
             return {"text": 3.5, "preds": []}
-        ''')
+        """)
 
     ran = run_job("run", control)
 
     assert ran.outcome.status == "succeeded"
     assert ran.outcome.result["text"] == "3.5"
     assert ran.outcome.result["warnings"] == [
-        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"]
+        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"
+    ]
 
 
 def test_evaluate_params_returns_the_train_and_run_forms(write_pipeline, tmp_path):
     from mlopen_runner import evaluate_params
 
-    control = write_pipeline('''
+    control = write_pipeline("""
         def get_params(run=True):
             return {"k": ("integer", {"default": 5})} if run else ""
 
@@ -473,7 +487,7 @@ def test_evaluate_params_returns_the_train_and_run_forms(write_pipeline, tmp_pat
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     outcome = evaluate_params(control, str(tmp_path / "forms"))
 

@@ -24,16 +24,24 @@ def test_plotlify_pie_js_takes_a_dict_or_label_value_pairs():
     from_dict = plotter.plotlify_pie_js({"a": np.int64(2), 3: 1}, "Share")
     from_pairs = plotter.plotlify_pie_js([("a", 2), (3, 1)], "Share")
 
-    assert from_dict == from_pairs == {"data": [{"type": "pie", "labels": ["a", "3"], "values": [2, 1]}],
-                                       "layout": {"title": {"text": "Share"}}}
+    assert (
+        from_dict
+        == from_pairs
+        == {"data": [{"type": "pie", "labels": ["a", "3"], "values": [2, 1]}], "layout": {"title": {"text": "Share"}}}
+    )
 
 
 def test_plotlify_scatter_js_plots_x_against_y_with_axis_titles():
     figure = plotter.plotlify_scatter_js(x=np.arange(3), y=[4, 5, 6], xtag="epoch", ytag="loss", description="Fit")
 
-    assert figure == {"data": [{"type": "scatter", "x": [0, 1, 2], "y": [4, 5, 6]}],
-                      "layout": {"title": {"text": "Fit"}, "xaxis": {"title": {"text": "epoch"}},
-                                 "yaxis": {"title": {"text": "loss"}}}}
+    assert figure == {
+        "data": [{"type": "scatter", "x": [0, 1, 2], "y": [4, 5, 6]}],
+        "layout": {
+            "title": {"text": "Fit"},
+            "xaxis": {"title": {"text": "epoch"}},
+            "yaxis": {"title": {"text": "loss"}},
+        },
+    }
 
 
 def test_plotlify_scatter_js_draws_xy_as_the_original_did_values_across_labels_up():
@@ -51,8 +59,9 @@ def test_sdk_calls_outside_a_run_do_nothing_and_print_nothing(capsys):
 
 
 def test_a_job_round_trips_through_json():
-    job = Job(kind="run", control_path="/p/c.py", work_dir="/w", params={"k": 5}, memory_mb=512,
-              readonly_paths=["/data"])
+    job = Job(
+        kind="run", control_path="/p/c.py", work_dir="/w", params={"k": 5}, memory_mb=512, readonly_paths=["/data"]
+    )
 
     assert Job.from_json(job.to_json()) == job
 

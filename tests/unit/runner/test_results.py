@@ -25,8 +25,18 @@ def test_an_empty_dict_gives_an_empty_result():
 
 
 def test_numpy_pandas_and_datetime_cells_become_json_scalars():
-    row = [np.int64(3), np.float64("nan"), np.bool_(True), np.str_("a"), pd.Timestamp("2024-05-01 10:00"),
-           datetime.date(2024, 5, 1), pd.NA, pd.NaT, float("inf"), object.__new__(type("Thing", (), {}))]
+    row = [
+        np.int64(3),
+        np.float64("nan"),
+        np.bool_(True),
+        np.str_("a"),
+        pd.Timestamp("2024-05-01 10:00"),
+        datetime.date(2024, 5, 1),
+        pd.NA,
+        pd.NaT,
+        float("inf"),
+        object.__new__(type("Thing", (), {})),
+    ]
 
     cells = normalize_result({"data": [row]})["data"][0]
 
@@ -62,7 +72,7 @@ def test_a_row_that_is_not_a_sequence_is_an_error_naming_the_row():
 def test_an_html_div_from_plotly_offline_becomes_a_figure():
     div = plotly.offline.plot(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), output_type="div", include_plotlyjs=False)
 
-    graph, = normalize_result({"graphs": div})["graphs"]
+    (graph,) = normalize_result({"graphs": div})["graphs"]
 
     assert graph["kind"] == "figure"
     assert graph["figure"]["data"] == [{"type": "scatter", "x": [1, 2], "y": [3, 4]}]
@@ -80,16 +90,18 @@ def test_html_that_cannot_be_parsed_is_kept_as_html():
 def test_a_figure_dict_with_numpy_arrays_becomes_plain_lists():
     figure = {"data": [{"type": "heatmap", "z": np.array([[1.0, np.nan], [3.0, 4.0]])}], "layout": {"title": "t"}}
 
-    graph, = normalize_result({"graphs": [figure]})["graphs"]
+    (graph,) = normalize_result({"graphs": [figure]})["graphs"]
 
-    assert graph == {"kind": "figure", "figure": {"data": [{"type": "heatmap", "z": [[1.0, None], [3.0, 4.0]]}],
-                                                  "layout": {"title": "t"}}}
+    assert graph == {
+        "kind": "figure",
+        "figure": {"data": [{"type": "heatmap", "z": [[1.0, None], [3.0, 4.0]]}], "layout": {"title": "t"}},
+    }
 
 
 def test_a_plotly_figure_object_becomes_a_figure_with_decoded_arrays():
     figure = go.Figure(go.Heatmap(z=np.array([[1, 2], [3, 4]], dtype=np.int16)))
 
-    graph, = normalize_result({"graphs": figure})["graphs"]
+    (graph,) = normalize_result({"graphs": figure})["graphs"]
 
     assert graph["figure"]["data"][0]["z"] == [[1, 2], [3, 4]]
 
@@ -97,11 +109,13 @@ def test_a_plotly_figure_object_becomes_a_figure_with_decoded_arrays():
 def test_none_graphs_are_skipped():
     assert normalize_result({"graphs": None})["graphs"] == []
     assert normalize_result({"graphs": [None, {"data": []}]})["graphs"] == [
-        {"kind": "figure", "figure": {"data": [], "layout": {}}}]
+        {"kind": "figure", "figure": {"data": [], "layout": {}}}
+    ]
 
 
-@pytest.mark.parametrize("graph, described", [(42, "graph 1 is a int"),
-                                               ({"layout": {}}, "graph 1 (dict) has no 'data'")])
+@pytest.mark.parametrize(
+    "graph, described", [(42, "graph 1 is a int"), ({"layout": {}}, "graph 1 (dict) has no 'data'")]
+)
 def test_a_graph_of_an_unknown_form_is_an_error_naming_its_index_and_type(graph, described):
     with pytest.raises(TypeError, match=re.escape(described)):
         normalize_result({"graphs": [{"data": []}, graph]})
@@ -116,7 +130,8 @@ def test_unknown_keys_are_warned_about_not_refused():
     result = normalize_result({"data": [], "preds": 1})
 
     assert result["warnings"] == [
-        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"]
+        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"
+    ]
 
 
 def test_the_normalized_result_is_strict_json():

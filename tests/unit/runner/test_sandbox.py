@@ -42,7 +42,10 @@ def test_a_bwrap_that_refuses_uid_mapping_is_used_without_a_distinct_uid(fake_bw
     status = sandbox.sandbox_status()
     status.pop("process_limit")
     assert status == {
-        "kind": "bubblewrap", "reason": "bwrap works without a distinct uid (--uid is refused here)", "mode": "auto"}
+        "kind": "bubblewrap",
+        "reason": "bwrap works without a distinct uid (--uid is refused here)",
+        "mode": "auto",
+    }
 
 
 def test_no_bwrap_on_the_path_means_a_plain_process(fake_bwrap, monkeypatch, tmp_path):
@@ -54,7 +57,7 @@ def test_no_bwrap_on_the_path_means_a_plain_process(fake_bwrap, monkeypatch, tmp
 def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, run_job, tmp_path, requires_bubblewrap):
     secret = tmp_path / "not-given.txt"
     secret.write_text("secret")
-    control = write_pipeline(f'''
+    control = write_pipeline(f"""
         import os, socket
 
         def train(inpt, params=None):
@@ -66,7 +69,7 @@ def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, ru
 
         def run_pipeline(input, model, args, params=None):
             return {{}}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -74,10 +77,9 @@ def test_a_bubblewrapped_pipeline_sees_only_what_it_was_given(write_pipeline, ru
     assert ran.log == f"{uid} False False\nno network\n"
 
 
-def test_a_bubblewrapped_pipeline_gets_only_the_parts_of_etc_python_needs(write_pipeline, run_job,
-                                                                          requires_bubblewrap):
+def test_a_bubblewrapped_pipeline_gets_only_the_parts_of_etc_python_needs(write_pipeline, run_job, requires_bubblewrap):
     # bwrap started by root maps the sandbox's uid to root outside: a bound /etc/shadow would be readable.
-    control = write_pipeline('''
+    control = write_pipeline("""
         import getpass, os, ssl
 
         def train(inpt, params=None):
@@ -87,20 +89,31 @@ def test_a_bubblewrapped_pipeline_gets_only_the_parts_of_etc_python_needs(write_
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
     listing, secrets, user = ran.log.splitlines()
-    assert set(ast.literal_eval(listing)) <= {"ld.so.cache", "localtime", "timezone", "alternatives", "ssl",
-                                              "ca-certificates", "pki", "mime.types", "fonts", "passwd", "group"}
+    assert set(ast.literal_eval(listing)) <= {
+        "ld.so.cache",
+        "localtime",
+        "timezone",
+        "alternatives",
+        "ssl",
+        "ca-certificates",
+        "pki",
+        "mime.types",
+        "fonts",
+        "passwd",
+        "group",
+    }
     assert secrets == "False False"
     name = "nobody" if sandbox._probe().distinct_uid else "root" if os.getuid() == 0 else "pipeline"
     assert user == f"{name} True"
 
 
 def test_a_bubblewrapped_pipeline_can_write_only_its_work_folder_and_tmp(write_pipeline, run_job, requires_bubblewrap):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import os
 
         def train(inpt, params=None):
@@ -114,7 +127,7 @@ def test_a_bubblewrapped_pipeline_can_write_only_its_work_folder_and_tmp(write_p
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     ran = run_job("train", control)
 
@@ -125,7 +138,7 @@ def test_a_bubblewrapped_pipeline_can_write_only_its_work_folder_and_tmp(write_p
 
 
 def test_network_pipelines_also_get_the_name_resolution_files(write_pipeline, run_job, requires_bubblewrap):
-    control = write_pipeline('''
+    control = write_pipeline("""
         import os
 
         def train(inpt, params=None):
@@ -133,7 +146,7 @@ def test_network_pipelines_also_get_the_name_resolution_files(write_pipeline, ru
 
         def run_pipeline(input, model, args, params=None):
             return {}
-        ''')
+        """)
 
     offline, online = run_job("train", control), run_job("train", control, allow_network=True)
 

@@ -45,8 +45,10 @@ def test_os_exit_is_reported_with_its_exit_status(write_pipeline, run_job):
 
 
 def test_a_run_that_exits_cleanly_without_its_result_fails(write_pipeline, run_job):
-    control = write_pipeline("import os\ndef train(inpt, params=None):\n    pass\n"
-                             "def run_pipeline(input, model, args, params=None):\n    os._exit(0)\n")
+    control = write_pipeline(
+        "import os\ndef train(inpt, params=None):\n    pass\n"
+        "def run_pipeline(input, model, args, params=None):\n    os._exit(0)\n"
+    )
 
     ran = run_job("run", control)
 
@@ -67,11 +69,16 @@ def test_a_run_over_its_time_limit_is_killed_and_the_error_names_the_limit(write
 def test_a_timeout_kills_the_grandchildren_too(write_pipeline, run_job, sandbox_kind):
     # One grandchild stays in the process group; the other leaves it with setsid().
     marker = f"{random.randint(100000, 999999)}.5"
-    control = write_pipeline(train_doing(f'''
+    control = write_pipeline(
+        train_doing(
+            f'''
         subprocess.Popen(["sleep", "{marker}"])
         subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
         time.sleep(60)
-        ''', "import subprocess, time"))
+        ''',
+            "import subprocess, time",
+        )
+    )
 
     ran = run_job("train", control, timeout_s=1)
 
@@ -81,11 +88,13 @@ def test_a_timeout_kills_the_grandchildren_too(write_pipeline, run_job, sandbox_
 
 
 def test_a_run_that_allocates_without_bound_is_stopped_at_the_memory_limit(write_pipeline, run_job, sandbox_kind):
-    control = write_pipeline(train_doing('''
+    control = write_pipeline(
+        train_doing("""
         chunks = []
         while True:
             chunks.append(b"x" * 10_000_000)
-        '''))
+        """)
+    )
 
     ran = run_job("train", control, memory_mb=200)
 
@@ -104,10 +113,15 @@ def test_a_memory_error_in_the_child_also_names_the_limit(write_pipeline, run_jo
 
 
 def test_numpy_and_pandas_still_load_under_a_200_mb_limit(write_pipeline, run_job, data_file):
-    control = write_pipeline(train_doing('''
+    control = write_pipeline(
+        train_doing(
+            """
         frame = pandas.read_csv(inpt)
         print(numpy.asarray(frame["a"]).sum())
-        ''', "import numpy, pandas"))
+        """,
+            "import numpy, pandas",
+        )
+    )
 
     ran = run_job("train", control, memory_mb=200, input=data_file("a\n1\n2\n"))
 
@@ -147,8 +161,10 @@ def test_output_is_delivered_while_the_run_is_still_going(write_pipeline, run_jo
 
 
 def test_a_result_over_the_size_cap_fails_the_run(write_pipeline, run_job):
-    control = write_pipeline("def train(inpt, params=None):\n    pass\n"
-                             "def run_pipeline(input, model, args, params=None):\n    return {'text': 'x' * 5000}\n")
+    control = write_pipeline(
+        "def train(inpt, params=None):\n    pass\n"
+        "def run_pipeline(input, model, args, params=None):\n    return {'text': 'x' * 5000}\n"
+    )
 
     ran = run_job("run", control, max_result_bytes=2048)
 
@@ -160,7 +176,7 @@ def test_the_child_environment_carries_no_secrets_of_the_parent(write_pipeline, 
     monkeypatch.setenv("DATABASE_URL", "postgres://secret")
     monkeypatch.setenv("DJANGO_SECRET_KEY", "secret")
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://secret")
-    control = write_pipeline(train_doing('print(json.dumps(dict(os.environ)))', "import json, os"))
+    control = write_pipeline(train_doing("print(json.dumps(dict(os.environ)))", "import json, os"))
 
     ran = run_job("train", control)
 
@@ -203,10 +219,15 @@ def test_a_pipeline_venv_sees_its_own_packages_and_the_sdk_overlay_only(write_pi
     for package in (mlopen_runner, mlopenapp):
         source = os.path.dirname(package.__file__)
         shutil.copytree(source, overlay / os.path.basename(source))
-    control = write_pipeline(train_doing(f'''
+    control = write_pipeline(
+        train_doing(
+            f"""
         from mlopenapp.utils import io_handler
         print(sys.prefix, io_handler.__file__.startswith({str(overlay)!r}), importlib.util.find_spec("psutil"))
-        ''', "import importlib.util, sys"))
+        """,
+            "import importlib.util, sys",
+        )
+    )
 
     ran = run_job("train", control, python=str(venv / "bin" / "python"), extra_pythonpath=[str(overlay)])
 
@@ -217,8 +238,9 @@ def test_a_plain_process_pipeline_dies_with_the_process_that_started_it(write_pi
     # What bubblewrap's --die-with-parent gives, for the fallback: a worker killed with SIGKILL
     # must not leave its pipeline running unwatched.
     pid_file = tmp_path / "pipeline.pid"
-    control = write_pipeline(train_doing(f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)",
-                                         "import os, time"))
+    control = write_pipeline(
+        train_doing(f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)", "import os, time")
+    )
     parent_script = textwrap.dedent(f"""
         from mlopen_runner import Job, execute
         execute(Job(kind="train", control_path={control!r}, work_dir={str(tmp_path / "work")!r}, timeout_s=60))

@@ -101,8 +101,13 @@ def run_warm(pool, tmp_path, data_file):
         fields.setdefault("timeout_s", 30)
         if "input" not in fields:
             fields["input"] = data_file("a,b\n1,2\n", name="default.csv")
-        job = Job(kind="run", control_path=control, work_dir=str(tmp_path / f"work{next(counter)}"),
-                  params={"mode": mode, **fields.pop("params", {})}, **fields)
+        job = Job(
+            kind="run",
+            control_path=control,
+            work_dir=str(tmp_path / f"work{next(counter)}"),
+            params={"mode": mode, **fields.pop("params", {})},
+            **fields,
+        )
         recorder = Recorder(cancel_after_s)
         return pool.execute(job, recorder, key=key, family=family), recorder
 
@@ -127,8 +132,9 @@ def test_the_second_run_is_served_by_the_same_process_without_importing_again(wr
     assert len(pool.pids()) == 1
 
 
-def test_a_warm_run_gives_the_cold_runs_result_events_and_exit_code(write_pipeline, run_warm, run_job, data_file,
-                                                                     sandbox_kind):
+def test_a_warm_run_gives_the_cold_runs_result_events_and_exit_code(
+    write_pipeline, run_warm, run_job, data_file, sandbox_kind
+):
     control = write_pipeline(CONTROL)
     data = data_file("one\ntwo\nthree\n")
 
@@ -136,20 +142,32 @@ def test_a_warm_run_gives_the_cold_runs_result_events_and_exit_code(write_pipeli
     run_warm(control, input=data)
     warm, warm_log = run_warm(control, input=data)
 
-    assert warm.result == cold.outcome.result == {
-        "columns": ["line", "length"], "data": [["one", 3], ["two", 3], ["three", 5]], "graphs": [],
-        "text": "3 lines", "warnings": []}
+    assert (
+        warm.result
+        == cold.outcome.result
+        == {
+            "columns": ["line", "length"],
+            "data": [["one", 3], ["two", 3], ["three", 5]],
+            "graphs": [],
+            "text": "3 lines",
+            "warnings": [],
+        }
+    )
     assert warm_log.events == cold.recorder.events
     assert (warm.status, warm.error, warm.exit_code) == (cold.outcome.status, None, cold.outcome.exit_code)
 
 
-@pytest.mark.parametrize("mode, error", [
-    ("crash", "Pipeline process exited with status 3"),
-    ("kill", "Pipeline process was killed by signal 9 (SIGKILL)"),
-    ("exit", "SystemExit: pipeline called exit(4)"),
-])
+@pytest.mark.parametrize(
+    "mode, error",
+    [
+        ("crash", "Pipeline process exited with status 3"),
+        ("kill", "Pipeline process was killed by signal 9 (SIGKILL)"),
+        ("exit", "SystemExit: pipeline called exit(4)"),
+    ],
+)
 def test_a_pipeline_that_ends_its_process_fails_as_cold_and_the_next_run_gets_a_new_process(
-        mode, error, write_pipeline, run_warm, run_job, pool, sandbox_kind):
+    mode, error, write_pipeline, run_warm, run_job, pool, sandbox_kind
+):
     control = write_pipeline(CONTROL)
     _, before = run_warm(control)
 
@@ -164,7 +182,8 @@ def test_a_pipeline_that_ends_its_process_fails_as_cold_and_the_next_run_gets_a_
 
 
 def test_module_state_persists_between_runs_of_one_process_but_each_run_gets_a_fresh_model(
-        write_pipeline, run_warm, run_job):
+    write_pipeline, run_warm, run_job
+):
     control = write_pipeline("""
         from mlopenapp.utils import io_handler as io
         CALLS = []
@@ -199,7 +218,8 @@ def test_an_exception_fails_the_run_as_cold_and_keeps_the_process(write_pipeline
 
 
 def test_a_timeout_kills_the_warm_process_with_the_cold_error_and_the_next_run_gets_a_new_one(
-        write_pipeline, run_warm, pool):
+    write_pipeline, run_warm, pool
+):
     control = write_pipeline(CONTROL)
     _, before = run_warm(control)
     [pid] = pool.pids()
@@ -242,8 +262,9 @@ def test_processes_a_run_leaves_behind_are_killed_when_it_ends(write_pipeline, r
 
     assert spawned.status == "succeeded"
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and [p for p in psutil.process_iter(["cmdline"])
-                                           if p.info["cmdline"] == ["sleep", marker]]:
+    while time.monotonic() < deadline and [
+        p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]
+    ]:
         time.sleep(0.05)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
 
@@ -312,8 +333,9 @@ def test_only_run_jobs_whose_files_can_be_copied_go_warm(tmp_path):
 
 
 def test_an_import_error_fails_each_run_as_cold_does(write_pipeline, run_warm, run_job):
-    control = write_pipeline("import no_such_module_here\ndef train(i):\n    pass\n"
-                             "def run_pipeline(i, m, a):\n    return {}\n")
+    control = write_pipeline(
+        "import no_such_module_here\ndef train(i):\n    pass\ndef run_pipeline(i, m, a):\n    return {}\n"
+    )
 
     first, _ = run_warm(control)
     second, _ = run_warm(control)
@@ -417,7 +439,8 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.parametrize("mode", ["devnull", "close1", "dup1", "thread-grow", "thread-spin"])
 def test_a_run_that_damages_stdio_or_leaves_a_thread_running_retires_its_process(
-        mode, write_pipeline, run_warm, run_job, pool, caplog):
+    mode, write_pipeline, run_warm, run_job, pool, caplog
+):
     control = write_pipeline(POISON)
     _, before = run_warm(control)
     [pid] = pool.pids()
@@ -448,7 +471,8 @@ def test_a_run_whose_threads_have_ended_keeps_its_process(write_pipeline, run_wa
 
 
 def test_a_run_that_leaves_memory_behind_succeeds_and_the_next_run_is_not_blamed(
-        write_pipeline, run_warm, pool, caplog):
+    write_pipeline, run_warm, pool, caplog
+):
     control = write_pipeline(POISON)
     # Each run keeps 150 MB: kept, the process would be over the 300 MB limit by the third run.
     runs = [run_warm(control, "leak", memory_mb=300) for _ in range(3)]
@@ -507,8 +531,10 @@ def test_a_kept_process_leaves_the_next_run_at_least_half_the_room_a_fresh_one_w
 
 
 def test_a_failed_runs_traceback_starts_at_the_pipelines_code_and_is_the_same_cold_and_warm(
-        write_pipeline, run_warm, run_job):
-    control = write_pipeline("""
+    write_pipeline, run_warm, run_job
+):
+    control = write_pipeline(
+        """
         import helper
 
         def train(inpt, params=None):
@@ -519,13 +545,18 @@ def test_a_failed_runs_traceback_starts_at_the_pipelines_code_and_is_the_same_co
                 helper.divide()
             except ZeroDivisionError as exc:
                 raise ValueError("could not divide") from exc
-        """, files={"helper.py": "def divide():\n    return 1 / 0\n"})
+        """,
+        files={"helper.py": "def divide():\n    return 1 / 0\n"},
+    )
     run_warm(control)
 
     warm_log = run_warm(control)[1].log
     cold_log = run_job("run", control).recorder.log
 
-    assert warm_log == cold_log == f"""\
+    assert (
+        warm_log
+        == cold_log
+        == f"""\
 Traceback (most recent call last):
   File "{control}", line 9, in run_pipeline
     helper.divide()
@@ -541,6 +572,7 @@ Traceback (most recent call last):
     raise ValueError("could not divide") from exc
 ValueError: could not divide
 """
+    )
 
 
 def test_a_failure_outside_the_pipelines_code_shows_only_the_error(write_pipeline, run_warm, run_job):

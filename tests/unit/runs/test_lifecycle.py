@@ -35,14 +35,16 @@ def no_pause_between_tries(monkeypatch):
 def make_run(db):
     owner = get_user_model().objects.create_user("alice", password="x")
     pipeline = Pipeline.objects.create(name="iris", description="iris pipeline")
-    PipelineVersion.objects.create(pipeline=pipeline, number=1, control_filename="iris.py",
-                                   folder=f"pipelines/{pipeline.pk}/v1")
+    PipelineVersion.objects.create(
+        pipeline=pipeline, number=1, control_filename="iris.py", folder=f"pipelines/{pipeline.pk}/v1"
+    )
 
     def make(status: str = Run.Status.QUEUED, **fields) -> Run:
         if status != Run.Status.QUEUED:
             fields = {"worker": "w1", "started_at": timezone.now(), "heartbeat_at": timezone.now(), **fields}
-        return Run.objects.create(pipeline=pipeline, version=pipeline.latest_version, kind=Run.Kind.RUN,
-                                  owner=owner, status=status, **fields)
+        return Run.objects.create(
+            pipeline=pipeline, version=pipeline.latest_version, kind=Run.Kind.RUN, owner=owner, status=status, **fields
+        )
 
     return make
 
@@ -68,6 +70,7 @@ def _row(run: Run) -> Run:
 
 
 # claim
+
 
 def test_claim_takes_a_queued_run_for_the_worker(make_run):
     queued = make_run()
@@ -101,6 +104,7 @@ def test_claim_is_retried_after_a_dropped_connection(make_run, first_update_fail
 
 
 # record_progress and heartbeat
+
 
 def test_record_progress_writes_the_log_progress_and_metrics_of_a_running_run(make_run):
     run = make_run(Run.Status.RUNNING)
@@ -140,12 +144,17 @@ def test_heartbeat_refreshes_only_the_run_this_worker_executes(make_run):
 
 # finish
 
+
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
 def test_finish_ends_a_running_run_and_announces_it(make_run, announced, status):
     run = make_run(Run.Status.RUNNING)
 
-    assert lifecycle.finish(run.pk, status, error="why", log="all of it",
-                            metrics=[RunMetric(run_id=run.pk, name="acc", value=0.9)]) is True
+    assert (
+        lifecycle.finish(
+            run.pk, status, error="why", log="all of it", metrics=[RunMetric(run_id=run.pk, name="acc", value=0.9)]
+        )
+        is True
+    )
     row = _row(run)
     assert (row.status, row.error, row.log) == (status, "why", "all of it")
     assert row.finished_at is not None
@@ -195,6 +204,7 @@ def test_a_write_that_keeps_failing_gives_up_after_its_tries(make_run, monkeypat
 
 # cancel_queued and request_cancel
 
+
 def test_cancel_queued_cancels_a_run_no_worker_took_and_announces_it(make_run, announced):
     run = make_run()
 
@@ -243,6 +253,7 @@ def test_request_cancel_is_retried_after_a_dropped_connection(make_run, first_up
 
 # fail_lost and fail_runs_of_worker
 
+
 def test_fail_lost_fails_runs_whose_heartbeat_stopped_and_announces_each(make_run, announced):
     stale = timezone.now() - timedelta(seconds=60)
     lost = make_run(Run.Status.RUNNING, worker="gone-w1", heartbeat_at=stale)
@@ -250,8 +261,10 @@ def test_fail_lost_fails_runs_whose_heartbeat_stopped_and_announces_each(make_ru
 
     assert lifecycle.fail_lost(30) == [lost.pk]
     assert _row(lost).status == "failed"
-    assert _row(lost).error == ("The worker running this run (gone-w1) was lost: no heartbeat for over 30 s. "
-                                "The run did not finish; use 'Run again' to retry it.")
+    assert _row(lost).error == (
+        "The worker running this run (gone-w1) was lost: no heartbeat for over 30 s. "
+        "The run did not finish; use 'Run again' to retry it."
+    )
     assert _row(alive).status == "running"
     assert announced == [lost.pk]
 

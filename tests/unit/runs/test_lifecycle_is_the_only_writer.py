@@ -24,14 +24,20 @@ def status_writes(source: str) -> list[int]:
             for keyword in node.keywords:
                 if keyword.arg == "status":
                     lines.append(node.lineno)
-                elif keyword.arg == "defaults" and isinstance(keyword.value, ast.Dict) and any(
-                        isinstance(key, ast.Constant) and key.value == "status" for key in keyword.value.keys):
+                elif (
+                    keyword.arg == "defaults"
+                    and isinstance(keyword.value, ast.Dict)
+                    and any(isinstance(key, ast.Constant) and key.value == "status" for key in keyword.value.keys)
+                ):
                     lines.append(node.lineno)
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                if (isinstance(target, ast.Attribute) and target.attr == "status"
-                        and not (isinstance(target.value, ast.Name) and target.value.id == "self")):
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == "status"
+                    and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                ):
                     lines.append(node.lineno)
     return sorted(set(lines))
 
@@ -53,9 +59,11 @@ self.status = 409
 
 
 def test_no_module_but_lifecycle_writes_a_runs_status():
-    writers = [f"{path.relative_to(SOURCE.parent)}:{line}"
-               for path in sorted(SOURCE.rglob("*.py"))
-               if path != LIFECYCLE and "migrations" not in path.parts
-               for line in status_writes(path.read_text())]
+    writers = [
+        f"{path.relative_to(SOURCE.parent)}:{line}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if path != LIFECYCLE and "migrations" not in path.parts
+        for line in status_writes(path.read_text())
+    ]
 
     assert writers == [], f"Run.status is written outside runs/lifecycle.py: {', '.join(writers)}"

@@ -18,15 +18,22 @@ pytestmark = pytest.mark.django_db
 def running(db) -> Run:
     owner = get_user_model().objects.create_user("alice", password="x")
     pipeline = Pipeline.objects.create(name="iris", description="iris pipeline")
-    version = PipelineVersion.objects.create(pipeline=pipeline, number=1, control_filename="iris.py",
-                                             folder=f"pipelines/{pipeline.pk}/v1")
-    return Run.objects.create(pipeline=pipeline, version=version, kind=Run.Kind.RUN, owner=owner,
-                              status=Run.Status.RUNNING, worker="w1", started_at=timezone.now(),
-                              heartbeat_at=timezone.now())
+    version = PipelineVersion.objects.create(
+        pipeline=pipeline, number=1, control_filename="iris.py", folder=f"pipelines/{pipeline.pk}/v1"
+    )
+    return Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind=Run.Kind.RUN,
+        owner=owner,
+        status=Run.Status.RUNNING,
+        worker="w1",
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
 
 
-def test_a_flush_that_meets_a_database_error_keeps_the_log_and_metrics_for_the_next_flush(running, monkeypatch,
-                                                                                         caplog):
+def test_a_flush_that_meets_a_database_error_keeps_the_log_and_metrics_for_the_next_flush(running, monkeypatch, caplog):
     recorder = execution.RunRecorder(running)
     recorder.output("epoch 1\n")
     recorder.event({"type": "metric", "name": "loss", "value": 0.5, "step": 1})

@@ -40,8 +40,10 @@ def login_command(args, out: Output) -> int:
         out.print(f"The token for {escape_markup(url)} belongs to {escape_markup(me['username'])} ({me['role']}).")
         return EXIT_OK
     path = config.save_profile(profile, url, token)
-    out.print(f"Logged in to {escape_markup(url)} as {escape_markup(me['username'])} ({me['role']}); "
-              f"saved profile {escape_markup(profile)!r} in {escape_markup(path)}.")
+    out.print(
+        f"Logged in to {escape_markup(url)} as {escape_markup(me['username'])} ({me['role']}); "
+        f"saved profile {escape_markup(profile)!r} in {escape_markup(path)}."
+    )
     return EXIT_OK
 
 

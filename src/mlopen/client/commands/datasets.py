@@ -47,18 +47,35 @@ def upload_with_bar(client: Client, out: Output, path: str, name: str | None = N
 def upload_command(args, out: Output) -> int:
     with connect(args) as client:
         dataset = upload_with_bar(client, out, args.file, args.name)
-    return emit(out, dataset, text=f"Dataset {dataset['id']}: {escape_markup(dataset['name'])} "
-                                   f"({dataset['kind']}, {format_size(dataset['size'])}).")
+    return emit(
+        out,
+        dataset,
+        text=f"Dataset {dataset['id']}: {escape_markup(dataset['name'])} "
+        f"({dataset['kind']}, {format_size(dataset['size'])}).",
+    )
 
 
 def list_command(args, out: Output) -> int:
     with connect(args) as client:
         body = client.datasets(page=args.page, page_size=args.page_size)
-    return emit(out, body, page=args.page, table=ListTable(
-        ["ID", "NAME", "FILE", "KIND", "SIZE", "OWNER", "UPLOADED"],
-        lambda d: [d["id"], d["name"], d["filename"], d["kind"], format_size(d["size"]), d["owner"],
-                   format_time(d["created_at"])],
-        empty="No datasets yet. Upload one with `mlopen dataset upload FILE`."))
+    return emit(
+        out,
+        body,
+        page=args.page,
+        table=ListTable(
+            ["ID", "NAME", "FILE", "KIND", "SIZE", "OWNER", "UPLOADED"],
+            lambda d: [
+                d["id"],
+                d["name"],
+                d["filename"],
+                d["kind"],
+                format_size(d["size"]),
+                d["owner"],
+                format_time(d["created_at"]),
+            ],
+            empty="No datasets yet. Upload one with `mlopen dataset upload FILE`.",
+        ),
+    )
 
 
 def show_command(args, out: Output) -> int:
@@ -70,9 +87,11 @@ def show_command(args, out: Output) -> int:
 
 def _show_dataset(out: Output, dataset: dict, preview: dict) -> None:
     """One line about the dataset, then its first rows (a table) or lines (text), or why there are none."""
-    out.print(f"[bold]{escape_markup(dataset['name'])}[/bold] (dataset {dataset['id']}): "
-              f"{escape_markup(dataset['filename'])}, {dataset['kind']}, {format_size(dataset['size'])}, "
-              f"uploaded {format_time(dataset['created_at'])} by {escape_markup(dataset['owner'])}")
+    out.print(
+        f"[bold]{escape_markup(dataset['name'])}[/bold] (dataset {dataset['id']}): "
+        f"{escape_markup(dataset['filename'])}, {dataset['kind']}, {format_size(dataset['size'])}, "
+        f"uploaded {format_time(dataset['created_at'])} by {escape_markup(dataset['owner'])}"
+    )
     if preview.get("kind") == "table":
         out.table(preview.get("columns") or [], preview.get("rows") or [], title="first rows")
     elif preview.get("kind") == "text":

@@ -11,12 +11,17 @@ from mlopen.client.output import ListTable, Output, emit
 
 def register(subparsers) -> None:
     pipeline = add_group(subparsers, "pipeline", "upload, list and show pipelines")
-    upload = add_command(pipeline, "upload", upload_command,
-                         "upload a control file (and support files) as a new pipeline or its next version")
+    upload = add_command(
+        pipeline,
+        "upload",
+        upload_command,
+        "upload a control file (and support files) as a new pipeline or its next version",
+    )
     upload.add_argument("control", help="the control file (.py)")
     upload.add_argument("support", nargs="*", help="files placed beside the control file")
-    upload.add_argument("--name", help="pipeline name (default: the control file's name); an existing name "
-                                       "gets a new version")
+    upload.add_argument(
+        "--name", help="pipeline name (default: the control file's name); an existing name gets a new version"
+    )
     upload.add_argument("--requirements", help="a requirements.txt: the pipeline gets its own environment")
     upload.add_argument("--description", help="description (default: the control file's docstring)")
     add_json_flag(upload)
@@ -30,25 +35,42 @@ def register(subparsers) -> None:
 
 def upload_command(args, out: Output) -> int:
     with connect(args) as client:
-        out.note(f"Uploading {args.control}" + (f" with {len(args.support)} support files" if args.support else "")
-                 + " (the server loads it to read its parameters)...")
-        pipeline = client.upload_pipeline(args.control, args.support, name=args.name,
-                                          requirements=args.requirements, description=args.description)
+        out.note(
+            f"Uploading {args.control}"
+            + (f" with {len(args.support)} support files" if args.support else "")
+            + " (the server loads it to read its parameters)..."
+        )
+        pipeline = client.upload_pipeline(
+            args.control, args.support, name=args.name, requirements=args.requirements, description=args.description
+        )
     return emit(out, pipeline, show=partial(show_pipeline, verb="Uploaded"))
 
 
 def list_command(args, out: Output) -> int:
     with connect(args) as client:
         body = client.pipelines(page=args.page, page_size=args.page_size)
-    return emit(out, body, page=args.page, table=ListTable(
-        ["ID", "NAME", "VERSION", "MODEL", "UPDATED", "DESCRIPTION"], _pipeline_row,
-        empty="No pipelines yet. Upload one with `mlopen pipeline upload CONTROL.py`."))
+    return emit(
+        out,
+        body,
+        page=args.page,
+        table=ListTable(
+            ["ID", "NAME", "VERSION", "MODEL", "UPDATED", "DESCRIPTION"],
+            _pipeline_row,
+            empty="No pipelines yet. Upload one with `mlopen pipeline upload CONTROL.py`.",
+        ),
+    )
 
 
 def _pipeline_row(pipeline: dict) -> list:
     model = pipeline.get("current_model")
-    return [pipeline["id"], pipeline["name"], pipeline.get("version") or "-", f"#{model['number']}" if model else "-",
-            format_time(pipeline.get("updated_at")), one_line(pipeline.get("description"), 50)]
+    return [
+        pipeline["id"],
+        pipeline["name"],
+        pipeline.get("version") or "-",
+        f"#{model['number']}" if model else "-",
+        format_time(pipeline.get("updated_at")),
+        one_line(pipeline.get("description"), 50),
+    ]
 
 
 def show_command(args, out: Output) -> int:
@@ -62,8 +84,10 @@ def show_pipeline(out: Output, pipeline: dict, verb: str | None = None) -> None:
     versions = pipeline.get("versions") or []
     latest = versions[0] if versions else None
     heading = f"{verb} " if verb else ""
-    out.print(f"[bold]{heading}{escape_markup(pipeline['name'])}[/bold] v{pipeline.get('version') or '-'} "
-              f"(pipeline {pipeline['id']})")
+    out.print(
+        f"[bold]{heading}{escape_markup(pipeline['name'])}[/bold] v{pipeline.get('version') or '-'} "
+        f"(pipeline {pipeline['id']})"
+    )
     if pipeline.get("description"):
         out.print(escape_markup(pipeline["description"].strip()))
     if latest:
@@ -75,8 +99,11 @@ def show_pipeline(out: Output, pipeline: dict, verb: str | None = None) -> None:
         if rows:
             out.table(["PARAMETER", "TYPE", ""], rows, title=f"{kind} parameters")
     model = pipeline.get("current_model")
-    out.print(f"current model: #{model['number']} from run {model['run'] or '-'} ({format_size(model['size'])})"
-              if model else "current model: none (train it with `mlopen run NAME --train`)")
+    out.print(
+        f"current model: #{model['number']} from run {model['run'] or '-'} ({format_size(model['size'])})"
+        if model
+        else "current model: none (train it with `mlopen run NAME --train`)"
+    )
 
 
 def _show_pipeline_history(out: Output, pipeline: dict) -> None:
@@ -84,14 +111,36 @@ def _show_pipeline_history(out: Output, pipeline: dict) -> None:
     show_pipeline(out, pipeline)
     versions = pipeline.get("versions") or []
     if versions:
-        out.table(["VERSION", "CONTROL FILE", "FILES", "ENVIRONMENT", "UPLOADED"],
-                  [[v["number"], v["control_filename"], len(v.get("files") or []), v.get("env_status"),
-                    format_time(v.get("created_at"))] for v in versions], title="versions")
+        out.table(
+            ["VERSION", "CONTROL FILE", "FILES", "ENVIRONMENT", "UPLOADED"],
+            [
+                [
+                    v["number"],
+                    v["control_filename"],
+                    len(v.get("files") or []),
+                    v.get("env_status"),
+                    format_time(v.get("created_at")),
+                ]
+                for v in versions
+            ],
+            title="versions",
+        )
     models = pipeline.get("trained_models") or []
     if models:
-        out.table(["MODEL", "VERSION", "RUN", "SIZE", "SAVED"],
-                  [[f"#{m['number']}", m.get("version"), m.get("run") or "-", format_size(m.get("size")),
-                    format_time(m.get("created_at"))] for m in models], title="trained models")
+        out.table(
+            ["MODEL", "VERSION", "RUN", "SIZE", "SAVED"],
+            [
+                [
+                    f"#{m['number']}",
+                    m.get("version"),
+                    m.get("run") or "-",
+                    format_size(m.get("size")),
+                    format_time(m.get("created_at")),
+                ]
+                for m in models
+            ],
+            title="trained models",
+        )
 
 
 def _parameter_rows(spec: dict | None) -> list[list]:

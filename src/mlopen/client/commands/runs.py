@@ -18,13 +18,19 @@ from mlopen.client.output import ListTable, Output, emit
 
 
 def register(subparsers) -> None:
-    run = add_command(subparsers, "run", run_command,
-                      "run (or --train) a pipeline, optionally on a local file, and wait for it")
+    run = add_command(
+        subparsers, "run", run_command, "run (or --train) a pipeline, optionally on a local file, and wait for it"
+    )
     run.add_argument("pipeline", metavar="PIPELINE", help="pipeline name or id")
     run.add_argument("--train", action="store_true", help="train the pipeline instead of running it")
     run.add_argument("--input", metavar="DATASET_ID|FILE", help="a dataset id, or a local file to upload first")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter value (repeatable); NAME=@FILE uploads FILE for a file parameter")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter value (repeatable); NAME=@FILE uploads FILE for a file parameter",
+    )
     run.add_argument("--timeout", type=int, help="stop the run after this many seconds")
     run.add_argument("--wait", action="store_true", help="show progress and the log until the run finishes")
     add_json_flag(run)
@@ -67,8 +73,11 @@ def run_command(args, out: Output) -> int:
     with connect(args) as client:
         input_id = None
         if args.input is not None:
-            input_id = (upload_with_bar(client, out, args.input)["id"] if os.path.isfile(args.input)
-                        else client.resolve_input(args.input))
+            input_id = (
+                upload_with_bar(client, out, args.input)["id"]
+                if os.path.isfile(args.input)
+                else client.resolve_input(args.input)
+            )
         for name, value in params.items():
             if value.startswith("@"):  # NAME=@FILE: upload FILE for a file parameter
                 params[name] = upload_with_bar(client, out, value[1:])["id"]
@@ -94,8 +103,9 @@ def _start_when_ready(client: Client, out: Output, args, input_id, params) -> di
     announced = False
     while True:
         try:
-            return client.start_run(args.pipeline, train=args.train, input=input_id, params=params,
-                                    timeout=args.timeout)
+            return client.start_run(
+                args.pipeline, train=args.train, input=input_id, params=params, timeout=args.timeout
+            )
         except Conflict as exc:
             if not args.wait or exc.errors.get("pipeline") != "Environment building.":
                 raise
@@ -109,8 +119,12 @@ def _after_start(client: Client, out: Output, run: dict, wait: bool) -> int:
     """What `run` and `runs rerun` print once the run is queued: where it is, or (--wait) how it ended."""
     what = "training" if run["kind"] == "train" else "run"
     if not wait:
-        return emit(out, run, text=f"Queued {what} of {escape_markup(run['pipeline_name'])} v{run['version']}: "
-                                   f"run {run['id']}. Follow it with `mlopen runs wait {run['id']}`.")
+        return emit(
+            out,
+            run,
+            text=f"Queued {what} of {escape_markup(run['pipeline_name'])} v{run['version']}: "
+            f"run {run['id']}. Follow it with `mlopen runs wait {run['id']}`.",
+        )
     if not out.as_json:
         out.note(f"Queued {what} of {run['pipeline_name']} v{run['version']}: run {run['id']}.")
     return _wait_and_report(client, out, run["id"])
@@ -142,14 +156,18 @@ def show_run(out: Output, run: dict) -> None:
     status = run["status"]
     colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(status, "cyan")
     what = "training" if run["kind"] == "train" else "run"
-    out.print(f"[bold]run {run['id']}[/bold]: {what} of {escape_markup(run['pipeline_name'])} v{run['version']} "
-              f"[{colour}]{status}[/{colour}]"
-              + (f" in {format_duration(run['duration'])}" if run.get("duration") else ""))
-    details = [("owner", run.get("owner")), ("input", f"{run.get('input_name') or ''} (dataset {run['input']})"
-                                            if run.get("input") else None),
-               ("params", ", ".join(f"{k}={v!r}" for k, v in (run.get("params") or {}).items()) or None),
-               ("model", f"#{run['trained_model']}" if run.get("trained_model") else None),
-               ("created", format_time(run.get("created_at"))), ("worker", run.get("worker") or None)]
+    out.print(
+        f"[bold]run {run['id']}[/bold]: {what} of {escape_markup(run['pipeline_name'])} v{run['version']} "
+        f"[{colour}]{status}[/{colour}]" + (f" in {format_duration(run['duration'])}" if run.get("duration") else "")
+    )
+    details = [
+        ("owner", run.get("owner")),
+        ("input", f"{run.get('input_name') or ''} (dataset {run['input']})" if run.get("input") else None),
+        ("params", ", ".join(f"{k}={v!r}" for k, v in (run.get("params") or {}).items()) or None),
+        ("model", f"#{run['trained_model']}" if run.get("trained_model") else None),
+        ("created", format_time(run.get("created_at"))),
+        ("worker", run.get("worker") or None),
+    ]
     for label, value in details:
         if value:
             out.print(f"  {label}: {escape_markup(value)}")
@@ -163,15 +181,21 @@ def show_run(out: Output, run: dict) -> None:
         _show_result(out, run["id"], run["result"])
     metrics = run.get("metrics") or {}
     if metrics:
-        out.table(["METRIC", "LAST VALUE", "POINTS"],
-                  [[name, points[-1]["value"], len(points)] for name, points in metrics.items()], title="metrics")
+        out.table(
+            ["METRIC", "LAST VALUE", "POINTS"],
+            [[name, points[-1]["value"], len(points)] for name, points in metrics.items()],
+            title="metrics",
+        )
 
 
 def _show_result(out: Output, run_id: int, result: dict) -> None:
     if result.get("data") is not None:
         rows = result["data"][:20]
-        out.table(result.get("columns") or [f"column {i + 1}" for i in range(len(rows[0]) if rows else 0)],
-                  rows, title=f"result: {result['rows']} rows" + (" (first 20)" if result["rows"] > 20 else ""))
+        out.table(
+            result.get("columns") or [f"column {i + 1}" for i in range(len(rows[0]) if rows else 0)],
+            rows,
+            title=f"result: {result['rows']} rows" + (" (first 20)" if result["rows"] > 20 else ""),
+        )
         out.print(f"Whole table: mlopen runs download {run_id} -o run-{run_id}.csv")
     if result.get("text"):
         out.print(escape_markup(plain_text(result["text"])))
@@ -182,8 +206,16 @@ def _show_result(out: Output, run_id: int, result: dict) -> None:
 
 
 def _run_row(run: dict) -> list:
-    return [run["id"], f"{run['pipeline_name']} v{run['version']}", run["kind"], run["status"], run["owner"],
-            format_time(run["created_at"]), format_duration(run.get("duration")), one_line(run.get("error"), 40)]
+    return [
+        run["id"],
+        f"{run['pipeline_name']} v{run['version']}",
+        run["kind"],
+        run["status"],
+        run["owner"],
+        format_time(run["created_at"]),
+        format_duration(run.get("duration")),
+        one_line(run.get("error"), 40),
+    ]
 
 
 # --- the `runs` subcommands ----------------------------------------------------------------------------
@@ -191,10 +223,22 @@ def _run_row(run: dict) -> list:
 
 def list_command(args, out: Output) -> int:
     with connect(args) as client:
-        body = client.runs(page=args.page, page_size=args.page_size, pipeline=args.pipeline, kind=args.kind,
-                           status=args.status, user=args.user)
-    return emit(out, body, page=args.page, table=ListTable(
-        ["ID", "PIPELINE", "KIND", "STATUS", "OWNER", "CREATED", "DURATION", "ERROR"], _run_row, empty="No runs."))
+        body = client.runs(
+            page=args.page,
+            page_size=args.page_size,
+            pipeline=args.pipeline,
+            kind=args.kind,
+            status=args.status,
+            user=args.user,
+        )
+    return emit(
+        out,
+        body,
+        page=args.page,
+        table=ListTable(
+            ["ID", "PIPELINE", "KIND", "STATUS", "OWNER", "CREATED", "DURATION", "ERROR"], _run_row, empty="No runs."
+        ),
+    )
 
 
 def show_command(args, out: Output) -> int:
@@ -222,8 +266,13 @@ def wait_command(args, out: Output) -> int:
 def cancel_command(args, out: Output) -> int:
     with connect(args) as client:
         run = client.cancel_run(args.run_id)
-    return emit(out, run, text=f"Cancelled run {run['id']}." if run["status"] == "cancelled"
-                else f"Asked the worker to stop run {run['id']}; it will show as cancelled in a moment.")
+    return emit(
+        out,
+        run,
+        text=f"Cancelled run {run['id']}."
+        if run["status"] == "cancelled"
+        else f"Asked the worker to stop run {run['id']}; it will show as cancelled in a moment.",
+    )
 
 
 def rerun_command(args, out: Output) -> int:

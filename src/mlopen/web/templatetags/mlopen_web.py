@@ -30,17 +30,29 @@ def status_badge(status: str):
     colour, icon = _STATUS_STYLE.get(status, ("secondary", "question-circle"))
     text_class = " text-dark" if colour in ("warning", "light") else ""
     spin = " spin" if status == "running" else ""
-    return format_html('<span class="badge status-badge text-bg-{}{}" data-status="{}">'
-                       '<i class="bi bi-{}{}" aria-hidden="true"></i> {}</span>',
-                       colour, text_class, status, icon, spin, status)
+    return format_html(
+        '<span class="badge status-badge text-bg-{}{}" data-status="{}">'
+        '<i class="bi bi-{}{}" aria-hidden="true"></i> {}</span>',
+        colour,
+        text_class,
+        status,
+        icon,
+        spin,
+        status,
+    )
 
 
 @register.simple_tag
 def env_badge(version):
     colour, icon = _ENV_STYLE.get(version.env_status, ("secondary", "question-circle"))
     text_class = " text-dark" if colour == "light" else ""
-    return format_html('<span class="badge text-bg-{}{} border"><i class="bi bi-{}" aria-hidden="true"></i> {}</span>',
-                       colour, text_class, icon, version.get_env_status_display())
+    return format_html(
+        '<span class="badge text-bg-{}{} border"><i class="bi bi-{}" aria-hidden="true"></i> {}</span>',
+        colour,
+        text_class,
+        icon,
+        version.get_env_status_display(),
+    )
 
 
 @register.filter
@@ -86,7 +98,7 @@ def widget(bound_field):
 
 @register.filter
 def ago(moment) -> str:
-    """"just now" for the last minute, then "5 minutes ago", "2 days, 3 hours ago"."""
+    """ "just now" for the last minute, then "5 minutes ago", "2 days, 3 hours ago"."""
     if not moment:
         return "—"
     if (timezone.now() - moment).total_seconds() < 60:

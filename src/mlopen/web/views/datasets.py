@@ -29,8 +29,11 @@ def dataset_list(request):
     page = Paginator(datasets, 50).get_page(request.GET.get("page"))
     for dataset in page:
         dataset.deletable = _may_manage(request.user, dataset)
-    return render(request, "web/datasets/list.html", {
-        "page": page, "form": DatasetUploadForm(), "usage": services.storage_usage(request.user)})
+    return render(
+        request,
+        "web/datasets/list.html",
+        {"page": page, "form": DatasetUploadForm(), "usage": services.storage_usage(request.user)},
+    )
 
 
 @access(LOGGED_IN)
@@ -41,10 +44,14 @@ def dataset_upload(request):
     if request.method == "POST" and form.is_valid():
         uploaded = form.cleaned_data["file"]
         try:
-            dataset = services.store_dataset(owner=request.user, name=form.cleaned_data["name"],
-                                             filename=uploaded.name, chunks=uploaded.chunks(),
-                                             content_type=getattr(uploaded, "content_type", "") or "",
-                                             size=uploaded.size)
+            dataset = services.store_dataset(
+                owner=request.user,
+                name=form.cleaned_data["name"],
+                filename=uploaded.name,
+                chunks=uploaded.chunks(),
+                content_type=getattr(uploaded, "content_type", "") or "",
+                size=uploaded.size,
+            )
         except services.DatasetRejected as exc:
             form.add_refusal(exc.field, exc.message)
             status = exc.status
@@ -61,9 +68,17 @@ def dataset_detail(request, pk: int):
     dataset = get_object_or_404(_visible(request).select_related("owner"), pk=pk)
     runs = Run.objects.visible_to(request.user).filter(input=dataset).select_related("pipeline", "owner")[:10]
     manageable = _may_manage(request.user, dataset)
-    return render(request, "web/datasets/detail.html", {
-        "dataset": dataset, "preview": services.preview(dataset), "runs": runs, "deletable": manageable,
-        "sharing": sharing_context(request, dataset, manageable) if not dataset.is_demo else None})
+    return render(
+        request,
+        "web/datasets/detail.html",
+        {
+            "dataset": dataset,
+            "preview": services.preview(dataset),
+            "runs": runs,
+            "deletable": manageable,
+            "sharing": sharing_context(request, dataset, manageable) if not dataset.is_demo else None,
+        },
+    )
 
 
 @access(MANAGE)

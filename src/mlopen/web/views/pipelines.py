@@ -20,13 +20,19 @@ from mlopen.web.forms import PipelineMaintainersForm, PipelineUploadForm, Pipeli
 
 @access(LOGGED_IN)
 def pipeline_list(request):
-    pipelines = Pipeline.objects.visible_to(request.user).select_related("private_group").annotate(
-        version_count=Count("versions", distinct=True),
-        latest_number=Max("versions__number"),
-        model_count=Count("trained_models", distinct=True),
-    ).order_by("name")
-    return render(request, "web/pipelines/list.html", {
-        "pipelines": pipelines, "can_upload": can_upload_pipelines(request.user)})
+    pipelines = (
+        Pipeline.objects.visible_to(request.user)
+        .select_related("private_group")
+        .annotate(
+            version_count=Count("versions", distinct=True),
+            latest_number=Max("versions__number"),
+            model_count=Count("trained_models", distinct=True),
+        )
+        .order_by("name")
+    )
+    return render(
+        request, "web/pipelines/list.html", {"pipelines": pipelines, "can_upload": can_upload_pipelines(request.user)}
+    )
 
 
 def _param_rows(spec: list[dict]) -> list[dict]:
@@ -36,49 +42,62 @@ def _param_rows(spec: list[dict]) -> list[dict]:
 @access(VIEW)
 def pipeline_detail(request, pk: int):
     """The pipeline's page; its owner (or an admin) posts the maintainers form to it."""
-    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user).select_related("private_group",
-                                                                                          "created_by"), pk=pk)
+    pipeline = get_object_or_404(
+        Pipeline.objects.visible_to(request.user).select_related("private_group", "created_by"), pk=pk
+    )
     if request.method == "POST":
         return _change_maintainers(request, pipeline)
     versions = list(pipeline.versions.select_related("created_by").order_by("-number"))
     latest = versions[0] if versions else None
     models = list(pipeline.trained_models.select_related("run", "version").order_by("-number"))
-    visible_runs = set(Run.objects.visible_to(request.user).filter(
-        pk__in=[model.run_id for model in models if model.run_id]).values_list("pk", flat=True))
+    visible_runs = set(
+        Run.objects.visible_to(request.user)
+        .filter(pk__in=[model.run_id for model in models if model.run_id])
+        .values_list("pk", flat=True)
+    )
     for model in models:
         model.run_visible = model.run_id in visible_runs
     manageable = rules.can_manage(request.user, pipeline)
     maintainers = list(pipeline.maintainers.order_by("username"))
     recent_runs = Run.objects.visible_to(request.user).filter(pipeline=pipeline).select_related("version", "owner")[:10]
-    return render(request, "web/pipelines/detail.html", {
-        "pipeline": pipeline,
-        "versions": versions,
-        "latest": latest,
-        "train_params": _param_rows(latest.params_train) if latest else [],
-        "run_params": _param_rows(latest.params_run) if latest else [],
-        "models": models,
-        "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
-        "recent_runs": recent_runs,
-        "can_publish": manageable,
-        "maintainers": maintainers,
-        "maintainers_form": PipelineMaintainersForm(initial={
-            "maintainers": ", ".join(person.get_username() for person in maintainers)})
-        if rules.can_name_maintainers(request.user, pipeline) else None,
-        "visibility_form": PipelineVisibilityForm(user=request.user, initial={"group": pipeline.private_group_id})
-        if manageable else None,
-    })
+    return render(
+        request,
+        "web/pipelines/detail.html",
+        {
+            "pipeline": pipeline,
+            "versions": versions,
+            "latest": latest,
+            "train_params": _param_rows(latest.params_train) if latest else [],
+            "run_params": _param_rows(latest.params_run) if latest else [],
+            "models": models,
+            "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
+            "recent_runs": recent_runs,
+            "can_publish": manageable,
+            "maintainers": maintainers,
+            "maintainers_form": PipelineMaintainersForm(
+                initial={"maintainers": ", ".join(person.get_username() for person in maintainers)}
+            )
+            if rules.can_name_maintainers(request.user, pipeline)
+            else None,
+            "visibility_form": PipelineVisibilityForm(user=request.user, initial={"group": pipeline.private_group_id})
+            if manageable
+            else None,
+        },
+    )
 
 
 @access(AUTHOR)
 def pipeline_upload(request):
-    form = PipelineUploadForm(request.POST or None, request.FILES or None,
-                              initial={"name": request.GET.get("name", "")})
+    form = PipelineUploadForm(
+        request.POST or None, request.FILES or None, initial={"name": request.GET.get("name", "")}
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         upload = UploadRequest(
             control=IncomingFile.from_uploaded(data["control"]),
             support_files=[IncomingFile.from_uploaded(f) for f in data["support_files"]],
-            name=data["name"], description=data["description"],
+            name=data["name"],
+            description=data["description"],
             requirements=IncomingFile.from_uploaded(data["requirements"]) if data["requirements"] else None,
         )
         try:
@@ -107,8 +126,12 @@ def _change_maintainers(request, pipeline: Pipeline):
         messages.error(request, f"Maintainers were not changed. {exc.message}")
     else:
         names = ", ".join(person.get_username() for person in pipeline.maintainers.order_by("username"))
-        messages.success(request, f"{pipeline.name} is now maintained by its owner and {names}." if names
-                         else f"{pipeline.name} has no maintainers now: only its owner and admins publish versions.")
+        messages.success(
+            request,
+            f"{pipeline.name} is now maintained by its owner and {names}."
+            if names
+            else f"{pipeline.name} has no maintainers now: only its owner and admins publish versions.",
+        )
     return redirect(f"{reverse('web:pipeline-detail', args=[pipeline.pk])}#maintainers")
 
 
@@ -129,6 +152,10 @@ def pipeline_visibility(request, pk: int):
     except SharingRefused as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{pipeline.name} is now visible only to the group “{group.name}” (and admins)."
-                         if group else f"{pipeline.name} is now visible to everyone who can log in.")
+        messages.success(
+            request,
+            f"{pipeline.name} is now visible only to the group “{group.name}” (and admins)."
+            if group
+            else f"{pipeline.name} is now visible to everyone who can log in.",
+        )
     return redirect("web:pipeline-detail", pk=pipeline.pk)

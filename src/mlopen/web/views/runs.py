@@ -35,7 +35,8 @@ def _visible_runs(request):
 
 def _get_run(request, pk: int) -> Run:
     return get_object_or_404(
-        _visible_runs(request).select_related("pipeline", "version", "owner", "input", "trained_model"), pk=pk)
+        _visible_runs(request).select_related("pipeline", "version", "owner", "input", "trained_model"), pk=pk
+    )
 
 
 def _get_own_run(request, pk: int) -> Run:
@@ -44,6 +45,7 @@ def _get_own_run(request, pk: int) -> Run:
 
 
 # --- history --------------------------------------------------------------------------------------
+
 
 @access(LOGGED_IN)
 def run_list(request):
@@ -56,14 +58,22 @@ def run_list(request):
     if filters["status"] in Run.Status.values:
         runs = runs.filter(status=filters["status"])
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "web/runs/list.html", {
-        "page": page, "filters": filters, "filtered": any(filters.values()),
-        "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
-        "kinds": Run.Kind.choices, "statuses": Run.Status.choices,
-    })
+    return render(
+        request,
+        "web/runs/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "filtered": any(filters.values()),
+            "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
+            "kinds": Run.Kind.choices,
+            "statuses": Run.Status.choices,
+        },
+    )
 
 
 # --- starting a run -------------------------------------------------------------------------------
+
 
 def _choice(request) -> tuple[Pipeline | None, str]:
     """The pipeline and kind the form is for, from the submitted form or the query string."""
@@ -76,8 +86,13 @@ def _choice(request) -> tuple[Pipeline | None, str]:
 
 def _form_context(form: RunForm) -> dict:
     pipeline, kind = form.pipeline_obj, form.kind_value
-    return {"form": form, "pipeline": pipeline, "kind": kind, "version": form.version,
-            "current_model": pipeline.current_model if pipeline else None}
+    return {
+        "form": form,
+        "pipeline": pipeline,
+        "kind": kind,
+        "version": form.version,
+        "current_model": pipeline.current_model if pipeline else None,
+    }
 
 
 # How long starting a run waits for it before showing its page.
@@ -117,9 +132,14 @@ def run_new_params(request):
 
 
 def _store_upload(request, uploaded) -> Dataset:
-    return dataset_services.store_dataset(owner=request.user, name="", filename=uploaded.name,
-                                          chunks=uploaded.chunks(), size=uploaded.size,
-                                          content_type=getattr(uploaded, "content_type", "") or "")
+    return dataset_services.store_dataset(
+        owner=request.user,
+        name="",
+        filename=uploaded.name,
+        chunks=uploaded.chunks(),
+        size=uploaded.size,
+        content_type=getattr(uploaded, "content_type", "") or "",
+    )
 
 
 def _submit(request, form: RunForm) -> Run | None:
@@ -140,10 +160,17 @@ def _submit(request, form: RunForm) -> Run | None:
             if data.get(name):
                 dataset = _store_upload(request, data[name])
                 stored.append(dataset)
-                params[name[len(PARAM_PREFIX):]] = dataset.pk
-        run = run_services.submit_run(request.user, run_services.RunRequest(
-            pipeline=data["pipeline"], kind=data["kind"], input=input_ref, params=params,
-            timeout_seconds=data.get("timeout")))
+                params[name[len(PARAM_PREFIX) :]] = dataset.pk
+        run = run_services.submit_run(
+            request.user,
+            run_services.RunRequest(
+                pipeline=data["pipeline"],
+                kind=data["kind"],
+                input=input_ref,
+                params=params,
+                timeout_seconds=data.get("timeout"),
+            ),
+        )
     except dataset_services.DatasetRejected as exc:
         form.add_refusal(None, exc.message)
     except run_services.RunRefused as exc:
@@ -162,19 +189,32 @@ def _submit(request, form: RunForm) -> Run | None:
 
 # --- one run --------------------------------------------------------------------------------------
 
+
 def _metric_charts(run: Run) -> list[dict]:
     """One plotly line chart per metric name, x = the logged step (or the order of logging)."""
     series: dict[str, dict] = {}
-    for name, step, value in RunMetric.objects.filter(run=run).order_by("name", "step", "id").values_list(
-            "name", "step", "value"):
+    for name, step, value in (
+        RunMetric.objects.filter(run=run).order_by("name", "step", "id").values_list("name", "step", "value")
+    ):
         points = series.setdefault(name, {"x": [], "y": []})
         points["x"].append(step if step is not None else len(points["x"]) + 1)
         points["y"].append(value)
-    return [{"name": name, "dom_id": f"metric-data-{n}", "figure": {
-        "data": [{"type": "scatter", "mode": "lines+markers", "name": name, **points}],
-        "layout": {"title": {"text": name}, "height": 280, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
-                   "xaxis": {"title": {"text": "step"}}},
-    }} for n, (name, points) in enumerate(series.items())]
+    return [
+        {
+            "name": name,
+            "dom_id": f"metric-data-{n}",
+            "figure": {
+                "data": [{"type": "scatter", "mode": "lines+markers", "name": name, **points}],
+                "layout": {
+                    "title": {"text": name},
+                    "height": 280,
+                    "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+                    "xaxis": {"title": {"text": "step"}},
+                },
+            },
+        }
+        for n, (name, points) in enumerate(series.items())
+    ]
 
 
 def _param_rows(run: Run) -> list[dict]:
@@ -206,8 +246,11 @@ def _table_args(request) -> dict:
         raw = request.GET.get(name, "")
         return int(raw) if raw.isdigit() else None
 
-    return {"page": max(1, number("page") or 1), "sort": number("sort"),
-            "descending": request.GET.get("order") == "desc"}
+    return {
+        "page": max(1, number("page") or 1),
+        "sort": number("sort"),
+        "descending": request.GET.get("order") == "desc",
+    }
 
 
 def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: bool = False) -> dict | None:
@@ -219,15 +262,17 @@ def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: b
     expect_table = run.result_rows is not None
     result = results.page_of(run.result_folder, page, size, sort, descending, expect_table=expect_table)
     if result["rows"] is not None and page > result["pages"]:
-        result = results.page_of(run.result_folder, result["pages"], size, sort, descending,
-                                 expect_table=expect_table)
+        result = results.page_of(run.result_folder, result["pages"], size, sort, descending, expect_table=expect_table)
     order = "desc" if descending else "asc"
-    result["headers"] = [{
-        "name": name,
-        "sorted": order if index == sort else None,
-        # A click sorts ascending, a second click on the same column flips the order.
-        "query": "?" + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc"}),
-    } for index, name in enumerate(result["columns"] or [])]
+    result["headers"] = [
+        {
+            "name": name,
+            "sorted": order if index == sort else None,
+            # A click sorts ascending, a second click on the same column flips the order.
+            "query": "?" + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc"}),
+        }
+        for index, name in enumerate(result["columns"] or [])
+    ]
 
     def page_query(number):
         return "?" + urlencode({"page": number, **({"sort": sort, "order": order} if sort is not None else {})})
@@ -249,9 +294,12 @@ def run_detail(request, pk: int):
     result = _result_page(run, **_table_args(request))
     graphs = []
     if result:
-        graphs = [{"index": i, "kind": g.get("kind"), "figure": g.get("figure"), "dom_id": f"graph-data-{i}"}
-                  if g is not None else {"index": i, "kind": "unreadable", "message": result["problems"][f"graphs.{i}"]}
-                  for i, g in enumerate(result["graphs"])]
+        graphs = [
+            {"index": i, "kind": g.get("kind"), "figure": g.get("figure"), "dom_id": f"graph-data-{i}"}
+            if g is not None
+            else {"index": i, "kind": "unreadable", "message": result["problems"][f"graphs.{i}"]}
+            for i, g in enumerate(result["graphs"])
+        ]
     context = {
         **_status_context(run),
         "params": _param_rows(run),
@@ -261,8 +309,8 @@ def run_detail(request, pk: int):
         "produced_model": TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None,
         "manageable": manageable,
         "may_rerun": manageable or _may_rerun(request.user, run),
-        "input_visible": run.input_id is not None and (
-            manageable or Dataset.objects.visible_to(request.user).filter(pk=run.input_id).exists()),
+        "input_visible": run.input_id is not None
+        and (manageable or Dataset.objects.visible_to(request.user).filter(pk=run.input_id).exists()),
         "sharing": sharing_context(request, run, manageable),
     }
     return render(request, "web/runs/detail.html", context)
@@ -275,8 +323,11 @@ def run_status(request, pk: int):
     (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
     run = _get_run(request, pk)
     manageable = run.owner_id == request.user.pk or request.user.is_superuser
-    response = render(request, "web/runs/_status.html", {
-        **_status_context(run), "manageable": manageable, "may_rerun": manageable or _may_rerun(request.user, run)})
+    response = render(
+        request,
+        "web/runs/_status.html",
+        {**_status_context(run), "manageable": manageable, "may_rerun": manageable or _may_rerun(request.user, run)},
+    )
     if run.is_finished and request.headers.get("HX-Request"):
         response["HX-Refresh"] = "true"
     return response
@@ -324,8 +375,10 @@ def run_rerun(request, pk: int):
 
 # What an HTML graph (a pipeline's own markup and script) may do inside its sandboxed frame: run
 # inline script and our static plotly.js, nothing else: no network, no same-origin access to us.
-_FRAME_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' {static}; "
-              "style-src 'unsafe-inline'; img-src data:")
+_FRAME_CSP = (
+    "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' {static}; "
+    "style-src 'unsafe-inline'; img-src data:"
+)
 
 
 @access(VIEW)
@@ -339,8 +392,10 @@ def graph_frame(request, pk: int, index: int):
     if graph is None or graph.get("kind") != "html":
         raise Http404("No such HTML graph.")
     static_origin = request.build_absolute_uri(settings.STATIC_URL)
-    body = render_to_string("web/runs/graph_frame.html", {
-        "graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"})
+    body = render_to_string(
+        "web/runs/graph_frame.html",
+        {"graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"},
+    )
     response = HttpResponse(body)
     response["Content-Security-Policy"] = _FRAME_CSP.format(static=static_origin)
     return response

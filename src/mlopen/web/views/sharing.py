@@ -10,17 +10,22 @@ from mlopen.web.forms import ShareForm
 
 def sharing_context(request, obj, manageable: bool) -> dict:
     """What the card shows: who sees the object, and (to its owner) the form to change it."""
-    return {"state": sharing_of(obj), "manageable": manageable,
-            "form": ShareForm(user=request.user, obj=obj) if manageable else None,
-            "shared_groups": list(obj.shared_groups.order_by("name")) if manageable else []}
+    return {
+        "state": sharing_of(obj),
+        "manageable": manageable,
+        "form": ShareForm(user=request.user, obj=obj) if manageable else None,
+        "shared_groups": list(obj.shared_groups.order_by("name")) if manageable else [],
+    }
 
 
 def apply_share_form(request, obj, noun: str) -> None:
     """Carry out one submitted sharing action and say what happened."""
     form = ShareForm(request.POST, user=request.user, obj=obj)
     if not form.is_valid():
-        messages.error(request, "Sharing was not changed: " + " ".join(
-            message for errors in form.errors.values() for message in errors))
+        messages.error(
+            request,
+            "Sharing was not changed: " + " ".join(message for errors in form.errors.values() for message in errors),
+        )
         return
     action, group = form.cleaned_data["action"], form.cleaned_data.get("group")
     try:
