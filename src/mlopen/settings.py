@@ -232,10 +232,14 @@ MLOPEN_MAX_TEXT_KB = env_int("MLOPEN_MAX_TEXT_KB", 1024)
 MLOPEN_MAX_METRIC_POINTS = env_int("MLOPEN_MAX_METRIC_POINTS", 10000)
 MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)
 MLOPEN_HEARTBEAT_TIMEOUT = env_float("MLOPEN_HEARTBEAT_TIMEOUT", 45.0)
-# A queued run (or an environment build) whose message was sent this long ago is sent again when a
-# live worker serving its queue has been idle this long too: the broker lost the message (see
+# A queued run whose message was sent this long ago is sent again (the broker may have lost it), on
+# age alone, with the wait doubling at each re-send so a long backlog gets few duplicates; an
+# environment build when a live worker of its queue has been idle this long too (see
 # mlopen.runs.sweep.requeue_lost_messages). 0 turns re-sending off.
 MLOPEN_REQUEUE_SECONDS = env_float("MLOPEN_REQUEUE_SECONDS", 120.0)
+# On SIGTERM a worker takes no new run and gives the one in progress this long to finish; then it
+# stops it, recorded as stopped by the shutdown with its log kept (`mlopen serve` waits for that).
+MLOPEN_SHUTDOWN_GRACE_SECONDS = env_float("MLOPEN_SHUTDOWN_GRACE_SECONDS", 60.0)
 MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).resolve()
 # Pipeline environments install wheels only: a source distribution runs its build code. true lets
 # builds compile them (inside the build sandbox, which sees only the new environment).

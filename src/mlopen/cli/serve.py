@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 RESTART_BACKOFF_MAX = 30.0
+# After a worker's grace period: stopping the pipeline's sandbox and writing the run's outcome.
+SHUTDOWN_MARGIN_SECONDS = 20.0
 
 
 @dataclass
@@ -185,14 +187,19 @@ def _restart_dead(children: list[Child]) -> None:
 
 
 def _stop_all(children: list[Child]) -> None:
+    """SIGTERM to all; a worker gives its run MLOPEN_SHUTDOWN_GRACE_SECONDS to finish and then needs
+    a few seconds to stop it and record it, so nothing is killed before that (nothing left "running")."""
+    from django.conf import settings  # noqa: PLC0415 - configured by prepare()'s django.setup()
+
     for child in children:
         child.stop(signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + settings.MLOPEN_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS
     for child in children:
         if child.process is None:
             continue
         try:
             child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"mlopen: {child.label} did not stop in time; killing it", flush=True)
             child.stop(signal.SIGKILL)
             child.process.wait()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import threading
 import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -35,7 +36,13 @@ FLUSH_SECONDS = 0.5
 
 def execute_run(run_id: int, worker_name: str) -> str:
     """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
-    run = lifecycle.claim(run_id, worker_name, workers.sandbox_of_this_process()["kind"])
+    try:
+        run = lifecycle.claim(run_id, worker_name, workers.sandbox_of_this_process()["kind"])
+    except (OperationalError, InterfaceError) as exc:
+        # Nothing was taken (the claim is one transaction): the run stays queued and the sweep
+        # sends its message again once it is old enough.
+        log.error("run %s not claimed: the database is unavailable (%s)", run_id, exc)
+        return "skipped (database unavailable)"
     if run is None:
         current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
         log.info("run %s not claimed (status %s): already taken, finished or deleted", run_id, current)
@@ -45,7 +52,12 @@ def execute_run(run_id: int, worker_name: str) -> str:
     work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
     recorder = RunRecorder(run)
     try:
-        job = build_job(run, work_dir)
+        try:
+            job = build_job(run, work_dir)
+        except (OperationalError, InterfaceError) as exc:
+            return _put_back(run, worker_name, f"the database connection was lost before the pipeline started ({exc})")
+        if workers.shutdown_due():
+            return _put_back(run, worker_name, f"worker {worker_name} was shutting down before the pipeline started")
         outcome = warm.execute(run, job, recorder)  # a warm process or a fresh child
         return finish(run, outcome, recorder)
     except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
@@ -58,6 +70,18 @@ def execute_run(run_id: int, worker_name: str) -> str:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
         shutil.rmtree(work_dir, ignore_errors=True)
         Path(private_model_path(str(work_dir))).unlink(missing_ok=True)  # stored by now, or not wanted
+
+
+def _put_back(run: Run, worker_name: str, reason: str) -> str:
+    log.warning("run %s: %s; putting it back in the queue", run.pk, reason)
+    try:
+        requeued = lifecycle.put_back(run.pk, worker_name, reason[0].upper() + reason[1:])
+    except (OperationalError, InterfaceError):
+        # The database stayed away: the run stays running without a worker vouching for it, and the
+        # sweep fails it as lost once it can (the rare case where a blip outlasts CLAIM_PATIENCE).
+        log.exception("run %s could not be put back in the queue", run.pk)
+        return Run.Status.RUNNING
+    return Run.Status.QUEUED if requeued else "skipped (no longer running)"
 
 
 def _file_ref(dataset: Dataset) -> dict:
@@ -124,6 +148,7 @@ class RunRecorder:
         self.dirty = False
         self.last_flush = time.monotonic()  # claim() just wrote the heartbeat: no flush at the very start
         self.cancelled = False
+        self.stopped_by_shutdown = False
         self.metric_points = 0
         self.non_finite_noted: set[str] = set()
 
@@ -177,6 +202,11 @@ class RunRecorder:
     def tick(self) -> bool:
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
+        if not self.cancelled and workers.shutdown_due():
+            # The worker was asked to stop and the run outlived MLOPEN_SHUTDOWN_GRACE_SECONDS: stop
+            # it like a cancel, so its log so far is kept and the run ends recorded, not lost.
+            self.stopped_by_shutdown = True
+            self.cancelled = True
         return self.cancelled
 
     def flush(self, force: bool = False) -> None:
@@ -219,6 +249,19 @@ class RunRecorder:
 def finish(run: Run, outcome, recorder: RunRecorder) -> str:
     # The log and progress go into the same UPDATE as the final status: one statement, not three.
     recorded = recorder.final_fields()
+    if outcome.status == "cancelled" and recorder.stopped_by_shutdown:
+        grace = settings.MLOPEN_SHUTDOWN_GRACE_SECONDS
+        recorder.note(f"the worker shut down; the run was stopped after the {grace:g} s it had to finish.")
+        recorded = recorder.final_fields()
+        _finish_row(
+            run,
+            Run.Status.CANCELLED,
+            error=f"The worker running this run shut down before it finished (it waited {grace:g} s, "
+            "MLOPEN_SHUTDOWN_GRACE_SECONDS); its log so far is kept. Use 'Run again' to run it again.",
+            outcome=outcome,
+            **recorded,
+        )
+        return Run.Status.CANCELLED
     if outcome.status == "cancelled":
         _finish_row(
             run, Run.Status.CANCELLED, error="Cancelled by the user while running.", outcome=outcome, **recorded
@@ -245,6 +288,10 @@ def _store_trained_model(run: Run, outcome) -> None:
         return  # a pipeline that needs no training saves nothing
     # outcome.model_path is the runner's own copy, outside anything the pipeline could write.
     manifest = getattr(outcome, "model_manifest", None) or {}
+    lifecycle.retry_transient(lambda: _add_trained_model(run, outcome, manifest), lifecycle.FINISH_PATIENCE_SECONDS)
+
+
+def _add_trained_model(run: Run, outcome, manifest: dict) -> None:
     with transaction.atomic():
         number = (TrainedModel.objects.filter(pipeline=run.pipeline).aggregate(n=Max("number"))["n"] or 0) + 1
         artifact = f"models/{run.pipeline_id}/{number}-run{run.pk}.pkl"
@@ -272,4 +319,86 @@ def _finish_row(run: Run, status: str, error: str | None = None, outcome=None, *
     if outcome is not None and getattr(outcome, "peak_rss_mb", None) is not None:
         fields["peak_memory_mb"] = outcome.peak_rss_mb
     # The worker forgets the run in execute_run's `finally`, whatever happened here.
-    lifecycle.finish(run.pk, status, **fields)
+    record_outcome(run.pk, status, fields)
+
+
+def record_outcome(run_id: int, status: str, fields: dict, last_resort: bool = False) -> bool:
+    """Write how a run ended, whatever the database does meanwhile; True once it is written (or the
+    run turned out to be no longer running).
+
+    A database that stays away past lifecycle.FINISH_PATIENCE_SECONDS: the outcome is kept in
+    memory and written by the heartbeat thread as soon as it can be (:data:`pending_outcomes`),
+    which vouches for the run meanwhile so nobody fails it as lost. A write the database refuses
+    outright (not a lost connection): the run fails saying why, with its log and result kept.
+    """
+    try:
+        lifecycle.finish(run_id, status, **fields)
+        return True
+    except (OperationalError, InterfaceError) as exc:
+        log.error("run %s: could not record that it %s (%s); keeping it to write later", run_id, status, exc)
+        pending_outcomes.keep(run_id, status, fields)
+        return False
+    except DatabaseError as exc:
+        log.exception("run %s: the database refused its outcome (%s)", run_id, status)
+        if last_resort:
+            return False  # even the plain failure was refused: the sweep fails it as lost
+        kept = {key: fields[key] for key in ("log", "result_folder", "result_rows", "heartbeat_at") if key in fields}
+        return record_outcome(
+            run_id,
+            Run.Status.FAILED,
+            {
+                **kept,
+                "error": db_text(
+                    f"The run {status}, but mlopen could not record its outcome: {exc.__class__.__name__}: {exc}"
+                ),
+            },
+            last_resort=True,
+        )
+
+
+class PendingOutcomes:
+    """Outcomes of finished runs that could not be written yet (the database was away), by run id;
+    the worker's heartbeat thread writes them (:meth:`write_due`) and vouches for their runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outcomes: dict[int, tuple[str, dict]] = {}
+
+    def keep(self, run_id: int, status: str, fields: dict) -> None:
+        with self._lock:
+            self._outcomes[run_id] = (status, fields)
+
+    def run_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._outcomes)
+
+    def write_due(self) -> list[int]:
+        """Try each kept outcome once more (briefly: the next beat is the next try); return the ids written."""
+        written = []
+        for run_id in self.run_ids():
+            with self._lock:
+                status, fields = self._outcomes[run_id]
+            try:
+                lifecycle.finish(run_id, status, patience=0, **fields)
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("run %s: its outcome still cannot be written (%s)", run_id, exc)
+                continue
+            except DatabaseError:
+                log.exception("run %s: the database refused its outcome; failing it", run_id)
+                with self._lock:
+                    self._outcomes.pop(run_id, None)
+                record_outcome(
+                    run_id,
+                    Run.Status.FAILED,
+                    {"log": fields.get("log", ""), "error": "mlopen could not record this run's outcome."},
+                    last_resort=True,
+                )
+                continue
+            with self._lock:
+                self._outcomes.pop(run_id, None)
+            written.append(run_id)
+            log.info("run %s: its outcome (%s) is written at last", run_id, status)
+        return written
+
+
+pending_outcomes = PendingOutcomes()

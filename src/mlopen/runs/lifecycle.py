@@ -5,7 +5,11 @@ queued
     committed. A user may cancel it now: :func:`cancel_queued` ends it as cancelled.
 queued → running
     A worker that receives the message calls :func:`claim` (``execution.execute_run``). Of several
-    workers given the same message only one wins; the others skip it.
+    workers given the same message only one wins; the others skip it. A message the broker lost is
+    sent again on age alone (``sweep.requeue_lost_runs``), which changes no status.
+running → queued, before the pipeline started
+    :func:`put_back`, once: the database went away while the worker prepared the run, or the worker
+    is shutting down. The sweep sends it again at once.
 running
     While the pipeline works, its recorder writes the log, progress and heartbeat every half second
     (:func:`record_progress`, ``execution.RunRecorder.flush``), and the worker's heartbeat thread
@@ -13,7 +17,9 @@ running
     user's cancel only raises a flag (:func:`request_cancel`) that the recorder sees at its next flush.
 running → succeeded / failed / cancelled
     The worker writes the outcome with :func:`finish` (``execution.finish``), log and metrics in the
-    same transaction.
+    same transaction, trying for a minute through a lost database; then it keeps the outcome and
+    its heartbeat thread writes it once it can (``execution.pending_outcomes``). A worker told to
+    stop gives its run MLOPEN_SHUTDOWN_GRACE_SECONDS, then stops it as cancelled, log kept.
 running → failed, without its worker
     A worker that stopped heartbeating (killed, out of memory, host lost) cannot finish its run.
     Every live worker's heartbeat thread calls :func:`fail_lost` on each beat (``workers.fail_lost_runs``),
@@ -22,9 +28,9 @@ running → failed, without its worker
 
 Every function is one conditional UPDATE (``filter(pk=..., status=...).update(...) == 1``): a run
 moves only from the status the caller saw, so two writers can never both win. Every way a run ends
-sends ``waiting.announce_finished``, so a waiting request answers at once. Each write is retried a
-few times on a dropped database connection (:func:`_retrying`), after closing the broken one.
-Re-sending a lost message (``sweep.requeue_lost_runs``) changes no status and is not here.
+sends ``waiting.announce_finished``, so a waiting request answers at once. Each write is retried
+through a dropped connection or a busy database (:func:`_retrying`, after closing the broken one),
+for as long as that write is worth waiting for (see the PATIENCE constants).
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Case, F, OuterRef, Subquery, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from mlopen.pipelines.models import TrainedModel
@@ -46,43 +52,67 @@ from mlopen.runs.models import Run, RunMetric
 
 log = logging.getLogger(__name__)
 
-# A dropped connection (database restarted, a proxy's idle timeout) is healed by reconnecting; a
-# database that is down for longer than these ~1.5 s is the caller's problem.
-RETRY_TRIES = 5
-RETRY_FIRST_PAUSE_SECONDS = 0.1
-# The recorder's flush tries once more only: its next flush, half a second later, is its retry,
-# and a pipeline's own loop should not sleep on the database.
+# How long each kind of write keeps trying through a lost connection or a busy (locked) database,
+# pausing 0.1 s, 0.2 s, 0.4 s... up to MAX_PAUSE_SECONDS between tries. A short blip (a restarted
+# database, a proxy's idle timeout, connections terminated by an administrator) is healed by
+# reconnecting; the patience says how much a write is worth waiting for:
+# - the outcome of a run that finished is the most precious write of all: a minute, and then the
+#   worker keeps it and tries again on every beat (execution.PendingFinishes);
+# - a claim: the worker has nothing else to do, and giving up leaves the run queued for the sweep;
+# - a flush (log, progress) tries once more only: its next flush, half a second later, is its
+#   retry, and a pipeline's own loop should not wait on the database;
+# - anything else (a cancel, a heartbeat, reaping lost runs) a few seconds, then the caller's error.
+FINISH_PATIENCE_SECONDS = 60.0
+CLAIM_PATIENCE_SECONDS = 30.0
+DEFAULT_PATIENCE_SECONDS = 3.0
+FIRST_PAUSE_SECONDS = 0.1
+MAX_PAUSE_SECONDS = 2.0
 FLUSH_TRIES = 2
 
 T = TypeVar("T")
 
 
-def _retrying(write: Callable[[], T], tries: int = RETRY_TRIES) -> T:
-    """``write()``, tried again after an OperationalError or InterfaceError (a lost connection).
+def is_transient(exc: BaseException) -> bool:
+    """A database error that trying again may heal: a lost connection, a locked or busy database, a
+    full disk (something else may free space), as opposed to a query the database refuses."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _retrying(write: Callable[[], T], patience: float = DEFAULT_PATIENCE_SECONDS, tries: int | None = None) -> T:
+    """``write()``, tried again after a transient database error (see :func:`is_transient`) for up to
+    ``patience`` seconds (or ``tries`` times), pausing longer each time.
 
     Outside a transaction the broken connection is closed first, so the next try reconnects;
     inside one Django cannot reconnect (the transaction is gone with it), so the try is repeated as is.
     """
-    pause = RETRY_FIRST_PAUSE_SECONDS
-    for attempt in range(1, tries + 1):
+    deadline = time.monotonic() + patience
+    pause = FIRST_PAUSE_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return write()
         except (OperationalError, InterfaceError) as exc:
-            if attempt == tries:
+            out_of_tries = tries is not None and attempt >= tries
+            if out_of_tries or time.monotonic() + pause > deadline:
                 raise
             log.warning(
-                "database write failed (%s: %s); trying again in %.1f s (%d of %d)",
+                "database write failed (%s: %s); trying again in %.1f s (try %d)",
                 exc.__class__.__name__,
                 exc,
                 pause,
                 attempt + 1,
-                tries,
             )
             if not connection.in_atomic_block:
                 connection.close()
             time.sleep(pause)
-            pause *= 2
-    raise AssertionError("unreachable")  # the loop returns or raises
+            pause = min(MAX_PAUSE_SECONDS, pause * 2)
+
+
+def retry_transient(write: Callable[[], T], patience: float = DEFAULT_PATIENCE_SECONDS) -> T:
+    """For a write on a run's path that is not a change of its status (storing a trained model):
+    the same patience with a lost connection as the status changes here."""
+    return _retrying(write, patience=patience)
 
 
 def _announce(run_ids: list[int]) -> None:
@@ -93,28 +123,65 @@ def _announce(run_ids: list[int]) -> None:
 def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
     """queued → running: take the run for this worker; None when another worker (or a cancel) was first.
 
-    One UPDATE (one commit) takes the run, records where it runs (``sandbox``) and gives a `run`
-    the pipeline's current trained model; then the row is read back for the worker.
+    One transaction takes the run (a conditional UPDATE that records where it runs, ``sandbox``, and
+    gives a `run` the pipeline's current trained model) and reads the row back for the worker: a
+    connection lost in between rolls both back, so the run is never left "running" with nobody
+    executing it. Tried for up to CLAIM_PATIENCE_SECONDS; if the database stays away the caller's
+    error leaves the run queued, and the sweep sends its message again.
     """
-    now = timezone.now()
     current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
-    taken = _retrying(
-        lambda: Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-            status=Run.Status.RUNNING,
-            worker=worker_name,
-            started_at=now,
-            heartbeat_at=now,
-            attempt=F("attempt") + 1,
-            sandbox=sandbox,
-            trained_model=Case(
-                When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
-                default=F("trained_model"),
-            ),
-        )
-    )
-    if taken != 1:
-        return None
-    return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
+
+    def take() -> Run | None:
+        now = timezone.now()
+        with transaction.atomic():
+            taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+                status=Run.Status.RUNNING,
+                worker=worker_name,
+                started_at=now,
+                heartbeat_at=now,
+                attempt=F("attempt") + 1,
+                sandbox=sandbox,
+                trained_model=Case(
+                    When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
+                    default=F("trained_model"),
+                ),
+            )
+            if taken != 1:
+                return None
+            return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
+
+    return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
+
+
+def put_back(run_id: int, worker_name: str, reason: str) -> bool:
+    """running → queued, for a run whose pipeline never started on this worker (the database went
+    away while the worker prepared it, or the worker is shutting down): it is sent again at once by
+    the sweep (``enqueued_at`` empty). Only once: a run already claimed twice is failed with
+    ``reason`` instead, so a fault that always strikes cannot keep it cycling. False when the run
+    was no longer this worker's running run."""
+    note = f"mlopen: {reason}; the run goes back to the queue.\n"
+
+    def write() -> bool:
+        mine = Run.objects.filter(pk=run_id, worker=worker_name, status=Run.Status.RUNNING)
+        if mine.filter(attempt__lte=1).update(
+            status=Run.Status.QUEUED,
+            worker="",
+            started_at=None,
+            heartbeat_at=None,
+            enqueued_at=None,
+            log=Concat(F("log"), Value(note)),
+        ):
+            return True
+        return bool(
+            mine.update(status=Run.Status.FAILED, finished_at=timezone.now(), error=f"{reason} (for the second time).")
+        ) and _announced(run_id)
+
+    return _retrying(write, patience=CLAIM_PATIENCE_SECONDS)
+
+
+def _announced(run_id: int) -> bool:
+    _announce([run_id])
+    return True
 
 
 def record_progress(run_id: int, metrics: list[RunMetric] | None = None, **fields) -> bool:
@@ -147,10 +214,19 @@ def heartbeat(run_id: int, worker_name: str) -> bool:
     )
 
 
-def finish(run_id: int, status: str, metrics: list[RunMetric] | None = None, **fields) -> bool:
+def finish(
+    run_id: int,
+    status: str,
+    metrics: list[RunMetric] | None = None,
+    patience: float = FINISH_PATIENCE_SECONDS,
+    **fields,
+) -> bool:
     """running → succeeded, failed or cancelled, as its worker saw it end; ``fields`` (error, log,
     result, peak memory...) and ``metrics`` are stored in the same transaction. False when the run
-    was no longer running (failed as lost meanwhile, say): then nothing is written."""
+    was no longer running (failed as lost meanwhile, say): then nothing is written.
+
+    Tried for ``patience`` seconds through transient errors (then the error reaches the caller, who
+    keeps the outcome and tries again later: execution.PendingFinishes)."""
     if status not in Run.FINISHED:
         raise ValueError(f"a run cannot finish as {status!r}")
 
@@ -166,7 +242,7 @@ def finish(run_id: int, status: str, metrics: list[RunMetric] | None = None, **f
                 RunMetric.objects.bulk_create(metrics)
         return done
 
-    if not _retrying(write):
+    if not _retrying(write, patience=patience):
         log.warning("run %s was no longer running when it finished as %s", run_id, status)
         return False
     _announce([run_id])

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
+from django.conf import settings
 from django.db import close_old_connections
 
 from mlopen.pipelines.tasks import BUILD_TASK
@@ -42,6 +50,16 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     thread = sweep.HeartbeatThread(name, queues, sandbox)
     thread.start()
     _threads[name] = thread
+
+
+@worker_shutting_down.connect
+def start_the_grace_period(**kwargs) -> None:
+    """Sent from Celery's SIGTERM/SIGINT handler: Celery's warm shutdown waits for the task in
+    progress however long it takes, so the run gets MLOPEN_SHUTDOWN_GRACE_SECONDS, then stops."""
+    grace = settings.MLOPEN_SHUTDOWN_GRACE_SECONDS
+    workers.begin_shutdown(grace)
+    if workers.executing() is not None:
+        log.warning("shutting down: run %s gets up to %g s to finish", workers.executing(), grace)
 
 
 @worker_shutdown.connect

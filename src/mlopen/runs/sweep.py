@@ -1,5 +1,6 @@
-"""What each worker does on every beat, from its heartbeat thread: keep its Worker row fresh, fail runs
-whose worker died, and re-send the messages the broker lost.
+"""What each worker does on every beat, from its heartbeat thread: write the run outcomes it could not
+write yet, keep its Worker row fresh, fail runs whose worker died, and re-send the messages the
+broker lost.
 
 Nothing but a message keeps a run "queued" moving: on each beat every live worker re-sends the
 messages the broker lost (see requeue_lost_messages), of queued runs and (through
@@ -11,14 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
 from mlopen.core import resend
 from mlopen.pipelines import builds
-from mlopen.runs import workers
+from mlopen.runs import execution, lifecycle, workers
 from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
@@ -42,27 +45,32 @@ def cleanup_broker_folder() -> None:
 
 
 def requeue_lost_runs(wait: float | None = None) -> list[int]:
-    """Send again the message of queued runs the broker lost; return their ids.
+    """Send again the message of queued runs the broker may have lost; return their ids.
 
-    A run is re-sent when its last message (``enqueued_at``) is older than MLOPEN_REQUEUE_SECONDS
-    while a live worker serving its queue has sat idle for as long (see workers.idle_horizons), or at once
-    when it was never sent (``enqueued_at`` empty: the broker was down at submit). Each re-send
-    stamps ``enqueued_at``, so a run gets at most one more message per MLOPEN_REQUEUE_SECONDS, and
-    none while the workers of its queue are busy: a long backlog is left alone. A duplicate is
-    harmless anyway (lifecycle.claim takes a run once).
+    On age alone, so busy workers cannot starve a lost run: a queued run (nobody holds it: a worker
+    that took its message has claimed it) is re-sent when its last message (``enqueued_at``) is
+    older than MLOPEN_REQUEUE_SECONDS and older than the time it had waited when that message was
+    sent; so the wait doubles at each re-send (after 2, 4, 8... minutes) and a run waiting behind a
+    long backlog gets a few duplicates, not one per beat. At once when it was never sent
+    (``enqueued_at`` empty: the broker was down at submit, or a worker put it back). Each re-send
+    stamps ``enqueued_at``. A duplicate is harmless: lifecycle.claim takes a run once, and a worker
+    given a message of a run already taken skips it in a millisecond.
     """
     wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
     if wait <= 0:
         return []
-    horizons = workers.idle_horizons(wait)
-    candidates = Run.objects.filter(resend.due("enqueued_at", "queue", horizons), status=Run.Status.QUEUED)
+    now = timezone.now()
+    waited_before_last_send = ExpressionWrapper(F("enqueued_at") - F("created_at"), output_field=DurationField())
+    old_enough = Q(enqueued_at__lt=now - timedelta(seconds=wait)) & Q(
+        enqueued_at__lt=ExpressionWrapper(Value(now) - waited_before_last_send, output_field=DateTimeField())
+    )
+    candidates = Run.objects.filter(Q(enqueued_at__isnull=True) | old_enough, status=Run.Status.QUEUED)
     rows = resend.take_due(candidates, "enqueued_at", ("queue", "enqueued_at"))
     sent = resend.send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
     lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]
     if lost:
         log.warning(
-            "re-sent %d queued run(s) whose message the broker lost (queued over %g s while a worker "
-            "of their queue sat idle): %s",
+            "re-sent %d queued run(s) whose message is over %g s old (the broker may have lost it): %s",
             len(lost),
             wait,
             ", ".join(map(str, lost)),
@@ -70,7 +78,9 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     unsent = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is None]
     if unsent:
         log.info(
-            "sent %d queued run(s) that could not be sent when submitted: %s", len(unsent), ", ".join(map(str, unsent))
+            "sent %d queued run(s) that could not be sent when submitted (or were put back): %s",
+            len(unsent),
+            ", ".join(map(str, unsent)),
         )
     return sorted(sent)
 
@@ -103,6 +113,14 @@ class HeartbeatThread(threading.Thread):
     def run(self) -> None:
         ticks = 0
         while not self.stopped.wait(settings.MLOPEN_HEARTBEAT_INTERVAL):
+            try:
+                # First the outcomes this worker could not write (the database was away): now that
+                # it may be back, before anyone reads the silence of their runs as a lost worker.
+                for run_id in execution.pending_outcomes.run_ids():
+                    lifecycle.heartbeat(run_id, self.worker_name)
+                execution.pending_outcomes.write_due()
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.exception("writing kept run outcomes failed")
             try:
                 workers.heartbeat(self.worker_name, self.queues, self.sandbox)
                 workers.fail_lost_runs()

@@ -40,6 +40,7 @@ _state: dict = {
     "current_build": None,
     "build_vouch_until": None,
     "idle_since": None,
+    "stop_running_at": None,
 }
 # The heartbeat thread keeps a run alive for at most its time limit plus this: an environment build
 # (up to 15 minutes) and slack. Past that the run's own loop must be stuck (it enforces the time
@@ -131,6 +132,20 @@ def heartbeat(name: str, queues: list[str] | None = None, sandbox: str = "") -> 
         PipelineVersion.objects.filter(pk=build_id, env_status=PipelineVersion.EnvStatus.BUILDING).update(
             env_heartbeat_at=now
         )
+
+
+def begin_shutdown(grace_seconds: float) -> None:
+    """The worker was asked to stop (SIGTERM, Ctrl+C): Celery takes no new message, and the run in
+    progress gets ``grace_seconds`` to finish before it is stopped (see shutdown_due)."""
+    if _state["stop_running_at"] is None:
+        _state["stop_running_at"] = time.monotonic() + max(0.0, grace_seconds)
+
+
+def shutdown_due() -> bool:
+    """Whether this worker is stopping and its grace period is over: the run it executes must stop
+    now (recorded as stopped by the shutdown), and one not started yet goes back to the queue."""
+    stop_at = _state["stop_running_at"]
+    return stop_at is not None and time.monotonic() >= stop_at
 
 
 def executing() -> int | None:

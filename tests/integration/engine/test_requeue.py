@@ -2,16 +2,17 @@
 (Redis restarted without persistence, a folder-broker file deleted, a publish that failed).
 
 Every live worker sweeps on each heartbeat (mlopen.runs.sweep.requeue_lost_messages): a queued
-run is sent again when its last message is older than MLOPEN_REQUEUE_SECONDS while a live worker
-serving its queue has sat idle that long too, or at once when it could never be sent. Runs merely
-waiting behind busy workers get no second message. Environment builds get the same treatment, and
-also when the worker building them died. A duplicate is harmless either way: a run is claimed once,
-a build is idempotent.
+run is sent again when its last message is older than MLOPEN_REQUEUE_SECONDS, on age alone (busy
+workers cannot starve a lost run), the wait doubling at each re-send so runs waiting behind a
+backlog get few duplicates; at once when it could never be sent. An environment build is sent
+again when a live worker of its queue sat idle that long, or when the worker building it died. A
+duplicate is harmless either way: a run is claimed once, a build is idempotent.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -85,7 +86,7 @@ else:
 print(json.dumps({"status": response.status_code, "body": response.json()}))
 """
 
-_RESENT_RUNS = re.compile(r"re-sent \d+ queued run\(s\) whose message the broker lost .*?: ([\d, ]+)$", re.MULTILINE)
+_RESENT_RUNS = re.compile(r"re-sent \d+ queued run\(s\) whose message is over .*?: ([\d, ]+)$", re.MULTILINE)
 _RESENT_BUILDS = "re-sent the environment build of 1 pipeline version(s) left building with no worker on it: {}"
 
 
@@ -157,10 +158,10 @@ def test_a_queued_run_whose_message_was_lost_is_sent_again_and_runs_once(
     assert f"run {run['id']} not claimed" not in worker.log_text()  # one message, not two
 
 
-def test_runs_waiting_behind_a_busy_worker_get_no_second_message(pipeline_from, submit, wait_for_run, start_worker):
+def test_runs_waiting_behind_a_busy_worker_get_few_duplicate_messages_and_each_runs_once(
+    pipeline_from, submit, wait_for_run, start_worker
+):
     busy = start_worker(extra_env=FAST_REQUEUE)
-    # Idle all along, but it serves another queue: its idleness says nothing about this queue.
-    elsewhere = start_worker(queues=f"{settings.MLOPEN_DEFAULT_QUEUE}-elsewhere", extra_env=FAST_REQUEUE)
     pipeline_from("slow", SLOW)
 
     ids = [submit("slow")["id"] for _ in range(4)]
@@ -168,9 +169,15 @@ def test_runs_waiting_behind_a_busy_worker_get_no_second_message(pipeline_from, 
 
     assert [(r.status, r.attempt, r.worker) for r in runs] == [("succeeded", 1, busy.name)] * 4
     # The premise: the last run waited for several requeue periods behind the others (3 s each).
-    assert (runs[-1].started_at - runs[-1].created_at).total_seconds() > 3 * REQUEUE_SECONDS
-    assert _resent_runs(busy, elsewhere) == []
-    assert "not claimed" not in busy.log_text()  # no duplicate message reached the worker
+    waited = (runs[-1].started_at - runs[-1].created_at).total_seconds()
+    assert waited > 3 * REQUEUE_SECONDS
+    # On age alone a waiting run is re-sent too, but the wait doubles: after 2, 4, 8... s, so a run
+    # that waited W s got at most log2(W / 2) + 1 duplicates, each skipped by the worker.
+    resent = _resent_runs(busy)
+    for run in runs:
+        run_waited = (run.started_at - run.created_at).total_seconds()
+        assert resent.count(run.pk) <= max(0, math.log2(max(run_waited, 1) / REQUEUE_SECONDS)) + 1
+    assert busy.log_text().count("not claimed") <= len(resent)
 
 
 def test_a_run_submitted_while_the_broker_is_down_is_accepted_and_sent_once_it_can_be(
@@ -187,7 +194,9 @@ def test_a_run_submitted_while_the_broker_is_down_is_accepted_and_sent_once_it_c
     assert f"run {run_id} is queued but could not be sent to the broker (OperationalError: " in logged
     assert "Traceback" not in logged
     assert (finished.status, finished.attempt) == ("succeeded", 1)
-    assert f"sent 1 queued run(s) that could not be sent when submitted: {run_id}" in worker.log_text()
+    assert f"sent 1 queued run(s) that could not be sent when submitted (or were put back): {run_id}" in (
+        worker.log_text()
+    )
     assert _resent_runs(worker) == []
 
 
@@ -283,8 +292,8 @@ def sweep_queues():
         _purge(name)
 
 
-def _queued_run(pipeline: Pipeline, owner, queue: str, enqueued_at, status: str = "queued") -> int:
-    return Run.objects.create(
+def _queued_run(pipeline: Pipeline, owner, queue: str, enqueued_at, status: str = "queued", created=None) -> int:
+    pk = Run.objects.create(
         pipeline=pipeline,
         version=pipeline.latest_version,
         kind="run",
@@ -293,40 +302,44 @@ def _queued_run(pipeline: Pipeline, owner, queue: str, enqueued_at, status: str 
         enqueued_at=enqueued_at,
         status=status,
     ).pk
+    if created is not None:  # created_at is auto_now_add: set afterwards
+        Run.objects.filter(pk=pk).update(created_at=created)
+    return pk
 
 
-def test_the_sweep_re_sends_only_what_an_idle_worker_of_its_queue_should_have_taken(pipeline_from, api, sweep_queues):
-    qa, qb, qc, qd = sweep_queues
+def test_the_sweep_re_sends_queued_runs_on_age_alone_waiting_twice_as_long_after_each_re_send(
+    pipeline_from, api, sweep_queues
+):
+    qa, qb, _qc, _qd = sweep_queues
     pipeline = Pipeline.objects.get(pk=pipeline_from("swept", QUICK)["id"])
     now = timezone.now()
 
     def ago(seconds: float):
         return now - timedelta(seconds=seconds)
 
-    Worker.objects.create(name="idle-a", queues=[qa], last_seen=now, idle_since=ago(120))
+    # Whatever the workers of its queue do: busy ones cannot starve a lost run.
     Worker.objects.create(name="busy-b", queues=[qb], last_seen=now, idle_since=None)
-    Worker.objects.create(name="just-idle-c", queues=[qc], last_seen=now, idle_since=ago(10))
-    Worker.objects.create(name="dead-d", queues=[qd], last_seen=ago(3600), idle_since=ago(7200))
-    lost = _queued_run(pipeline, api.user, qa, ago(90))
-    never_sent = _queued_run(pipeline, api.user, qb, None)  # sent whatever the workers do
+    lost = _queued_run(pipeline, api.user, qa, ago(90), created=ago(90))
+    behind_busy = _queued_run(pipeline, api.user, qb, ago(90), created=ago(90))
+    never_sent = _queued_run(pipeline, api.user, qb, None)
+    # Re-sent once after waiting 100 s: the next re-send waits 100 s more, not 60.
+    resent_once = _queued_run(pipeline, api.user, qa, ago(90), created=ago(190))
     left = [
         _queued_run(pipeline, api.user, qa, ago(30)),  # its message may still be on its way
         _queued_run(pipeline, api.user, qa, ago(90), status="running"),
-        _queued_run(pipeline, api.user, qb, ago(90)),  # waiting behind a busy worker
-        _queued_run(pipeline, api.user, qc, ago(90)),  # its worker has not been idle long enough to tell
-        _queued_run(pipeline, api.user, qd, ago(90)),  # its only worker is dead
+        resent_once,
     ]
     before = dict(Run.objects.values_list("pk", "enqueued_at"))
 
     first = sweep.requeue_lost_runs(wait=60)
     second = sweep.requeue_lost_runs(wait=60)
 
-    assert first == sorted([lost, never_sent])
-    assert second == []  # one message per run per period
+    assert first == sorted([lost, behind_busy, never_sent])
+    assert second == []  # stamped: not again before the next period
     after = dict(Run.objects.values_list("pk", "enqueued_at"))
-    assert after[lost] > now and after[never_sent] > now
+    assert all(after[pk] > now for pk in first)
     assert [after[pk] for pk in left] == [before[pk] for pk in left]
-    assert [_purge(queue) for queue in sweep_queues] == [1, 1, 0, 0]
+    assert [_purge(queue) for queue in sweep_queues] == [1, 2, 0, 0]
 
 
 def test_of_two_sweeps_at_once_each_lost_run_is_re_sent_by_one(pipeline_from, api, sweep_queues):

@@ -26,9 +26,26 @@ def announced(monkeypatch) -> list[int]:
     return ids
 
 
+class FakeClock:
+    """Stands in for the ``time`` module in lifecycle: sleeping advances it at once."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture(autouse=True)
-def no_pause_between_tries(monkeypatch):
-    monkeypatch.setattr(lifecycle, "RETRY_FIRST_PAUSE_SECONDS", 0)
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(lifecycle, "time", fake)
+    return fake
 
 
 @pytest.fixture
@@ -188,18 +205,110 @@ def test_finish_is_retried_after_a_dropped_connection(make_run, announced, first
     assert announced == [run.pk]
 
 
-def test_a_write_that_keeps_failing_gives_up_after_its_tries(make_run, monkeypatch):
-    run = make_run(Run.Status.RUNNING)
-    tries = []
+def _database_down(monkeypatch) -> list[int]:
+    tries: list[int] = []
 
     def update(self, **kwargs):
         tries.append(1)
         raise OperationalError("the database is down")
 
     monkeypatch.setattr(QuerySet, "update", update)
+    return tries
+
+
+def test_finishing_a_run_keeps_trying_for_a_minute_with_growing_pauses_then_gives_up(make_run, monkeypatch, clock):
+    run = make_run(Run.Status.RUNNING)
+    tries = _database_down(monkeypatch)
+
     with pytest.raises(OperationalError):
         lifecycle.finish(run.pk, "succeeded")
-    assert len(tries) == lifecycle.RETRY_TRIES
+
+    assert clock.pauses[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert set(clock.pauses[6:]) == {2.0}
+    assert lifecycle.FINISH_PATIENCE_SECONDS - 2.0 < sum(clock.pauses) <= lifecycle.FINISH_PATIENCE_SECONDS
+    assert len(tries) == len(clock.pauses) + 1
+
+
+def test_a_claim_waits_out_a_database_blip_of_half_a_minute(make_run, monkeypatch, clock):
+    run = make_run()
+    tries = _database_down(monkeypatch)
+
+    with pytest.raises(OperationalError):
+        lifecycle.claim(run.pk, "w1", "none")
+
+    assert lifecycle.CLAIM_PATIENCE_SECONDS - 2.0 < sum(clock.pauses) <= lifecycle.CLAIM_PATIENCE_SECONDS
+    assert len(tries) > 10
+
+
+def test_a_flush_tries_twice_only_since_the_next_flush_is_its_retry(make_run, monkeypatch):
+    run = make_run(Run.Status.RUNNING)
+    tries = _database_down(monkeypatch)
+
+    with pytest.raises(OperationalError):
+        lifecycle.record_progress(run.pk, log="line")
+
+    assert len(tries) == lifecycle.FLUSH_TRIES
+
+
+def test_a_claim_whose_read_back_fails_takes_nothing(make_run, monkeypatch):
+    run = make_run()
+    real_get = QuerySet.get
+    failures: list[str] = []
+
+    def get(self, *args, **kwargs):
+        if not failures:
+            failures.append("lost after the UPDATE")
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "get", get)
+    taken = lifecycle.claim(run.pk, "w1", "none")
+
+    # The first try's UPDATE was rolled back with its failed read; the second took the run once.
+    assert failures == ["lost after the UPDATE"]
+    assert (taken.status, taken.attempt) == ("running", 1)
+
+
+# put_back
+
+
+def test_put_back_returns_a_run_that_never_started_to_the_queue_to_be_sent_at_once(make_run, announced):
+    run = make_run(Run.Status.RUNNING, attempt=1, log="")
+
+    assert lifecycle.put_back(run.pk, "w1", "The database connection was lost before the pipeline started")
+
+    row = _row(run)
+    assert (row.status, row.worker, row.started_at, row.heartbeat_at, row.enqueued_at) == (
+        "queued",
+        "",
+        None,
+        None,
+        None,
+    )
+    assert row.log == (
+        "mlopen: The database connection was lost before the pipeline started; the run goes back to the queue.\n"
+    )
+    assert announced == []
+
+
+def test_put_back_fails_a_run_put_back_once_already(make_run, announced):
+    run = make_run(Run.Status.RUNNING, attempt=2)
+
+    assert lifecycle.put_back(run.pk, "w1", "Worker w1 was shutting down before the pipeline started")
+
+    row = _row(run)
+    assert (row.status, row.error) == (
+        "failed",
+        "Worker w1 was shutting down before the pipeline started (for the second time).",
+    )
+    assert announced == [run.pk]
+
+
+def test_put_back_refuses_a_run_of_another_worker(make_run):
+    run = make_run(Run.Status.RUNNING, attempt=1)
+
+    assert not lifecycle.put_back(run.pk, "w2", "reason")
+    assert _row(run).status == "running"
 
 
 # cancel_queued and request_cancel
