@@ -226,7 +226,9 @@ def test_a_worker_told_to_stop_stops_a_longer_run_after_its_grace_period_and_rec
     worker = start_worker(extra_env={"MLOPEN_SHUTDOWN_GRACE_SECONDS": "2"})
     run = submit("long")
     poll(lambda: "working" in Run.objects.get(pk=run["id"]).log, timeout=60, message="the pipeline started")
-    [pipeline_process] = poll(lambda: processes_with_marker(marker), timeout=10, message="the pipeline's child is visible")
+    [pipeline_process] = poll(
+        lambda: processes_with_marker(marker), timeout=10, message="the pipeline's child is visible"
+    )
 
     worker.terminate()  # SIGTERM
     worker.process.wait(timeout=60)
