@@ -39,7 +39,7 @@ def version_files(request, pk: int, number: int, path: str = ""):
             "tree": sources.tree_of(files),
             "source": source,
             "code": highlighted(path, source.text) if source.text is not None else None,
-            "line_count": source.text.count("\n") + 1 if source.text else 0,
+            "line_count": len(source.text.splitlines()) if source.text else 0,
         },
     )
 
