@@ -83,6 +83,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "mlopen.core.uploads.UploadLimitMiddleware",
+    "mlopen.core.uploads.UploadPathsMiddleware",  # before CsrfViewMiddleware, the first to parse a body
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -319,7 +320,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "mlopen.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "mlopen.api.parsers.MultiPartParser",
     ],
 }
 SPECTACULAR_SETTINGS = {

@@ -23,7 +23,7 @@ class UnsafeArchive(ValueError):
     """The archive has an entry mlopen refuses to extract, or it expands past the limits."""
 
 
-def _safe_member_path(name: str) -> str:
+def safe_member_path(name: str) -> str:
     if "\x00" in name:
         raise UnsafeArchive(f"zip entry {name!r} has a NUL byte in its name")
     normalized = name.replace("\\", "/")
@@ -35,7 +35,7 @@ def _safe_member_path(name: str) -> str:
     return posixpath.join(*parts) if parts else ""
 
 
-def _is_link_or_special(info: zipfile.ZipInfo) -> bool:
+def is_link_or_special(info: zipfile.ZipInfo) -> bool:
     mode = info.external_attr >> 16
     return bool(mode) and (
         stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
@@ -55,8 +55,8 @@ def extract_zip(
             if len(members) > max_entries:
                 raise UnsafeArchive(f"the zip has {len(members)} entries; the limit is {max_entries}")
             for info in members:
-                relative = _safe_member_path(info.filename)
-                if _is_link_or_special(info):
+                relative = safe_member_path(info.filename)
+                if is_link_or_special(info):
                     raise UnsafeArchive(f"zip entry {info.filename!r} is a link or special file")
                 if not relative:
                     continue

@@ -11,28 +11,46 @@ import textwrap
 import pytest
 
 
+def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart body with file names exactly as given, folders included (Django's test client
+    would keep only the last part of each name). Returns (body, content type)."""
+    boundary = "mlopen-test-boundary"
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for field, filename, content in files:
+        header = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(header.encode("utf-8", "surrogateescape") + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
 @pytest.fixture
 def pipeline_from(api):
     """Upload a control file given as source (dedented); return the API's pipeline body.
 
-    ``requirements`` is sent as the upload's requirements field; ``files`` as support files.
+    ``requirements`` is sent as the upload's requirements field; ``files`` as support files, each
+    under its path ({"textnet/model.py": "..."} ships a subpackage).
     """
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
     def upload(
         name: str,
         source: str,
         *,
         requirements: str | None = None,
-        files: dict[str, str] | None = None,
+        files: dict[str, str | bytes] | None = None,
         expect: int = 201,
     ):
-        data = {"control": SimpleUploadedFile(f"{name}.py", textwrap.dedent(source).encode())}
+        sent = [("control", f"{name}.py", textwrap.dedent(source).encode())]
         if requirements is not None:
-            data["requirements"] = SimpleUploadedFile("requirements.txt", requirements.encode())
-        if files:
-            data["support_files"] = [SimpleUploadedFile(n, text.encode()) for n, text in files.items()]
-        response = api.post("/api/v1/pipelines/", data, format="multipart")
+            sent.append(("requirements", "requirements.txt", requirements.encode()))
+        for path, content in (files or {}).items():
+            sent.append(("support_files", path, content if isinstance(content, bytes) else content.encode()))
+        body, content_type = multipart({}, sent)
+        response = api.generic("POST", "/api/v1/pipelines/", body, content_type)
         assert response.status_code == expect, response.content
         return response.json()
 
@@ -49,3 +67,9 @@ def submit(api):
         return response.json()
 
     return post
+
+
+@pytest.fixture
+def multipart_body():
+    """``multipart(fields, files)``: a body whose file names keep their folders (see above)."""
+    return multipart

@@ -164,10 +164,16 @@ class PipelineUpdateSerializer(serializers.Serializer):
 class PipelineUploadSerializer(serializers.Serializer):
     control = serializers.FileField(help_text="the control file (.py) with train and run_pipeline")
     support_files = serializers.ListField(
-        child=serializers.FileField(),
+        child=serializers.FileField(allow_empty_file=True),
         required=False,
         default=list,
-        help_text="files placed beside the control file; repeat the field",
+        help_text=(
+            "files placed beside the control file; repeat the field. Each keeps the path sent as its "
+            "multipart filename (filename=\"textnet/model.py\"): no '..', absolute path, backslash or hidden name"
+        ),
+    )
+    support_zip = serializers.FileField(
+        required=False, help_text="a zip of support files, unpacked beside the control file with their paths"
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
@@ -179,10 +185,16 @@ class PipelineVersionUploadSerializer(serializers.Serializer):
 
     control = serializers.FileField(help_text="the control file (.py) with train and run_pipeline")
     support_files = serializers.ListField(
-        child=serializers.FileField(),
+        child=serializers.FileField(allow_empty_file=True),
         required=False,
         default=list,
-        help_text="files placed beside the control file; repeat the field",
+        help_text=(
+            "files placed beside the control file; repeat the field. Each keeps the path sent as its "
+            "multipart filename (filename=\"textnet/model.py\"): no '..', absolute path, backslash or hidden name"
+        ),
+    )
+    support_zip = serializers.FileField(
+        required=False, help_text="a zip of support files, unpacked beside the control file with their paths"
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")

@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import views
+from mlopen.api import pipeline_files, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -15,6 +15,16 @@ router.register("runs", views.RunViewSet, basename="run")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
+    path(
+        "pipelines/<int:pk>/versions/<int:number>/files/",
+        pipeline_files.VersionFilesView.as_view(),
+        name="pipeline-version-files",
+    ),
+    path(
+        "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",
+        pipeline_files.VersionFileView.as_view(),
+        name="pipeline-version-file",
+    ),
     path("", include(router.urls)),
     # Last: anything else under /api/v1/ is a JSON 404, not the site's HTML page.
     re_path(r"^(?P<path>.*)$", views.not_found),

@@ -17,7 +17,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from mlopen.api import serializers as s
 from mlopen.api.errors import error_response
 from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
-from mlopen.api.parsers import JSONParser  # DRF's, with a nesting limit (a 400, not a 500)
+from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
 from mlopen.api.schema import AutoSchema, ErrorSerializer
 from mlopen.api.sharing import ShareMixin
@@ -103,6 +103,7 @@ def _upload_request(request, data: dict, name: str) -> UploadRequest:
         name=name,
         description=data.get("description", ""),
         requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
+        support_zip=IncomingFile.from_uploaded(data["support_zip"]) if data.get("support_zip") else None,
     )
 
 

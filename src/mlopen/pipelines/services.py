@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 
 from mlopen.core import storage
 from mlopen.core.roles import can_upload_pipelines
-from mlopen.pipelines import builds, environments, rules
+from mlopen.pipelines import builds, environments, rules, support
 from mlopen.pipelines.control import PipelineForbidden, PipelineRejected, evaluate_params
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 
@@ -32,7 +32,11 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 
 @dataclass
 class IncomingFile:
-    """A file arriving with an upload: its name and a way to read it in chunks."""
+    """A file arriving with an upload: its name and a way to read it in chunks.
+
+    ``name`` is the name the client sent, folders included (a support file's path); only
+    mlopen.pipelines.support decides what part of it is kept.
+    """
 
     name: str
     chunks: object  # callable returning an iterable of bytes
@@ -40,24 +44,32 @@ class IncomingFile:
 
     @classmethod
     def from_uploaded(cls, uploaded) -> IncomingFile:
-        return cls(name=uploaded.name, chunks=uploaded.chunks, size=uploaded.size)
+        # client_path: the name before Django dropped its folders (mlopen.core.uploads).
+        name = getattr(uploaded, "client_path", None) or uploaded.name
+        return cls(name=name, chunks=uploaded.chunks, size=uploaded.size)
 
     @classmethod
-    def from_path(cls, path: Path) -> IncomingFile:
+    def from_path(cls, path: Path, name: str | None = None) -> IncomingFile:
         def chunks():
             with open(path, "rb") as handle:
                 yield from iter(lambda: handle.read(1024 * 1024), b"")
 
-        return cls(name=path.name, chunks=chunks, size=path.stat().st_size)
+        return cls(name=name or path.name, chunks=chunks, size=path.stat().st_size)
 
 
 @dataclass
 class UploadRequest:
     control: IncomingFile
+    # Each kept under the path it was sent with (textnet/model.py), beside the control file.
     support_files: list[IncomingFile] = field(default_factory=list)
     name: str = ""
     description: str = ""
     requirements: IncomingFile | None = None
+    # The files of a picked folder (webkitRelativePath as names): like support_files, but hidden
+    # files and __pycache__ are left out rather than refused.
+    support_folder: list[IncomingFile] = field(default_factory=list)
+    # A zip of support files, unpacked with their paths (mlopen.pipelines.support.unpack_zip).
+    support_zip: IncomingFile | None = None
 
 
 def validate_name(name: str) -> str:
@@ -135,6 +147,7 @@ def _read_all(incoming: IncomingFile, limit: int) -> bytes:
 
 
 def _write(path: Path, incoming: IncomingFile) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
         for chunk in incoming.chunks():
             out.write(chunk)
@@ -151,40 +164,17 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
     source = _read_all(request.control, MAX_CONTROL_BYTES)
     docstring = check_control_source(control_name, source)
 
-    support_files: list[IncomingFile] = []
-    support_names: list[str] = []
-    requirements = request.requirements
-    for support in request.support_files:
-        support_name = storage.safe_filename(support.name)
-        if support_name == REQUIREMENTS_FILENAME:
-            # requirements.txt uploaded beside the control file names the pipeline's environment.
-            if requirements is not None:
-                raise PipelineRejected(
-                    "Two requirements.txt files were given; send one, as the requirements "
-                    "field or among the support files.",
-                    field="requirements",
-                )
-            requirements = support
-            continue
-        if support_name == control_name or support_name in support_names:
-            raise PipelineRejected(
-                f"Two files are named {support_name!r}; every file of a pipeline needs its own name.",
-                field="support_files",
-            )
-        support_files.append(support)
-        support_names.append(support_name)
-
-    requirements_text = ""
-    if requirements is not None:
-        requirements_text = environments.check_requirements(_read_all(requirements, 256 * 1024))
-
     staging = settings.MLOPEN_WORK_DIR / "uploads" / uuid.uuid4().hex
     code_dir = staging / "code"
     code_dir.mkdir(parents=True)
     try:
+        placed, requirements = _place_support_files(request, control_name, staging)
+        requirements_text = ""
+        if requirements is not None:
+            requirements_text = environments.check_requirements(_read_all(requirements, 256 * 1024))
         (code_dir / control_name).write_bytes(source)
-        for support, support_name in zip(support_files, support_names):
-            _write(code_dir / support_name, support)
+        for path, incoming in placed:
+            _write(code_dir / path, incoming)
         (staging / "work").mkdir()
         if requirements_text:
             # The control file may import what only its own environment has: its forms are read
@@ -196,7 +186,7 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
             name,
             request.description or docstring or "",
             control_name,
-            support_names,
+            [path for path, _ in placed],
             code_dir,
             specs,
             requirements_text,
@@ -204,6 +194,41 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _place_support_files(
+    request: UploadRequest, control_name: str, staging: Path
+) -> tuple[list[tuple[str, IncomingFile]], IncomingFile | None]:
+    """Every support file with the path it is kept under, and the requirements file if one came
+    among them; refused (before anything is stored) on any bad path (mlopen.pipelines.support)."""
+    candidates = [(f, "support_files") for f in request.support_files]
+    candidates += [(f, "support_folder") for f in request.support_folder if not support.left_out(f.name)]
+    if request.support_zip is not None:
+        zip_path = staging / "support.zip"
+        _write(zip_path, request.support_zip)
+        shown = storage.safe_filename(request.support_zip.name, fallback="the zip")
+        for path, extracted in support.unpack_zip(zip_path, shown, staging / "unzipped"):
+            candidates.append((IncomingFile.from_path(extracted, name=path), "support_zip"))
+
+    placed: list[tuple[str, IncomingFile]] = []
+    fields: list[str] = []
+    requirements = request.requirements
+    for incoming, form_field in candidates:
+        path = support.support_path(incoming.name, form_field)
+        if path == REQUIREMENTS_FILENAME:
+            # requirements.txt uploaded beside the control file names the pipeline's environment.
+            if requirements is not None:
+                raise PipelineRejected(
+                    "Two requirements.txt files were given; send one, as the requirements "
+                    "field or among the support files.",
+                    field="requirements",
+                )
+            requirements = incoming
+            continue
+        placed.append((path, incoming))
+        fields.append(form_field)
+    support.check_distinct(control_name, [path for path, _ in placed], fields)
+    return placed, requirements
 
 
 def check_may_publish(user, pipeline: Pipeline | None, name: str) -> None:

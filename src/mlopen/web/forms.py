@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db.models import Q
 
@@ -64,6 +65,22 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
         label="Support files",
         help_text="Optional: modules, vocabularies, weights… They are placed beside the control file.",
     )
+    support_folder = MultipleFileField(
+        required=False,
+        allow_empty_file=True,
+        label="Support folder",
+        help_text="Optional: a folder (a package such as textnet/, data such as nltk_data/), kept with its "
+        "subfolders beside the control file. Hidden files and __pycache__ are left out.",
+        widget=MultipleFileInput(attrs={"webkitdirectory": True, "data-folder-picker": True}),
+    )
+    support_zip = forms.FileField(
+        required=False,
+        allow_empty_file=True,
+        label="Support files as a zip",
+        help_text="Optional: a zip unpacked beside the control file, paths as they are in the zip "
+        "(for several folders, or more files than a folder upload takes).",
+        widget=forms.FileInput(attrs={"accept": ".zip"}),
+    )
     requirements = forms.FileField(
         required=False,
         allow_empty_file=True,
@@ -85,6 +102,8 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # One request takes at most this many files: the folder picker says so before sending.
+        self.fields["support_folder"].widget.attrs["data-max-files"] = settings.DATA_UPLOAD_MAX_NUMBER_FILES or 0
         self.style_widgets()
 
 

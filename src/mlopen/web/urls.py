@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipelines, runs
+from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs
 
 app_name = "web"
 urlpatterns = [
@@ -9,6 +9,18 @@ urlpatterns = [
     path("pipelines/upload/", pipelines.pipeline_upload, name="pipeline-upload"),
     path("pipelines/<int:pk>/", pipelines.pipeline_detail, name="pipeline-detail"),
     path("pipelines/<int:pk>/visibility/", pipelines.pipeline_visibility, name="pipeline-visibility"),
+    path("pipelines/<int:pk>/versions/<int:number>/files/", pipeline_code.version_files, name="pipeline-files"),
+    path(
+        "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",
+        pipeline_code.version_files,
+        name="pipeline-file",
+    ),
+    path(
+        "pipelines/<int:pk>/versions/<int:number>/download/<path:path>",
+        pipeline_code.version_file_download,
+        name="pipeline-file-download",
+    ),
+    path("pipelines/<int:pk>/compare/", pipeline_code.version_compare, name="pipeline-compare"),
     path("datasets/", datasets.dataset_list, name="dataset-list"),
     path("datasets/upload/", datasets.dataset_upload, name="dataset-upload"),
     path("datasets/<int:pk>/", datasets.dataset_detail, name="dataset-detail"),

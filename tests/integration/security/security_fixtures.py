@@ -48,7 +48,9 @@ def make_pipeline(name: str, created_by=None, private_group=None, params_run=Non
     pipeline = Pipeline.objects.create(
         name=name, description=f"{name} pipeline", created_by=created_by, private_group=private_group
     )
-    PipelineVersion.objects.create(
+    from mlopen.core import storage
+
+    version = PipelineVersion.objects.create(
         pipeline=pipeline,
         number=1,
         control_filename=f"{name}.py",
@@ -56,6 +58,8 @@ def make_pipeline(name: str, created_by=None, private_group=None, params_run=Non
         params_run=params_run or [],
         params_train=[],
     )
+    # Stored, so the routes that read a version's code have a file to show.
+    storage.write_stream(f"{version.folder}/{version.control_filename}", [f"# {SECRET} code\n".encode()])
     return pipeline
 
 

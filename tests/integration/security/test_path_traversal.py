@@ -1,9 +1,10 @@
 """Path traversal (the MLflow CVE-2023-1177 class and its bypasses).
 
 A dataset, support file or pipeline name like ../../x.py, %2e%2e/x, ..\\x, /abs/x or one with a
-NUL byte never writes or reads outside its own folder; download and graph URLs built from such
-names answer 404. Multipart bodies are built by hand here: Django's test client would strip the
-directories from a file name before the server ever saw them.
+NUL byte never writes or reads outside its own folder (a support file's path with one is refused
+outright); download and graph URLs built from such names answer 404. Multipart bodies are built by
+hand here: Django's test client would strip the directories from a file name before the server
+ever saw them.
 """
 
 from __future__ import annotations
@@ -107,23 +108,37 @@ def _stamped(folder: Path) -> set[tuple[str, int]]:
     return {(p, os.stat(p).st_mtime_ns) for p in every_file_under(folder)}
 
 
-def test_hostile_support_and_control_file_names_stay_in_the_versions_folder(api_for, author, settings, home_files):
+def test_hostile_control_file_names_and_literal_support_names_stay_in_the_versions_folder(
+    api_for, author, settings, home_files
+):
     before = home_files()
     stored_before = _stamped(settings.MLOPEN_STORAGE_DIR)  # other tests' files stay (only the database is rolled back)
-    support = [
-        ("support_files", name, f"# {i}\n".encode())
-        for i, name in enumerate(["../../escape1.py", "/tmp/escape2.py", "..\\..\\escape3.txt", "%2e%2e%2fescape4.py"])
-    ]
+    support = [("support_files", "%2e%2e%2fescape4.py", b"# 4\n"), ("support_files", "sub/ok.py", b"# 5\n")]
     body, content_type = multipart({"name": "traversal"}, [("control", "../../control.py", CONTROL), *support])
     response = api_for(author).generic("POST", "/api/v1/pipelines/", body, content_type)
     assert response.status_code == 201, response.content
     version = PipelineVersion.objects.get(pipeline__name="traversal")
     assert version.control_filename == "control.py"
-    assert version.support_files == ["escape1.py", "escape2.py", "escape3.txt", "2e_2e_2fescape4.py"]
+    assert version.support_files == ["%2e%2e%2fescape4.py", "sub/ok.py"]  # a literal name, never decoded
     folder = storage.local_path(version.folder).resolve()
     written = {Path(p).resolve() for p, _ in _stamped(settings.MLOPEN_STORAGE_DIR) - stored_before}
     assert written == {folder / name for name in ("control.py", *version.support_files)}
     assert home_files() == before
+
+
+@pytest.mark.parametrize(
+    "name", ["../../escape1.py", "/tmp/escape2.py", "..\\..\\escape3.txt", "a/../../escape5.py", "..／escape6.py"]
+)
+def test_hostile_support_file_paths_are_refused_and_nothing_is_written(api_for, author, settings, home_files, name):
+    before = home_files()
+    stored_before = _stamped(settings.MLOPEN_STORAGE_DIR)
+    body, content_type = multipart({"name": "traversal"}, [("control", "p.py", CONTROL), ("support_files", name, b"x")])
+    response = api_for(author).generic("POST", "/api/v1/pipelines/", body, content_type)
+    assert response.status_code == 400, response.content
+    assert repr(name) in response.json()["errors"]["support_files"]
+    assert _stamped(settings.MLOPEN_STORAGE_DIR) == stored_before
+    assert home_files() == before
+    assert not PipelineVersion.objects.exists()
     assert not Path("/tmp/escape2.py").exists()
 
 

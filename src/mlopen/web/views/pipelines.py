@@ -99,6 +99,8 @@ def pipeline_upload(request):
             name=data["name"],
             description=data["description"],
             requirements=IncomingFile.from_uploaded(data["requirements"]) if data["requirements"] else None,
+            support_folder=[IncomingFile.from_uploaded(f) for f in data["support_folder"]],
+            support_zip=IncomingFile.from_uploaded(data["support_zip"]) if data["support_zip"] else None,
         )
         try:
             version = upload_pipeline(upload, request.user)

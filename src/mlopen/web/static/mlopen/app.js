@@ -68,6 +68,43 @@
     }
   });
 
+  /* Folder pickers: hidden files and __pycache__ are left out before sending (the server would
+   * skip them anyway), and a folder with more files than one upload takes is refused here, with
+   * the way out, rather than by the server's generic "too many files" answer. */
+  function isLeftOut(file) {
+    return (file.webkitRelativePath || file.name).split("/").some(function (part) {
+      return part.charAt(0) === "." || part === "__pycache__" || part === "__MACOSX";
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("input[data-folder-picker]")) { return; }
+    var note = input.parentNode.querySelector("[data-folder-note]");
+    if (!note) {
+      note = document.createElement("div");
+      note.setAttribute("data-folder-note", "");
+      note.className = "form-text";
+      input.insertAdjacentElement("afterend", note);
+    }
+    var files = Array.prototype.filter.call(input.files, function (file) { return !isLeftOut(file); });
+    if (window.DataTransfer && files.length !== input.files.length) {
+      var kept = new DataTransfer();
+      files.forEach(function (file) { kept.items.add(file); });
+      input.files = kept.files;
+    }
+    var max = parseInt(input.getAttribute("data-max-files") || "0", 10);
+    if (max && files.length > max) {
+      input.value = "";
+      note.className = "invalid-feedback d-block";
+      note.textContent = "This folder has " + files.length + " files; one upload takes at most " + max +
+        ". Send the folder as a zip instead.";
+      return;
+    }
+    note.className = "form-text";
+    note.textContent = files.length ? files.length + " files will be uploaded with their folders." : "";
+  });
+
   /* HTML graphs live in sandboxed frames; they post their height so the frame fits them. */
   window.addEventListener("message", function (event) {
     var data = event.data;
