@@ -17,7 +17,6 @@ import importlib.util
 import inspect
 import json
 import os
-import pickle
 import resource
 import sys
 import traceback
@@ -26,14 +25,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlopen_runner import sdk
+from mlopen_runner import legacy, sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
     ERROR_FILE,
     EVENTS_FD_VARIABLE,
     MB,
-    MODEL_FILE,
-    MODEL_MANIFEST_FILE,
     PARAMS_FILE,
     RESULT_FILE,
     Job,
@@ -81,8 +78,9 @@ def prepare_process(job: Job) -> None:
 def handle(job: Job) -> None:
     """Do one job. Raises JobFailed after writing error.json when the pipeline fails."""
     os.chdir(job.work_dir)
-    sdk.take_saved()  # nothing a previous job saved may leak into this one
     try:
+        lay_out(job)
+        sdk.begin_job(read_model(job.model_path), keep_in=job.work_dir if job.kind == "train" else None)
         with control_module(job.control_path) as module:
             _KIND_HANDLERS[job.kind](job, module)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from pipeline code are failures too
@@ -90,17 +88,20 @@ def handle(job: Job) -> None:
         raise JobFailed(str(exc)) from exc
 
 
+def lay_out(job: Job) -> None:
+    """The original's working folder in the job's (mlopen_runner.legacy), before any pipeline code runs."""
+    refs = [job.input] if job.input else []
+    named = [(ref["name"], ref["path"]) for ref in [*refs, *job.files.values()]]
+    legacy.lay_out_work_dir(job.work_dir, os.path.dirname(job.control_path), named)
+
+
 def _train(job: Job, module: ModuleType) -> None:
     call_accepting(required_function(module, "train"), input_file(job), pipeline_params(job))
-    saved = sdk.take_saved()
-    if saved is not None:
-        _write_model(Path(job.work_dir, MODEL_FILE), saved)
-        Path(job.work_dir, MODEL_MANIFEST_FILE).write_text(dumps_strict(model_manifest(saved)))
 
 
 def _run(job: Job, module: ModuleType) -> None:
     run_pipeline = required_function(module, "run_pipeline")
-    model, args = _load_model(job.model_path)
+    model, args = sdk.given_pipeline()
     returned = call_accepting(run_pipeline, input_file(job), model, args, pipeline_params(job))
     Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
 
@@ -153,24 +154,33 @@ def _param_entry(name: str, entry: object) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def control_module(control_path: str) -> Iterator[ModuleType]:
-    """The control file imported under its file stem, its folder first on sys.path."""
+    """The control file imported as `mlopenapp.pipelines.<file stem>`, its folder first on sys.path.
+
+    Its folder is the package `mlopenapp.pipelines` meanwhile (mlopen_runner.legacy), so support
+    code imports as the original's did and a class the control file defines pickles under a name
+    every later run can import. Models pickled before that name was used name the bare stem: the
+    module answers to it too, but never over a module the runner already uses (a control file
+    called json.py).
+    """
     folder = os.path.dirname(control_path)
-    name = Path(control_path).stem
-    # Registered so pickle can find classes defined in the control file, but never over a
-    # module the runner already uses (a control file called json.py).
-    registers_name = name not in sys.modules
+    name = legacy.control_module_name(control_path)
+    stem = Path(control_path).stem
+    registers_stem = stem not in sys.modules
     sys.path.insert(0, folder)
     try:
-        spec = importlib.util.spec_from_file_location(name, control_path)
-        module = importlib.util.module_from_spec(spec)
-        if registers_name:
+        with legacy.code_package(folder) as package:
+            spec = importlib.util.spec_from_file_location(name, control_path)
+            module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
-        spec.loader.exec_module(module)
-        yield module
+            setattr(package, stem, module)
+            if registers_stem:
+                sys.modules[stem] = module
+            spec.loader.exec_module(module)
+            yield module
     finally:
         sys.path.remove(folder)
-        if registers_name:
-            sys.modules.pop(name, None)
+        if registers_stem:
+            sys.modules.pop(stem, None)
 
 
 def required_function(module: ModuleType, name: str) -> Callable[..., Any]:
@@ -203,43 +213,12 @@ def pipeline_params(job: Job) -> dict[str, Any]:
     return {**job.params, **{name: InputFile(path=ref["path"], name=ref["name"]) for name, ref in job.files.items()}}
 
 
-def _write_model(path: Path, saved: dict[str, Any]) -> None:
-    try:
-        payload = pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise TypeError(f"save_pipeline: what was saved cannot be pickled: {exc}") from exc
-    path.write_bytes(payload)
-
-
-def model_manifest(saved: dict[str, Any]) -> dict[str, Any]:
-    """The names in what save_pipeline kept, for the platform to show without unpickling anything."""
-    return {
-        "label": str(saved.get("label") or ""),
-        "models": [str(name) for name, _obj in saved.get("models") or []],
-        "args": [str(name) for name, _obj in saved.get("args") or []],
-    }
-
-
-def _load_model(model_path: str | None) -> tuple[Any, dict[str, Any]]:
-    """model = the first saved model (or None), args = {name: object}, as the contract says."""
-    return models_from(read_model(model_path))
-
-
 def read_model(model_path: str | None) -> bytes | None:
-    """The pickled model's bytes, unpickled by models_from() (a warm process keeps them for every run)."""
+    """The pickled model's bytes (a warm process keeps them for every run)."""
     if not model_path:
         return None
     with open(model_path, "rb") as file:
         return file.read()
-
-
-def models_from(pickled: bytes | None) -> tuple[Any, dict[str, Any]]:
-    """model and args as run_pipeline receives them, from read_model()'s bytes."""
-    if pickled is None:
-        return None, {}
-    saved = pickle.loads(pickled)
-    models = saved.get("models") or []
-    return (models[0][1] if models else None), dict(saved.get("args") or [])
 
 
 def report_failure(job: Job, exc: BaseException) -> None:

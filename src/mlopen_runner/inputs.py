@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 _CHUNK_SIZE = 64 * 1024
+# Where the original served uploads from (its MEDIA_URL); `url` names the file under it.
+MEDIA_URL = "/user_data/"
 
 
 class InputFile:
@@ -23,9 +25,36 @@ class InputFile:
     def __repr__(self) -> str:
         return f"<InputFile {self.name}>"
 
+    def __str__(self) -> str:
+        # FieldFile's: pipelines build paths with os.path.join("mlopenapp/data/user_data/", str(input)).
+        return self.name
+
+    def __bool__(self) -> bool:
+        # As FieldFile: a file with a name is true, even an empty one (len() is its size).
+        return bool(self.name)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other: object) -> bool:
+        # FieldFile compares by name, with another file or with a string.
+        return self.name == getattr(other, "name", other)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
     @property
     def size(self) -> int:
         return os.path.getsize(self.path)
+
+    @property
+    def url(self) -> str:
+        return MEDIA_URL + self.name
+
+    @property
+    def file(self) -> IO[Any]:
+        """The open file underneath (opened in binary mode if it is not yet), as FieldFile.file."""
+        return self._opened()
 
     @property
     def mode(self) -> str:
@@ -75,6 +104,10 @@ class InputFile:
         self.seek(0)
         while chunk := self.read(chunk_size):
             yield chunk
+
+    def multiple_chunks(self, chunk_size: int | None = None) -> bool:
+        """Whether chunks() would give more than one piece (FieldFile.multiple_chunks)."""
+        return self.size > (chunk_size or _CHUNK_SIZE)
 
     def __iter__(self) -> Iterator[str | bytes]:
         return iter(self._opened())

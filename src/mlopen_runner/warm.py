@@ -93,16 +93,17 @@ class _Server:
         """Do one run job, as the cold child's handle() would; why this process must retire, if it must."""
         os.chdir(job.work_dir)
         os.environ["HOME"] = job.work_dir
-        sdk.take_saved()
         opened: list[InputFile] = []
         try:
+            child.lay_out(job)  # before the first job imports the control file, as a cold run's
             if self.module is None:
                 self._load()
             run_pipeline = child.required_function(self.module, "run_pipeline")
             # Every run gets its own model and args, unpickled from bytes kept in memory, exactly
             # as a cold run would: a run_pipeline that changes its model cannot change the next
             # run's. Unpickling a small model costs well under a millisecond.
-            model, args = child.models_from(self.pickled_model)
+            sdk.begin_job(self.pickled_model)
+            model, args = sdk.given_pipeline()
             returned = child.call_accepting(
                 run_pipeline,
                 _track(child.input_file(job), opened),

@@ -207,7 +207,6 @@ def test_values_that_do_not_convert_are_a_400_naming_each_parameter_and_nothing_
         "params.ratio": "Enter a number (got 'lots').",
         "params.flag": "Enter true or false (got 'maybe').",
         "params.colour": "Choose one of: red, green, blue.",
-        "params.data": "This parameter is required.",
         "params.cuont": body["errors"]["params.cuont"],
     }
     assert body["errors"]["params.cuont"].startswith("Unknown parameter.")
@@ -333,7 +332,7 @@ def test_a_run_before_any_training_gets_model_none_and_empty_args(upload_pipelin
     assert body["trained_model"] is None
 
 
-def test_train_saves_models_and_args_and_a_later_run_gets_the_first_model_and_args_by_name(
+def test_train_saves_models_and_args_and_a_later_run_gets_the_last_model_and_args_by_name(
     api, upload_pipeline, submit, finished, words_txt, module_worker
 ):
     pipeline = upload_pipeline("contract_train_saves.py")
@@ -348,7 +347,7 @@ def test_train_saves_models_and_args_and_a_later_run_gets_the_first_model_and_ar
     assert current["version"] == 1
     assert (current["label"], current["model_names"], current["arg_names"]) == (
         "contract_train_saves.py",
-        ["multiplier", "second_model"],
+        ["first_model", "multiplier"],
         ["vocab", "threshold"],
     )
     assert run["trained_model"] == current["id"]

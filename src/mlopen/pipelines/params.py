@@ -80,7 +80,9 @@ def spec_as_dict(spec: list[dict]) -> dict[str, dict]:
 
 
 def is_required(field: dict) -> bool:
-    if field["type"] in ("string", "bool"):
+    # File parameters are optional, as in the original (knn_control.py declares "data": ("file")
+    # and never reads it): one not given reaches the pipeline as None.
+    if field["type"] in ("string", "bool", *FILE_TYPES):
         return False
     return "default" not in field and not field.get("blank", False)
 
@@ -104,7 +106,7 @@ def convert_value(field: dict, value: Any) -> Any:
             return ""
         if kind == "bool":
             return False
-        if field.get("blank"):
+        if field.get("blank") or kind in FILE_TYPES:
             return None
         raise ValueError("This parameter is required.")
     if kind == "string":

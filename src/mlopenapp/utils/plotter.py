@@ -1,7 +1,9 @@
-"""Legacy chart helpers, with the names, arguments and return kinds of the original mlopen.
+"""Legacy chart helpers, with the names, arguments and return kinds of the original mlopen and its fork.
 
-pie_plot_from_lists returns an HTML div; the plotlify_* helpers return plotly figure dicts.
-plotly is imported only by the helper that needs it: most control files never draw a pie.
+pie_plot_from_lists, bar and custom_heatmap return HTML divs; the plotlify_* helpers return plotly
+figure dicts; collect_imgs and detect_bbox (the fork's object-detection heatmaps) return numpy
+arrays. plotly and numpy are imported only by the helper that needs them: most control files
+never draw a pie.
 """
 
 from __future__ import annotations
@@ -48,6 +50,69 @@ def plotlify_scatter_js(
         if tag:
             layout[axis] = {"title": {"text": str(tag)}}
     return {"data": data, "layout": layout}
+
+
+def bar(df: Any, x_name: str, y_name: str) -> str:
+    """The fork's bar chart of two columns of a DataFrame (plotly express), as an HTML div."""
+    import plotly.express as px
+
+    return _div(px.bar(df, x=x_name, y=y_name))
+
+
+def detect_bbox(img: Any, xmin: float, ymin: float, xmax: float, ymax: float) -> Any:
+    """Add 1 to every pixel of the 2-D numpy array `img` outside the box (bounds inclusive), in
+    place, and return it: stacking a class's boxes this way draws where that class is not."""
+    import numpy as np
+
+    rows = np.arange(img.shape[0])
+    columns = np.arange(img.shape[1])
+    inside = ((rows >= ymin) & (rows <= ymax))[:, None] & ((columns >= xmin) & (columns <= xmax))[None, :]
+    img += ~inside
+    return img
+
+
+HEATMAP_SIDE = 150  # the fork's images were 150 x 150
+
+
+def collect_imgs(frames: Iterable[Any]) -> dict[str, list[Any]]:
+    """The fork's heatmaps: for each DataFrame of detections (columns xmin, ymin, xmax, ymax), the
+    mean of detect_bbox over its rows on a 150 x 150 image; `{"Heatmap": [array, ...]}`."""
+    import numpy as np
+
+    heatmaps = []
+    for frame in frames:
+        image = np.zeros((HEATMAP_SIDE, HEATMAP_SIDE))
+        for row in frame.itertuples():
+            image = detect_bbox(image, row.xmin, row.ymin, row.xmax, row.ymax)
+        with np.errstate(divide="ignore", invalid="ignore"):  # an empty frame gives NaN, as the fork's did
+            heatmaps.append(image / len(frame))
+    return {"Heatmap": heatmaps}
+
+
+HEATMAP_GRID = (7, 4)  # the fork's subplot grid: rows, columns
+
+
+def custom_heatmap(frames: Iterable[Any], class_names: Iterable[str]) -> str:
+    """The fork's grid of heatmaps, one per class (collect_imgs), titled by `class_names`, as an HTML div."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows, columns = HEATMAP_GRID
+    figure = make_subplots(rows, columns, subplot_titles=list(class_names))
+    for index, heatmap in enumerate(collect_imgs(frames)["Heatmap"]):
+        row, column = divmod(index % (rows * columns), columns)
+        figure.add_trace(go.Heatmap(z=heatmap), row + 1, column + 1)
+    figure.update_layout(width=1500, height=2800)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, autorange="reversed")
+    figure.update_traces(showscale=False)
+    return _div(figure)
+
+
+def _div(figure: Any) -> str:
+    import plotly.offline
+
+    return plotly.offline.plot(figure, output_type="div", include_plotlyjs=False, auto_open=False)
 
 
 def _layout(description: str | None) -> dict[str, Any]:

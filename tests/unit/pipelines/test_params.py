@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlopen.pipelines.params import ParamsInvalid, SpecInvalid, convert, spec_from_runner
+from mlopen.pipelines.params import ParamsInvalid, SpecInvalid, convert, is_required, spec_from_runner
 
 
 def test_a_default_of_the_declared_type_is_kept_converted():
@@ -58,7 +58,18 @@ def test_a_stored_default_that_is_not_of_its_type_never_reaches_a_run():
     with pytest.raises(ParamsInvalid) as caught:
         convert(spec, {})
 
-    assert caught.value.errors == {"words": "Enter text, not a list or object.", "data": "This parameter is required."}
+    assert caught.value.errors == {"words": "Enter text, not a list or object."}
+    # A file parameter's default is never used: not given, it is None.
+    assert convert(spec, {"words": "hi"}) == {"words": "hi", "data": None}
+
+
+def test_a_bare_file_or_upload_parameter_is_optional_and_none_when_not_given():
+    # knn_control.py declares "data": ("file") and never reads it; the original left it optional.
+    spec = spec_from_runner({"data": {"type": "file"}, "attachment": {"type": "upload"}})
+
+    assert [is_required(field) for field in spec] == [False, False]
+    assert convert(spec, {}) == {"data": None, "attachment": None}
+    assert convert(spec, {"data": "", "attachment": None}) == {"data": None, "attachment": None}
 
 
 def test_submitted_values_convert_to_their_types_and_unknown_names_are_refused():

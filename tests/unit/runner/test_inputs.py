@@ -66,3 +66,30 @@ def test_chunks_seek_tell_and_close(input_file):
 def test_it_is_not_a_path_like(input_file):
     # FieldFile has no __fspath__, and pipelines that test for one must see the same.
     assert not isinstance(input_file, os.PathLike)
+
+
+def test_str_len_url_and_comparisons_are_fieldfiles(input_file, tmp_path):
+    # Pipelines build paths with os.path.join("mlopenapp/data/user_data/", str(input)).
+    assert str(input_file) == "datasets/iris.csv"
+    assert len(input_file) == len(CSV)
+    assert input_file.url == "/user_data/datasets/iris.csv"  # the original's MEDIA_URL
+    assert input_file == "datasets/iris.csv"
+    assert input_file == InputFile(str(tmp_path / "iris.csv"), "datasets/iris.csv")
+    assert hash(input_file) == hash("datasets/iris.csv")
+
+
+def test_an_empty_file_is_still_true(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+
+    assert len(InputFile(str(empty))) == 0
+    assert InputFile(str(empty))  # `if input:` asks whether there is a file, as with FieldFile
+
+
+def test_file_is_the_open_file_underneath_and_multiple_chunks_compares_the_size(input_file):
+    assert input_file.file.read() == CSV.encode()  # opened in binary mode on first use
+    input_file.open("r")
+    assert input_file.file.mode == "r"
+    assert input_file.multiple_chunks() is False
+    assert input_file.multiple_chunks(chunk_size=4) is True
+    assert b"".join(input_file.open("rb").chunks(chunk_size=4)) == CSV.encode()

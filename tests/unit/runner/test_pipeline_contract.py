@@ -21,7 +21,8 @@ def test_train_saves_models_and_run_receives_them(write_pipeline, run_job):
                 return value * 2
 
         def train(inpt, params=None):
-            io.save_pipeline([(Doubler(), "doubler"), ("second model", "unused")],
+            # The original loaded each saved model in turn: run_pipeline gets the last one.
+            io.save_pipeline([("first model", "unused"), (Doubler(), "doubler")],
                              [({"unit": "kg"}, "settings")], os.path.basename(__file__))
 
         def run_pipeline(input, model, args, params=None):
@@ -54,7 +55,14 @@ def test_model_file_holds_named_models_args_and_label_from_the_last_save(write_p
     trained = run_job("train", control)
 
     saved = pickle.loads(Path(trained.outcome.model_path).read_bytes())
-    assert saved == {"models": [("model", "second")], "args": [("k", 3)], "label": "control.py"}
+    # Each object is pickled on its own, when it is saved (mlopen_runner.sdk).
+    assert saved == {
+        "format": 2,
+        "label": "control.py",
+        "models": [("model", pickle.dumps("second", protocol=pickle.HIGHEST_PROTOCOL))],
+        "args": [("k", pickle.dumps(3, protocol=pickle.HIGHEST_PROTOCOL))],
+        "objects": [],
+    }
 
 
 def test_the_names_of_what_train_saved_reach_the_parent_without_unpickling(write_pipeline, run_job):

@@ -1,0 +1,101 @@
+"""What a run looks like from inside, for pipelines written for the original mlopen.
+
+The original kept every control file and its support code in the package `mlopenapp/pipelines/`
+and ran pipelines with its Django project folder as the working directory. Pipelines rely on both:
+they import helpers through the package (`from mlopenapp.pipelines import text_preprocessing`),
+pickle models whose classes live there, and use paths relative to that folder
+(`mlopenapp/data/user_data/<upload>`, `mlopenapp/static/images/`). Inside a run:
+
+- `mlopenapp.pipelines` is the pipeline version's own code folder (code_package), and the control
+  file is imported as `mlopenapp.pipelines.<file stem>`;
+- the job's folder, the run's working directory, holds the original layout (lay_out_work_dir):
+  `mlopenapp/pipelines` (a link to the code folder, which the sandbox binds read-only),
+  `mlopenapp/data/user_data/<name>` (links to the input and file params, under the names
+  `str(input)` gives) and an empty, writable `mlopenapp/static/images/`.
+
+The child makes the layout itself, in its own folder, so cold and warm runs get the same one
+without the worker writing anywhere the pipeline can (a warm job's folder is the process's).
+Nothing in it is read by the worker. Standard library only: this runs in pipeline environments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from types import ModuleType
+
+PACKAGE = "mlopenapp.pipelines"
+PIPELINES_DIR = os.path.join("mlopenapp", "pipelines")
+USER_DATA_DIR = os.path.join("mlopenapp", "data", "user_data")
+IMAGES_DIR = os.path.join("mlopenapp", "static", "images")
+
+
+def control_module_name(control_path: str) -> str:
+    """The name the control file is imported under: classes it defines pickle under this name."""
+    return f"{PACKAGE}.{os.path.splitext(os.path.basename(control_path))[0]}"
+
+
+@contextlib.contextmanager
+def code_package(code_dir: str) -> Iterator[ModuleType]:
+    """`mlopenapp.pipelines` as the package of `code_dir` while the block runs; forgotten after it.
+
+    Subfolders are subpackages whether or not they hold an `__init__.py` (namespace packages, as
+    the original's `input/` was); an `__init__.py` in the code folder itself runs as the package's.
+    """
+    parent = importlib.import_module(PACKAGE.rpartition(".")[0])
+    init = os.path.join(code_dir, "__init__.py")
+    if os.path.isfile(init):
+        spec = importlib.util.spec_from_file_location(PACKAGE, init, submodule_search_locations=[code_dir])
+    else:
+        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+        spec.submodule_search_locations = [code_dir]
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = package
+    parent.pipelines = package
+    try:
+        if spec.loader is not None:
+            spec.loader.exec_module(package)
+        yield package
+    finally:
+        # Whatever was imported through it belongs to this code folder, not to the next job's.
+        for name in [name for name in sys.modules if name == PACKAGE or name.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+        with contextlib.suppress(AttributeError):
+            del parent.pipelines
+
+
+def lay_out_work_dir(work_dir: str, code_dir: str, data_files: Iterable[tuple[str, str]]) -> None:
+    """The original's folders in `work_dir`; `data_files` are (name, path) of the input and file params.
+
+    A name is where `os.path.join("mlopenapp/data/user_data/", str(input))` looks: a relative path
+    kept as it is (sub folders made), anything leaving the folder skipped. When two files carry one
+    name, the first (the input) keeps it.
+    """
+    os.makedirs(os.path.join(work_dir, IMAGES_DIR), exist_ok=True)
+    user_data = os.path.join(work_dir, USER_DATA_DIR)
+    os.makedirs(user_data, exist_ok=True)
+    _link(code_dir, os.path.join(work_dir, PIPELINES_DIR))
+    for name, path in data_files:
+        relative = user_data_name(name)
+        if relative is not None:
+            target = os.path.join(user_data, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _link(path, target)
+
+
+def user_data_name(name: str) -> str | None:
+    """`name` as a path inside user_data, or None when it would leave it (absolute, `..`, NUL)."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or name.startswith("/") or "\x00" in name:
+        return None
+    return os.path.join(*parts)
+
+
+def _link(target: str, link: str) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.symlink(target, link)
