@@ -32,6 +32,7 @@ from mlopen.api.sharing import ShareMixin
 from mlopen.core import storage
 from mlopen.core.access import PUBLIC, access
 from mlopen.core.roles import can_upload_pipelines, role_of
+from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.maintainers import set_maintainers
@@ -275,7 +276,7 @@ class DatasetViewSet(
 
     def perform_destroy(self, dataset):
         # Demo datasets are visible to everyone, but only their owner (or an admin) may delete one.
-        if dataset.owner_id != self.request.user.pk and not self.request.user.is_superuser:
+        if not dataset_rules.can_manage(self.request.user, dataset):
             raise NotFound()
         dataset_services.delete_dataset(dataset)
 

@@ -12,6 +12,10 @@ def pytest_configure(config):
     The root conftest sets DJANGO_SETTINGS_MODULE in its own pytest_configure, after pytest-django
     looked for it, so pytest-django leaves the app registry unloaded until the first db fixture.
     """
+    import os
+
+    if not os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "numprocesses", None):
+        return  # the xdist controller runs no tests and has no settings (see the root conftest)
     import django
 
     django.setup()

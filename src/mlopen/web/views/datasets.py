@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
+from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
@@ -20,7 +21,7 @@ def _manageable(request):
 
 
 def _may_manage(user, dataset: Dataset) -> bool:
-    return dataset.owner_id == user.pk or user.is_superuser
+    return dataset_rules.can_manage(user, dataset)
 
 
 @access(LOGGED_IN)

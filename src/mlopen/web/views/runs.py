@@ -18,6 +18,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import results, waiting, workers
+from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
 from mlopen.web.forms import PARAM_PREFIX, RunForm
@@ -290,7 +291,7 @@ def _may_rerun(user, run: Run) -> bool:
 @access(VIEW)
 def run_detail(request, pk: int):
     run = _get_run(request, pk)
-    manageable = run.owner_id == request.user.pk or request.user.is_superuser
+    manageable = run_rules.can_manage(request.user, run)
     result = _result_page(run, **_table_args(request))
     graphs = []
     if result:
@@ -322,7 +323,7 @@ def run_status(request, pk: int):
     """The live status panel. htmx polls it while the run is going; once finished the page reloads
     (HX-Refresh) to show the results, and the panel it returns carries no polling trigger."""
     run = _get_run(request, pk)
-    manageable = run.owner_id == request.user.pk or request.user.is_superuser
+    manageable = run_rules.can_manage(request.user, run)
     response = render(
         request,
         "web/runs/_status.html",
