@@ -38,40 +38,17 @@ def finished(api, wait_for_run):
     return wait
 
 
-@pytest.fixture
-def add_to_version():
-    """Write files with sub folders straight into a pipeline's stored version folder.
-
-    Uploads keep support files flat until support folders (relative paths in uploads) land on
-    main; the runner's side of a subpackage is tested here without waiting for them.
-    """
-    from mlopen.core import storage
-    from mlopen.pipelines.models import PipelineVersion
-
-    def add(pipeline: dict, files: dict[str, str]) -> None:
-        version = PipelineVersion.objects.filter(pipeline_id=pipeline["id"]).order_by("-number").first()
-        folder = storage.local_folder(version.folder)
-        for relative, text in files.items():
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            (folder / relative).write_text(textwrap.dedent(text))
-
-    return add
-
-
 SENTIMENT_STYLE = """
     import os
 
     from mlopenapp.pipelines import text_cleaning as tcl
     import mlopenapp.pipelines.text_cleaning
+    from mlopenapp.pipelines.textnet.model import WordCounter
     from mlopenapp.utils import io_handler as io
     from mlopenapp.utils import plotter, data_handler
 
 
     def train(inpt, params=None):
-        # Imported here, not at the top: get_params is read at upload, before add_to_version
-        # writes the subpackage into the version folder.
-        from mlopenapp.pipelines.textnet.model import WordCounter
-
         inpt.open("r")
         words = tcl.clean(inpt.read())
         vocabulary = open(os.path.join(os.path.dirname(__file__), "textnet", "vocab.txt")).read().split()
@@ -108,23 +85,23 @@ SUPPORT = {
 
 SUBPACKAGE = {
     "textnet/__init__.py": "",
-    "textnet/model.py": """
+    "textnet/model.py": textwrap.dedent("""
         class WordCounter:
             def __init__(self, words):
                 self.words = set(words)
 
             def known(self, words):
                 return sum(word in self.words for word in words)
-        """,
+        """),
     "textnet/vocab.txt": "good bad\n",
 }
 
 
 def test_a_model_class_from_a_support_subpackage_trains_and_loads_in_every_later_run(
-    pipeline_from, add_to_version, upload_dataset, submit, finished, module_worker
+    pipeline_from, upload_dataset, submit, finished, module_worker
 ):
-    pipeline = pipeline_from("sentiment_style", SENTIMENT_STYLE, files=SUPPORT)
-    add_to_version(pipeline, SUBPACKAGE)
+    # Uploaded as the original's folder was: the subpackage keeps its paths.
+    pipeline_from("sentiment_style", SENTIMENT_STYLE, files={**SUPPORT, **SUBPACKAGE})
     reviews = upload_dataset("reviews.txt", b"A good film. A good cast!")["id"]
     new = upload_dataset("new.txt", b"good, bad and good")["id"]
 
