@@ -279,7 +279,8 @@ class Client:
         With ``pipeline_id`` the upload becomes the next version of that pipeline; otherwise of the
         pipeline called ``name`` (default: the control file's name without .py), created if new.
         """
-        paths = [Path(control), *[Path(p) for p in support_files]]
+        support = support_entries(Path(control), [Path(p) for p in support_files])
+        paths = [Path(control), *[path for _name, path in support]]
         if requirements:
             paths.append(Path(requirements))
         for path in paths:
@@ -288,13 +289,14 @@ class Client:
         handles = []
         try:
 
-            def attach(field: str, path: Path):
+            def attach(field: str, path: Path, name: str | None = None):
                 handle = open(path, "rb")
                 handles.append(handle)
-                return (field, (path.name, handle, "application/octet-stream"))
+                # The server keeps a support file's relative path from its multipart filename.
+                return (field, (name or path.name, handle, "application/octet-stream"))
 
             files = [attach("control", Path(control))]
-            files += [attach("support_files", Path(p)) for p in support_files]
+            files += [attach("support_files", path, name) for name, path in support]
             if requirements:
                 files.append(attach("requirements", Path(requirements)))
             data = {}
@@ -506,3 +508,28 @@ class Client:
             raise ConnectionFailed(f"the download from {self.url} broke off: {exc or type(exc).__name__}") from None
         finally:
             response.close()
+
+
+# Left out of a folder given as support, as the upload page leaves them out of a picked folder.
+_SKIPPED_NAMES = {"__pycache__", "__MACOSX"}
+
+
+def support_entries(control: Path, support: list[Path]) -> list[tuple[str, Path]]:
+    """(name on the server, local path) of each support file. A folder brings its files under its
+    own name (``textnet`` gives ``textnet/model.py``...), hidden files and ``__pycache__`` left out;
+    a file inside the control file's folder keeps its path from there (``textnet/vocab.txt``); any
+    other file goes beside the control file under its own name."""
+    base = control.resolve().parent
+    entries: list[tuple[str, Path]] = []
+    for given in support:
+        if given.is_dir():
+            root = given.resolve()
+            for path in sorted(root.rglob("*")):
+                relative = path.relative_to(root.parent)
+                if path.is_file() and not any(p.startswith(".") or p in _SKIPPED_NAMES for p in relative.parts):
+                    entries.append((relative.as_posix(), path))
+            continue
+        resolved = given.resolve()
+        inside = resolved.is_relative_to(base)
+        entries.append((resolved.relative_to(base).as_posix() if inside else given.name, given))
+    return entries

@@ -134,6 +134,29 @@ def test_pipeline_upload_list_show(server, token, mlopen):
     _one_line_error(missing, "There is no pipeline 'no-such-pipeline'.")
 
 
+def test_pipeline_upload_sends_a_support_folder_with_its_layout(server, token, mlopen, tmp_path):
+    control = tmp_path / "textnet_control.py"
+    control.write_text(
+        "from textnet.model import WORDS\n"
+        "def train(inpt, params=None):\n    pass\n"
+        "def run_pipeline(input, model, args, params=None):\n    return {'text': WORDS}\n"
+    )
+    (tmp_path / "textnet" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "textnet" / "__init__.py").write_text("")
+    (tmp_path / "textnet" / "model.py").write_text("WORDS = 'good bad'\n")
+    (tmp_path / "textnet" / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "textnet" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "vocab.txt").write_text("good\n")
+
+    upload = mlopen("pipeline", "upload", control, tmp_path / "textnet", tmp_path / "vocab.txt", "--json")
+
+    assert upload.code == 0, upload.err
+    version = _api(server, token, f"pipelines/{upload.json['id']}/")["versions"][0]["number"]
+    files = _api(server, token, f"pipelines/{upload.json['id']}/versions/{version}/files/")
+    paths = sorted(entry["path"] for entry in files["files"])
+    assert paths == ["textnet/__init__.py", "textnet/model.py", "textnet_control.py", "vocab.txt"]
+
+
 def test_pipeline_upload_refused_prints_why(server, mlopen, tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("def train(:\n")

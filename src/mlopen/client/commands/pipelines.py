@@ -18,7 +18,12 @@ def register(subparsers) -> None:
         "upload a control file (and support files) as a new pipeline or its next version",
     )
     upload.add_argument("control", help="the control file (.py)")
-    upload.add_argument("support", nargs="*", help="files placed beside the control file")
+    upload.add_argument(
+        "support",
+        nargs="*",
+        help="support files and folders: a folder keeps its name and layout (textnet/ gives textnet/model.py), "
+        "a file inside the control file's folder its path from there, any other file goes beside it",
+    )
     upload.add_argument(
         "--name", help="pipeline name (default: the control file's name); an existing name gets a new version"
     )
