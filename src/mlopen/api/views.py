@@ -38,6 +38,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.runs import images as result_images
 from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -325,6 +326,9 @@ def _resolve_pipeline_filter(value: str, user) -> Pipeline:
 
 
 _RUN_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="The run's state does not allow this.")}
+# A result's image is served as a download; an SVG is a document that may hold script, so one
+# opened on its own runs in a sandbox with nothing but its own styles (in <img> none runs anyway).
+_IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -412,7 +416,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         run = self._after_waiting(run, data.get("wait"))
         return Response(
-            s.RunDetailSerializer(run).data,
+            s.RunDetailSerializer(run, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
             headers={"Location": reverse("run-detail", args=[run.pk])},
         )
@@ -452,7 +456,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             run = run_services.cancel_run(run)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        return Response(s.RunDetailSerializer(run).data)
+        return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
     @extend_schema(request=s.RunWaitSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
@@ -472,7 +476,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         new = self._after_waiting(new, form.validated_data.get("wait"))
         return Response(
-            s.RunDetailSerializer(new).data,
+            s.RunDetailSerializer(new, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
             headers={"Location": reverse("run-detail", args=[new.pk])},
         )
@@ -514,6 +518,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
         # A stored part that cannot be read is null, with why in body["problems"]: still a 200.
         body = results.page_of(folder, page, page_size, sort, order == "desc", expect_table=run.result_rows is not None)
+        body["images"] = s.image_links(run, body["images"], request)
         if (
             sort is not None
             and body["columns"] is not None
@@ -557,6 +562,37 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
+        return response
+
+    @extend_schema(
+        responses={
+            (200, content_type): OpenApiResponse(OpenApiTypes.BINARY, description="the image, as a download")
+            for content_type in ("image/png", "image/jpeg", "image/svg+xml")
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"images/(?P<index>[0-9]{1,6})",
+        url_name="image",
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=JSONErrorsNegotiation,
+    )
+    def image(self, request, pk=None, index=None):
+        """Image number `index` (from 0) of the run's result, as listed in its `images`: PNG, JPEG or SVG."""
+        run = self.get_object()
+        folder = self._result_folder(run)
+        entry = results.image_at(folder, int(index))
+        if entry is None:
+            raise NotFound(f"Run {run.pk}'s result has no image {index}.")
+        try:
+            handle = result_images.open_image(folder, entry)
+        except FileNotFoundError:
+            return error_response(f"Image {index} of run {run.pk} is missing from storage.", status_code=404)
+        response = FileResponse(
+            handle, as_attachment=True, filename=entry["name"], content_type=result_images.content_type(entry)
+        )
+        response["Content-Security-Policy"] = _IMAGE_CSP
         return response
 
 
