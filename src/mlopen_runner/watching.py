@@ -423,6 +423,7 @@ def private_images_path(work_dir: str) -> str:
 _IMAGE_FILE = re.compile(r"[1-9][0-9]{0,5}\.(png|jpg|svg)")
 _IMAGE_TYPES_BY_EXTENSION = {extension: kind for kind, extension in images.EXTENSIONS.items()}
 _MAX_IMAGE_NAME_CHARS = 120
+_UNSAFE_NAME_CHARACTERS = set('\\/:*?"<>|')
 
 
 def _collect_images(job: Job, outcome: Outcome, destination: str) -> None:
@@ -445,28 +446,34 @@ def _collect_images(job: Job, outcome: Outcome, destination: str) -> None:
     shutil.rmtree(destination, ignore_errors=True)  # an earlier attempt's; ours, never the child's
     os.makedirs(destination, mode=0o700)
     source = os.path.join(job.work_dir, images.IMAGES_FOLDER)
+    copied: set[str] = set()
     for entry in listed:
         if len(outcome.images) >= job.max_images:
             warnings.append(f"Images past the first {job.max_images} were dropped (MLOPEN_MAX_IMAGES).")
             break
-        image, problem = _copy_image_out(source, entry, destination, job.max_image_bytes)
+        image, problem = _copy_image_out(source, entry, destination, job.max_image_bytes, copied)
         if image is None:
             warnings.append(problem)
         else:
             outcome.images.append(image)
 
 
-def _copy_image_out(source: str, entry: object, destination: str, max_bytes: int) -> tuple[dict | None, str]:
+def _copy_image_out(
+    source: str, entry: object, destination: str, max_bytes: int, copied: set[str]
+) -> tuple[dict | None, str]:
     """({"path", "name", "type"}, "") for an image that passed every check, else (None, why not)."""
     file_name = entry.get("file") if isinstance(entry, dict) else None
-    if not isinstance(file_name, str) or not _IMAGE_FILE.fullmatch(file_name):
+    if not isinstance(file_name, str) or not _IMAGE_FILE.fullmatch(file_name) or file_name in copied:
         return None, f"An image was dropped: the result names it {str(file_name)[:80]!r}, not a file mlopen wrote."
+    copied.add(file_name)
     name = _display_name(entry.get("name"), file_name)
     target = os.path.join(destination, file_name)
     try:
         untrusted.copy_out(source, file_name, target, max_bytes)
-    except (untrusted.UntrustedFileError, OSError) as exc:
+    except untrusted.UntrustedFileError as exc:
         return None, f"Image {name!r} was dropped: {str(exc).replace(file_name, 'its file')}."
+    except OSError as exc:  # its message would name the worker's own folders
+        return None, f"Image {name!r} was dropped: it could not be copied ({exc.strerror})."
     with open(target, "rb") as handle:
         kind = images.sniff(handle.read(images.SNIFF_BYTES))
     if kind is None or kind != _IMAGE_TYPES_BY_EXTENSION[os.path.splitext(file_name)[1]]:
@@ -479,7 +486,12 @@ def _display_name(raw: object, file_name: str) -> str:
     """The image's name as the pipeline gave it, made safe to show and to download under."""
     extension = os.path.splitext(file_name)[1]
     text = raw if isinstance(raw, str) else ""
-    text = "".join(character for character in os.path.basename(text) if character.isprintable())
+    # No folder part in any system's terms (a zip of the result is unpacked on Windows too).
+    text = "".join(
+        "_" if character in _UNSAFE_NAME_CHARACTERS else character
+        for character in os.path.basename(text)
+        if character.isprintable()
+    )
     stem = os.path.splitext(text)[0].strip(" .")[:_MAX_IMAGE_NAME_CHARS] or f"image-{os.path.splitext(file_name)[0]}"
     return stem + extension
 

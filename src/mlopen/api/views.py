@@ -6,6 +6,8 @@ and bodies are validated here or by serializers before any domain code sees them
 
 from __future__ import annotations
 
+import tempfile
+
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
@@ -328,6 +330,8 @@ def _resolve_pipeline_filter(value: str, user) -> Pipeline:
 _RUN_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="The run's state does not allow this.")}
 # A result's image is served as a download; an SVG is a document that may hold script, so one
 # opened on its own runs in a sandbox with nothing but its own styles (in <img> none runs anyway).
+# A result's zip is built in memory up to this size, in a temporary file past it.
+_ARCHIVE_IN_MEMORY_BYTES = 8 * 1024 * 1024
 _IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
@@ -533,22 +537,34 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Response(body)
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="csv (default) or json")],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["csv", "json", "zip"],
+                description="csv (default), json, or zip: the table as CSV and the result's images",
+            )
+        ],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
             (200, "application/json"): s.ResultRowsSerializer,
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="run-ID.csv (if there is a table) and images/<name> for each image"
+            ),
         },
     )
     @action(
         detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
     )
     def download(self, request, pk=None):
-        """The whole result table as a CSV or JSON file."""
+        """The whole result table as a CSV or JSON file, or the table and the result's images as a zip."""
         run = self.get_object()
         fmt = request.query_params.get("format") or "csv"
-        if fmt not in ("csv", "json"):
-            raise ValidationError({"format": f"Use csv or json, not {fmt[:40]!r}."})
+        if fmt not in ("csv", "json", "zip"):
+            raise ValidationError({"format": f"Use csv, json or zip, not {fmt[:40]!r}."})
         folder = self._result_folder(run)
+        if fmt == "zip":
+            return self._archive(run, folder)
         if run.result_rows is None:
             raise NotFound(f"Run {run.pk}'s result has no table to download, only graphs or text.")
         # The table is the whole answer here: one that cannot be read is a 422 saying why, never a 500.
@@ -594,6 +610,20 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         )
         response["Content-Security-Policy"] = _IMAGE_CSP
         return response
+
+    def _archive(self, run: Run, folder: str):
+        """The table (if any) and the images of a result as one zip, built before anything is sent."""
+        archive = tempfile.SpooledTemporaryFile(max_size=_ARCHIVE_IN_MEMORY_BYTES)
+        try:
+            images = results.write_archive(folder, archive, f"run-{run.pk}.csv", run.result_rows is not None)
+        except results.ResultUnreadable as exc:
+            archive.close()
+            return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        if run.result_rows is None and not images:
+            archive.close()
+            raise NotFound(f"Run {run.pk}'s result has neither a table nor images to download.")
+        archive.seek(0)
+        return FileResponse(archive, as_attachment=True, filename=f"run-{run.pk}.zip", content_type="application/zip")
 
 
 @access(PUBLIC)  # anyone may be told there is nothing here

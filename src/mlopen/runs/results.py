@@ -13,7 +13,11 @@ import csv
 import io
 import json
 import math
+import shutil
+import time
+import zipfile
 from collections.abc import Iterator
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -378,6 +382,32 @@ def as_json_rows(folder: str) -> dict:
     """The whole table as {"columns", "data"}; ResultUnreadable when it cannot be read."""
     columns, table = _table_to_download(folder)
     return {"columns": columns, "data": [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]}
+
+
+def write_archive(folder: str, target: IO[bytes], table_name: str, with_table: bool) -> int:
+    """The result as a zip in `target`: the table as CSV (named `table_name`, when `with_table`) and
+    each image under images/ by its name; returns how many images went in. The table is read
+    before anything is written (ResultUnreadable then); an image whose file is gone is left out."""
+    lines = iter_csv(folder) if with_table else None
+    stored = [entry for entry in _read_meta(folder)[0]["images"] if entry is not None]
+    written = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if lines is not None:
+            with archive.open(table_name, "w") as table_file:
+                for line in lines:
+                    table_file.write(line.encode())
+        for entry in stored:
+            try:
+                source = result_images.open_image(folder, entry)
+            except FileNotFoundError:
+                continue
+            info = zipfile.ZipInfo(f"images/{entry['name']}", date_time=time.localtime()[:6])
+            # PNG and JPEG are compressed already; deflating them again only costs time.
+            info.compress_type = zipfile.ZIP_DEFLATED if entry["type"] == "svg" else zipfile.ZIP_STORED
+            with source, archive.open(info, "w") as image_file:
+                shutil.copyfileobj(source, image_file, 1024 * 1024)
+            written += 1
+    return written
 
 
 def graph_at(folder: str, index: int) -> dict | None:

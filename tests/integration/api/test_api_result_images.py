@@ -98,3 +98,35 @@ def test_a_result_without_images_lists_none(api, make_run):
     run = make_run(api.user)
 
     assert api.get(f"/api/v1/runs/{run.pk}/").json()["result"]["images"] == []
+
+
+def test_the_zip_export_holds_the_table_and_every_image_by_its_name(api, make_run, run_with_images):
+    import io
+    import zipfile
+
+    run = run_with_images(api.user)
+
+    response = api.get(f"/api/v1/runs/{run.pk}/download/?format=zip")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"] == f'attachment; filename="run-{run.pk}.zip"'
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert archive.namelist() == ["images/graph-1.png", "images/drawing.svg"]
+    assert archive.read("images/graph-1.png") == TINY_PNG.read_bytes()
+    assert archive.read("images/drawing.svg") == SVG
+    with_table = make_run(api.user)
+    archive = zipfile.ZipFile(
+        io.BytesIO(b"".join(api.get(f"/api/v1/runs/{with_table.pk}/download/?format=zip").streaming_content))
+    )
+    assert archive.namelist() == [f"run-{with_table.pk}.csv"]
+    assert archive.read(f"run-{with_table.pk}.csv").decode().startswith("name,score\r\nrow1,1\r\n")
+
+
+def test_a_result_with_neither_table_nor_images_has_no_zip(api, make_run):
+    run = make_run(api.user, result={"columns": None, "data": None, "graphs": [], "text": "words only"})
+
+    response = api.get(f"/api/v1/runs/{run.pk}/download/?format=zip")
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"Run {run.pk}'s result has neither a table nor images to download."

@@ -35,6 +35,7 @@ def test_the_run_page_shows_each_image_as_a_thumbnail_that_opens_a_lightbox(alic
         assert f'id="image-modal-{index}"' in page
         assert f'<a class="btn btn-sm btn-outline-secondary ms-auto me-2" href="{url}">' in page
     assert "returned nothing to show" not in page
+    assert f'id="download-zip" href="/api/v1/runs/{run.pk}/download/?format=zip"' in page
     response = alice_client.get(f"/api/v1/runs/{run.pk}/images/1/")
     assert (response.status_code, response["Content-Type"]) == (200, "image/png")
 

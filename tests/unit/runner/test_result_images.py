@@ -255,8 +255,10 @@ def test_the_worker_reads_only_image_files_named_as_the_runner_names_them(tmp_pa
     work = tmp_path / "work"
     (work / images.IMAGES_FOLDER).mkdir(parents=True)
     (work / images.IMAGES_FOLDER / "1.png").write_bytes(tiny_png())
+    (work / images.IMAGES_FOLDER / "2.png").write_bytes(tiny_png())
     (work / "result.json").write_text(
         '{"images": [{"file": "../result.json", "name": "x"}, {"file": "1.png", "name": "../../etc/a\\u0007b.png"},'
+        ' {"file": "2.png", "name": "..\\\\..\\\\evil:1.png"}, {"file": "1.png", "name": "again"},'
         ' "junk"], "warnings": []}'
     )
     job = Job(kind="run", control_path="/c.py", work_dir=str(work))
@@ -264,9 +266,14 @@ def test_the_worker_reads_only_image_files_named_as_the_runner_names_them(tmp_pa
 
     _collect_outputs(job, outcome, str(work))
 
-    assert [(image["name"], image["type"]) for image in outcome.images] == [("ab.png", "png")]
+    # Nothing of a folder in the names, in any system's terms; a repeated file is copied once.
+    assert [(image["name"], image["type"]) for image in outcome.images] == [
+        ("ab.png", "png"),
+        ("_.._evil_1.png", "png"),
+    ]
     assert outcome.result["warnings"] == [
         "An image was dropped: the result names it '../result.json', not a file mlopen wrote.",
+        "An image was dropped: the result names it '1.png', not a file mlopen wrote.",
         "An image was dropped: the result names it 'None', not a file mlopen wrote.",
     ]
     assert "images" not in outcome.result
