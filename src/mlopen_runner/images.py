@@ -5,8 +5,9 @@ so they are recognised by what they can do, never imported): `ImageWriter` turns
 pipeline returned into a file in `work_dir/result-images/` (figures and PIL images as PNG; PNG, JPEG
 and SVG bytes as they are) and lists them in result.json as `{"file", "name"}`.
 
-Parent side: `sniff` tells what bytes really are; the worker (mlopen_runner.watching) copies those
-files out by descriptor and checks each again, since pipeline code can change anything in its process.
+Parent side: `collect` (called by mlopen_runner.watching once the job is over) copies those files
+out by descriptor and checks each again with `sniff`, since pipeline code can change anything in
+its own process, the runner's checks there included.
 
 An image that cannot be kept (over the size cap, past the count cap, not an image, a link) is
 dropped with a warning in the result: an image is never a reason to fail a run.
@@ -16,11 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import stat
 from collections.abc import Iterator
 from typing import Any
 
 from mlopen_runner import legacy, untrusted
+from mlopen_runner.job import Job, Outcome
 
 # In the job's folder; the parent reads images from here only, under names this module chose.
 IMAGES_FOLDER = "result-images"
@@ -219,3 +223,90 @@ class ImageWriter:
             data = handle.read(self.max_bytes + 1)
         self._check_size(len(data))
         return data
+
+
+# --- parent side: what the worker keeps ------------------------------------------------------------
+
+
+def private_images_path(work_dir: str) -> str:
+    """Where the parent keeps its own copies of a run's images, beside the job's folder as the
+    model is. The caller removes the folder once stored."""
+    folder, name = os.path.split(os.path.abspath(work_dir))
+    return os.path.join(folder, f".{name}.images")
+
+
+# The names the child gives image files (ImageWriter); nothing else is read.
+_IMAGE_FILE = re.compile(r"[1-9][0-9]{0,5}\.(png|jpg|svg)")
+_IMAGE_TYPES_BY_EXTENSION = {extension: kind for kind, extension in EXTENSIONS.items()}
+_MAX_IMAGE_NAME_CHARS = 120
+_UNSAFE_NAME_CHARACTERS = set('\\/:*?"<>|')
+
+
+def collect(job: Job, outcome: Outcome, destination: str) -> None:
+    """Copy the images result.json lists out of the job's folder and check each again.
+
+    The child already wrote, sized and typed them, but pipeline code runs in that process and may
+    have changed anything: an image is read by descriptor (never through a link), within the size
+    cap, and must really be a PNG, JPEG or SVG of the type its name says. One that is not is
+    dropped with a warning in the result, never the run.
+    """
+    result = outcome.result
+    listed = result.pop("images", None)
+    warnings = result.get("warnings") if isinstance(result.get("warnings"), list) else []
+    result["warnings"] = warnings
+    if not listed:
+        return
+    if not isinstance(listed, list):
+        warnings.append("The result's list of images is malformed; no image is shown.")
+        return
+    shutil.rmtree(destination, ignore_errors=True)  # an earlier attempt's; ours, never the child's
+    os.makedirs(destination, mode=0o700)
+    source = os.path.join(job.work_dir, IMAGES_FOLDER)
+    copied: set[str] = set()
+    for entry in listed:
+        if len(outcome.images) >= job.max_images:
+            warnings.append(f"Images past the first {job.max_images} were dropped (MLOPEN_MAX_IMAGES).")
+            break
+        image, problem = _copy_image_out(source, entry, destination, job.max_image_bytes, copied)
+        if image is None:
+            warnings.append(problem)
+        else:
+            outcome.images.append(image)
+
+
+def _copy_image_out(
+    source: str, entry: object, destination: str, max_bytes: int, copied: set[str]
+) -> tuple[dict | None, str]:
+    """({"path", "name", "type"}, "") for an image that passed every check, else (None, why not)."""
+    file_name = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(file_name, str) or not _IMAGE_FILE.fullmatch(file_name) or file_name in copied:
+        return None, f"An image was dropped: the result names it {str(file_name)[:80]!r}, not a file mlopen wrote."
+    copied.add(file_name)
+    name = _display_name(entry.get("name"), file_name)
+    target = os.path.join(destination, file_name)
+    try:
+        untrusted.copy_out(source, file_name, target, max_bytes)
+    except untrusted.UntrustedFileError as exc:
+        return None, f"Image {name!r} was dropped: {str(exc).replace(file_name, 'its file')}."
+    except OSError as exc:  # its message would name the worker's own folders
+        return None, f"Image {name!r} was dropped: it could not be copied ({exc.strerror})."
+    with open(target, "rb") as handle:
+        kind = sniff(handle.read(SNIFF_BYTES))
+    if kind is None or kind != _IMAGE_TYPES_BY_EXTENSION[os.path.splitext(file_name)[1]]:
+        os.unlink(target)
+        return None, f"Image {name!r} was dropped: it is not the PNG, JPEG or SVG image it was said to be."
+    return {"path": target, "name": name, "type": kind}, ""
+
+
+def _display_name(raw: object, file_name: str) -> str:
+    """The image's name as the pipeline gave it, made safe to show and to download under."""
+    extension = os.path.splitext(file_name)[1]
+    text = raw if isinstance(raw, str) else ""
+    # No folder part in any system's terms (a zip of the result is unpacked on Windows too).
+    text = "".join(
+        "_" if character in _UNSAFE_NAME_CHARACTERS else character
+        for character in os.path.basename(text)
+        if character.isprintable()
+    )
+    stem = os.path.splitext(text)[0].strip(" .")[:_MAX_IMAGE_NAME_CHARS] or f"image-{os.path.splitext(file_name)[0]}"
+    return stem + extension

@@ -25,7 +25,8 @@ from mlopen.pipelines.models import TrainedModel
 from mlopen.runs import lifecycle, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
-from mlopen_runner.watching import private_images_path, private_model_path
+from mlopen_runner.images import private_images_path
+from mlopen_runner.watching import private_model_path
 
 log = logging.getLogger(__name__)
 

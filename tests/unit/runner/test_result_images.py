@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from mlopen_runner import Job, images
+from mlopen_runner.images import private_images_path
 from mlopen_runner.job import Outcome
 from mlopen_runner.warm_pool import WarmPool
-from mlopen_runner.watching import _collect_outputs, private_images_path
+from mlopen_runner.watching import _collect_outputs
 
 
 def tiny_png(width: int = 2, height: int = 2) -> bytes:
