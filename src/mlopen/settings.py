@@ -229,6 +229,10 @@ MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
 MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)
 # The text part of a result is cut to this (run pages and the run API carry it whole).
 MLOPEN_MAX_TEXT_KB = env_int("MLOPEN_MAX_TEXT_KB", 1024)
+# Images in a result (matplotlib figures, PIL images, image bytes and files): the size of each and
+# how many are kept; the others are dropped with a warning in the result, never the run.
+MLOPEN_MAX_IMAGE_MB = env_int("MLOPEN_MAX_IMAGE_MB", 10)
+MLOPEN_MAX_IMAGES = env_int("MLOPEN_MAX_IMAGES", 50)
 # Metric points kept per run (io.log_metric); the run page and API send them all.
 MLOPEN_MAX_METRIC_POINTS = env_int("MLOPEN_MAX_METRIC_POINTS", 10000)
 MLOPEN_HEARTBEAT_INTERVAL = env_float("MLOPEN_HEARTBEAT_INTERVAL", 5.0)

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlopen_runner import legacy, sdk
+from mlopen_runner import images, legacy, sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import (
     ERROR_FILE,
@@ -103,7 +103,13 @@ def _run(job: Job, module: ModuleType) -> None:
     run_pipeline = required_function(module, "run_pipeline")
     model, args = sdk.given_pipeline()
     returned = call_accepting(run_pipeline, input_file(job), model, args, pipeline_params(job))
-    Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
+    write_result(job, returned)
+
+
+def write_result(job: Job, returned: object) -> None:
+    """result.json from what run_pipeline returned, its images written beside it."""
+    writer = images.ImageWriter(job.work_dir, job.max_images, job.max_image_bytes)
+    Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned, writer)))
 
 
 def _describe_params(job: Job, module: ModuleType) -> None:

@@ -52,6 +52,10 @@ class Job:
     # Processes and threads the sandbox may hold at once (RLIMIT_NPROC, which counts per user
     # namespace, so only under bubblewrap).
     max_processes: int | None = None
+    # Images in a run's result: how many are kept, and how big each may be; the rest are dropped
+    # with a warning (mlopen_runner.images).
+    max_images: int = 50
+    max_image_bytes: int = 10 * MB
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -92,3 +96,7 @@ class Outcome:
     model_path: str | None = None
     model_manifest: dict[str, Any] | None = None  # {"label": str, "models": [str], "args": [str]}
     params: dict[str, Any] | None = None
+    # A run's images, copied out of its folder and checked: [{"path", "name", "type"}], "type" one
+    # of "png", "jpeg", "svg". The files are the parent's own, beside the job's folder; the caller
+    # removes them (private_images_path) once stored.
+    images: list[dict[str, str]] = field(default_factory=list)

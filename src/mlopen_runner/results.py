@@ -1,6 +1,8 @@
 """Turn what run_pipeline returned into plain, strict JSON (child side, standard library only).
 
-Output shape: {"columns", "data", "graphs", "text", "warnings"}; see docs/RUNNER_SPEC.md.
+Output shape: {"columns", "data", "graphs", "images", "text", "warnings"}; see docs/RUNNER_SPEC.md.
+Images (matplotlib figures, PIL images, image bytes and files) are written to files by an
+ImageWriter (mlopen_runner.images); the result lists them by file name.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-KNOWN_KEYS = ("data", "columns", "graphs", "text")
+from mlopen_runner.images import ImageWriter, is_image
+
+KNOWN_KEYS = ("data", "columns", "graphs", "text", "imgs", "images")
+# The fork's "imgs" (file names, or images) and "images" are one list of images.
+IMAGE_KEYS = ("imgs", "images")
 
 # plotly.offline.plot(..., output_type="div") embeds `Plotly.newPlot("id", data, layout, config)`.
 _NEW_PLOT_CALL = re.compile(r"""Plotly\.newPlot\(\s*(?:"[^"]*"|'[^']*')\s*,\s*""")
@@ -31,7 +37,9 @@ _MISSING_TYPE_NAMES = ("NAType", "NaTType")
 _NUMPY_TIME_TYPE_NAMES = ("datetime64", "timedelta64")
 
 
-def normalize_result(returned: object) -> dict[str, Any]:
+def normalize_result(returned: object, images: ImageWriter | None = None) -> dict[str, Any]:
+    """`images` writes the images the result holds; without one (no folder to write to) they are
+    dropped with a warning."""
     if not isinstance(returned, Mapping):
         raise TypeError(
             "run_pipeline must return a dict with any of data, columns, graphs, text; "
@@ -39,17 +47,49 @@ def normalize_result(returned: object) -> dict[str, Any]:
         )
     columns, data = _table(returned.get("columns"), returned.get("data"))
     text = returned.get("text")
+    warnings = [
+        f"run_pipeline returned an unknown key {key!r}; only {', '.join(KNOWN_KEYS)} are shown"
+        for key in returned
+        if key not in KNOWN_KEYS
+    ]
+    found: list[tuple[object, str]] = []
+    graphs = _graphs(returned.get("graphs"), found)
+    for key in IMAGE_KEYS:
+        found += _image_items(key, returned.get(key), warnings)
+    kept: list[dict[str, str]] = []
+    if images is not None:
+        for image, label in found:
+            images.add(image, label)
+        kept, image_warnings = images.finish()
+        warnings += image_warnings
+    elif found:
+        warnings.append(f"{len(found)} image(s) were dropped: this result has no folder to keep them in")
     return {
         "columns": columns,
         "data": data,
-        "graphs": _graphs(returned.get("graphs")),
+        "graphs": graphs,
+        "images": kept,
         "text": None if text is None else str(to_cell(text)),
-        "warnings": [
-            f"run_pipeline returned an unknown key {key!r}; only {', '.join(KNOWN_KEYS)} are shown"
-            for key in returned
-            if key not in KNOWN_KEYS
-        ],
+        "warnings": warnings,
     }
+
+
+def _image_items(key: str, value: object, warnings: list[str]) -> list[tuple[object, str]]:
+    """(image or file name, label) for each item of "imgs" / "images"; other items are warned about."""
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    found = []
+    for index, item in enumerate(items):
+        if item is None:
+            continue
+        if isinstance(item, str) or is_image(item):
+            found.append((item, f"{key}-{index + 1}"))
+        else:
+            warnings.append(
+                f"{key}[{index}] is a {type(item).__name__}, not an image or an image file's name; it is not shown"
+            )
+    return found
 
 
 def dumps_strict(value: object) -> str:
@@ -138,11 +178,23 @@ def _row(index: int, row: object, columns: object) -> list[Any]:
     return [to_cell(cell) for cell in cells]
 
 
-def _graphs(graphs: object) -> list[dict[str, Any]]:
+def _graphs(graphs: object, images: list[tuple[object, str]]) -> list[dict[str, Any]]:
+    """The graphs as figures or HTML; images among them (a matplotlib figure...) go to `images`."""
     if graphs is None:
         return []
     items = graphs if isinstance(graphs, (list, tuple)) else [graphs]
-    return [_graph(index, graph) for index, graph in enumerate(items) if graph is not None]
+    shown = []
+    for index, graph in enumerate(items):
+        if graph is None:
+            continue
+        # Bytes are never a plotly graph: ones that are no image are dropped as images are.
+        if isinstance(graph, (bytes, bytearray, memoryview)) or (
+            not isinstance(graph, (str, Mapping)) and is_image(graph)
+        ):
+            images.append((graph, f"graph-{index + 1}"))
+        else:
+            shown.append(_graph(index, graph))
+    return shown
 
 
 def _graph(index: int, graph: object) -> dict[str, Any]:
@@ -156,8 +208,8 @@ def _graph(index: int, graph: object) -> dict[str, Any]:
         if callable(convert):
             return _figure(index, convert())
     raise TypeError(
-        f"graph {index} is a {type(graph).__name__}; expected a plotly figure, a figure dict "
-        "or an HTML string from plotly.offline.plot"
+        f"graph {index} is a {type(graph).__name__}; expected a plotly figure, a figure dict, "
+        "an HTML string from plotly.offline.plot or an image (a matplotlib figure, a PIL image, PNG/JPEG/SVG bytes)"
     )
 
 

@@ -38,8 +38,7 @@ from typing import Any
 
 from mlopen_runner import child, sdk
 from mlopen_runner.inputs import InputFile
-from mlopen_runner.job import MB, RESULT_FILE, Job
-from mlopen_runner.results import dumps_strict, normalize_result
+from mlopen_runner.job import MB, Job
 
 # The parent finds the protocol's pipe ends under these names (taken out of the environment at
 # start, so programs the pipeline starts never see them).
@@ -111,7 +110,7 @@ class _Server:
                 args,
                 _track_params(child.pipeline_params(job), opened),
             )
-            Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned)))
+            child.write_result(job, returned)
         except BaseException as exc:  # noqa: BLE001 - SystemExit from pipeline code is a failure too
             child.report_failure(job, exc)
             # An import that failed is retried by a fresh process; after MemoryError or exit()

@@ -419,8 +419,9 @@ class _WarmProcess:
         job_dir = Path(tempfile.mkdtemp(prefix=f"job{self.jobs}-", dir=self.work))
         inputs_dir = self.inputs / f"job{self.jobs}"
         try:
-            local = _localized(job, job_dir, inputs_dir)
-            return _WarmRun(self, local, callbacks).execute()
+            watch = _WarmRun(self, _localized(job, job_dir, inputs_dir), callbacks)
+            watch.keep_beside = job.work_dir  # the caller's folder, which this process cannot write in
+            return watch.execute()
         finally:
             trash.put(job_dir)
             trash.put(inputs_dir)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from mlopen_runner import sandbox, untrusted
+from mlopen_runner import images, sandbox, untrusted
 from mlopen_runner.job import (
     ERROR_FILE,
     MB,
@@ -178,6 +178,9 @@ class JobWatch:
         self.pending_output = ""
         self.started = self.ended = time.monotonic()
         self.disk_check = _Every(DISK_INTERVAL_S)
+        # What the parent keeps of the job (a run's images) goes beside this folder, which the
+        # pipeline process cannot write in (a warm run's own folder is inside its process's).
+        self.keep_beside = job.work_dir
 
     def listen(self, fd: int, handler: Callable[[bytes], None]) -> None:
         """Give what arrives on `fd` to `handler` while the job is watched."""
@@ -308,7 +311,7 @@ class JobWatch:
         self.judge(outcome)
         if outcome.error is None:
             try:
-                _collect_outputs(self.job, outcome)
+                _collect_outputs(self.job, outcome, self.keep_beside)
                 outcome.status = "succeeded"
             except OutputError as exc:
                 outcome.error = str(exc)
@@ -387,10 +390,12 @@ def _parse_event(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _collect_outputs(job: Job, outcome: Outcome) -> None:
+def _collect_outputs(job: Job, outcome: Outcome, keep_beside: str) -> None:
     """Read what the job left in its folder, trusting none of it (mlopen_runner.untrusted)."""
     if job.kind == "run":
         outcome.result = _read_json(job.work_dir, RESULT_FILE, job.max_result_bytes)
+        if isinstance(outcome.result, dict):
+            images.collect(job, outcome, images.private_images_path(keep_beside))
     elif job.kind == "params":
         outcome.params = _read_json(job.work_dir, PARAMS_FILE, job.max_result_bytes)
     elif untrusted.exists(job.work_dir, MODEL_FILE):

@@ -189,3 +189,42 @@ def test_browser_watches_a_run_live_until_it_finishes(live_server, author, worke
     assert "finished 16 steps" in page.inner_text("#run-text")
     assert page.locator(".metric-chart.js-plotly-plot").count() == 1
     assert page.csp_violations == []
+
+
+def test_browser_shows_result_images_as_thumbnails_that_open_in_a_lightbox(
+    live_server, author, worker, upload_pipeline, browser_page
+):
+    pytest.importorskip("matplotlib")
+    page = browser_page
+    upload_pipeline("web_images.py")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "ada")
+    page.fill("#id_password", "ada-password-1")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/runs/new/?kind=run")
+    page.select_option("#id_pipeline", label="web_images")
+    page.wait_for_selector("text=This pipeline takes no parameters to run.")
+    page.click("#run-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/runs/\d+/$"))
+    wait_for_status(page, "succeeded", timeout=90_000)
+
+    thumbnails = page.locator("#result-images .result-thumb img")
+    assert thumbnails.count() == 3
+    assert page.locator("#result-images figcaption").all_inner_texts() == [
+        "graph-1.png",
+        "confusion_matrix.png",
+        "images-1.svg",
+    ]
+    for index in range(3):  # each image really loaded and decoded (the SVG too, as an <img>)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumbnails.nth(index).element_handle()
+        )
+    shot(page, "run-images.png")
+
+    page.click("#result-images .result-thumb >> nth=1")
+    page.wait_for_selector("#image-modal-1.show .result-image-full")
+    page.wait_for_timeout(400)  # the modal's fade
+    page.screenshot(path=str(SHOTS / "run-image-lightbox.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#image-modal-1", state="hidden")
+    assert page.csp_violations == []

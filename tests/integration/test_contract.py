@@ -409,6 +409,23 @@ def test_a_single_graph_not_in_a_list_is_shown_too(upload_pipeline, submit, fini
     assert _figure(graphs[0])["data"][0]["labels"] == ["only"]
 
 
+def test_a_matplotlib_figure_and_a_file_named_in_imgs_are_images_of_the_result(
+    upload_pipeline, submit, finished, api, module_worker
+):
+    pytest.importorskip("matplotlib")
+    upload_pipeline("contract_images.py")
+
+    result = finished(submit("contract_images"))["result"]
+
+    assert [image["name"] for image in result["images"]] == ["graph-1.png", "counts.png"]
+    assert result["graphs"] == []
+    assert result["warnings"] == []
+    for image in result["images"]:
+        response = api.get(image["url"])
+        assert response["Content-Type"] == "image/png"
+        assert b"".join(response.streaming_content).startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_table_cells_that_are_numpy_or_pandas_scalars_come_back_as_plain_values(
     upload_pipeline, submit, finished, module_worker
 ):

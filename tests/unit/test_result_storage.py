@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,61 @@ def test_a_huge_text_result_is_cut_with_a_warning(stored, settings):
         "The text result has 5,007 characters; only the first 1,024 are kept "
         "(MLOPEN_MAX_TEXT_KB). Return long output as a table instead."
     ]
+
+
+TINY_PNG = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "tiny.png"
+EMPTY_RESULT = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": []}
+
+
+def test_images_are_stored_with_the_result_each_under_a_name_of_its_own(tmp_path):
+    from mlopen.core import storage
+    from mlopen.runs import results
+
+    svg = tmp_path / "chart.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"></svg>')
+    images = [
+        {"path": str(TINY_PNG), "name": "plot.png", "type": "png"},
+        {"path": str(TINY_PNG), "name": "PLOT.png", "type": "png"},
+        {"path": str(svg), "name": "chart.svg", "type": "svg"},
+    ]
+
+    folder, _rows = results.store_result(next(_run_ids), EMPTY_RESULT, images)
+
+    page = results.page_of(folder)
+    assert page["images"] == [
+        {"name": "plot.png", "file": "1.png", "type": "png"},
+        {"name": "PLOT (2).png", "file": "2.png", "type": "png"},
+        {"name": "chart.svg", "file": "3.svg", "type": "svg"},
+    ]
+    assert page["problems"] == {}
+    with storage.open_stored(f"{folder}/images/1.png") as stored_file:
+        assert stored_file.read() == TINY_PNG.read_bytes()
+    assert results.image_at(folder, 2)["type"] == "svg"
+    assert results.image_at(folder, 3) is None
+
+
+def test_a_stored_image_entry_that_is_not_ours_is_a_problem_and_never_opened():
+    import json
+
+    from mlopen.core import storage
+    from mlopen.runs import results
+
+    folder, _rows = results.store_result(next(_run_ids), EMPTY_RESULT, [])
+    meta = json.loads(storage.open_stored(f"{folder}/{results.META}").read())
+    meta["images"] = [
+        {"name": "a.png", "file": "../../secret_key", "type": "png"},
+        {"name": "b.png", "file": "1.svg", "type": "png"},
+        "c.png",
+    ]
+    storage.delete_file(f"{folder}/{results.META}")
+    storage.write_stream(f"{folder}/{results.META}", [json.dumps(meta).encode()])
+
+    page = results.page_of(folder)
+
+    assert page["images"] == [None, None, None]
+    assert page["problems"] == {
+        "images.0": "This result could not be shown: image 1 names no stored file.",
+        "images.1": "This result could not be shown: image 2 names a file of another type.",
+        "images.2": "This result could not be shown: image 3 is not an object.",
+    }
+    assert results.image_at(folder, 0) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -338,6 +339,22 @@ class ProgressSerializer(serializers.Serializer):
     message = serializers.CharField(allow_null=True)
 
 
+class ResultImageSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="the image's file name, e.g. graph-1.png")
+    url = serializers.CharField(help_text="downloads the image (image/png, image/jpeg or image/svg+xml)")
+
+
+def image_links(run, stored: list, request=None) -> list[dict]:
+    """A result's stored images as {"name", "url"}; one that cannot be read is left out (see "problems")."""
+    links = []
+    for index, entry in enumerate(stored):
+        if entry is None:
+            continue
+        url = reverse("run-image", args=[run.pk, index])
+        links.append({"name": entry["name"], "url": request.build_absolute_uri(url) if request else url})
+    return links
+
+
 class ResultSummarySerializer(serializers.Serializer):
     """The first page of a run's result, as included in a run's detail."""
 
@@ -345,13 +362,19 @@ class ResultSummarySerializer(serializers.Serializer):
     data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()), allow_null=True)
     rows = serializers.IntegerField(allow_null=True, help_text="rows in the whole table; null if there is no table")
     graphs = serializers.ListField(child=serializers.JSONField(), help_text="null for a graph that cannot be read")
+    images = ResultImageSerializer(
+        many=True,
+        help_text="images the pipeline returned (matplotlib figures, PIL images, image bytes and files), each "
+        "with the URL that downloads it",
+    )
     text = serializers.CharField(allow_null=True, allow_blank=True)
     page_size = serializers.IntegerField()
     warnings = serializers.ListField(child=serializers.CharField())
     problems = serializers.DictField(
         child=serializers.CharField(),
         help_text='the parts of the stored result that cannot be shown ("result", "table", "text", "warnings", '
-        '"graphs", "graphs.N", "sort"), each with why; those parts are null. {} when all is well',
+        '"graphs", "graphs.N", "images", "images.N", "sort"), each with why; those parts are null (an image is '
+        "left out). {} when all is well",
     )
 
 
@@ -429,9 +452,11 @@ class RunDetailSerializer(RunSerializer):
         page = results.page_of(
             run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE, expect_table=run.result_rows is not None
         )
-        return {
+        summary = {
             key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings", "problems")
         }
+        summary["images"] = image_links(run, page["images"], self.context.get("request"))
+        return summary
 
     @extend_schema_field(
         {

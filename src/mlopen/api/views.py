@@ -6,6 +6,8 @@ and bodies are validated here or by serializers before any domain code sees them
 
 from __future__ import annotations
 
+import tempfile
+
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
@@ -38,6 +40,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.runs import images as result_images
 from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -325,6 +328,11 @@ def _resolve_pipeline_filter(value: str, user) -> Pipeline:
 
 
 _RUN_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="The run's state does not allow this.")}
+# A result's image is served as a download; an SVG is a document that may hold script, so one
+# opened on its own runs in a sandbox with nothing but its own styles (in <img> none runs anyway).
+# A result's zip is built in memory up to this size, in a temporary file past it.
+_ARCHIVE_IN_MEMORY_BYTES = 8 * 1024 * 1024
+_IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -412,7 +420,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         run = self._after_waiting(run, data.get("wait"))
         return Response(
-            s.RunDetailSerializer(run).data,
+            s.RunDetailSerializer(run, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
             headers={"Location": reverse("run-detail", args=[run.pk])},
         )
@@ -452,7 +460,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             run = run_services.cancel_run(run)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
-        return Response(s.RunDetailSerializer(run).data)
+        return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
     @extend_schema(request=s.RunWaitSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
@@ -472,7 +480,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             return error_response(exc.message, exc.errors, exc.status)
         new = self._after_waiting(new, form.validated_data.get("wait"))
         return Response(
-            s.RunDetailSerializer(new).data,
+            s.RunDetailSerializer(new, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
             headers={"Location": reverse("run-detail", args=[new.pk])},
         )
@@ -514,6 +522,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
         # A stored part that cannot be read is null, with why in body["problems"]: still a 200.
         body = results.page_of(folder, page, page_size, sort, order == "desc", expect_table=run.result_rows is not None)
+        body["images"] = s.image_links(run, body["images"], request)
         if (
             sort is not None
             and body["columns"] is not None
@@ -528,22 +537,34 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         return Response(body)
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="csv (default) or json")],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["csv", "json", "zip"],
+                description="csv (default), json, or zip: the table as CSV and the result's images",
+            )
+        ],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
             (200, "application/json"): s.ResultRowsSerializer,
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="run-ID.csv (if there is a table) and images/<name> for each image"
+            ),
         },
     )
     @action(
         detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
     )
     def download(self, request, pk=None):
-        """The whole result table as a CSV or JSON file."""
+        """The whole result table as a CSV or JSON file, or the table and the result's images as a zip."""
         run = self.get_object()
         fmt = request.query_params.get("format") or "csv"
-        if fmt not in ("csv", "json"):
-            raise ValidationError({"format": f"Use csv or json, not {fmt[:40]!r}."})
+        if fmt not in ("csv", "json", "zip"):
+            raise ValidationError({"format": f"Use csv, json or zip, not {fmt[:40]!r}."})
         folder = self._result_folder(run)
+        if fmt == "zip":
+            return self._archive(run, folder)
         if run.result_rows is None:
             raise NotFound(f"Run {run.pk}'s result has no table to download, only graphs or text.")
         # The table is the whole answer here: one that cannot be read is a 422 saying why, never a 500.
@@ -558,6 +579,51 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
         return response
+
+    @extend_schema(
+        responses={
+            (200, content_type): OpenApiResponse(OpenApiTypes.BINARY, description="the image, as a download")
+            for content_type in ("image/png", "image/jpeg", "image/svg+xml")
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"images/(?P<index>[0-9]{1,6})",
+        url_name="image",
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=JSONErrorsNegotiation,
+    )
+    def image(self, request, pk=None, index=None):
+        """Image number `index` (from 0) of the run's result, as listed in its `images`: PNG, JPEG or SVG."""
+        run = self.get_object()
+        folder = self._result_folder(run)
+        entry = results.image_at(folder, int(index))
+        if entry is None:
+            raise NotFound(f"Run {run.pk}'s result has no image {index}.")
+        try:
+            handle = result_images.open_image(folder, entry)
+        except FileNotFoundError:
+            return error_response(f"Image {index} of run {run.pk} is missing from storage.", status_code=404)
+        response = FileResponse(
+            handle, as_attachment=True, filename=entry["name"], content_type=result_images.content_type(entry)
+        )
+        response["Content-Security-Policy"] = _IMAGE_CSP
+        return response
+
+    def _archive(self, run: Run, folder: str):
+        """The table (if any) and the images of a result as one zip, built before anything is sent."""
+        archive = tempfile.SpooledTemporaryFile(max_size=_ARCHIVE_IN_MEMORY_BYTES)
+        try:
+            images = results.write_archive(folder, archive, f"run-{run.pk}.csv", run.result_rows is not None)
+        except results.ResultUnreadable as exc:
+            archive.close()
+            return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        if run.result_rows is None and not images:
+            archive.close()
+            raise NotFound(f"Run {run.pk}'s result has neither a table nor images to download.")
+        archive.seek(0)
+        return FileResponse(archive, as_attachment=True, filename=f"run-{run.pk}.zip", content_type="application/zip")
 
 
 @access(PUBLIC)  # anyone may be told there is nothing here

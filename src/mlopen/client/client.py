@@ -437,9 +437,10 @@ class Client:
         return self.get(f"runs/{int(run_id)}/result/", page=page, page_size=page_size)
 
     def download_result(self, run_id: int, destination: str | Path | BinaryIO, format: str = "csv") -> int:
-        """Write the whole result table (csv or json) to a path or binary file; return the bytes written."""
-        if format not in ("csv", "json"):
-            raise MlopenError(f"format must be csv or json, not {format!r}")
+        """Write the whole result table (csv or json), or the table and the result's images (zip), to a
+        path or binary file; return the bytes written."""
+        if format not in ("csv", "json", "zip"):
+            raise MlopenError(f"format must be csv, json or zip, not {format!r}")
         return self._download(f"runs/{int(run_id)}/download/", {"format": format}, destination)
 
     def wait(

@@ -25,6 +25,7 @@ from mlopen.pipelines.models import TrainedModel
 from mlopen.runs import lifecycle, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
+from mlopen_runner.images import private_images_path
 from mlopen_runner.watching import private_model_path
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
         shutil.rmtree(work_dir, ignore_errors=True)
         Path(private_model_path(str(work_dir))).unlink(missing_ok=True)  # stored by now, or not wanted
+        shutil.rmtree(private_images_path(str(work_dir)), ignore_errors=True)  # likewise
 
 
 def _put_back(run: Run, worker_name: str, reason: str) -> str:
@@ -134,6 +136,8 @@ def build_job(run: Run, work_dir: Path) -> Job:
         files=files,
         disk_mb=settings.MLOPEN_RUN_DISK_MB,
         max_processes=settings.MLOPEN_RUN_MAX_PROCESSES,
+        max_images=settings.MLOPEN_MAX_IMAGES,
+        max_image_bytes=settings.MLOPEN_MAX_IMAGE_MB * 1024 * 1024,
     )
 
 
@@ -275,7 +279,9 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
         _store_trained_model(run, outcome)
     elif outcome.result is not None:
         try:
-            extra["result_folder"], extra["result_rows"] = results.store_result(run.pk, outcome.result)
+            extra["result_folder"], extra["result_rows"] = results.store_result(
+                run.pk, outcome.result, getattr(outcome, "images", None) or []
+            )
         except results.ResultInvalid as exc:
             _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome, **recorded)
             return Run.Status.FAILED

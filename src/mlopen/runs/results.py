@@ -1,5 +1,6 @@
 """A run's result on disk: the table as Parquet (paged and sorted without a database), the graphs
-and text as JSON. Written once by the worker, read by the web pages, the API and downloads.
+and text as JSON, its images as files (mlopen.runs.images). Written once by the worker, read by the
+web pages, the API and downloads.
 
 Reading never trusts the files: one that is missing, cut short, not JSON or Parquet, of the wrong
 shape or nested too deeply costs its part of the result (a message in ``problems``), never the
@@ -12,7 +13,11 @@ import csv
 import io
 import json
 import math
+import shutil
+import time
+import zipfile
 from collections.abc import Iterator
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +25,7 @@ from django.conf import settings
 
 from mlopen.core import storage
 from mlopen.core.nesting import MAX_JSON_DEPTH, too_deep
+from mlopen.runs import images as result_images
 
 TABLE = "table.parquet"
 META = "result.json"
@@ -70,8 +76,9 @@ def _arrow_table(columns, data) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=_column_names(columns, width))
 
 
-def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
-    """Store a normalized result (see mlopen_runner.results); return (storage folder, row count)."""
+def store_result(run_id: int, result: dict, images: list[dict] = ()) -> tuple[str, int | None]:
+    """Store a normalized result (see mlopen_runner.results) and the runner's checked images
+    (Outcome.images); return (storage folder, row count)."""
     folder = f"results/{run_id}"
     data = result.get("data")
     columns = result.get("columns")
@@ -89,6 +96,7 @@ def store_result(run_id: int, result: dict) -> tuple[str, int | None]:
     meta = {
         "columns": columns if columns else None,
         "graphs": result.get("graphs") or [],
+        "images": result_images.store(folder, list(images)),
         "text": text,
         "warnings": warnings,
     }
@@ -146,9 +154,10 @@ def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
     """The parts of result.json that can be shown, and {part: why not} for those that cannot.
 
     Parts: "result" (the file as a whole), "table" (its column names), "text", "warnings", "graphs"
-    (the list) and "graphs.N" (graph N, left as None in the list so that graph numbers stay the same).
+    (the list) and "graphs.N" (graph N, left as None in the list so that graph numbers stay the same),
+    "images" and "images.N" likewise.
     """
-    shown = {"columns": None, "graphs": [], "text": None, "warnings": []}
+    shown = {"columns": None, "graphs": [], "images": [], "text": None, "warnings": []}
     try:
         meta = _load_meta(folder)
     except ResultUnreadable as exc:
@@ -179,6 +188,15 @@ def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
         if why:
             problems[f"graphs.{index}"] = UNREADABLE + f"graph {index + 1} {why}."
         shown["graphs"].append(None if why else graph)
+    stored_images = meta.get("images") or []
+    if not isinstance(stored_images, list):
+        problems["images"] = UNREADABLE + f"the images are {_a(stored_images)}, not a list."
+        stored_images = []
+    for index, entry in enumerate(stored_images):
+        why = result_images.problem_with(entry)
+        if why:
+            problems[f"images.{index}"] = UNREADABLE + f"image {index + 1} {why}."
+        shown["images"].append(None if why else entry)
     return shown, problems
 
 
@@ -263,13 +281,14 @@ def page_of(
     *,
     expect_table: bool = False,
 ) -> dict:
-    """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "text",
-    "warnings", "problems"}.
+    """One page of a result: {"columns", "data", "rows", "page", "page_size", "pages", "graphs", "images",
+    "text", "warnings", "problems"}.
 
     ``sort`` is a column index (names may repeat); rows are sorted before paging. ``expect_table``
     (the run recorded a row count) makes a missing table file a problem rather than no table.
     ``problems`` maps each part that cannot be shown ("result", "table", "text", "warnings",
-    "graphs", "graphs.N", "sort") to a message; that part is null (or left out) in the page.
+    "graphs", "graphs.N", "images", "images.N", "sort") to a message; that part is null (or left out)
+    in the page. Images are {"name", "file", "type"} (None for one that cannot be shown).
     """
     meta, problems = _read_meta(folder)
     out = {
@@ -280,6 +299,7 @@ def page_of(
         "page_size": page_size,
         "pages": 0,
         "graphs": meta["graphs"],
+        "images": meta["images"],
         "text": meta["text"],
         "warnings": meta["warnings"],
         "problems": problems,
@@ -364,7 +384,40 @@ def as_json_rows(folder: str) -> dict:
     return {"columns": columns, "data": [[_json_cell(v) for v in row.values()] for row in table.to_pylist()]}
 
 
+def write_archive(folder: str, target: IO[bytes], table_name: str, with_table: bool) -> int:
+    """The result as a zip in `target`: the table as CSV (named `table_name`, when `with_table`) and
+    each image under images/ by its name; returns how many images went in. The table is read
+    before anything is written (ResultUnreadable then); an image whose file is gone is left out."""
+    lines = iter_csv(folder) if with_table else None
+    stored = [entry for entry in _read_meta(folder)[0]["images"] if entry is not None]
+    written = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if lines is not None:
+            with archive.open(table_name, "w") as table_file:
+                for line in lines:
+                    table_file.write(line.encode())
+        for entry in stored:
+            try:
+                source = result_images.open_image(folder, entry)
+            except FileNotFoundError:
+                continue
+            info = zipfile.ZipInfo(f"images/{entry['name']}", date_time=time.localtime()[:6])
+            # PNG and JPEG are compressed already; deflating them again only costs time.
+            info.compress_type = zipfile.ZIP_DEFLATED if entry["type"] == "svg" else zipfile.ZIP_STORED
+            with source, archive.open(info, "w") as image_file:
+                shutil.copyfileobj(source, image_file, 1024 * 1024)
+            written += 1
+    return written
+
+
 def graph_at(folder: str, index: int) -> dict | None:
     """The result's graph number ``index`` (0-based), or None if there is no such graph or it cannot be read."""
     graphs = _read_meta(folder)[0]["graphs"]
     return graphs[index] if 0 <= index < len(graphs) else None
+
+
+def image_at(folder: str, index: int) -> dict | None:
+    """The result's image number ``index`` (0-based) as {"name", "file", "type"}, or None if there
+    is no such image or its entry cannot be read."""
+    stored = _read_meta(folder)[0]["images"]
+    return stored[index] if 0 <= index < len(stored) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from security_fixtures import RESULT, SECRET, dataset_of, make_pipeline, make_run
+from security_fixtures import RESULT, RESULT_IMAGES, SECRET, dataset_of, make_pipeline, make_run
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ class World:
     team: object
     pipeline: object  # alice's, private to "team"
     dataset: object
-    run: object  # succeeded, with a table, a figure, an HTML graph and text
+    run: object  # succeeded, with a table, a figure, an HTML graph, an image and text
     queued: object
     queued_api: object
     dataset_to_delete: object
@@ -56,7 +56,7 @@ def world(db, django_user_model):
     team.user_set.add(alice, carol)
     pipeline = make_pipeline(f"{SECRET}-pipeline", created_by=alice, private_group=team)
     dataset = dataset_of(alice, f"{SECRET}-data")
-    run = make_run(alice, pipeline, input=dataset, input_name=dataset.name, result=RESULT)
+    run = make_run(alice, pipeline, input=dataset, input_name=dataset.name, result=RESULT, images=RESULT_IMAGES)
     return World(
         alice=alice,
         carol=carol,

@@ -3,6 +3,8 @@ modules import it by name (two conftest.py files make `from conftest import` amb
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # What the other personas must never read anywhere: every object alice owns carries this in its name.
 SECRET = "alice-secret"
 RESULT = {
@@ -14,9 +16,17 @@ RESULT = {
     ],
     "text": "<b>alice-secret summary</b>",
 }
+# The run's images, as the runner hands them over once checked.
+RESULT_IMAGES = [
+    {
+        "path": str(Path(__file__).resolve().parents[2] / "fixtures" / "data" / "tiny.png"),
+        "name": f"{SECRET}-plot.png",
+        "type": "png",
+    }
+]
 
 
-def make_run(owner, pipeline, *, status="succeeded", result=None, **fields):
+def make_run(owner, pipeline, *, status="succeeded", result=None, images=(), **fields):
     from django.utils import timezone
 
     from mlopen.runs import results
@@ -36,7 +46,7 @@ def make_run(owner, pipeline, *, status="succeeded", result=None, **fields):
     )
     if result is not None:
         normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
-        folder, rows = results.store_result(run.pk, normalized)
+        folder, rows = results.store_result(run.pk, normalized, list(images))
         Run.objects.filter(pk=run.pk).update(result_folder=folder, result_rows=rows)
         run.refresh_from_db()
     return run

@@ -81,7 +81,7 @@ def make_run(db):
     from mlopen.runs import results
     from mlopen.runs.models import Run
 
-    def make(owner, pipeline, status="succeeded", kind="run", result=None, **fields):
+    def make(owner, pipeline, status="succeeded", kind="run", result=None, images=(), **fields):
         now = timezone.now()
         finished = status in Run.FINISHED
         run = Run.objects.create(
@@ -97,7 +97,7 @@ def make_run(db):
         )
         if result is not None:
             normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
-            folder, rows = results.store_result(run.pk, normalized)
+            folder, rows = results.store_result(run.pk, normalized, list(images))
             Run.objects.filter(pk=run.pk).update(result_folder=folder, result_rows=rows)
             run.refresh_from_db()
         return run

@@ -479,7 +479,7 @@ def test_unknown_return_keys_become_warnings_not_errors(write_pipeline, run_job)
     assert ran.outcome.status == "succeeded"
     assert ran.outcome.result["text"] == "3.5"
     assert ran.outcome.result["warnings"] == [
-        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"
+        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text, imgs, images are shown"
     ]
 
 

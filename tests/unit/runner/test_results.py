@@ -21,7 +21,14 @@ def test_a_non_dict_return_is_rejected_naming_its_type():
 
 
 def test_an_empty_dict_gives_an_empty_result():
-    assert normalize_result({}) == {"columns": None, "data": None, "graphs": [], "text": None, "warnings": []}
+    assert normalize_result({}) == {
+        "columns": None,
+        "data": None,
+        "graphs": [],
+        "images": [],
+        "text": None,
+        "warnings": [],
+    }
 
 
 def test_numpy_pandas_and_datetime_cells_become_json_scalars():
@@ -130,7 +137,7 @@ def test_unknown_keys_are_warned_about_not_refused():
     result = normalize_result({"data": [], "preds": 1})
 
     assert result["warnings"] == [
-        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text are shown"
+        "run_pipeline returned an unknown key 'preds'; only data, columns, graphs, text, imgs, images are shown"
     ]
 
 

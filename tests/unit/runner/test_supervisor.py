@@ -163,7 +163,7 @@ def test_output_is_delivered_while_the_run_is_still_going(write_pipeline, run_jo
 def test_a_result_over_the_size_cap_fails_the_run(write_pipeline, run_job):
     control = write_pipeline(
         "def train(inpt, params=None):\n    pass\n"
-        "def run_pipeline(input, model, args, params=None):\n    return {'text': 'x' * 5000}\n"
+        "def run_pipeline(input, model, args, params=None):\n    return {'text': 'x' * 4900}\n"
     )
 
     ran = run_job("run", control, max_result_bytes=2048)

@@ -59,10 +59,12 @@ def register(subparsers) -> None:
     rerun.add_argument("run_id", type=int, metavar="ID")
     rerun.add_argument("--wait", action="store_true", help="wait for the new run to finish")
     add_json_flag(rerun)
-    download = add_command(runs, "download", download_command, "download a run's whole result table")
+    download = add_command(
+        runs, "download", download_command, "download a run's whole result table (zip: with its images)"
+    )
     download.add_argument("run_id", type=int, metavar="ID")
-    download.add_argument("--format", choices=["csv", "json"], default="csv")
-    download.add_argument("-o", "--output", help="file to write ('-' for stdout; default: run-ID.csv|json)")
+    download.add_argument("--format", choices=["csv", "json", "zip"], default="csv")
+    download.add_argument("-o", "--output", help="file to write ('-' for stdout; default: run-ID.csv|json|zip)")
 
 
 # --- starting a run ---------------------------------------------------------------------------------
@@ -201,6 +203,12 @@ def _show_result(out: Output, run_id: int, result: dict) -> None:
         out.print(escape_markup(plain_text(result["text"])))
     if result.get("graphs"):
         out.print(f"{len(result['graphs'])} graph(s): open the run's page in the browser to see them.")
+    if result.get("images"):
+        names = ", ".join(escape_markup(str(image.get("name"))) for image in result["images"][:5])
+        out.print(
+            f"{len(result['images'])} image(s) ({names}{', ...' if len(result['images']) > 5 else ''}): "
+            f"mlopen runs download {run_id} --format zip"
+        )
     for warning in result.get("warnings") or []:
         out.print(f"[yellow]warning[/yellow]: {escape_markup(warning)}")
 

@@ -288,6 +288,18 @@ def _may_rerun(user, run: Run) -> bool:
     return run.input_id is None or Dataset.objects.visible_to(user).filter(pk=run.input_id).exists()
 
 
+def _images(run: Run, result: dict | None) -> list[dict]:
+    """The result's images for the thumbnail grid and its lightbox; each downloads from the API's URL."""
+    if not result:
+        return []
+    return [
+        {"index": index, "name": entry["name"], "url": reverse("run-image", args=[run.pk, index])}
+        if entry is not None
+        else {"index": index, "message": result["problems"][f"images.{index}"]}
+        for index, entry in enumerate(result["images"])
+    ]
+
+
 @access(VIEW)
 def run_detail(request, pk: int):
     run = _get_run(request, pk)
@@ -306,6 +318,7 @@ def run_detail(request, pk: int):
         "params": _param_rows(run),
         "result": result,
         "graphs": graphs,
+        "images": _images(run, result),
         "text_html": format_pipeline_text(result.get("text")) if result else "",
         "produced_model": TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None,
         "manageable": manageable,
