@@ -34,7 +34,9 @@ from mlopen_runner.job import (
     PARAMS_FILE,
     RESULT_FILE,
     Job,
+    disk_full_message,
     disk_limit_message,
+    is_disk_full,
     memory_limit_message,
 )
 from mlopen_runner.results import dumps_strict, normalize_result, to_jsonable
@@ -265,6 +267,8 @@ def _message(exc: BaseException, job: Job) -> str:
         return memory_limit_message(job.memory_mb)
     if isinstance(exc, OSError) and exc.errno in (errno.EFBIG, errno.EDQUOT) and job.disk_mb:
         return disk_limit_message(job.disk_mb)
+    if is_disk_full(exc):  # the host's disk, not the run's budget: "[Errno 28]" says neither
+        return disk_full_message(job.work_dir)
     if isinstance(exc, SystemExit):
         return f"pipeline called exit({exc.code!r})"
     return str(exc)

@@ -5,7 +5,9 @@ A Job travels to the child as `job.json` in its work folder, so it holds only JS
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -82,6 +84,47 @@ def memory_limit_message(memory_mb: int) -> str:
 def disk_limit_message(disk_mb: int) -> str:
     """Said the same way whether the parent's disk watch or a write refused in the child caught it."""
     return f"Run exceeded the disk limit of {disk_mb} MB (MLOPEN_RUN_DISK_MB): its folder and /tmp together"
+
+
+# A run whose process failed without a word, on a disk with less free than this, is told the disk
+# is full: a write that fails with ENOSPC rarely leaves more behind than one block or a short write.
+DISK_FULL_MARGIN_BYTES = 1 * MB
+# errno values that mean the disk (or the host's disk quota for this user) has no room left.
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is a write refused because the disk has no room left."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
+
+
+def free_bytes(path: str) -> int | None:
+    """Free space for unprivileged writers on the disk holding `path` (its nearest existing folder
+    if it is gone or not made yet); None when even that cannot be measured."""
+    folder = os.path.abspath(path)
+    while True:
+        try:
+            status = os.statvfs(folder)
+        except OSError:
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return None
+            folder = parent
+            continue
+        return status.f_bavail * status.f_frsize
+
+
+def disk_nearly_full(path: str) -> bool:
+    free = free_bytes(path)
+    return free is not None and free < DISK_FULL_MARGIN_BYTES
+
+
+def disk_full_message(path: str) -> str:
+    """Said the same way by the child, the parent and the worker: the host's disk is full, not the
+    run's own budget (that is disk_limit_message)."""
+    free = free_bytes(path)
+    room = "free space unknown" if free is None else f"{free / MB:.1f}".removesuffix(".0") + " MB free"
+    return f"No space left on device on the disk holding {path}: {room}"
 
 
 @dataclass

@@ -13,7 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlopen_runner import sandbox, untrusted
-from mlopen_runner.job import EVENTS_FD_VARIABLE, JOB_FILE, OUTPUT_FILES, Job, Outcome
+from mlopen_runner.job import (
+    EVENTS_FD_VARIABLE,
+    JOB_FILE,
+    OUTPUT_FILES,
+    Job,
+    Outcome,
+    disk_full_message,
+    is_disk_full,
+)
 from mlopen_runner.watching import Callbacks, JobWatch, NoCallbacks, ProcessTree
 
 _THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -27,11 +35,16 @@ def execute(job: Job, callbacks: Callbacks | None = None) -> Outcome:
         job = _prepare_work_dir(job)
     except sandbox.SandboxUnavailable as exc:
         return Outcome(status="failed", error=str(exc))
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        return Outcome(status="failed", error=disk_full_message(job.work_dir))
     supervision = _Supervision(job, callbacks or NoCallbacks())
     try:
         supervision.start()
     except (OSError, sandbox.SandboxUnavailable) as exc:
-        return Outcome(status="failed", error=f"Could not start the pipeline process: {exc}")
+        why = disk_full_message(job.work_dir) if is_disk_full(exc) else str(exc)
+        return Outcome(status="failed", error=f"Could not start the pipeline process: {why}")
     try:
         supervision.watch()
     finally:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from mlopen_runner import sandbox, supervisor
-from mlopen_runner.job import MB, Job, Outcome
+from mlopen_runner.job import MB, Job, Outcome, disk_full_message, is_disk_full
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
 from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop
 
@@ -113,13 +113,20 @@ class WarmPool:
                 process.start()
             except OSError as exc:
                 process.stop()
-                return Outcome(status="failed", error=f"Could not start the pipeline process: {exc}")
+                why = disk_full_message(str(process.root)) if is_disk_full(exc) else str(exc)
+                return Outcome(status="failed", error=f"Could not start the pipeline process: {why}")
             log.info("%s: warm process started (pid %s)", label, process.pid)
             self._start_reaper()
         else:
             log.info("%s: warm process reused (pid %s, %d earlier runs)", label, process.pid, process.jobs)
         try:
             outcome = process.run(job, callbacks, self.trash)
+        except OSError as exc:
+            process.stop()
+            if not is_disk_full(exc):
+                raise
+            # Making the job's folder or copying its inputs in: the worker's disk, not the pipeline.
+            return Outcome(status="failed", error=disk_full_message(str(process.root)))
         except BaseException:
             process.stop()
             raise

@@ -35,7 +35,10 @@ from mlopen_runner.job import (
     RESULT_FILE,
     Job,
     Outcome,
+    disk_full_message,
     disk_limit_message,
+    disk_nearly_full,
+    is_disk_full,
     memory_limit_message,
 )
 
@@ -194,9 +197,21 @@ class JobWatch:
         """Set the error (None for success) and exit code of a job that ended on its own.
 
         The outcome comes with the process's exit code; error.json, written by the job's own
-        process, explains a failure better than the exit status does.
+        process, explains a failure better than the exit status does. A process that failed
+        without one on a full disk could not write it: the full disk is the news, not "status 1".
         """
-        outcome.error = self.reported_error() or _error_from_exit_status(outcome.exit_code)
+        outcome.error = self.reported_error()
+        if outcome.error is None and outcome.exit_code != 0:
+            outcome.error = self.disk_full_error()
+        outcome.error = outcome.error or _error_from_exit_status(outcome.exit_code)
+
+    def disk_full_error(self) -> str | None:
+        """Why the job's writes failed if the disk holding its folder is (all but) full: the job's
+        own budget when it used all of it, else the host's disk. None while there is room."""
+        if not disk_nearly_full(self.job.work_dir):
+            return None
+        over_budget = self.check_disk(self.job.disk_mb) if self.job.disk_mb is not None else None
+        return over_budget.error if over_budget is not None else disk_full_message(self.job.work_dir)
 
     def pipe_closed(self, fd: int) -> None:
         """`fd` reached its end and is no longer listened to."""
@@ -416,8 +431,11 @@ def _copy_model_out(job: Job) -> str:
         os.unlink(destination)  # an earlier attempt's
     limit = (job.disk_mb or _DEFAULT_MAX_MODEL_MB) * MB
     try:
-        untrusted.copy_out(job.work_dir, MODEL_FILE, destination, limit)
-    except (untrusted.UntrustedFileError, OSError) as exc:
+        untrusted.copy_out(job.work_dir, MODEL_FILE, destination, limit)  # removes a partial copy
+    except OSError as exc:
+        why = disk_full_message(os.path.dirname(destination)) if is_disk_full(exc) else str(exc)
+        raise OutputError(f"The trained model could not be kept: {why}") from exc
+    except untrusted.UntrustedFileError as exc:
         raise OutputError(f"The trained model could not be kept: {exc}") from exc
     return destination
 

@@ -77,6 +77,14 @@ def describe(storage_name: str = "") -> str:
     return str(Path(default_storage.location) / storage_name)
 
 
+def local_root() -> Path:
+    """The local folder stored files are written through: the storage folder, or in a bucket this
+    host's cache, where every file is staged before it is uploaded. Its disk is the one that fills."""
+    if is_remote():
+        return Path(settings.MLOPEN_STORAGE_CACHE_DIR)
+    return Path(default_storage.location)
+
+
 def local_path(storage_name: str) -> Path:
     """The filesystem path of a stored file.
 

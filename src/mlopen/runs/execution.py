@@ -26,6 +26,7 @@ from mlopen.runs import lifecycle, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
 from mlopen_runner.images import private_images_path
+from mlopen_runner.job import disk_full_message, is_disk_full
 from mlopen_runner.watching import private_model_path
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,11 @@ def execute_run(run_id: int, worker_name: str) -> str:
         return finish(run, outcome, recorder)
     except Exception as exc:  # noqa: BLE001 - a broken run must never take the worker down
         log.exception("run %s failed inside the platform", run.pk)
-        _finish_row(
-            run, Run.Status.FAILED, error=f"mlopen could not execute this run: {exc}", **recorder.final_fields()
-        )
+        if is_disk_full(exc):  # said plainly: the worker's disk, not "[Errno 28]" from somewhere
+            error = disk_full_message(getattr(exc, "filename", None) or str(work_dir))
+        else:
+            error = f"mlopen could not execute this run: {exc}"
+        _finish_row(run, Run.Status.FAILED, error=error, **recorder.final_fields())
         return Run.Status.FAILED
     finally:
         workers.set_current_run(worker_name, None)  # even when the final status could not be written
@@ -275,18 +278,34 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
         _finish_row(run, Run.Status.FAILED, error=outcome.error or "The pipeline failed.", outcome=outcome, **recorded)
         return Run.Status.FAILED
     extra: dict = {}
-    if run.kind == Run.Kind.TRAIN:
-        _store_trained_model(run, outcome)
-    elif outcome.result is not None:
-        try:
-            extra["result_folder"], extra["result_rows"] = results.store_result(
+    try:
+        if run.kind == Run.Kind.TRAIN:
+            _store_trained_model(run, outcome)
+        elif outcome.result is not None:
+            extra["result_folder"], extra["result_rows"] = _store_result(
                 run.pk, outcome.result, getattr(outcome, "images", None) or []
             )
-        except results.ResultInvalid as exc:
-            _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome, **recorded)
-            return Run.Status.FAILED
+    except results.ResultInvalid as exc:
+        _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome, **recorded)
+        return Run.Status.FAILED
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        what = "the trained model" if run.kind == Run.Kind.TRAIN else "the result"
+        error = f"The run finished but {what} could not be stored: {disk_full_message(str(storage.local_root()))}"
+        _finish_row(run, Run.Status.FAILED, error=error, outcome=outcome, **recorded)
+        return Run.Status.FAILED
     _finish_row(run, Run.Status.SUCCEEDED, outcome=outcome, **recorded, **extra)
     return Run.Status.SUCCEEDED
+
+
+def _store_result(run_id: int, result: dict, images: list[dict]) -> tuple[str, int | None]:
+    """results.store_result, leaving nothing behind when it fails: half a result is no result."""
+    try:
+        return results.store_result(run_id, result, images)
+    except BaseException:
+        storage.delete_tree(results.folder_of(run_id))
+        raise
 
 
 def _store_trained_model(run: Run, outcome) -> None:

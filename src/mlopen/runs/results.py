@@ -76,10 +76,15 @@ def _arrow_table(columns, data) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=_column_names(columns, width))
 
 
+def folder_of(run_id: int) -> str:
+    """The storage folder of a run's result (its id makes it the run's alone)."""
+    return f"results/{run_id}"
+
+
 def store_result(run_id: int, result: dict, images: list[dict] = ()) -> tuple[str, int | None]:
     """Store a normalized result (see mlopen_runner.results) and the runner's checked images
     (Outcome.images); return (storage folder, row count)."""
-    folder = f"results/{run_id}"
+    folder = folder_of(run_id)
     data = result.get("data")
     columns = result.get("columns")
     rows = None

@@ -1,15 +1,22 @@
-"""runs.execution: a finished run's outcome is written whatever the database does meanwhile."""
+"""runs.execution: a finished run's outcome is written whatever the database does meanwhile, and a full
+disk on the worker fails the run with the disk named, leaving no half result."""
 
 from __future__ import annotations
+
+import errno
+import os
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import DataError, OperationalError
 from django.utils import timezone
 
-from mlopen.pipelines.models import Pipeline, PipelineVersion
-from mlopen.runs import execution, lifecycle, warm, workers
+from mlopen.core import storage
+from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
+from mlopen.runs import execution, lifecycle, results, warm, workers
 from mlopen.runs.models import Run
+from mlopen_runner import Outcome
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +120,108 @@ def test_a_run_claimed_by_a_worker_that_is_shutting_down_goes_back_to_the_queue_
 
     assert execution.execute_run(queued.pk, "w1") == Run.Status.QUEUED
     assert Run.objects.get(pk=queued.pk).status == "queued"
+
+
+DISK_FULL = "No space left on device on the disk holding"
+
+
+def make_run(kind: str, status: str = Run.Status.RUNNING) -> Run:
+    owner = get_user_model().objects.create_user("alice", password="x")
+    pipeline = Pipeline.objects.create(name="iris", description="iris pipeline")
+    version = PipelineVersion.objects.create(
+        pipeline=pipeline, number=1, control_filename="iris.py", folder=f"pipelines/{pipeline.pk}/v1"
+    )
+    running = status == Run.Status.RUNNING
+    return Run.objects.create(
+        pipeline=pipeline,
+        version=version,
+        kind=kind,
+        owner=owner,
+        status=status,
+        worker="w1" if running else "",
+        started_at=timezone.now() if running else None,
+        heartbeat_at=timezone.now() if running else None,
+    )
+
+
+@pytest.fixture
+def two_mb_free(monkeypatch):
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=512, f_frsize=4096))
+
+
+def full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_result_that_cannot_be_stored_on_a_full_disk_fails_the_run_and_leaves_no_half_result(
+    monkeypatch, two_mb_free
+):
+    run = make_run(Run.Kind.RUN)
+    real_write = storage.write_stream
+    writes = []
+
+    def table_then_full(name, chunks):  # the table fits, its result.json does not
+        writes.append(name)
+        if len(writes) > 1:
+            full_disk()
+        return real_write(name, chunks)
+
+    monkeypatch.setattr(storage, "write_stream", table_then_full)
+    outcome = Outcome(status="succeeded", result={"data": [[1, 2]], "columns": ["a", "b"]})
+
+    status = execution.finish(run, outcome, execution.RunRecorder(run))
+
+    run.refresh_from_db()
+    assert (status, run.status) == (Run.Status.FAILED, Run.Status.FAILED)
+    assert run.error == (
+        f"The run finished but the result could not be stored: {DISK_FULL} {storage.local_root()}: 2 MB free"
+    )
+    assert writes == [f"results/{run.pk}/{results.TABLE}", f"results/{run.pk}/{results.META}"]
+    assert not storage.exists(results.folder_of(run.pk))
+    assert run.result_folder in ("", None)
+
+
+def test_a_trained_model_that_cannot_be_stored_on_a_full_disk_fails_the_run_and_records_no_model(
+    monkeypatch, tmp_path, two_mb_free
+):
+    run = make_run(Run.Kind.TRAIN)
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"pickled")
+    monkeypatch.setattr(storage, "write_stream", full_disk)
+
+    status = execution.finish(run, Outcome(status="succeeded", model_path=str(model)), execution.RunRecorder(run))
+
+    run.refresh_from_db()
+    assert (status, run.status) == (Run.Status.FAILED, Run.Status.FAILED)
+    assert run.error == (
+        f"The run finished but the trained model could not be stored: {DISK_FULL} {storage.local_root()}: 2 MB free"
+    )
+    assert not TrainedModel.objects.exists()
+
+
+def test_another_storage_error_is_not_called_a_full_disk(monkeypatch, tmp_path):
+    run = make_run(Run.Kind.TRAIN)
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"pickled")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(storage, "write_stream", denied)
+
+    with pytest.raises(PermissionError):  # execute_run reports it as the platform's failure
+        execution.finish(run, Outcome(status="succeeded", model_path=str(model)), execution.RunRecorder(run))
+
+
+def test_a_full_disk_while_preparing_the_run_fails_it_with_the_disk_named(monkeypatch, two_mb_free):
+    run = make_run(Run.Kind.RUN, status=Run.Status.QUEUED)
+
+    def preparing_on_a_full_disk(run, work_dir):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/srv/mlopen/work/runs/1/job.json")
+
+    monkeypatch.setattr(execution, "build_job", preparing_on_a_full_disk)
+
+    assert execution.execute_run(run.pk, "w1") == Run.Status.FAILED
+
+    run.refresh_from_db()
+    assert run.error == f"{DISK_FULL} /srv/mlopen/work/runs/1/job.json: 2 MB free"
