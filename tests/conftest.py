@@ -309,3 +309,21 @@ def upload_dataset(api):
         return response.json()
 
     return upload
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MB tmpfs of our own, mounted for the test, to fill for real; skipped where mounting is refused."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command on this machine")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

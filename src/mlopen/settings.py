@@ -96,6 +96,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Last, so it sees a view's exception first: a lost database answers 503, a full disk 507
+    # (JSON for the API, a plain page otherwise); what fails in middleware goes to handler500.
+    "mlopen.core.outages.OutageMiddleware",
 ]
 
 ROOT_URLCONF = "mlopen.urls"
@@ -127,9 +130,12 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
 }
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": MLOPEN_HOME / "db.sqlite3"}}
+# A kept connection is checked before a request reuses it: one cut between requests (a database
+# restart, pg_terminate_backend) is replaced there, instead of failing that request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
@@ -206,6 +212,10 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MLOPEN_MAX_UPLOAD_MB = env_int("MLOPEN_MAX_UPLOAD_MB", 1024)
 # What each user's datasets may take in all, unless an admin set their own quota; 0 = no limit.
 MLOPEN_USER_QUOTA_MB = env_int("MLOPEN_USER_QUOTA_MB", 10240)
+# /healthz says "degraded" (503) when MLOPEN_HOME's disk has less free than this.
+MLOPEN_MIN_FREE_DISK_MB = env_int("MLOPEN_MIN_FREE_DISK_MB", 1024)
+if MLOPEN_MIN_FREE_DISK_MB < 0:
+    raise ConfigError(f"MLOPEN_MIN_FREE_DISK_MB must be 0 or more, got {MLOPEN_MIN_FREE_DISK_MB}")
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # non-file form/JSON bodies
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MLOPEN_MAX_UPLOAD_FILES", 50)

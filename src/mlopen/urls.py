@@ -19,6 +19,10 @@ accounts = [
     ),
 ]
 
+# A lost database or a full disk met before a view runs (the session, in middleware) is answered
+# as the middleware answers it from a view: 503 or 507, not Django's HTML 500.
+handler500 = "mlopen.core.outages.server_error"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

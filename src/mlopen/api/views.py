@@ -195,7 +195,7 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
         except PipelineForbidden as exc:
             return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:
-            return error_response(exc.message, {exc.field: exc.message})
+            return error_response(exc.message, {exc.field: exc.message} if exc.field else {}, exc.status)
         pipeline = self.get_queryset().get(pk=version.pipeline_id)
         body = s.PipelineDetailSerializer(pipeline, context={"request": request}).data
         return Response(

@@ -16,19 +16,22 @@ deleting host's cache; a copy cached by another host names something no new row 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
+
+from mlopen_runner.job import MB, free_bytes, is_disk_full
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -83,6 +86,25 @@ def local_root() -> Path:
     if is_remote():
         return Path(settings.MLOPEN_STORAGE_CACHE_DIR)
     return Path(default_storage.location)
+
+
+def full_message() -> str:
+    """Why an upload was refused on a full disk. No server path: whoever uploads reads it."""
+    free = free_bytes(str(local_root()))
+    room = "" if free is None else f" ({free / MB:.0f} MB free)"
+    return f"The server's storage is full{room}: nothing was stored. Ask an admin to free some space, then try again."
+
+
+@contextlib.contextmanager
+def full_disk_as(refusal: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn a write refused for a full disk (ENOSPC, EDQUOT) into `refusal(full_message())`, the
+    caller's own error, so an upload is answered 507 in plain words, not as a server error."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise refusal(full_message()) from exc
 
 
 def local_path(storage_name: str) -> Path:

@@ -24,6 +24,8 @@ from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParser
 from django.utils.datastructures import ImmutableList
 
+from mlopen.core.outages import wants_json
+
 
 class UploadTooLarge(Exception):
     pass
@@ -38,7 +40,7 @@ def _too_large(request) -> HttpResponse:
         f"The upload is larger than the {settings.MLOPEN_MAX_UPLOAD_MB} MB limit "
         "(MLOPEN_MAX_UPLOAD_MB). Upload a smaller file or ask an admin to raise the limit."
     )
-    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+    if wants_json(request):
         return JsonResponse({"detail": message, "errors": {"file": message}}, status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 

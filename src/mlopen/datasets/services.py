@@ -116,8 +116,16 @@ def store_dataset(
         raise DatasetRejected("Dataset names are at most 200 characters.", field="name")
     check_quota(owner, size or 0)
     storage_name = f"datasets/{owner.pk}/{uuid.uuid4().hex}/{safe}"
-    staged = storage.stage_stream(storage_name, chunks)
+    with storage.full_disk_as(lambda message: DatasetRejected(message, status=507)):
+        return _stage_and_record(owner, display, safe, storage_name, chunks, content_type)
+
+
+def _stage_and_record(owner, display: str, safe: str, storage_name: str, chunks, content_type: str) -> Dataset:
+    """Stage the file, then record it and move it into place together; on any failure nothing is
+    left: the folder is new (a fresh uuid), so removing it removes only what this upload wrote."""
+    staged = None
     try:
+        staged = storage.stage_stream(storage_name, chunks)
         kind = detect_kind(safe, staged.path)
         guessed = content_type or mimetypes.guess_type(safe)[0] or "application/octet-stream"
         with transaction.atomic():
@@ -136,7 +144,8 @@ def store_dataset(
                 sha256=staged.sha256,
             )
     except BaseException:
-        staged.discard()
+        if staged is not None:
+            staged.discard()
         storage.delete_tree(storage_name.rsplit("/", 1)[0])
         raise
 

@@ -12,12 +12,14 @@ from mlopen_runner import Job, execute
 
 
 class PipelineRejected(ValueError):
-    """An upload that cannot be stored. ``field`` names the form field the message belongs to."""
+    """An upload that cannot be stored. ``field`` names the form field the message belongs to;
+    ``status`` is how pages and the API answer it (400, or 507 when the server's disk is full)."""
 
-    def __init__(self, message: str, field: str = "control"):
+    def __init__(self, message: str, field: str | None = "control", status: int = 400):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.status = status
 
 
 class PipelineForbidden(PipelineRejected):

@@ -166,32 +166,35 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
 
     staging = settings.MLOPEN_WORK_DIR / "uploads" / uuid.uuid4().hex
     code_dir = staging / "code"
-    code_dir.mkdir(parents=True)
     try:
-        placed, requirements = _place_support_files(request, control_name, staging)
-        requirements_text = ""
-        if requirements is not None:
-            requirements_text = environments.check_requirements(_read_all(requirements, 256 * 1024))
-        (code_dir / control_name).write_bytes(source)
-        for path, incoming in placed:
-            _write(code_dir / path, incoming)
-        (staging / "work").mkdir()
-        if requirements_text:
-            # The control file may import what only its own environment has: its forms are read
-            # there, once the environment is built (environments.build_for_version).
-            specs = {"train": {}, "run": {}}
-        else:
-            specs = evaluate_params(code_dir / control_name, staging / "work")
-        return _store_version(
-            name,
-            request.description or docstring or "",
-            control_name,
-            [path for path, _ in placed],
-            code_dir,
-            specs,
-            requirements_text,
-            user,
-        )
+        # A full disk (the staging folder's or the storage's) is the server's state, not a fault
+        # of the upload: answered 507 in plain words, and nothing of it is kept.
+        with storage.full_disk_as(lambda message: PipelineRejected(message, field=None, status=507)):
+            code_dir.mkdir(parents=True)
+            placed, requirements = _place_support_files(request, control_name, staging)
+            requirements_text = ""
+            if requirements is not None:
+                requirements_text = environments.check_requirements(_read_all(requirements, 256 * 1024))
+            (code_dir / control_name).write_bytes(source)
+            for path, incoming in placed:
+                _write(code_dir / path, incoming)
+            (staging / "work").mkdir()
+            if requirements_text:
+                # The control file may import what only its own environment has: its forms are read
+                # there, once the environment is built (environments.build_for_version).
+                specs = {"train": {}, "run": {}}
+            else:
+                specs = evaluate_params(code_dir / control_name, staging / "work")
+            return _store_version(
+                name,
+                request.description or docstring or "",
+                control_name,
+                [path for path, _ in placed],
+                code_dir,
+                specs,
+                requirements_text,
+                user,
+            )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -276,14 +279,20 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                     requirements=requirements,
                     created_by=user,
                 )
-                # Only once the number is ours: an upload that lost the race for it must not
-                # overwrite the files of the version that won (stored files are write-once).
-                for file_name in [control_name, *support_names]:
-                    storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
-                if requirements:
-                    # In the same transaction: no run can see the version before it is "building"
-                    # (and so refused until its environment is ready).
-                    builds.request_environment(version)
+                try:
+                    # Only once the number is ours: an upload that lost the race for it must not
+                    # overwrite the files of the version that won (stored files are write-once).
+                    for file_name in [control_name, *support_names]:
+                        storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
+                    if requirements:
+                        # In the same transaction: no run can see the version before it is "building"
+                        # (and so refused until its environment is ready).
+                        builds.request_environment(version)
+                except BaseException:
+                    # Still inside the transaction, so the number (and its folder) is still ours
+                    # alone: the files copied so far go with the row that is rolled back.
+                    storage.delete_tree(folder)
+                    raise
             break
         except IntegrityError:
             # Another upload of the same name took this version number first: take the next one.

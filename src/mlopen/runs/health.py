@@ -1,8 +1,10 @@
-"""What /healthz reports: can this web server reach its database, broker and storage, which workers live, and
-where each of them runs pipelines (inside bubblewrap or not). Here, not in core, because it reads the
-live workers."""
+"""What /healthz reports: can this web server reach its database, broker and storage, how much room is
+left on the disk holding MLOPEN_HOME, which workers live, and where each of them runs pipelines (inside
+bubblewrap or not). Here, not in core, because it reads the live workers."""
 
 from __future__ import annotations
+
+import shutil
 
 from django.conf import settings
 from django.db import connection
@@ -47,6 +49,26 @@ def check_storage() -> str:
     return storage.probe()
 
 
+def check_disk() -> dict:
+    """Room on the disk holding MLOPEN_HOME (the database, broker folders, stored files and run folders
+    unless moved elsewhere); "low" under MLOPEN_MIN_FREE_DISK_MB, before uploads and runs start failing."""
+    minimum = settings.MLOPEN_MIN_FREE_DISK_MB
+    try:
+        usage = shutil.disk_usage(settings.MLOPEN_HOME)
+    except OSError as exc:
+        return {"status": f"error: {settings.MLOPEN_HOME}: {exc.strerror}", "min_free_mb": minimum}
+    mb = 1024 * 1024
+    # As df counts it: blocks kept for root are neither used nor free to mlopen.
+    used_percent = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
+    return {
+        "status": "low" if usage.free < minimum * mb else "ok",
+        "free_mb": usage.free // mb,
+        "total_mb": usage.total // mb,
+        "used_percent": used_percent,
+        "min_free_mb": minimum,
+    }
+
+
 def worker_sandboxes() -> list[dict]:
     """Each live worker and where it runs pipelines, as it said itself when it started (Worker.sandbox,
     "kind: reason"): the web server's own sandbox says nothing about the workers' hosts."""
@@ -79,7 +101,9 @@ def report() -> tuple[dict, bool]:
     database = check_database()
     broker = check_broker()
     stored = check_storage()
-    healthy = database == "ok" and broker == "ok" and stored == "ok"
+    disk = check_disk()
+    reachable = database == "ok" and broker == "ok" and stored == "ok"
+    healthy = reachable and disk["status"] == "ok"
     listed = []
     if database == "ok":
         listed = worker_sandboxes()
@@ -87,10 +111,12 @@ def report() -> tuple[dict, bool]:
     # This web server runs pipeline code too: a control file's get_params, at upload.
     web = sandbox_status()
     body = {
-        "status": "ok" if healthy else "error",
+        # "degraded": everything answers, but the disk is about to refuse uploads and runs.
+        "status": "ok" if healthy else ("degraded" if reachable and disk["status"] == "low" else "error"),
         "database": database,
         "broker": broker,
         "storage": stored,
+        "disk": disk,
         "workers": len(listed),
         "sandbox": summary,
         "live_workers": listed,
@@ -103,8 +129,16 @@ def report() -> tuple[dict, bool]:
     if note:
         body["sandbox_note"] = note
     failing = [part for part in ("database", "broker", "storage") if body[part] != "ok"]
+    if disk["status"].startswith("error"):
+        failing.append("disk")
     if failing:
         body["failing"] = failing
+    if disk["status"] == "low":
+        body["degraded"] = ["disk"]
+        body["disk_note"] = (
+            f"Only {disk['free_mb']} MB free on the disk holding MLOPEN_HOME, under MLOPEN_MIN_FREE_DISK_MB "
+            f"({disk['min_free_mb']} MB): uploads and runs will soon fail for lack of space."
+        )
     return body, healthy
 
 

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
 import textwrap
-from pathlib import Path
 from types import SimpleNamespace
-
-import pytest
 
 from mlopen_runner import Job, execute, untrusted, warm_pool, watching
 from mlopen_runner.job import disk_full_message, disk_limit_message, free_bytes, is_disk_full
@@ -158,24 +153,6 @@ def test_a_warm_run_whose_inputs_cannot_be_copied_in_fails_with_the_full_disk_na
 
     assert outcome.status == "failed"
     assert outcome.error.startswith(f"{DISK_FULL} {tmp_path / 'warm'}/p1: ")
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path):
-    """A 2 MB tmpfs of our own, mounted for the test; skipped where mounting is refused."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command on this machine")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True, text=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_a_pipeline_that_fills_a_real_disk_fails_with_no_space_left_on_device_named(write_pipeline, tiny_disk):

@@ -91,6 +91,7 @@ def pipeline_upload(request):
     form = PipelineUploadForm(
         request.POST or None, request.FILES or None, initial={"name": request.GET.get("name", "")}
     )
+    status = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         upload = UploadRequest(
@@ -109,10 +110,13 @@ def pipeline_upload(request):
             return render(request, "web/pipelines/upload.html", {"form": form}, status=403)
         except PipelineRejected as exc:
             form.add_refusal(exc.field, exc.message)
+            status = exc.status
         else:
             messages.success(request, f"{version.pipeline.name} version {version.number} is uploaded and ready.")
             return redirect("web:pipeline-detail", pk=version.pipeline_id)
-    return render(request, "web/pipelines/upload.html", {"form": form}, status=400 if form.errors else 200)
+    if form.errors and status == 200:
+        status = 400
+    return render(request, "web/pipelines/upload.html", {"form": form}, status=status)
 
 
 def _change_maintainers(request, pipeline: Pipeline):
