@@ -201,7 +201,10 @@ class JobWatch:
         without one on a full disk could not write it: the full disk is the news, not "status 1".
         """
         outcome.error = self.reported_error()
-        if outcome.error is None and outcome.exit_code != 0:
+        # Only an exit of its own: a process killed by a signal did not die of a failed write.
+        code = outcome.exit_code
+        exited_badly = code not in (0, None) and sandbox.signal_from_exit_status(code) is None
+        if outcome.error is None and exited_badly:
             outcome.error = self.disk_full_error()
         outcome.error = outcome.error or _error_from_exit_status(outcome.exit_code)
 

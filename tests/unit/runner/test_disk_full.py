@@ -175,3 +175,38 @@ def test_a_pipeline_that_fills_a_real_disk_fails_with_no_space_left_on_device_na
     # same plain words, the folder named.
     assert DISK_FULL in outcome.error
     assert str(tiny_disk / "run") in outcome.error
+
+
+def test_a_pipeline_killed_by_a_signal_on_a_full_disk_is_still_reported_with_the_signal(
+    write_pipeline, run_job, monkeypatch
+):
+    control = write_pipeline(train_doing("os.kill(os.getpid(), 9)", "import os"))
+    monkeypatch.setattr(os, "statvfs", statvfs_with_free(0))
+
+    ran = run_job("train", control)
+
+    assert ran.outcome.error == "Pipeline process was killed by signal 9 (SIGKILL)"
+
+
+def test_a_warm_run_that_fills_a_real_disk_fails_with_no_space_left_on_device_named(
+    write_pipeline, data_file, tiny_disk
+):
+    control = write_pipeline(
+        """
+        def run_pipeline(input, model, args, params=None):
+            with open("filler", "wb") as out:
+                while True:
+                    out.write(b"x" * 65536)
+                    out.flush()
+        """
+    )
+    pool = warm_pool.WarmPool(tiny_disk / "warm")
+    job = Job(kind="run", control_path=control, work_dir=str(tiny_disk / "w"), input=data_file("a\n1\n"), timeout_s=30)
+    try:
+        outcome = pool.execute(job, key="k")
+    finally:
+        pool.shutdown()
+
+    assert outcome.status == "failed"
+    assert DISK_FULL in outcome.error
+    assert str(tiny_disk / "warm") in outcome.error
