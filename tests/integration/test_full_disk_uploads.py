@@ -35,6 +35,17 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def own_storage(request, tmp_path, settings, monkeypatch):
+    """A storage folder of this test's own (on the tiny disk, for a test that asks for one): files
+    other tests left (their rows rolled back, their files not) must not pass for this test's, nor
+    be counted as lost."""
+    folder = request.getfixturevalue("tiny_disk") if "tiny_disk" in request.fixturenames else tmp_path / "storage"
+    monkeypatch.setattr(default_storage, "location", str(folder))
+    settings.MLOPEN_STORAGE_DIR = folder
+    return folder
+
+
 def stored_files() -> set[str]:
     root = Path(settings.MLOPEN_STORAGE_DIR)
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
@@ -154,11 +165,7 @@ def test_a_form_upload_that_cannot_be_received_on_a_full_disk_answers_a_507_page
     assert STORAGE_FULL in html.unescape(response.content.decode())
 
 
-def test_a_dataset_upload_that_fills_a_real_disk_answers_507_and_keeps_the_dataset_before_it(
-    api, tiny_disk, monkeypatch
-):
-    monkeypatch.setattr(default_storage, "location", str(tiny_disk))
-    monkeypatch.setattr(settings, "MLOPEN_STORAGE_DIR", tiny_disk)
+def test_a_dataset_upload_that_fills_a_real_disk_answers_507_and_keeps_the_dataset_before_it(api, tiny_disk):
     small = api.post("/api/v1/datasets/", {"file": SimpleUploadedFile("a.csv", b"x\n1\n")}, format="multipart")
     assert small.status_code == 201, small.content
     before = stored_files()

@@ -279,19 +279,22 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                     requirements=requirements,
                     created_by=user,
                 )
+                written: list[str] = []
                 try:
                     # Only once the number is ours: an upload that lost the race for it must not
                     # overwrite the files of the version that won (stored files are write-once).
                     for file_name in [control_name, *support_names]:
                         storage.copy_file_in(f"{folder}/{file_name}", code_dir / file_name)
+                        written.append(f"{folder}/{file_name}")
                     if requirements:
                         # In the same transaction: no run can see the version before it is "building"
                         # (and so refused until its environment is ready).
                         builds.request_environment(version)
                 except BaseException:
-                    # Still inside the transaction, so the number (and its folder) is still ours
-                    # alone: the files copied so far go with the row that is rolled back.
-                    storage.delete_tree(folder)
+                    # The files copied so far go with the row that is rolled back (the number is
+                    # still ours: no other upload writes there), and only they: nothing else is touched.
+                    for name in written:
+                        storage.delete_file(name)
                     raise
             break
         except IntegrityError:
