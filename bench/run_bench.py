@@ -60,8 +60,11 @@ sys.modules["bench_logreg"] = module
 spec.loader.exec_module(module)
 with open(model_path, "rb") as handle:
     saved = pickle.load(handle)
+# model.pkl (format 2) holds each saved object pickled on its own; the last model is `model`.
+model = pickle.loads(saved["models"][-1][1])
+args = {name: pickle.loads(pickled) for name, pickled in saved["args"]}
 from mlopen_runner.inputs import InputFile
-result = module.run_pipeline(InputFile(input_path, "input.csv"), saved["models"][0][1], dict(saved["args"]), {})
+result = module.run_pipeline(InputFile(input_path, "input.csv"), model, args, {})
 assert len(result["data"]) == 100
 """
 
@@ -125,7 +128,9 @@ def measure_direct(model_path: Path, input_path: Path, count: int) -> Series:
     spec.loader.exec_module(module)
     with open(model_path, "rb") as handle:
         saved = pickle.load(handle)
-    model, args = saved["models"][0][1], dict(saved["args"])
+    # model.pkl (format 2) holds each saved object pickled on its own; the last model is `model`.
+    model = pickle.loads(saved["models"][-1][1])
+    args = {name: pickle.loads(pickled) for name, pickled in saved["args"]}
     series = Series("direct call in-process (floor)")
     for index in range(count + 3):
         started = time.perf_counter()
