@@ -109,6 +109,10 @@ def test_a_ten_second_database_blip_fails_no_run(pipeline_from, submit, start_wo
     finished = [wait_for_run(run["id"], timeout=180) for run in runs]
     terminated["thread"].join()  # the blip is over before the next test opens a connection
 
+    print(
+        f"the blip terminated {terminated['count']} connections; {sum(run.attempt == 2 for run in finished)} of "
+        f"{len(finished)} runs were put back once"
+    )
     assert terminated["count"] > 0, "the blip terminated no connection"
     for run in finished:
         _ran_once_and_succeeded(run)
