@@ -38,6 +38,9 @@ from pathlib import Path
 
 import httpx
 
+from mlopen_runner import sandbox_status
+from mlopen_runner.inputs import InputFile
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CONTROL = BENCH / "pipeline" / "bench_logreg.py"
@@ -119,8 +122,6 @@ def write_data(folder: Path) -> tuple[Path, Path]:
 
 
 def measure_direct(model_path: Path, input_path: Path, count: int) -> Series:
-    from mlopen_runner.inputs import InputFile
-
     sys.path.insert(0, str(CONTROL.parent))
     spec = importlib.util.spec_from_file_location("bench_logreg", CONTROL)
     module = importlib.util.module_from_spec(spec)
@@ -269,7 +270,7 @@ class Mlopen:
 
     def _forget_queue(self) -> None:
         """Remove what Celery left in Redis for the bench's own queue (its list and bindings)."""
-        import redis
+        import redis  # noqa: PLC0415 - only the postgres-redis backend needs it
 
         queue = self.env["MLOPEN_DEFAULT_QUEUE"]
         with contextlib.suppress(redis.RedisError):
@@ -461,8 +462,6 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
 
 
 def sandbox_kind() -> str:
-    from mlopen_runner import sandbox_status
-
     return sandbox_status()["kind"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from celery import Celery
 
@@ -18,8 +19,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 def _ensure_broker_folders() -> None:
     """The folder broker fails on a missing folder instead of creating it."""
-    from pathlib import Path
-
     options = app.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
         if options.get(key):

@@ -7,8 +7,10 @@ deployment shows up at start-up and not as a strange behaviour an hour later.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -81,8 +83,6 @@ def broker_folder(broker_url: str = "filesystem://") -> Path:
     Naming the folder in the URL lets a worker with its own MLOPEN_HOME share the queue with the
     web server through CELERY_BROKER_URL alone, as it would with redis://.
     """
-    from urllib.parse import urlsplit
-
     path = urlsplit(broker_url).path
     return Path(path).expanduser().resolve() if path not in ("", "/") else mlopen_home() / "broker"
 
@@ -93,9 +93,6 @@ def s3_storage_options(url: str) -> dict:
     Credentials are left to boto3 (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an
     instance role); the endpoint and region come from AWS_S3_ENDPOINT_URL and AWS_S3_REGION_NAME.
     """
-    import importlib.util
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     bucket = parts.netloc
     prefix = parts.path.strip("/")
@@ -108,7 +105,7 @@ def s3_storage_options(url: str) -> dict:
     endpoint = os.environ.get("AWS_S3_ENDPOINT_URL", "").strip()
     if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
         raise ConfigError(f"AWS_S3_ENDPOINT_URL must be an http:// or https:// URL, got {endpoint!r}")
-    from botocore.config import Config
+    from botocore.config import Config  # noqa: PLC0415 - optional: botocore comes with the s3 extra, checked above
 
     style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or ("path" if endpoint else "auto")
     if style not in ("auto", "path", "virtual"):

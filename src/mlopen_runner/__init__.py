@@ -40,7 +40,7 @@ def evaluate_params(control_path: str, work_dir: str, **job_options: Any) -> Out
 
     `job_options` are further Job fields (python, extra_pythonpath, memory_mb...).
     """
-    from mlopen_runner.supervisor import execute
+    from mlopen_runner.supervisor import execute  # noqa: PLC0415 - parent side only: the child may lack psutil
 
     job_options.setdefault("timeout_s", PARAMS_TIMEOUT_S)
     return execute(Job(kind="params", control_path=control_path, work_dir=work_dir, **job_options))

@@ -12,12 +12,14 @@ pipe; the exit status). The warm child (mlopen_runner.warm) is built from the pu
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import importlib.util
 import inspect
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -287,9 +289,6 @@ def die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass

@@ -74,7 +74,7 @@ class InputFile:
 
     def extract(self, destination: str | None = None) -> str:
         """Extract a zip dataset into a folder (checked entry by entry); return the folder's path."""
-        from mlopen_runner.archives import extract_zip
+        from mlopen_runner.archives import extract_zip  # noqa: PLC0415 - zipfile only when asked: ~6 ms off every child's start
 
         target = destination or os.path.join(os.getcwd(), "extracted", os.path.splitext(os.path.basename(self.name))[0])
         return extract_zip(self.path, target)

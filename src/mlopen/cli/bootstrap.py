@@ -9,6 +9,13 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from mlopen.core.roles import ensure_roles, set_role
+from mlopen.datasets.models import Dataset
+from mlopen.datasets.services import store_dataset
+from mlopen.pipelines.models import Pipeline
+from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -16,8 +23,6 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 
 def ensure_admin(stdout=print) -> None:
     """Create the admin from MLOPEN_ADMIN_USER / _PASSWORD / _TOKEN, or `admin` with a printed password."""
-    from rest_framework.authtoken.models import Token
-
     User = get_user_model()
     username = os.environ.get("MLOPEN_ADMIN_USER") or "admin"
     password = os.environ.get("MLOPEN_ADMIN_PASSWORD")
@@ -44,19 +49,12 @@ def ensure_admin(stdout=print) -> None:
             Token.objects.filter(key=token).exclude(user=user).delete()
             Token.objects.filter(user=user).exclude(key=token).delete()
             Token.objects.get_or_create(user=user, key=token)
-    from mlopen.core.roles import ensure_roles, set_role
-
     ensure_roles()
     set_role(user, "admin")
 
 
 def load_demo(stdout=print) -> None:
     """Register each demo pipeline and dataset that is not there yet (by name)."""
-    from mlopen.datasets.models import Dataset
-    from mlopen.datasets.services import store_dataset
-    from mlopen.pipelines.models import Pipeline
-    from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
-
     User = get_user_model()
     owner = User.objects.filter(is_superuser=True).order_by("pk").first()
     if owner is None:

@@ -15,7 +15,7 @@ SERVER_COMMANDS = ("serve", "worker", "manage", "user")
 
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
-    import django
+    import django  # noqa: PLC0415 - server commands only: the client starts without Django
 
     django.setup()
 
@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "manage":
         _setup_django()
-        from django.core.management import execute_from_command_line
+        from django.core.management import execute_from_command_line  # noqa: PLC0415 - server command, after django.setup()
 
         execute_from_command_line(["mlopen manage", *argv[1:]])
         return 0
     if not argv or argv[0] not in SERVER_COMMANDS:
-        from mlopen.client.cli import main as client_main
+        from mlopen.client.cli import main as client_main  # noqa: PLC0415 - each command loads only its own side
 
         return client_main(argv)
 
@@ -71,17 +71,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "serve":
-        from mlopen.cli.serve import serve as run_serve
+        from mlopen.cli.serve import serve as run_serve  # noqa: PLC0415 - each command loads only its own side
 
         workers = args.workers if args.workers is not None else int(os.environ.get("MLOPEN_WORKERS", "1"))
         return run_serve(host=args.host, port=args.port, workers=workers, web_processes=args.web_processes)
     if args.command == "worker":
-        from mlopen.cli.worker import run_worker
+        from mlopen.cli.worker import run_worker  # noqa: PLC0415 - each command loads only its own side
 
         return run_worker(name=args.name, queues=args.queues, loglevel=args.loglevel)
     if args.command == "user":
-        _setup_django()  # before the import: mlopen.cli.users imports models
-        from mlopen.cli.users import run_user_command
+        _setup_django()
+        from mlopen.cli.users import run_user_command  # noqa: PLC0415 - after django.setup(): it imports models
 
         return run_user_command(args)
     return 2

@@ -14,6 +14,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import django
+from django.conf import settings
+from django.core.management import call_command
+
+from mlopen_runner import sandbox
+
 RESTART_BACKOFF_MAX = 30.0
 # After a worker's grace period: stopping the pipeline's sandbox and writing the run's outcome.
 SHUTDOWN_MARGIN_SECONDS = 20.0
@@ -49,15 +55,10 @@ class Child:
 def prepare(stdout=print) -> None:
     """Migrate, create the bootstrap admin, register demo content once."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
-    import django
-
     django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
     settings.MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
     call_command("migrate", interactive=False, verbosity=0)
-    from mlopen.cli.bootstrap import ensure_admin, load_demo
+    from mlopen.cli.bootstrap import ensure_admin, load_demo  # noqa: PLC0415 - after django.setup(): it imports models
 
     ensure_admin(stdout)
     if settings.MLOPEN_LOAD_DEMO:
@@ -94,7 +95,7 @@ def _children(host: str, port: int, workers: int, web_processes: int) -> list[Ch
     )
     children = [web]
     base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
-    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
+    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE  # noqa: PLC0415 - after django.setup(): it imports models
 
     for index in range(1, workers + 1):
         name = f"{base}-w{index}"
@@ -113,11 +114,7 @@ def _sandbox_refusal() -> str | None:
     """Why this host's workers would refuse to start (MLOPEN_SANDBOX=bubblewrap without a working
     bwrap), or None. The same check each worker makes; asked once here so serve says it up front."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
-    import django
-
     django.setup()
-    from mlopen_runner import sandbox
-
     try:
         sandbox.require()
     except sandbox.SandboxUnavailable as exc:
@@ -131,7 +128,7 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
         return 2
     refusal = _sandbox_refusal()
     if refusal and workers:
-        from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
+        from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE  # noqa: PLC0415 - after django.setup(): it imports models
 
         print(f"mlopen serve: refusing to start {workers} worker(s) here: {refusal}", file=sys.stderr, flush=True)
         return EXIT_SANDBOX_UNAVAILABLE

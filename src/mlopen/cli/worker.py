@@ -10,19 +10,19 @@ import os
 import socket
 import sys
 
+import django
+from django.conf import settings
+
+from mlopen_runner import sandbox
+
 
 def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     os.environ["MLOPEN_WORKER_NAME"] = name
-    import django
-
     django.setup()
-    from django.conf import settings
-
-    from mlopen.celery_app import app
-    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE
-    from mlopen_runner import sandbox
+    from mlopen.celery_app import app  # noqa: PLC0415 - after django.setup(), with this worker's name set
+    from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE  # noqa: PLC0415 - after django.setup(): it imports models
 
     try:
         sandbox.require()  # fail closed, before Celery connects to the queue

@@ -17,6 +17,8 @@ from functools import wraps
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import PermissionDenied
 
+from mlopen.core.roles import can_upload_pipelines
+
 PUBLIC = "public"  # anyone, signed in or not (health check, login page)
 LOGGED_IN = "logged-in"  # any signed-in user; what it lists is filtered by visible_to
 VIEW = "view"  # an object the user may see: their own, shared with them, or any for an admin; else 404
@@ -47,8 +49,6 @@ def access(policy: str):
             wrapped = login_not_required(view)
         else:
             if policy == AUTHOR:
-                from mlopen.core.roles import can_upload_pipelines
-
                 view = _role_check(view, can_upload_pipelines, "This needs the author or admin role.")
             elif policy == ADMIN:
                 view = _role_check(view, lambda user: user.is_superuser, "This needs the admin role.")

@@ -9,5 +9,5 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # Make our Celery app the current one in every Django process, so tasks are sent to the
         # configured broker (and not to a default app's amqp://localhost).
-        from mlopen.celery_app import app  # noqa: F401
-        from mlopen.core import checks  # noqa: F401  (registers system checks)
+        from mlopen.celery_app import app  # noqa: F401, PLC0415 - ready(): once the apps are loaded (celery_app imports core)
+        from mlopen.core import checks  # noqa: F401, PLC0415 - ready(): registers the system checks

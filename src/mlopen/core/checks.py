@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from mlopen.core import storage
 from mlopen_runner import sandbox
 
 
@@ -34,8 +35,6 @@ def object_storage_reachable(app_configs, **kwargs):
     """With MLOPEN_STORAGE_URL, the bucket must answer with the credentials given (one small listing)."""
     if not settings.MLOPEN_STORAGE_URL:
         return []
-    from mlopen.core import storage
-
     state = storage.probe()
     if state == "ok":
         return []

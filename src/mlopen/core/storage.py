@@ -155,7 +155,7 @@ def _walk(storage_folder: str) -> Iterable[str]:
 
 
 def _download(storage_name: str, target: Path) -> None:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - optional: botocore only with s3:// storage
 
     key = default_storage._normalize_name(_checked_name(storage_name))
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from mlopen_runner import sandbox
 
 
 class RunsConfig(AppConfig):
@@ -6,10 +9,7 @@ class RunsConfig(AppConfig):
     label = "runs"
 
     def ready(self) -> None:
-        from django.conf import settings
-
-        from mlopen.runs import signals  # noqa: F401  (connects the worker life-cycle hooks)
-        from mlopen_runner import sandbox
+        from mlopen.runs import signals  # noqa: F401, PLC0415 - ready(): connects the worker hooks once models load
 
         # Every Django process that may start pipeline code (a worker, the web server reading a
         # control file's forms at upload, a management command) runs it under MLOPEN_SANDBOX.

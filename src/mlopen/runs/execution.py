@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
+from mlopen.pipelines import environments
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.models import TrainedModel
 from mlopen.runs import lifecycle, results, warm, workers
@@ -119,8 +120,6 @@ def build_job(run: Run, work_dir: Path) -> Job:
     python = None
     extra_path: list[str] = []
     if version.requirements:
-        from mlopen.pipelines import environments
-
         python, extra_path = environments.interpreter_for(version)
     return Job(
         kind=run.kind,

@@ -119,8 +119,6 @@ class Run(models.Model):
     def duration_seconds(self) -> float | None:
         if not self.started_at:
             return None
-        from django.utils import timezone
-
         end = self.finished_at or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
 

@@ -16,10 +16,11 @@ from django.conf import settings
 
 from mlopen.runs.models import Run
 from mlopen_runner import Job, Outcome
+from mlopen_runner import execute as execute_cold
+from mlopen_runner.warm_pool import WarmPool
 
 if TYPE_CHECKING:
     from mlopen_runner import Callbacks
-    from mlopen_runner.warm_pool import WarmPool
 
 _pool_lock = threading.Lock()
 _pool = None
@@ -28,8 +29,6 @@ _pool = None
 def execute(run: Run, job: Job, callbacks: Callbacks) -> Outcome:
     """Execute `job` for `run`, warm when it can be; the Outcome is the same either way."""
     if run.kind != Run.Kind.RUN or not settings.MLOPEN_WARM_RUNS:
-        from mlopen_runner import execute as execute_cold
-
         outcome = execute_cold(job, callbacks)
         if run.kind == Run.Kind.TRAIN and outcome.status == "succeeded":
             forget_pipeline(run.pipeline_id)
@@ -48,8 +47,6 @@ def pool() -> WarmPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            from mlopen_runner.warm_pool import WarmPool
-
             _pool = WarmPool(
                 settings.MLOPEN_WORK_DIR / "warm" / f"worker-{os.getpid()}",
                 max_processes=settings.MLOPEN_WARM_MAX,

@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db.models import Q
+from django.template.defaultfilters import filesizeformat
 
 from mlopen.core.sharing import shareable_groups
 from mlopen.datasets.models import Dataset
@@ -119,8 +120,6 @@ class DatasetUploadForm(BootstrapMixin, forms.Form):
 
 
 def _dataset_label(dataset: Dataset) -> str:
-    from django.template.defaultfilters import filesizeformat
-
     return f"{dataset.name} ({dataset.get_kind_display()}, {filesizeformat(dataset.size)})"
 
 

@@ -15,8 +15,8 @@ from typing import Any
 def pie_plot_from_lists(
     labels: Iterable[Any] | None = None, values: Iterable[Any] | None = None, title: str | None = None
 ) -> str:
-    import plotly.graph_objects as go
-    import plotly.offline
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy: plotly only when a pipeline draws
+    import plotly.offline  # noqa: PLC0415 - heavy: plotly only when a pipeline draws
 
     figure = go.Figure(go.Pie(labels=_listed(labels), values=_listed(values)), layout={"title": {"text": title}})
     return plotly.offline.plot(figure, output_type="div", include_plotlyjs=False, auto_open=False)
