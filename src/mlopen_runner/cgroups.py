@@ -90,7 +90,8 @@ def _parent() -> str | None:
 def _own_cgroup_lines() -> list[tuple[str, str, str]]:
     try:
         with open("/proc/self/cgroup") as lines:
-            return [tuple(line.rstrip("\n").split(":", 2)) for line in lines if line.count(":") >= 2]
+            rows = [line.rstrip("\n").split(":", 2) for line in lines if line.count(":") >= 2]
+            return [(row[0], row[1], row[2]) for row in rows]
     except OSError:
         return []
 
@@ -98,8 +99,8 @@ def _own_cgroup_lines() -> list[tuple[str, str, str]]:
 def _v2_own_group() -> str | None:
     root = "/sys/fs/cgroup"
     try:
-        with open(os.path.join(root, "cgroup.controllers")) as controllers:
-            if "pids" not in controllers.read().split():
+        with open(os.path.join(root, "cgroup.controllers")) as available:
+            if "pids" not in available.read().split():
                 return None
     except OSError:
         return None

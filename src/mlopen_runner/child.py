@@ -145,6 +145,7 @@ def normalize_param_spec(spec: object) -> dict[str, dict[str, Any]]:
 
 def _param_entry(name: str, entry: object) -> dict[str, Any]:
     # ("string") is just "string" in Python, so bare names and (type, options) tuples both occur.
+    options: Any  # the control file's own value, checked below
     if isinstance(entry, str):
         kind, options = entry, {}
     elif isinstance(entry, (tuple, list)) and len(entry) in (1, 2) and isinstance(entry[0], str):
@@ -180,6 +181,8 @@ def control_module(control_path: str) -> Iterator[ModuleType]:
     try:
         with legacy.code_package(folder) as package:
             spec = importlib.util.spec_from_file_location(name, control_path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import the control file {control_path}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             setattr(package, stem, module)
@@ -195,7 +198,7 @@ def control_module(control_path: str) -> Iterator[ModuleType]:
 
 def required_function(module: ModuleType, name: str) -> Callable[..., Any]:
     """The control file's function `name`; AttributeError, the run's error, if it defines none."""
-    function = getattr(module, name, None)
+    function: object = getattr(module, name, None)
     if not callable(function):
         raise AttributeError(f"the control file defines no {name}() function")
     return function
@@ -251,7 +254,8 @@ def _start_at_pipeline_frames(exc: BaseException, code_dir: str) -> None:
     defines no run_pipeline) keeps only its exception line.
     """
     prefix = os.path.join(code_dir, "")
-    pending, seen = [exc], set()
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
     while pending:
         current = pending.pop()
         if current is None or id(current) in seen:

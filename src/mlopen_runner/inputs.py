@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 _CHUNK_SIZE = 64 * 1024
 # Where the original served uploads from (its MEDIA_URL); `url` names the file under it.
@@ -20,7 +20,7 @@ class InputFile:
     def __init__(self, path: str, name: str | None = None) -> None:
         self.path = os.path.abspath(path)
         self.name = name or os.path.basename(path)
-        self._file: IO[Any] | None = None
+        self._file: IO[str] | IO[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<InputFile {self.name}>"
@@ -90,7 +90,7 @@ class InputFile:
     def readline(self, size: int = -1) -> str | bytes:
         return self._opened().readline(size)
 
-    def readlines(self, hint: int = -1) -> list[str | bytes]:
+    def readlines(self, hint: int = -1) -> list[str] | list[bytes]:
         return self._opened().readlines(hint)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -128,8 +128,9 @@ class InputFile:
     def writable(self) -> bool:
         return False
 
-    def _opened(self) -> IO[Any]:
+    def _opened(self) -> IO[str] | IO[bytes]:
         # Like FieldFile, reading an unopened file opens it in binary mode.
         if self.closed:
             self.open("rb")
+        assert self._file is not None  # open() set it
         return self._file

@@ -143,7 +143,7 @@ def _finite_or_none(number: float) -> float | str | None:
     return number if math.isfinite(number) else str(number)
 
 
-def _table(columns: object, data: object) -> tuple[list[str] | None, list[list[Any]] | None]:
+def _table(columns: Any, data: Any) -> tuple[list[str] | None, list[list[Any]] | None]:  # a pipeline's values
     if data is None:
         rows = None
     elif _is_data_frame(data):
@@ -161,13 +161,13 @@ def _is_data_frame(value: object) -> bool:
     return hasattr(value, "columns") and hasattr(value, "itertuples")
 
 
-def _listed(data: object) -> list[Any]:
+def _listed(data: Any) -> list[Any]:
     if isinstance(data, (str, bytes, Mapping)) or not hasattr(data, "__iter__"):
         raise TypeError(f"data is a {type(data).__name__}; it must be a list of rows")
     return list(data)
 
 
-def _row(index: int, row: object, columns: object) -> list[Any]:
+def _row(index: int, row: Any, columns: Any) -> list[Any]:
     if isinstance(row, Mapping):
         # Dict rows are laid out in column order, whatever order their keys came in.
         cells = [row.get(name) for name in columns] if columns is not None else list(row.values())
@@ -242,11 +242,11 @@ def _figure_from_html(html: str) -> dict[str, Any] | None:
     return {"data": data, "layout": layout}
 
 
-def _is_typed_array(value: Mapping) -> bool:
+def _is_typed_array(value: Mapping[str, Any]) -> bool:
     return set(value) in ({"dtype", "bdata"}, {"dtype", "bdata", "shape"}) and value["dtype"] in _TYPED_ARRAY_CODES
 
 
-def _decode_typed_array(value: Mapping) -> list[Any]:
+def _decode_typed_array(value: Mapping[str, Any]) -> list[Any]:
     numbers = array.array(_TYPED_ARRAY_CODES[value["dtype"]], base64.b64decode(value["bdata"]))
     if sys.byteorder == "big":  # plotly encodes little-endian
         numbers.byteswap()

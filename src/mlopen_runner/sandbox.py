@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlopen_runner import cgroups, seccomp, untrusted
 from mlopen_runner.job import Job
@@ -91,7 +92,7 @@ class Launch:
     max_processes: int | None = None
     group: cgroups.PidsGroup | None = None
 
-    def popen(self, *, pass_fds: tuple[int, ...] = (), **options: object) -> subprocess.Popen:
+    def popen(self, *, pass_fds: tuple[int, ...] = (), **options: Any) -> subprocess.Popen[bytes]:
         """Start the command with Popen `options` (stdin is /dev/null); then close our copies of its
         descriptors. Sandboxed with a process cap, it starts in a pids cgroup of its own where the
         host allows one (mlopen_runner.cgroups); release() removes that once its processes are gone."""
@@ -104,7 +105,9 @@ class Launch:
         finally:
             self.close()
 
-    def _popen_in(self, group: cgroups.PidsGroup, fds: tuple[int, ...], options: dict) -> subprocess.Popen:
+    def _popen_in(
+        self, group: cgroups.PidsGroup, fds: tuple[int, ...], options: dict[str, Any]
+    ) -> subprocess.Popen[bytes]:
         gate_read, gate_write = os.pipe()
         try:
             process = subprocess.Popen(cgroups.gated(self.argv), stdin=gate_read, pass_fds=fds, **options)

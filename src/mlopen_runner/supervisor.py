@@ -129,9 +129,9 @@ class _Supervision(JobWatch):
         self.tree.kill()
         self.launch.release()
         self.drain()
-        for fd in list(self.selector.get_map()):
-            self.selector.unregister(fd)
-            os.close(fd)
+        for key in list(self.selector.get_map().values()):
+            self.selector.unregister(key.fd)
+            os.close(key.fd)
         self.selector.close()
         self.finish_output()
 

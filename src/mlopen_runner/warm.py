@@ -97,6 +97,7 @@ class _Server:
             child.lay_out(job)  # before the first job imports the control file, as a cold run's
             if self.module is None:
                 self._load()
+            assert self.module is not None  # _load() set it
             run_pipeline = child.required_function(self.module, "run_pipeline")
             # Every run gets its own model and args, unpickled from bytes kept in memory, exactly
             # as a cold run would: a run_pipeline that changes its model cannot change the next
@@ -240,7 +241,8 @@ def _empty_folder(path: str) -> None:
 def _flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
-            stream.flush()
+            if stream is not None:  # sys.__stdout__ is None without a stdout
+                stream.flush()
 
 
 def _take_fd(variable: str) -> int:

@@ -75,7 +75,7 @@ class WarmPool:
     stops idle processes.
     """
 
-    def __init__(self, root: str | os.PathLike, *, max_processes: int = 2, idle_seconds: float = 300.0) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, max_processes: int = 2, idle_seconds: float = 300.0) -> None:
         self.root = Path(root)
         self.max_processes = max(1, max_processes)
         self.idle_seconds = idle_seconds
@@ -458,6 +458,7 @@ class _WarmRun(JobWatch):
     def __init__(self, warm: _WarmProcess, job: Job, callbacks: Callbacks) -> None:
         super().__init__(job, callbacks)
         self.warm = warm
+        assert warm.tree is not None  # a job is given to a started process
         self.tree = warm.tree
         self.replies_fd = warm.fds["replies"]
         self.replies = b""

@@ -97,7 +97,7 @@ class ProcessTree:
     Outlives one job for a warm process: the pool kills it between jobs too.
     """
 
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         # The processes the last scan found, the started one first. Scanning walks all of /proc;
         # reading the RSS of processes already found is cheap enough for the end of every job.

@@ -131,7 +131,7 @@ class PipelineVersion(models.Model):
     def is_usable(self) -> bool:
         return self.env_status in (self.EnvStatus.NONE, self.EnvStatus.READY)
 
-    def params_for(self, kind: str) -> dict:
+    def params_for(self, kind: str) -> list[dict]:  # the form's fields ({} until it is read)
         return self.params_train if kind == "train" else self.params_run
 
 

@@ -222,7 +222,7 @@ class RunRecorder:
         go with the next flush (or the final write).
         """
         self.last_flush = time.monotonic()
-        fields = {}
+        fields: dict[str, object] = {}
         if self.dirty or force:
             fields["log"] = self.log_text
             if self.progress is not None:

@@ -110,7 +110,7 @@ def report() -> tuple[dict, bool]:
     summary, note = sandbox_summary(listed)
     # This web server runs pipeline code too: a control file's get_params, at upload.
     web = sandbox_status()
-    body = {
+    body: dict[str, object] = {
         # "degraded": everything answers, but the disk is about to refuse uploads and runs.
         "status": "ok" if healthy else ("degraded" if reachable and disk["status"] == "low" else "error"),
         "database": database,

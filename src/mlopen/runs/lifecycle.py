@@ -281,7 +281,7 @@ def _fail_running(candidates, error_of: Callable[[str], str]) -> list[int]:
     failed = []
     for run_id, worker in list(candidates.values_list("pk", "worker")):
         if _retrying(
-            lambda run_id=run_id, worker=worker: (
+            lambda run_id=run_id, worker=worker: (  # type: ignore[misc]  # mypy infers no lambda with defaults
                 candidates.filter(pk=run_id, worker=worker).update(
                     status=Run.Status.FAILED, finished_at=timezone.now(), error=error_of(worker)
                 )

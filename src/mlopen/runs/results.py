@@ -17,7 +17,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -162,7 +162,7 @@ def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
     (the list) and "graphs.N" (graph N, left as None in the list so that graph numbers stay the same),
     "images" and "images.N" likewise.
     """
-    shown = {"columns": None, "graphs": [], "images": [], "text": None, "warnings": []}
+    shown: dict[str, Any] = {"columns": None, "graphs": [], "images": [], "text": None, "warnings": []}
     try:
         meta = _load_meta(folder)
     except ResultUnreadable as exc:
@@ -347,6 +347,7 @@ def _table_to_download(folder: str) -> tuple[list[str] | None, pa.Table]:
     """
     meta, problems = _read_meta(folder)
     table = _read_table(folder, expected=True)
+    assert table is not None  # expected=True raises instead
     return table.column_names if "result" in problems or "table" in problems else meta["columns"], table
 
 

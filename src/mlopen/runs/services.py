@@ -133,9 +133,10 @@ def submit_run(user, request: RunRequest) -> Run:
     for name in params_mod.file_param_names(spec):
         if values.get(name) is not None:
             try:
-                values[name] = _resolve_dataset(user, values[name], f"params.{name}").pk
+                chosen = _resolve_dataset(user, values[name], f"params.{name}")
             except RunRefused as exc:
                 raise RunRefused(exc.message, exc.errors) from None
+            values[name] = chosen.pk if chosen else None
     timeout = _effective_timeout(pipeline, request.timeout_seconds)
     with transaction.atomic():
         run = Run.objects.create(

@@ -58,7 +58,7 @@ def pool() -> WarmPool:
 def forget_pipeline(pipeline_id: int) -> None:
     if _pool is not None:
         stale = _family(pipeline_id)
-        _pool.forget(lambda family: family[0] == stale)
+        _pool.forget(lambda family: isinstance(family, tuple) and family[0] == stale)
 
 
 def _family(pipeline_id: int) -> str:
