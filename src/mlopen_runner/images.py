@@ -150,7 +150,7 @@ class ImageWriter:
             handle.write(data)
         return kind, file_name
 
-    def _render(self, image: object, number: int) -> str:
+    def _render(self, image: Any, number: int) -> str:  # the pipeline's object, checked below
         """A figure or PIL image saved as PNG; ImageDropped if it cannot be or is too big."""
         file_name = f"{number}.png"
         path = os.path.join(self.folder, file_name)
@@ -251,8 +251,9 @@ def collect(job: Job, outcome: Outcome, destination: str) -> None:
     dropped with a warning in the result, never the run.
     """
     result = outcome.result
+    assert result is not None  # collected only from a result that was read
     listed = result.pop("images", None)
-    warnings = result.get("warnings") if isinstance(result.get("warnings"), list) else []
+    warnings = found if isinstance(found := result.get("warnings"), list) else []
     result["warnings"] = warnings
     if not listed:
         return
@@ -275,8 +276,8 @@ def collect(job: Job, outcome: Outcome, destination: str) -> None:
 
 
 def _copy_image_out(
-    source: str, entry: object, destination: str, max_bytes: int, copied: set[str]
-) -> tuple[dict | None, str]:
+    source: str, entry: Any, destination: str, max_bytes: int, copied: set[str]
+) -> tuple[dict[str, str] | None, str]:
     """({"path", "name", "type"}, "") for an image that passed every check, else (None, why not)."""
     file_name = entry.get("file") if isinstance(entry, dict) else None
     if not isinstance(file_name, str) or not _IMAGE_FILE.fullmatch(file_name) or file_name in copied:

@@ -52,7 +52,7 @@ class InputFile:
         return MEDIA_URL + self.name
 
     @property
-    def file(self) -> IO[Any]:
+    def file(self) -> IO[str] | IO[bytes]:
         """The open file underneath (opened in binary mode if it is not yet), as FieldFile.file."""
         return self._opened()
 

@@ -54,9 +54,11 @@ def code_package(code_dir: str) -> Iterator[ModuleType]:
     else:
         spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
         spec.submodule_search_locations = [code_dir]
+    if spec is None:
+        raise ImportError(f"cannot import {init}")
     package = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = package
-    parent.pipelines = package
+    setattr(parent, "pipelines", package)  # noqa: B010 - a submodule set on its parent, as import does
     try:
         if spec.loader is not None:
             spec.loader.exec_module(package)

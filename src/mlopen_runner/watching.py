@@ -206,7 +206,8 @@ class JobWatch:
         exited_badly = code not in (0, None) and sandbox.signal_from_exit_status(code) is None
         if outcome.error is None and exited_badly:
             outcome.error = self.disk_full_error()
-        outcome.error = outcome.error or _error_from_exit_status(outcome.exit_code)
+        if outcome.error is None and code is not None:  # a status to read: the process was reaped
+            outcome.error = _error_from_exit_status(code)
 
     def disk_full_error(self) -> str | None:
         """Why the job's writes failed if the disk holding its folder is (all but) full: the job's

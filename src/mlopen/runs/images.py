@@ -27,7 +27,8 @@ def store(result_folder: str, images: list[dict]) -> list[dict]:
     Names repeat when two images had the same name; the later ones get " (2)", " (3)"..., so each
     download and each file of an export has a name of its own.
     """
-    stored, taken = [], set()
+    stored: list[dict[str, str]] = []
+    taken: set[str] = set()
     for number, image in enumerate(images, start=1):
         kind = image["type"]
         file_name = f"{number}{EXTENSIONS[kind]}"

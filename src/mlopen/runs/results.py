@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
@@ -81,7 +81,7 @@ def folder_of(run_id: int) -> str:
     return f"results/{run_id}"
 
 
-def store_result(run_id: int, result: dict, images: list[dict] = ()) -> tuple[str, int | None]:
+def store_result(run_id: int, result: dict, images: Sequence[dict] = ()) -> tuple[str, int | None]:
     """Store a normalized result (see mlopen_runner.results) and the runner's checked images
     (Outcome.images); return (storage folder, row count)."""
     folder = folder_of(run_id)

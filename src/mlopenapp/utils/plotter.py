@@ -54,7 +54,7 @@ def plotlify_scatter_js(
 
 def bar(df: Any, x_name: str, y_name: str) -> str:
     """The fork's bar chart of two columns of a DataFrame (plotly express), as an HTML div."""
-    import plotly.express as px
+    import plotly.express as px  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
 
     return _div(px.bar(df, x=x_name, y=y_name))
 
@@ -62,7 +62,7 @@ def bar(df: Any, x_name: str, y_name: str) -> str:
 def detect_bbox(img: Any, xmin: float, ymin: float, xmax: float, ymax: float) -> Any:
     """Add 1 to every pixel of the 2-D numpy array `img` outside the box (bounds inclusive), in
     place, and return it: stacking a class's boxes this way draws where that class is not."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
 
     rows = np.arange(img.shape[0])
     columns = np.arange(img.shape[1])
@@ -77,7 +77,7 @@ HEATMAP_SIDE = 150  # the fork's images were 150 x 150
 def collect_imgs(frames: Iterable[Any]) -> dict[str, list[Any]]:
     """The fork's heatmaps: for each DataFrame of detections (columns xmin, ymin, xmax, ymax), the
     mean of detect_bbox over its rows on a 150 x 150 image; `{"Heatmap": [array, ...]}`."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
 
     heatmaps = []
     for frame in frames:
@@ -94,8 +94,8 @@ HEATMAP_GRID = (7, 4)  # the fork's subplot grid: rows, columns
 
 def custom_heatmap(frames: Iterable[Any], class_names: Iterable[str]) -> str:
     """The fork's grid of heatmaps, one per class (collect_imgs), titled by `class_names`, as an HTML div."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
+    from plotly.subplots import make_subplots  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
 
     rows, columns = HEATMAP_GRID
     figure = make_subplots(rows, columns, subplot_titles=list(class_names))
@@ -110,7 +110,7 @@ def custom_heatmap(frames: Iterable[Any], class_names: Iterable[str]) -> str:
 
 
 def _div(figure: Any) -> str:
-    import plotly.offline
+    import plotly.offline  # noqa: PLC0415 - heavy: plotly and numpy only in the helper that needs them
 
     return plotly.offline.plot(figure, output_type="div", include_plotlyjs=False, auto_open=False)
 
