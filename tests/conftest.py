@@ -84,6 +84,27 @@ def pytest_unconfigure(config):
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_runtime_built(request):
+    """Pipelines run on the default runtime: build it once per test process (uv, a few seconds from a
+    warm cache) before tests that run pipelines, so their uploads find it ready on this host and their
+    runs do not wait for a worker to build it. Unit tests run no pipeline and skip this."""
+    runs_pipelines = any(
+        ("integration" in item.path.parts or "e2e" in item.path.parts) for item in request.session.items
+    )
+    if not runs_pipelines:
+        return None
+    from django.conf import settings
+
+    from mlopen.pipelines import runtimes
+
+    lock = runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)
+    started = time.monotonic()
+    python, _log = runtimes.ensure_built(runtimes.digest_of(lock), lock)
+    print(f"default runtime built in {time.monotonic() - started:.1f} s")  # shown with -s: the suite's cost
+    return python
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="alice-password-1")
