@@ -40,6 +40,11 @@ def pytest_configure(config):
     os.environ["MLOPEN_ENV"] = "test"
     os.environ["MLOPEN_LOAD_DEMO"] = "false"
     os.environ["MLOPEN_HEARTBEAT_INTERVAL"] = "1"
+    # One uv cache for every test process and the servers they start, kept between sessions: each
+    # has its own MLOPEN_HOME, and would otherwise download the default runtime (~100 MB) again.
+    os.environ.setdefault(
+        "MLOPEN_UV_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"mlopen-test-uv-cache-{os.getuid()}")
+    )
     os.environ.setdefault("MLOPEN_HEARTBEAT_TIMEOUT", "6")
     # Runs of concurrent xdist workers sharing one Redis must not take each other's messages.
     os.environ["MLOPEN_DEFAULT_QUEUE"] = f"mlopen-test-{xdist}-{os.getpid()}"

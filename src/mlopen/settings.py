@@ -264,6 +264,9 @@ MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
 # new pipeline versions get this one unless their upload names another. The runtimes shipped with
 # mlopen live in src/mlopen/runtimes/<name>/; MLOPEN_RUNTIMES_DIR adds an admin's own, same layout.
 MLOPEN_DEFAULT_RUNTIME = env_str("MLOPEN_DEFAULT_RUNTIME", "datascience")
+# uv's download cache for runtime and environment builds; empty: MLOPEN_HOME/envs/uv-cache. Hosts or
+# installs may share one (uv locks it), so a second MLOPEN_HOME builds a runtime without downloading.
+MLOPEN_UV_CACHE_DIR = Path(env_str("MLOPEN_UV_CACHE_DIR")).resolve() if env_str("MLOPEN_UV_CACHE_DIR") else None
 MLOPEN_RUNTIMES_DIR = Path(env_str("MLOPEN_RUNTIMES_DIR")).resolve() if env_str("MLOPEN_RUNTIMES_DIR") else None
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)

@@ -33,7 +33,6 @@ import mlopen_runner
 import mlopenapp
 from mlopen.core import storage
 from mlopen.pipelines.control import PipelineRejected, evaluate_params
-from mlopen.pipelines.interpreters import write_packages
 from mlopen.pipelines.models import PipelineVersion
 from mlopen_runner import sandbox
 from mlopen_runner.child import die_with_parent
@@ -139,8 +138,8 @@ def _uv() -> str:
 
 
 def uv_cache() -> Path:
-    """uv's cache for environment builds only: the one folder builds share, besides their own."""
-    return envs_root() / "uv-cache"
+    """uv's cache for environment and runtime builds only: the one folder builds share, besides their own."""
+    return settings.MLOPEN_UV_CACHE_DIR or envs_root() / "uv-cache"
 
 
 def ensure_environment(env_hash: str, requirements: str, base_lock: str = "") -> tuple[Path, str]:
@@ -156,22 +155,23 @@ def ensure_environment(env_hash: str, requirements: str, base_lock: str = "") ->
         shutil.rmtree(target, ignore_errors=True)
         requirements_file = envs_root() / f"{env_hash[:24]}.requirements.txt"
         requirements_file.write_text(requirements)
-        lock_file = envs_root() / f"{env_hash[:24]}.runtime.txt"
-        lock_file.write_text(base_lock)
         scratch = envs_root() / f"{env_hash[:24]}.build"
         shutil.rmtree(scratch, ignore_errors=True)
         steps = [["venv", "--python", sys.executable, str(target)]]
+        readable = [str(requirements_file)]
         if base_lock:
+            lock_file = envs_root() / f"{env_hash[:24]}.runtime.txt"
+            lock_file.write_text(base_lock)
             steps.append(lock_install_step(python, lock_file))
+            readable.append(str(lock_file))
         steps.append(["pip", "install", "--python", str(python), *_only_wheels(), "-r", str(requirements_file)])
         try:
-            build_log = run_uv(steps, target, [str(requirements_file), str(lock_file)], scratch)
+            build_log = run_uv(steps, target, readable, scratch)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        write_packages(python)
         marker.write_text(requirements)
         return python, build_log
 

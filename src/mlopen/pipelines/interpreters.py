@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -14,7 +15,7 @@ PACKAGES_FILE = ".mlopen-packages.json"
 def describe_interpreter(python: Path) -> dict:
     """{"python": "3.11.7", "packages": {name: version}} of a venv, read from its files (pyvenv.cfg and
     the dist-info folders), never by starting it: a package's .pth file would run code on the worker.
-    Computed once per venv (after its build) and kept beside it."""
+    Computed at the first run on a venv and kept in it (read-only to pipelines) for the next."""
     prefix = Path(python).parent.parent
     cached = prefix / PACKAGES_FILE
     try:
@@ -38,7 +39,10 @@ def write_packages(python: Path) -> dict:
         if dist.metadata["Name"]
     }
     described = {"python": version, "packages": dict(sorted(packages.items()))}
-    (prefix / PACKAGES_FILE).write_text(json.dumps(described))
+    # Whole or not at all: two workers' first runs on one venv may write it at once.
+    staging = prefix / f"{PACKAGES_FILE}.{os.getpid()}"
+    staging.write_text(json.dumps(described))
+    staging.replace(prefix / PACKAGES_FILE)
     return described
 
 

@@ -26,7 +26,7 @@ from django.dispatch import Signal
 
 from mlopen.pipelines import environments
 from mlopen.pipelines.control import PipelineRejected
-from mlopen.pipelines.interpreters import describe_interpreter, write_packages
+from mlopen.pipelines.interpreters import describe_interpreter
 from mlopen.pipelines.models import PipelineVersion, Runtime
 
 SHIPPED = Path(__file__).resolve().parent.parent / "runtimes"
@@ -157,7 +157,6 @@ def ensure_built(digest: str, lock: str, progress: Progress | None = None) -> tu
         readable = [str(scratch / f"lock-{number}.txt") for number in range(len(batches))]
         try:
             build_log = environments.run_uv(steps, target, readable, scratch / "sandbox", after_each=report)
-            write_packages(python)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise

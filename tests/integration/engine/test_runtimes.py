@@ -18,6 +18,7 @@ from engine_support import poll
 
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, PipelineVersion
+from mlopen_runner import sandbox
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -189,3 +190,36 @@ def test_requirements_are_layered_on_the_runtime_keeping_its_versions(
     assert environment["packages"]["pandas"].startswith("2.")
     assert environment["runtime"] == "datascience"
     assert (environment["packages"]["tinydb"], "pandas-flavor" in environment["packages"]) == ("4.8.2", True)
+
+
+WRITES_INTO_ITS_RUNTIME = """
+import os
+import sys
+
+def train(inpt, params=None):
+    pass
+
+def run_pipeline(input, model, args, params=None):
+    target = os.path.join(sys.prefix, "planted.py")
+    try:
+        with open(target, "w") as handle:
+            handle.write("x = 1")
+        return {"text": f"wrote {target}"}
+    except OSError as exc:
+        return {"text": f"refused: {exc.__class__.__name__}"}
+"""
+
+
+def test_a_pipeline_cannot_change_the_runtime_other_pipelines_run_on(
+    pipeline_from, submit, wait_for_run, run_body, module_worker
+):
+    if not sandbox.active():
+        pytest.skip("without bubblewrap the worker's own user runs pipelines; the runtime is only as safe as it")
+    pipeline_from("planter", WRITES_INTO_ITS_RUNTIME)
+
+    run = wait_for_run(submit("planter")["id"], timeout=120)
+
+    assert run.status == "succeeded", f"{run.error}\n{run.log}"
+    assert run_body(run.pk)["result"]["text"] in ("refused: OSError", "refused: PermissionError")
+    digest = run_body(run.pk)["environment"]["digest"]
+    assert not (runtimes.venv_path(digest) / "planted.py").exists()
