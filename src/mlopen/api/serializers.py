@@ -82,7 +82,11 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
     @extend_schema_field(RuntimeRefSerializer(allow_null=True))
     def get_runtime(self, version) -> dict | None:
         runtime = version.runtime
-        return None if runtime is None else {"name": runtime.name, "digest": runtime.digest, "status": runtime.status}
+        return (
+            None
+            if runtime is None
+            else {"name": runtime.name, "digest": runtime.digest, "status": runtime.build_status}
+        )
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -502,7 +506,7 @@ class RunDetailSerializer(RunSerializer):
         progress = None
         if runtime.progress_fraction is not None or runtime.progress_message:
             progress = {"fraction": _finite(runtime.progress_fraction), "message": runtime.progress_message or None}
-        return {"runtime": runtime.name, "status": runtime.status, "progress": progress}
+        return {"runtime": runtime.name, "status": runtime.build_status, "progress": progress}
 
     @extend_schema_field(ResultSummarySerializer(allow_null=True))
     def get_result(self, run) -> dict | None:

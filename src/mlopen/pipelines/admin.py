@@ -60,6 +60,6 @@ class TrainedModelAdmin(admin.ModelAdmin):
 @admin.register(Runtime)
 class RuntimeAdmin(admin.ModelAdmin):
     # A lock is what versions were created with: it is read here, never edited (a new lock is a new row).
-    list_display = ["name", "digest", "status", "progress_message", "created_at"]
-    list_filter = ["name", "status"]
-    readonly_fields = ["name", "digest", "lock", "status", "progress_fraction", "progress_message", "build_log"]
+    list_display = ["name", "digest", "build_status", "progress_message", "created_at"]
+    list_filter = ["name", "build_status"]
+    readonly_fields = ["name", "digest", "lock", "build_status", "progress_fraction", "progress_message", "build_log"]

@@ -107,12 +107,12 @@ def request_runtime_build(runtime: Runtime, queue: str = "") -> None:
     """Have a worker build ``runtime`` unless it is ready; a failed build is tried again (the registry
     may be reachable now). Sent once the caller's transaction commits; a message the broker loses is
     sent again by the workers' sweep (requeue_lost_runtime_builds)."""
-    if runtime.status == Runtime.Status.READY:
+    if runtime.build_status == Runtime.Status.READY:
         return
-    Runtime.objects.filter(pk=runtime.pk).exclude(status=Runtime.Status.READY).update(
-        status=Runtime.Status.BUILDING, requested_at=timezone.now()
+    Runtime.objects.filter(pk=runtime.pk).exclude(build_status=Runtime.Status.READY).update(
+        build_status=Runtime.Status.BUILDING, requested_at=timezone.now()
     )
-    runtime.status = Runtime.Status.BUILDING
+    runtime.build_status = Runtime.Status.BUILDING
     queue = queue or settings.MLOPEN_DEFAULT_QUEUE
 
     def send() -> None:
@@ -131,7 +131,7 @@ def requeue_lost_runtime_builds() -> list[int]:
     was lost. A duplicate is harmless: builds of one lock on a host wait for each other."""
     stale = timezone.now() - timedelta(seconds=environments.BUILD_TIMEOUT_SECONDS)
     candidates = Runtime.objects.filter(
-        Q(requested_at__isnull=True) | Q(requested_at__lt=stale), status=Runtime.Status.BUILDING
+        Q(requested_at__isnull=True) | Q(requested_at__lt=stale), build_status=Runtime.Status.BUILDING
     )
     ids = list(candidates.values_list("pk", flat=True)[:20])
     if ids:

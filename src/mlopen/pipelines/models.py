@@ -89,7 +89,7 @@ class Runtime(models.Model):
 
     The lock text is kept here, so a version created with an older lock (before mlopen shipped a
     newer one under the same name) can still be built on a new worker host. Its venv on a host is
-    MLOPEN_HOME/runtimes/<digest>; ``status`` is the state of the build the platform asked for (a
+    MLOPEN_HOME/runtimes/<digest>; ``build_status`` is the state of the build the platform asked for (a
     host that finds the venv missing builds it before its next run: uv's cache makes that quick).
     """
 
@@ -101,7 +101,7 @@ class Runtime(models.Model):
     digest = models.CharField(max_length=64, unique=True, help_text="sha256 of the Python version and the lock")
     name = models.CharField(max_length=64)
     lock = models.TextField(help_text="the locked requirements (uv pip compile --generate-hashes)")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    build_status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
     progress_fraction = models.FloatField(null=True, blank=True)
     progress_message = models.CharField(max_length=200, blank=True)
     build_log = models.TextField(blank=True)

@@ -82,9 +82,9 @@ def current(name: str = "") -> Runtime:
     name = name or settings.MLOPEN_DEFAULT_RUNTIME
     lock = lock_of(name)
     digest = digest_of(lock)
-    status = Runtime.Status.READY if built_here(digest) else Runtime.Status.BUILDING
+    build_status = Runtime.Status.READY if built_here(digest) else Runtime.Status.BUILDING
     runtime, _created = Runtime.objects.get_or_create(
-        digest=digest, defaults={"name": name, "lock": lock, "status": status}
+        digest=digest, defaults={"name": name, "lock": lock, "build_status": build_status}
     )
     return runtime
 
@@ -96,7 +96,7 @@ def of_version(version: PipelineVersion) -> Runtime:
 
 def waiting_on(version: PipelineVersion) -> Runtime | None:
     """The version's runtime while its build has not succeeded (a run of it waits), else None."""
-    if not version.runtime_id or version.runtime.status == Runtime.Status.READY:
+    if not version.runtime_id or version.runtime.build_status == Runtime.Status.READY:
         return None
     return version.runtime
 
@@ -211,13 +211,13 @@ def build(runtime_id: int) -> str:
 
     try:
         _python, build_log = ensure_built(runtime.digest, runtime.lock, progress)
-        outcome = {"status": Runtime.Status.READY, "progress_fraction": 1.0, "progress_message": "built"}
+        outcome = {"build_status": Runtime.Status.READY, "progress_fraction": 1.0, "progress_message": "built"}
     except environments.EnvironmentFailed as exc:
         build_log = str(exc)
-        outcome = {"status": Runtime.Status.FAILED}
+        outcome = {"build_status": Runtime.Status.FAILED}
     except environments.subprocess.TimeoutExpired:
         build_log = f"Building the runtime took longer than {environments.BUILD_TIMEOUT_SECONDS} s."
-        outcome = {"status": Runtime.Status.FAILED}
+        outcome = {"build_status": Runtime.Status.FAILED}
     this.update(build_log=build_log[-20000:], **outcome)
     settled.send(sender=Runtime, runtime_id=runtime_id)
-    return outcome["status"]
+    return outcome["build_status"]

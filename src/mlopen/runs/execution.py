@@ -42,7 +42,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
     """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
     try:
         waiting = _runtime_waited_for(run_id)
-        if waiting is not None and waiting.status == Runtime.Status.BUILDING:
+        if waiting is not None and waiting.build_status == Runtime.Status.BUILDING:
             # Stays queued: the runtime's build sends this run again once it ends (runs.signals).
             log.info("run %s waits for runtime %s, still building", run_id, waiting)
             return f"waiting (runtime {waiting.name} building)"

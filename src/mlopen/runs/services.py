@@ -151,7 +151,7 @@ def submit_run(user, request: RunRequest) -> Run:
             queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
         )
         waiting = runtimes.waiting_on(version)
-        if waiting is not None and waiting.status == waiting.Status.FAILED:
+        if waiting is not None and waiting.build_status == waiting.Status.FAILED:
             # Built again (the registry may be reachable now): the run waits for it, queued.
             builds.request_runtime_build(waiting, run.queue)
         transaction.on_commit(lambda: enqueue(run))

@@ -149,7 +149,7 @@ def test_a_run_whose_runtime_is_not_built_yet_waits_queued_with_the_builds_progr
     assert finished["result"]["text"] == "tinydb 4.8.2; no pandas"
     assert finished["environment"]["packages"] == {"tinydb": "4.8.2"}
     version = PipelineVersion.objects.get(pipeline__name="waits")
-    assert (version.runtime.status, version.runtime.progress_fraction) == ("ready", 1.0)
+    assert (version.runtime.build_status, version.runtime.progress_fraction) == ("ready", 1.0)
 
 
 def test_a_version_keeps_the_lock_it_was_created_with_when_a_newer_mlopen_ships_another(

@@ -20,7 +20,7 @@ def pin_existing_versions(apps, schema_editor):
     except Exception:  # noqa: BLE001 - an unknown default: the versions take the default at run time
         return
     runtime, _ = Runtime.objects.get_or_create(
-        digest=runtimes.digest_of(lock), defaults={"name": name, "lock": lock, "status": "building"}
+        digest=runtimes.digest_of(lock), defaults={"name": name, "lock": lock, "build_status": "building"}
     )
     PipelineVersion.objects.filter(runtime__isnull=True).update(runtime=runtime)
 
@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 ('digest', models.CharField(help_text='sha256 of the Python version and the lock', max_length=64, unique=True)),
                 ('name', models.CharField(max_length=64)),
                 ('lock', models.TextField(help_text='the locked requirements (uv pip compile --generate-hashes)')),
-                ('status', models.CharField(choices=[('building', 'building'), ('ready', 'ready'), ('failed', 'failed')], default='building', max_length=10)),
+                ('build_status', models.CharField(choices=[('building', 'building'), ('ready', 'ready'), ('failed', 'failed')], default='building', max_length=10)),
                 ('progress_fraction', models.FloatField(blank=True, null=True)),
                 ('progress_message', models.CharField(blank=True, max_length=200)),
                 ('build_log', models.TextField(blank=True)),
