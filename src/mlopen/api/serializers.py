@@ -10,8 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from mlopen.api import runtime_serializers as rs
 from mlopen.datasets.models import Dataset
-from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
 from mlopen.runs import results
@@ -45,12 +45,6 @@ class TrainedModelSerializer(serializers.ModelSerializer):
         fields = ["id", "number", "version", "run", "label", "model_names", "arg_names", "size", "created_at"]
 
 
-class RuntimeRefSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    digest = serializers.CharField(help_text="sha256 of the lock the version runs on")
-    status = serializers.CharField(help_text="building, ready or failed")
-
-
 class PipelineVersionSerializer(serializers.ModelSerializer):
     params = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
@@ -79,14 +73,9 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
     def get_files(self, version) -> list[str]:
         return [version.control_filename, *version.support_files]
 
-    @extend_schema_field(RuntimeRefSerializer(allow_null=True))
+    @extend_schema_field(rs.RuntimeRefSerializer(allow_null=True))
     def get_runtime(self, version) -> dict | None:
-        runtime = version.runtime
-        return (
-            None
-            if runtime is None
-            else {"name": runtime.name, "digest": runtime.digest, "status": runtime.build_status}
-        )
+        return rs.runtime_of(version)
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -197,12 +186,7 @@ class PipelineUploadSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
-    runtime = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=64,
-        help_text="the runtime (locked package set) it runs on; empty: the platform's default (MLOPEN_DEFAULT_RUNTIME)",
-    )
+    runtime = rs.runtime_name_field()
 
 
 class PipelineVersionUploadSerializer(serializers.Serializer):
@@ -223,12 +207,7 @@ class PipelineVersionUploadSerializer(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
-    runtime = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=64,
-        help_text="the runtime (locked package set) it runs on; empty: the platform's default (MLOPEN_DEFAULT_RUNTIME)",
-    )
+    runtime = rs.runtime_name_field()
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -468,45 +447,12 @@ class RunSerializer(serializers.ModelSerializer):
         return run.duration_seconds
 
 
-class EnvironmentSerializer(serializers.Serializer):
-    runtime = serializers.CharField()
-    digest = serializers.CharField(help_text="sha256 of the runtime's lock")
-    python = serializers.CharField(help_text="the interpreter's version, e.g. 3.11.7")
-    packages = serializers.DictField(child=serializers.CharField(), help_text="{name: version} installed")
-
-
-class WaitingForSerializer(serializers.Serializer):
-    runtime = serializers.CharField()
-    status = serializers.CharField(help_text="building or failed")
-    progress = ProgressSerializer(allow_null=True)
-
-
-class RunDetailSerializer(RunSerializer):
+class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):
     result = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
-    environment = serializers.SerializerMethodField()
-    waiting_for = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "result", "metrics", "environment", "waiting_for"]
-
-    @extend_schema_field(EnvironmentSerializer(allow_null=True))
-    def get_environment(self, run) -> dict | None:
-        """What the run ran on, recorded when it started; null before."""
-        return run.environment or None
-
-    @extend_schema_field(WaitingForSerializer(allow_null=True))
-    def get_waiting_for(self, run) -> dict | None:
-        """A queued run whose runtime is not built yet: that runtime and its build's progress."""
-        if run.status != Run.Status.QUEUED:
-            return None
-        runtime = runtimes.waiting_on(run.version)
-        if runtime is None:
-            return None
-        progress = None
-        if runtime.progress_fraction is not None or runtime.progress_message:
-            progress = {"fraction": _finite(runtime.progress_fraction), "message": runtime.progress_message or None}
-        return {"runtime": runtime.name, "status": runtime.build_status, "progress": progress}
 
     @extend_schema_field(ResultSummarySerializer(allow_null=True))
     def get_result(self, run) -> dict | None:
