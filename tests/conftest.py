@@ -40,6 +40,11 @@ def pytest_configure(config):
     os.environ["MLOPEN_ENV"] = "test"
     os.environ["MLOPEN_LOAD_DEMO"] = "false"
     os.environ["MLOPEN_HEARTBEAT_INTERVAL"] = "1"
+    # One uv cache for every test process and the servers they start, kept between sessions: each
+    # has its own MLOPEN_HOME, and would otherwise download the default runtime (~100 MB) again.
+    os.environ.setdefault(
+        "MLOPEN_UV_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"mlopen-test-uv-cache-{os.getuid()}")
+    )
     os.environ.setdefault("MLOPEN_HEARTBEAT_TIMEOUT", "6")
     # Runs of concurrent xdist workers sharing one Redis must not take each other's messages.
     os.environ["MLOPEN_DEFAULT_QUEUE"] = f"mlopen-test-{xdist}-{os.getpid()}"
@@ -82,6 +87,27 @@ def pytest_unconfigure(config):
     made_here = os.environ.get("MLOPEN_TEST_HOME_PID") == str(os.getpid())
     if made_here and home and home.startswith(tempfile.gettempdir()) and "mlopen-test-" in home:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_runtime_built(request):
+    """Pipelines run on the default runtime: build it once per test process (uv, a few seconds from a
+    warm cache) before tests that run pipelines, so their uploads find it ready on this host and their
+    runs do not wait for a worker to build it. Unit tests run no pipeline and skip this."""
+    runs_pipelines = any(
+        ("integration" in item.path.parts or "e2e" in item.path.parts) for item in request.session.items
+    )
+    if not runs_pipelines:
+        return None
+    from django.conf import settings
+
+    from mlopen.pipelines import runtimes
+
+    lock = runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)
+    started = time.monotonic()
+    python, _log = runtimes.ensure_built(runtimes.digest_of(lock), lock)
+    print(f"default runtime built in {time.monotonic() - started:.1f} s")  # shown with -s: the suite's cost
+    return python
 
 
 @pytest.fixture

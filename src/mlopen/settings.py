@@ -260,6 +260,14 @@ MLOPEN_WORK_DIR = Path(env_str("MLOPEN_WORK_DIR") or (MLOPEN_HOME / "work")).res
 # builds compile them (inside the build sandbox, which sees only the new environment).
 MLOPEN_BUILD_FROM_SOURCE = env_bool("MLOPEN_BUILD_FROM_SOURCE", False)
 MLOPEN_WORKER_NAME = env_str("MLOPEN_WORKER_NAME")
+# Pipelines run on a named runtime (a locked package set built by uv, see mlopen.pipelines.runtimes):
+# new pipeline versions get this one unless their upload names another. The runtimes shipped with
+# mlopen live in src/mlopen/runtimes/<name>/; MLOPEN_RUNTIMES_DIR adds an admin's own, same layout.
+MLOPEN_DEFAULT_RUNTIME = env_str("MLOPEN_DEFAULT_RUNTIME", "datascience")
+# uv's download cache for runtime and environment builds; empty: MLOPEN_HOME/envs/uv-cache. Hosts or
+# installs may share one (uv locks it), so a second MLOPEN_HOME builds a runtime without downloading.
+MLOPEN_UV_CACHE_DIR = Path(env_str("MLOPEN_UV_CACHE_DIR")).resolve() if env_str("MLOPEN_UV_CACHE_DIR") else None
+MLOPEN_RUNTIMES_DIR = Path(env_str("MLOPEN_RUNTIMES_DIR")).resolve() if env_str("MLOPEN_RUNTIMES_DIR") else None
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
 # Requests that wait for a run to finish (the API's "wait"): each holds a web server thread, so a

@@ -21,6 +21,7 @@ class InputFile:
         self.path = os.path.abspath(path)
         self.name = name or os.path.basename(path)
         self._file: IO[str] | IO[bytes] | None = None
+        self._closed = False  # by close(); a file never opened is not closed: reading opens it
 
     def __repr__(self) -> str:
         return f"<InputFile {self.name}>"
@@ -63,13 +64,16 @@ class InputFile:
 
     @property
     def closed(self) -> bool:
-        return self._file is None or self._file.closed
+        # pandas 2 (the default runtime's) wraps a binary handle in io.TextIOWrapper, which refuses
+        # one that says it is closed: a file not opened yet is open for reading, as it opens on use.
+        return self._closed if self._file is None else self._file.closed
 
     def open(self, mode: str = "rb") -> InputFile:
         """(Re)open from the start; returns self, as FieldFile.open does."""
         self.close()
         encoding = None if "b" in mode else "utf-8"
         self._file = open(self.path, mode, encoding=encoding)
+        self._closed = False
         return self
 
     def extract(self, destination: str | None = None) -> str:
@@ -83,6 +87,10 @@ class InputFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._closed = True
+
+    def flush(self) -> None:
+        """Nothing to write (io.TextIOWrapper flushes its buffer when pandas 2 is done with it)."""
 
     def read(self, size: int = -1) -> str | bytes:
         return self._opened().read(size)
@@ -130,7 +138,7 @@ class InputFile:
 
     def _opened(self) -> IO[str] | IO[bytes]:
         # Like FieldFile, reading an unopened file opens it in binary mode.
-        if self.closed:
+        if self._file is None or self._file.closed:
             self.open("rb")
         assert self._file is not None  # open() set it
         return self._file

@@ -33,7 +33,7 @@ def pipeline_from(api):
     """Upload a control file given as source (dedented); return the API's pipeline body.
 
     ``requirements`` is sent as the upload's requirements field; ``files`` as support files, each
-    under its path ({"textnet/model.py": "..."} ships a subpackage).
+    under its path ({"textnet/model.py": "..."} ships a subpackage); ``runtime`` as its runtime field.
     """
 
     def upload(
@@ -42,6 +42,7 @@ def pipeline_from(api):
         *,
         requirements: str | None = None,
         files: dict[str, str | bytes] | None = None,
+        runtime: str | None = None,
         expect: int = 201,
     ):
         sent = [("control", f"{name}.py", textwrap.dedent(source).encode())]
@@ -49,7 +50,7 @@ def pipeline_from(api):
             sent.append(("requirements", "requirements.txt", requirements.encode()))
         for path, content in (files or {}).items():
             sent.append(("support_files", path, content if isinstance(content, bytes) else content.encode()))
-        body, content_type = multipart({}, sent)
+        body, content_type = multipart({} if runtime is None else {"runtime": runtime}, sent)
         response = api.generic("POST", "/api/v1/pipelines/", body, content_type)
         assert response.status_code == expect, response.content
         return response.json()

@@ -40,7 +40,7 @@ def test_uv_builds_see_how_to_reach_the_index_but_none_of_the_platforms_secrets(
         "/etc/ssl/certs/ca.pem",
         "https://mirror.example/simple",
     )
-    assert env["UV_CACHE_DIR"] == str(environments.envs_root() / "uv-cache")
+    assert env["UV_CACHE_DIR"] == str(environments.uv_cache())
     assert env["UV_PYTHON_DOWNLOADS"] == "never"
     # A clean environment: no uv setting but the index's, no config file, HOME an empty folder.
     assert "UV_CONFIG_FILE" not in env and "UV_NO_BUILD_ISOLATION" not in env
@@ -91,3 +91,10 @@ def test_a_long_failure_is_cut_with_an_ellipsis():
     summary = environments.failure_summary("$ uv pip install\n" + "x" * 5000, limit=100)
 
     assert summary == "x" * 97 + "..."
+
+
+def test_uvs_cache_is_under_mlopen_home_unless_a_shared_one_is_set(settings, tmp_path):
+    settings.MLOPEN_UV_CACHE_DIR = None
+    assert environments.uv_cache() == environments.envs_root() / "uv-cache"
+    settings.MLOPEN_UV_CACHE_DIR = tmp_path
+    assert environments.uv_cache() == tmp_path

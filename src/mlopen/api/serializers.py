@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from mlopen.api import runtime_serializers as rs
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
@@ -47,6 +48,7 @@ class TrainedModelSerializer(serializers.ModelSerializer):
 class PipelineVersionSerializer(serializers.ModelSerializer):
     params = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
+    runtime = serializers.SerializerMethodField()
 
     class Meta:
         model = PipelineVersion
@@ -58,6 +60,7 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
             "description",
             "params",
             "requirements",
+            "runtime",
             "env_status",
             "env_log",
             "created_at",
@@ -69,6 +72,10 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
 
     def get_files(self, version) -> list[str]:
         return [version.control_filename, *version.support_files]
+
+    @extend_schema_field(rs.RuntimeRefSerializer(allow_null=True))
+    def get_runtime(self, version) -> dict | None:
+        return rs.runtime_of(version)
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -179,6 +186,7 @@ class PipelineUploadSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
+    runtime = rs.runtime_name_field()
 
 
 class PipelineVersionUploadSerializer(serializers.Serializer):
@@ -199,6 +207,7 @@ class PipelineVersionUploadSerializer(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
+    runtime = rs.runtime_name_field()
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -438,12 +447,12 @@ class RunSerializer(serializers.ModelSerializer):
         return run.duration_seconds
 
 
-class RunDetailSerializer(RunSerializer):
+class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):
     result = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "result", "metrics"]
+        fields = [*RunSerializer.Meta.fields, "result", "metrics", "environment", "waiting_for"]
 
     @extend_schema_field(ResultSummarySerializer(allow_null=True))
     def get_result(self, run) -> dict | None:

@@ -37,6 +37,7 @@ from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
+from mlopen.pipelines.interpreters import requirements_text
 from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
@@ -108,6 +109,7 @@ def _upload_request(request, data: dict, name: str) -> UploadRequest:
         description=data.get("description", ""),
         requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
         support_zip=IncomingFile.from_uploaded(data["support_zip"]) if data.get("support_zip") else None,
+        runtime=data.get("runtime", ""),
     )
 
 
@@ -449,6 +451,30 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         response = HttpResponse(log[offset:], content_type="text/plain; charset=utf-8")
         response["X-Log-Offset"] = str(max(offset, len(log)))
         response["X-Run-Status"] = run.status
+        return response
+
+    @extend_schema(
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="the run's packages pinned (name==version), after a comment naming its Python",
+            )
+        }
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="requirements.txt",
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=JSONErrorsNegotiation,
+    )
+    def requirements(self, request, pk=None):
+        """The packages the run ran with, as a requirements file to reproduce it elsewhere."""
+        run = self.get_object()
+        if not run.environment:
+            raise NotFound(f"Run {run.pk} has not started yet: its environment is recorded when it starts.")
+        response = HttpResponse(requirements_text(run.environment), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-requirements.txt"'
         return response
 
     @extend_schema(request=None, responses={200: s.RunDetailSerializer, **_RUN_ERRORS})

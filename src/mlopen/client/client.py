@@ -273,6 +273,7 @@ class Client:
         requirements: str | Path | None = None,
         description: str | None = None,
         pipeline_id: int | None = None,
+        runtime: str | None = None,
     ) -> dict:
         """Upload a control file (and files placed beside it) as a new pipeline or its next version.
 
@@ -302,6 +303,8 @@ class Client:
             data = {}
             if description is not None:
                 data["description"] = description
+            if runtime:
+                data["runtime"] = runtime
             if pipeline_id is not None:
                 target = f"pipelines/{pipeline_id}/versions/"
             else:

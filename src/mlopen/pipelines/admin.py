@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
+from mlopen.pipelines.models import Pipeline, PipelineVersion, Runtime, TrainedModel
 
 
 class VersionInline(admin.TabularInline):
@@ -43,6 +43,7 @@ class PipelineVersionAdmin(admin.ModelAdmin):
         "params_train",
         "params_run",
         "requirements",
+        "runtime",
         "env_hash",
         "env_log",
         "created_by",
@@ -54,3 +55,11 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 class TrainedModelAdmin(admin.ModelAdmin):
     list_display = ["pipeline", "number", "version", "run", "label", "size", "created_at"]
     readonly_fields = ["pipeline", "number", "version", "run", "artifact", "label", "model_names", "arg_names", "size"]
+
+
+@admin.register(Runtime)
+class RuntimeAdmin(admin.ModelAdmin):
+    # A lock is what versions were created with: it is read here, never edited (a new lock is a new row).
+    list_display = ["name", "digest", "build_status", "progress_message", "created_at"]
+    list_filter = ["name", "build_status"]
+    readonly_fields = ["name", "digest", "lock", "build_status", "progress_fraction", "progress_message", "build_log"]

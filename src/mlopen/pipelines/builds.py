@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from mlopen.core import resend
 from mlopen.pipelines import environments
-from mlopen.pipelines.models import PipelineVersion
-from mlopen.pipelines.tasks import build_environment
+from mlopen.pipelines.models import PipelineVersion, Runtime
+from mlopen.pipelines.tasks import build_environment, build_runtime
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def request_environment(version: PipelineVersion) -> None:
     still built. A build message the broker loses (or whose worker dies) is sent again by the
     workers' sweep (requeue_lost_builds, called from mlopen.runs.sweep).
     """
-    env_hash = environments.requirements_hash(version.requirements)
+    env_hash = environments.requirements_hash(version.requirements, environments.version_runtime_digest(version))
     status = PipelineVersion.EnvStatus.BUILDING
     PipelineVersion.objects.filter(pk=version.pk).update(
         env_hash=env_hash, env_status=status, env_requested_at=timezone.now(), env_heartbeat_at=None
@@ -100,4 +100,45 @@ def requeue_lost_builds(horizons: dict, wait: float) -> list[int]:
             len(unsent),
             ", ".join(map(str, unsent)),
         )
+    return sorted(sent)
+
+
+def request_runtime_build(runtime: Runtime, queue: str = "") -> None:
+    """Have a worker build ``runtime`` unless it is ready; a failed build is tried again (the registry
+    may be reachable now). Sent once the caller's transaction commits; a message the broker loses is
+    sent again by the workers' sweep (requeue_lost_runtime_builds)."""
+    if runtime.build_status == Runtime.Status.READY:
+        return
+    Runtime.objects.filter(pk=runtime.pk).exclude(build_status=Runtime.Status.READY).update(
+        build_status=Runtime.Status.BUILDING, requested_at=timezone.now()
+    )
+    runtime.build_status = Runtime.Status.BUILDING
+    queue = queue or settings.MLOPEN_DEFAULT_QUEUE
+
+    def send() -> None:
+        try:
+            build_runtime.apply_async(kwargs={"runtime_id": runtime.pk}, queue=queue)
+        except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the sweep sends it later
+            log.warning("the build of runtime %s could not be sent to the broker (%s)", runtime, exc)
+            Runtime.objects.filter(pk=runtime.pk).update(requested_at=None)
+
+    transaction.on_commit(send)
+
+
+def requeue_lost_runtime_builds() -> list[int]:
+    """Send again the build of runtimes left "building" whose message could not be sent, or was sent
+    longer ago than a build may take (environments.BUILD_TIMEOUT_SECONDS): its message or builder
+    was lost. A duplicate is harmless: builds of one lock on a host wait for each other."""
+    stale = timezone.now() - timedelta(seconds=environments.BUILD_TIMEOUT_SECONDS)
+    candidates = Runtime.objects.filter(
+        Q(requested_at__isnull=True) | Q(requested_at__lt=stale), build_status=Runtime.Status.BUILDING
+    )
+    ids = list(candidates.values_list("pk", flat=True)[:20])
+    if ids:
+        Runtime.objects.filter(pk__in=ids).update(requested_at=timezone.now())
+    sent = resend.send(
+        [(pk, "") for pk in ids],
+        lambda pk, queue: build_runtime.apply_async(kwargs={"runtime_id": pk}, queue=queue),
+        "runtime build",
+    )
     return sorted(sent)

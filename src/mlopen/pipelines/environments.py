@@ -1,7 +1,10 @@
 """Per-pipeline Python environments built from a requirements.txt uploaded with the pipeline.
 
-An environment is a virtual environment built with uv, named by the hash of its requirements
-(and the Python version), so versions that share requirements share one environment. It lives
+An environment is a virtual environment built with uv: the version's runtime lock first (exact
+versions, hash-checked), then its requirements on top, so a requirement only adds what the runtime
+lacks and keeps the runtime's versions unless it asks for others. It is named by the hash of its
+requirements, the runtime's digest and the Python version, so versions that share those share one
+environment. It lives
 under MLOPEN_HOME/envs on each worker host: a worker that finds it missing builds it before the
 run (uv's cache makes that quick), so hosts need nothing but database, broker and storage.
 The platform's pipeline SDK (mlopen_runner + the mlopenapp shim, no Django) is put on the
@@ -92,9 +95,11 @@ def _parse_requirement(line: str) -> tuple[Requirement | None, str]:
     return requirement, ""
 
 
-def requirements_hash(requirements: str) -> str:
+def requirements_hash(requirements: str, runtime_digest: str = "") -> str:
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return hashlib.sha256(f"python{python}\n{requirements}".encode()).hexdigest()
+    # Without a runtime the text hashed is what it was before runtimes: those environments keep their names.
+    layered = f"runtime {runtime_digest}\n" if runtime_digest else ""
+    return hashlib.sha256(f"python{python}\n{layered}{requirements}".encode()).hexdigest()
 
 
 def envs_root() -> Path:
@@ -133,12 +138,13 @@ def _uv() -> str:
 
 
 def uv_cache() -> Path:
-    """uv's cache for environment builds only: the one folder builds share, besides their own."""
-    return envs_root() / "uv-cache"
+    """uv's cache for environment and runtime builds only: the one folder builds share, besides their own."""
+    return settings.MLOPEN_UV_CACHE_DIR or envs_root() / "uv-cache"
 
 
-def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
-    """Build the environment for these requirements if it is not there yet; return (python, build log)."""
+def ensure_environment(env_hash: str, requirements: str, base_lock: str = "") -> tuple[Path, str]:
+    """Build the environment for these requirements (on ``base_lock``, a runtime's lock) if it is not
+    there yet; return (python, build log)."""
     python = env_python(env_hash)
     target = env_path(env_hash)
     marker = target / ".mlopen-ready"
@@ -151,8 +157,16 @@ def ensure_environment(env_hash: str, requirements: str) -> tuple[Path, str]:
         requirements_file.write_text(requirements)
         scratch = envs_root() / f"{env_hash[:24]}.build"
         shutil.rmtree(scratch, ignore_errors=True)
+        steps = [["venv", "--python", sys.executable, str(target)]]
+        readable = [str(requirements_file)]
+        if base_lock:
+            lock_file = envs_root() / f"{env_hash[:24]}.runtime.txt"
+            lock_file.write_text(base_lock)
+            steps.append(lock_install_step(python, lock_file))
+            readable.append(str(lock_file))
+        steps.append(["pip", "install", "--python", str(python), *_only_wheels(), "-r", str(requirements_file)])
         try:
-            build_log = _build(target, python, requirements_file, scratch)
+            build_log = run_uv(steps, target, readable, scratch)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
@@ -170,13 +184,34 @@ def _recheck(requirements: str) -> None:
         raise EnvironmentFailed(f"$ check requirements.txt\n{exc.message}\n") from None
 
 
-def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -> str:
-    """Create the venv and install into it, each step a uv process inside the sandbox.
+def _only_wheels() -> list[str]:
+    return [] if settings.MLOPEN_BUILD_FROM_SOURCE else ["--only-binary", ":all:"]
 
-    The sandbox reads uv, the base Python and the requirements file; it writes only the new
-    environment, uv's build cache and its own /tmp. It starts in an empty folder (also its HOME),
+
+def lock_install_step(python: Path, lock_file: Path) -> list[str]:
+    """uv's arguments installing exactly a lock's packages: every one is pinned and hashed there,
+    so nothing is resolved and nothing else comes in (--no-deps)."""
+    return [
+        "pip",
+        "install",
+        "--python",
+        str(python),
+        "--no-deps",
+        "--require-hashes",
+        *_only_wheels(),
+        "-r",
+        str(lock_file),
+    ]
+
+
+def run_uv(steps: list[list[str]], target: Path, readable_files: list[str], scratch: Path, after_each=None) -> str:
+    """Run each step (uv's arguments) as a uv process inside the sandbox; return the build log.
+
+    The sandbox reads uv, the base Python and ``readable_files``; it writes only ``target``, uv's
+    build cache and its own /tmp. It starts in an empty folder (also its HOME),
     so no requirement can resolve to a file of the worker's folder, and it sees nothing else of
     MLOPEN_HOME: not the database, the secret key, the storage or the other environments.
+    ``after_each(number_of_steps_done)`` is called after each step that succeeded.
     """
     home, tmp = scratch / "home", scratch / "tmp"
     for folder in (target, home, tmp, uv_cache()):
@@ -186,25 +221,14 @@ def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -
     readable = [
         os.path.dirname(uv),
         *sandbox.python_prefixes(sys.executable),
-        str(requirements_file),
+        *readable_files,
         str(home),
         *_local_sources(env),
     ]
     only_wheels = not settings.MLOPEN_BUILD_FROM_SOURCE
     build_log = ""
-    for argv in (
-        [uv, "venv", "--python", sys.executable, str(target)],
-        [
-            uv,
-            "pip",
-            "install",
-            "--python",
-            str(python),
-            *(["--only-binary", ":all:"] if only_wheels else []),
-            "-r",
-            str(requirements_file),
-        ],
-    ):
+    for done_steps, step in enumerate(steps, start=1):
+        argv = [uv, *step]
         try:
             launch = sandbox.isolate(
                 argv,
@@ -237,6 +261,8 @@ def _build(target: Path, python: Path, requirements_file: Path, scratch: Path) -
         build_log += done.stdout + done.stderr
         if done.returncode != 0:
             raise EnvironmentFailed(build_log)
+        if after_each is not None:
+            after_each(done_steps)
     return build_log
 
 
@@ -396,11 +422,6 @@ def sdk_overlay() -> Path:
     return overlay
 
 
-def interpreter_for(version: PipelineVersion) -> tuple[str, list[str]]:
-    python, _log = ensure_environment(version.env_hash or requirements_hash(version.requirements), version.requirements)
-    return str(python), [str(sdk_overlay())]
-
-
 def build_for_version(version_id: int) -> str:
     """The background build job: build the environment, read the control file's forms in it, and
     mark the version ready (or failed, with what went wrong in env_log).
@@ -416,10 +437,12 @@ def build_for_version(version_id: int) -> str:
     if version.env_status != PipelineVersion.EnvStatus.BUILDING:
         log.info("environment build of pipeline version %s skipped: already %s", version_id, version.env_status)
         return f"skipped ({version.env_status})"
-    env_hash = version.env_hash or requirements_hash(version.requirements)
+    env_hash = version.env_hash or requirements_hash(version.requirements, version_runtime_digest(version))
     this = PipelineVersion.objects.filter(pk=version.pk, env_status=PipelineVersion.EnvStatus.BUILDING)
     try:
-        python, build_log = ensure_environment(env_hash, version.requirements)
+        python, build_log = ensure_environment(
+            env_hash, version.requirements, version.runtime.lock if version.runtime else ""
+        )
         overlay = sdk_overlay()
     except EnvironmentFailed as exc:
         this.update(env_status=PipelineVersion.EnvStatus.FAILED, env_log=str(exc)[-20000:])
@@ -445,6 +468,10 @@ def build_for_version(version_id: int) -> str:
         params_run=specs["run"],
     )
     return "ready"
+
+
+def version_runtime_digest(version: PipelineVersion) -> str:
+    return version.runtime.digest if version.runtime_id else ""
 
 
 def _params_in_environment(version: PipelineVersion, python: Path, overlay: Path) -> dict:

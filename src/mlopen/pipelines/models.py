@@ -84,11 +84,44 @@ class Pipeline(models.Model):
         return self.trained_models.order_by("-number").first()
 
 
+class Runtime(models.Model):
+    """One lock of a named runtime, addressed by its digest: the package set pipeline versions run on.
+
+    The lock text is kept here, so a version created with an older lock (before mlopen shipped a
+    newer one under the same name) can still be built on a new worker host. Its venv on a host is
+    MLOPEN_HOME/runtimes/<digest>; ``build_status`` is the state of the build the platform asked for (a
+    host that finds the venv missing builds it before its next run: uv's cache makes that quick).
+    """
+
+    class Status(models.TextChoices):
+        BUILDING = "building", "building"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 of the Python version and the lock")
+    name = models.CharField(max_length=64)
+    lock = models.TextField(help_text="the locked requirements (uv pip compile --generate-hashes)")
+    build_status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    progress_fraction = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=200, blank=True)
+    build_log = models.TextField(blank=True)
+    requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="when its build message was last sent; empty: it could not be"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.digest[:12]})"
+
+
 class PipelineVersion(models.Model):
     """One upload of a pipeline's control file and support files. Never changed once stored."""
 
     class EnvStatus(models.TextChoices):
-        NONE = "none", "platform environment"
+        NONE = "none", "runtime only"
         BUILDING = "building", "building"
         READY = "ready", "ready"
         FAILED = "failed", "failed"
@@ -102,6 +135,9 @@ class PipelineVersion(models.Model):
     params_train = models.JSONField(default=dict, blank=True)
     params_run = models.JSONField(default=dict, blank=True)
     requirements = models.TextField(blank=True)
+    # PROTECT: the lock a version was created with stays as long as the version does. Empty only for
+    # rows made outside an upload (they run on the current default runtime).
+    runtime = models.ForeignKey(Runtime, null=True, blank=True, on_delete=models.PROTECT, related_name="versions")
     env_hash = models.CharField(max_length=64, blank=True)
     env_status = models.CharField(max_length=10, choices=EnvStatus.choices, default=EnvStatus.NONE)
     env_log = models.TextField(blank=True)

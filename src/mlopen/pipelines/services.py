@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 
 from mlopen.core import storage
 from mlopen.core.roles import can_upload_pipelines
-from mlopen.pipelines import builds, environments, rules, support
+from mlopen.pipelines import builds, environments, rules, runtimes, support
 from mlopen.pipelines.control import PipelineForbidden, PipelineRejected, evaluate_params
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 
@@ -70,6 +70,8 @@ class UploadRequest:
     support_folder: list[IncomingFile] = field(default_factory=list)
     # A zip of support files, unpacked with their paths (mlopen.pipelines.support.unpack_zip).
     support_zip: IncomingFile | None = None
+    # The runtime's name; empty: MLOPEN_DEFAULT_RUNTIME. An unknown name is refused (400).
+    runtime: str = ""
 
 
 def validate_name(name: str) -> str:
@@ -164,6 +166,8 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
     source = _read_all(request.control, MAX_CONTROL_BYTES)
     docstring = check_control_source(control_name, source)
 
+    runtime_name = (request.runtime or "").strip() or settings.MLOPEN_DEFAULT_RUNTIME
+    runtimes.lock_of(runtime_name)  # an unknown runtime is refused before anything is stored
     staging = settings.MLOPEN_WORK_DIR / "uploads" / uuid.uuid4().hex
     code_dir = staging / "code"
     try:
@@ -184,7 +188,7 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
                 # there, once the environment is built (environments.build_for_version).
                 specs = {"train": {}, "run": {}}
             else:
-                specs = evaluate_params(code_dir / control_name, staging / "work")
+                specs = _params_at_upload(code_dir / control_name, staging / "work", runtime_name)
             return _store_version(
                 name,
                 request.description or docstring or "",
@@ -194,6 +198,7 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
                 specs,
                 requirements_text,
                 user,
+                runtime_name,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -234,6 +239,20 @@ def _place_support_files(
     return placed, requirements
 
 
+def _params_at_upload(control: Path, work_dir: Path, runtime_name: str) -> dict:
+    """get_params in the runtime the version will run on when this host has it built; while it is
+    still being built (the first minutes of a new install), in the platform's interpreter."""
+    digest = runtimes.digest_of(runtimes.lock_of(runtime_name))
+    if not runtimes.built_here(digest):
+        return evaluate_params(control, work_dir)
+    return evaluate_params(
+        control,
+        work_dir,
+        python=str(runtimes.python_of(digest)),
+        extra_pythonpath=[str(environments.sdk_overlay())],
+    )
+
+
 def check_may_publish(user, pipeline: Pipeline | None, name: str) -> None:
     """Refuse ``user`` a new pipeline called ``name`` (``pipeline`` None) or a new version of ``pipeline``.
 
@@ -251,7 +270,7 @@ def check_may_publish(user, pipeline: Pipeline | None, name: str) -> None:
         raise PipelineForbidden(rules.publish_refusal(pipeline))
 
 
-def _store_version(name, description, control_name, support_names, code_dir, specs, requirements, user):
+def _store_version(name, description, control_name, support_names, code_dir, specs, requirements, user, runtime_name):
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -264,6 +283,7 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                 if not created and description:
                     pipeline.description = description
                     pipeline.save(update_fields=["description", "updated_at"])
+                runtime = runtimes.current(runtime_name)
                 last = pipeline.versions.order_by("-number").values_list("number", flat=True).first() or 0
                 number = last + 1
                 folder = f"pipelines/{pipeline.pk}/v{number}"
@@ -277,8 +297,11 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                     params_train=specs["train"],
                     params_run=specs["run"],
                     requirements=requirements,
+                    runtime=runtime,
                     created_by=user,
                 )
+                # Its runs wait, queued, until a worker has built it (the demo's, at first start).
+                builds.request_runtime_build(runtime, pipeline.queue)
                 written: list[str] = []
                 try:
                     # Only once the number is ours: an upload that lost the race for it must not

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from mlopen.pipelines import environments
+from mlopen.pipelines import environments, runtimes
 
 BUILD_TASK = "mlopen.build_environment"
+RUNTIME_TASK = "mlopen.build_runtime"
 
 
 @shared_task(name=BUILD_TASK, ignore_result=True, acks_late=True)
 def build_environment(*, version_id: int) -> str:
     return environments.build_for_version(version_id)
+
+
+@shared_task(name=RUNTIME_TASK, ignore_result=True, acks_late=True)
+def build_runtime(*, runtime_id: int) -> str:
+    return runtimes.build(runtime_id)

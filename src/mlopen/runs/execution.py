@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
-from mlopen.pipelines import environments
 from mlopen.pipelines import params as params_mod
-from mlopen.pipelines.models import TrainedModel
+from mlopen.pipelines import runtimes
+from mlopen.pipelines.environments import failure_summary
+from mlopen.pipelines.models import Runtime, TrainedModel
 from mlopen.runs import lifecycle, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
@@ -40,6 +41,11 @@ FLUSH_SECONDS = 0.5
 def execute_run(run_id: int, worker_name: str) -> str:
     """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
     try:
+        waiting = _runtime_waited_for(run_id)
+        if waiting is not None and waiting.build_status == Runtime.Status.BUILDING:
+            # Stays queued: the runtime's build sends this run again once it ends (runs.signals).
+            log.info("run %s waits for runtime %s, still building", run_id, waiting)
+            return f"waiting (runtime {waiting.name} building)"
         run = lifecycle.claim(run_id, worker_name, workers.sandbox_of_this_process()["kind"])
     except (OperationalError, InterfaceError) as exc:
         # Nothing was taken (the claim is one transaction): the run stays queued and the sweep
@@ -55,6 +61,11 @@ def execute_run(run_id: int, worker_name: str) -> str:
     work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
     recorder = RunRecorder(run)
     try:
+        if waiting is not None:  # its build failed
+            raise RuntimeError(
+                f"runtime {waiting.name} could not be built: {failure_summary(waiting.build_log)} "
+                "(it is built again when a new run of it is started)"
+            )
         try:
             job = build_job(run, work_dir)
         except (OperationalError, InterfaceError) as exc:
@@ -90,6 +101,11 @@ def _put_back(run: Run, worker_name: str, reason: str) -> str:
     return Run.Status.QUEUED if requeued else "skipped (no longer running)"
 
 
+def _runtime_waited_for(run_id: int) -> Runtime | None:
+    run = Run.objects.select_related("version__runtime").filter(pk=run_id, status=Run.Status.QUEUED).first()
+    return runtimes.waiting_on(run.version) if run is not None else None
+
+
 def _file_ref(dataset: Dataset) -> dict:
     return {"path": str(storage.local_path(dataset.file)), "name": dataset.filename}
 
@@ -117,10 +133,9 @@ def build_job(run: Run, work_dir: Path) -> Job:
     if run.kind == Run.Kind.RUN and run.trained_model is not None:  # given by claim()
         model_path = str(storage.local_path(run.trained_model.artifact))
     pipeline = run.pipeline
-    python = None
-    extra_path: list[str] = []
-    if version.requirements:
-        python, extra_path = environments.interpreter_for(version)
+    python, extra_path, environment = runtimes.interpreter_for(version)
+    # Before the pipeline starts: a run that fails or hangs still says what it ran on.
+    Run.objects.filter(pk=run.pk).update(environment=environment)
     return Job(
         kind=run.kind,
         control_path=str(storage.local_folder(version.folder) / version.control_filename),  # with its support files

@@ -93,6 +93,9 @@ class Run(models.Model):
     result_folder = models.CharField(max_length=300, blank=True, help_text="storage folder of the result")
     result_rows = models.PositiveIntegerField(null=True, blank=True)
     peak_memory_mb = models.FloatField(null=True, blank=True)
+    # What the run's interpreter held, read from its environment when the run started:
+    # {"runtime", "digest", "python", "packages": {name: version}}; empty until then.
+    environment = models.JSONField(default=dict, blank=True)
 
     # Sharing gives read access (page, logs, results, downloads); a colleague may re-run a shared
     # run as their own new run only when they can also see its input. Only the owner and admins

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from mlopen.datasets.models import Dataset
+from mlopen.pipelines import builds, runtimes
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Pipeline
@@ -150,8 +151,23 @@ def submit_run(user, request: RunRequest) -> Run:
             timeout_seconds=timeout,
             queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
         )
+        waiting = runtimes.waiting_on(version)
+        if waiting is not None and waiting.build_status == waiting.Status.FAILED:
+            # Built again (the registry may be reachable now): the run waits for it, queued.
+            builds.request_runtime_build(waiting, run.queue)
         transaction.on_commit(lambda: enqueue(run))
     return run
+
+
+def release_waiting_runs(runtime_id: int) -> list[int]:
+    """Send the messages of queued runs that waited for this runtime's build (now ready or failed:
+    the worker then runs them, or fails them with the build's error)."""
+    waiting = list(
+        Run.objects.filter(status=Run.Status.QUEUED, version__runtime_id=runtime_id).values_list("pk", "queue")
+    )
+    for pk, queue in waiting:
+        enqueue(Run(pk=pk, queue=queue))
+    return [pk for pk, _queue in waiting]
 
 
 def enqueue(run: Run) -> bool:

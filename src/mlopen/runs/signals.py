@@ -14,9 +14,11 @@ from celery.signals import (
 )
 from django.conf import settings
 from django.db import close_old_connections
+from django.dispatch import receiver
 
+from mlopen.pipelines import runtimes
 from mlopen.pipelines.tasks import BUILD_TASK
-from mlopen.runs import sweep, warm, workers
+from mlopen.runs import services, sweep, warm, workers
 from mlopen_runner import sandbox as runner_sandbox
 
 log = logging.getLogger(__name__)
@@ -89,3 +91,11 @@ def build_started(sender=None, kwargs=None, **_) -> None:
 def build_ended(sender=None, **_) -> None:
     if getattr(sender, "name", None) == BUILD_TASK:
         workers.end_build()
+
+
+@receiver(runtimes.settled)
+def runtime_settled(runtime_id: int, **_) -> None:
+    """A runtime's build ended: the runs that waited for it, queued, go to their workers."""
+    released = services.release_waiting_runs(runtime_id)
+    if released:
+        log.info("runtime %s built: sent %d run(s) that waited for it", runtime_id, len(released))

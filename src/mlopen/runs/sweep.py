@@ -91,6 +91,7 @@ def requeue_lost_builds(wait: float | None = None) -> list[int]:
     wait = settings.MLOPEN_REQUEUE_SECONDS if wait is None else wait
     if wait <= 0:
         return []
+    builds.requeue_lost_runtime_builds()
     return builds.requeue_lost_builds(workers.idle_horizons(wait), wait)
 
 

@@ -11,6 +11,7 @@ from django.template.defaultfilters import filesizeformat
 from mlopen.core.sharing import shareable_groups
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run
 
@@ -89,6 +90,11 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
         help_text="Optional: extra packages. The pipeline then gets its own environment, built before its first run.",
         widget=forms.FileInput(attrs={"accept": ".txt"}),
     )
+    runtime = forms.ChoiceField(
+        required=False,
+        label="Runtime",
+        help_text="The locked package set it runs on (numpy, pandas 2, scikit-learn, …); requirements.txt adds to it.",
+    )
     name = forms.CharField(
         required=False,
         max_length=100,
@@ -105,6 +111,11 @@ class PipelineUploadForm(BootstrapMixin, forms.Form):
         super().__init__(*args, **kwargs)
         # One request takes at most this many files: the folder picker says so before sending.
         self.fields["support_folder"].widget.attrs["data-max-files"] = settings.DATA_UPLOAD_MAX_NUMBER_FILES or 0
+        default = settings.MLOPEN_DEFAULT_RUNTIME
+        self.fields["runtime"].choices = [
+            (name, f"{name} (default)" if name == default else name) for name in runtimes.known()
+        ]
+        self.fields["runtime"].initial = default
         self.style_widgets()
 
 

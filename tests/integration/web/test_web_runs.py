@@ -10,6 +10,7 @@ from web_pagecheck import scan
 
 from mlopen.datasets.models import Dataset
 from mlopen.datasets.services import store_dataset
+from mlopen.pipelines.models import Runtime
 from mlopen.runs.models import Run, RunMetric
 
 pytestmark = pytest.mark.django_db
@@ -326,6 +327,38 @@ def test_queued_run_says_when_no_worker_is_running(alice_client, user, pipeline,
     run = make_run(user, pipeline, status="queued")
     page = alice_client.get(f"/runs/{run.pk}/").content.decode()
     assert "Waiting for a worker" in page and "No worker is running right now" in page
+
+
+def test_queued_run_whose_runtime_is_building_shows_the_builds_progress(alice_client, user, pipeline, make_run):
+    runtime = Runtime.objects.create(
+        name="datascience",
+        digest="d" * 64,
+        lock="",
+        build_status="building",
+        progress_fraction=0.4,
+        progress_message="installed 10 of 27 packages",
+    )
+    pipeline.versions.update(runtime=runtime)
+    run = make_run(user, pipeline, status="queued")
+
+    status = alice_client.get(f"/runs/{run.pk}/status/", HTTP_HX_REQUEST="true").content.decode()
+
+    assert "Waiting for runtime <code>datascience</code> (building, 40%)" in status
+    assert "installed 10 of 27 packages" in status and 'id="run-waiting-runtime"' in status
+
+
+def test_finished_run_lists_its_packages_and_links_them_as_a_requirements_file(alice_client, user, pipeline, make_run):
+    environment = {"runtime": "datascience", "digest": "d" * 64, "python": "3.11.7", "packages": {"pandas": "2.3.3"}}
+    run = make_run(user, pipeline, status="succeeded", environment=environment)
+
+    page = alice_client.get(f"/runs/{run.pk}/").content.decode()
+    download = alice_client.get(f"/api/v1/runs/{run.pk}/requirements.txt/")
+
+    assert '<details class="card shadow-sm mb-4" id="run-environment">' in page
+    assert "Python 3.11.7, runtime <code>datascience</code>, 1 packages" in page
+    assert "<li>pandas==2.3.3</li>" in page and f'href="/api/v1/runs/{run.pk}/requirements.txt/"' in page
+    assert download.status_code == 200
+    assert download.content.decode() == "# Python 3.11.7, runtime datascience (lock dddddddddddddddd)\npandas==2.3.3\n"
 
 
 def test_cancel_a_queued_run(alice_client, user, pipeline, make_run):

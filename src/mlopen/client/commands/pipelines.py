@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     )
     upload.add_argument("--requirements", help="a requirements.txt: the pipeline gets its own environment")
     upload.add_argument("--description", help="description (default: the control file's docstring)")
+    upload.add_argument("--runtime", help="the runtime (locked package set) it runs on (default: the server's)")
     add_json_flag(upload)
     listing = add_command(pipeline, "list", list_command, "list pipelines")
     add_page_flags(listing)
@@ -46,7 +47,12 @@ def upload_command(args, out: Output) -> int:
             + " (the server loads it to read its parameters)..."
         )
         pipeline = client.upload_pipeline(
-            args.control, args.support, name=args.name, requirements=args.requirements, description=args.description
+            args.control,
+            args.support,
+            name=args.name,
+            requirements=args.requirements,
+            description=args.description,
+            runtime=args.runtime,
         )
     return emit(out, pipeline, show=partial(show_pipeline, verb="Uploaded"))
 

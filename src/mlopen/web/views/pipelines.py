@@ -102,6 +102,7 @@ def pipeline_upload(request):
             requirements=IncomingFile.from_uploaded(data["requirements"]) if data["requirements"] else None,
             support_folder=[IncomingFile.from_uploaded(f) for f in data["support_folder"]],
             support_zip=IncomingFile.from_uploaded(data["support_zip"]) if data["support_zip"] else None,
+            runtime=data["runtime"],
         )
         try:
             version = upload_pipeline(upload, request.user)

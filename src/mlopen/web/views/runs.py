@@ -16,6 +16,7 @@ from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import results, waiting, workers
 from mlopen.runs import rules as run_rules
@@ -238,6 +239,8 @@ def _status_context(run: Run) -> dict:
         "log": log[-LOG_TAIL_CHARS:],
         "log_cut": max(0, len(log) - LOG_TAIL_CHARS),
         "no_worker": run.status == Run.Status.QUEUED and not workers.live_workers().exists(),
+        # A queued run whose runtime is still being built (or failed to build) waits for it.
+        "waiting_for": runtimes.waiting_on(run.version) if run.status == Run.Status.QUEUED else None,
         "metrics": _metric_charts(run),
     }
 
