@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
 from engine_support import database_url, poll
+from worker_support import host_network_env
 
 from mlopen.config import s3_storage_options
 from mlopen.core import storage
@@ -125,6 +126,7 @@ def _host_env(home: Path, s3_env: dict) -> dict:
         "MLOPEN_HEARTBEAT_INTERVAL": "1",
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src"),
+        **host_network_env(),
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from engine_support import database_url, poll
+from worker_support import host_network_env
 
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run, Worker
@@ -46,6 +47,7 @@ def test_a_worker_with_its_own_home_takes_runs_given_only_database_broker_and_st
         "MLOPEN_HEARTBEAT_INTERVAL": "1",
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src"),
+        **host_network_env(),
     }
     pipeline_from("reader", READS_INPUT)
     dataset = upload_dataset("greeting.txt", b"hello from shared storage\n")

@@ -34,6 +34,10 @@ def make_run(owner, pipeline, *, status="succeeded", result=None, images=(), **f
 
     now = timezone.now()
     fields.setdefault("log", f"{SECRET} log line\n")
+    if status != "queued":  # recorded when a run starts
+        fields.setdefault(
+            "environment", {"runtime": "datascience", "python": "3.11.7", "packages": {"pandas": "2.3.3"}}
+        )
     run = Run.objects.create(
         pipeline=pipeline,
         version=pipeline.latest_version,

@@ -60,14 +60,19 @@ def every_file_under(folder: Path) -> set[str]:
 
 @pytest.fixture
 def home_files(settings):
-    """Every file under MLOPEN_HOME outside storage, before and after: nothing may appear there."""
+    """Every file under MLOPEN_HOME outside storage, before and after: nothing may appear there.
+
+    Except mlopen's own copy of its runner for pipeline runtimes (envs/sdk-<digest>), made once by
+    the first upload whose parameters are read on a runtime."""
     home = Path(settings.MLOPEN_HOME)
+    runner_copies = str(home / "envs" / "sdk-")
 
     def snapshot():
         return {
             p
             for p in every_file_under(home)
-            if not p.startswith(str(settings.MLOPEN_STORAGE_DIR)) and not p.endswith(("-wal", "-shm", "-journal"))
+            if not p.startswith((str(settings.MLOPEN_STORAGE_DIR), runner_copies))
+            and not p.endswith(("-wal", "-shm", "-journal"))
         }
 
     return snapshot

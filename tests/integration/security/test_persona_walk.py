@@ -172,6 +172,7 @@ CASES = [
     Case("run-result", "get", api("run-result", **RUN), 200, 404),
     Case("run-download", "get", api("run-download", **RUN), 200, 404, download=True),
     Case("run-image", "get", api("run-image", index=lambda w: 0, **RUN), 200, 404, download=True),
+    Case("run-requirements", "get", api("run-requirements", **RUN), 200, 404, download=True),
     Case("run-cancel", "post", api("run-cancel", pk=lambda w: w.queued_api.pk), 200, 404),
     Case("run-rerun", "post", api("run-rerun", **RUN), 201, 404),
     Case("run-share", "get", api("run-share", **RUN), 200, 404),
