@@ -164,7 +164,9 @@ def ensure_environment(env_hash: str, requirements: str, base_lock: str = "") ->
             lock_file.write_text(base_lock)
             steps.append(lock_install_step(python, lock_file))
             readable.append(str(lock_file))
-        steps.append(["pip", "install", "--python", str(python), *_only_wheels(), "-r", str(requirements_file)])
+        steps.append(
+            ["pip", "install", "--python", str(python), *_COMPILED, *_only_wheels(), "-r", str(requirements_file)]
+        )
         try:
             build_log = run_uv(steps, target, readable, scratch)
         except BaseException:
@@ -184,6 +186,11 @@ def _recheck(requirements: str) -> None:
         raise EnvironmentFailed(f"$ check requirements.txt\n{exc.message}\n") from None
 
 
+# Pipelines see an environment read-only, so Python cannot cache the bytecode of what they import:
+# without it every cold run compiled pandas and scikit-learn from source again (1.6 s became 4 s).
+_COMPILED = ["--compile-bytecode"]
+
+
 def _only_wheels() -> list[str]:
     return [] if settings.MLOPEN_BUILD_FROM_SOURCE else ["--only-binary", ":all:"]
 
@@ -198,6 +205,7 @@ def lock_install_step(python: Path, lock_file: Path) -> list[str]:
         str(python),
         "--no-deps",
         "--require-hashes",
+        *_COMPILED,
         *_only_wheels(),
         "-r",
         str(lock_file),

@@ -134,6 +134,8 @@ def ensure_built(digest: str, lock: str, progress: Progress | None = None) -> tu
     Concurrent builds of one lock on a host wait for each other; the later finds it ready.
     """
     python, target = python_of(digest), venv_path(digest)
+    if built_here(digest):  # every run asks: no lock file taken once the venv is there
+        return python, "runtime already built\n"
     with _build_lock(digest):
         if built_here(digest):
             return python, "runtime already built\n"
@@ -189,7 +191,8 @@ def interpreter_for(version: PipelineVersion) -> tuple[str, list[str], dict]:
     """(python, extra PYTHONPATH, the environment as the run records it) for a run of ``version``:
     its runtime's venv, or its own environment layered on that runtime when it has requirements."""
     runtime = of_version(version)
-    python, _log = ensure_built(runtime.digest, runtime.lock)
+    # The lock (long text) is read from the database only when this host has to build it.
+    python = python_of(runtime.digest) if built_here(runtime.digest) else ensure_built(runtime.digest, runtime.lock)[0]
     if version.requirements:
         env_hash = version.env_hash or environments.requirements_hash(version.requirements, runtime.digest)
         python, _log = environments.ensure_environment(env_hash, version.requirements, runtime.lock)

@@ -67,7 +67,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
                 "(it is built again when a new run of it is started)"
             )
         try:
-            job = build_job(run, work_dir)
+            job = build_job(run, work_dir, recorder)
         except (OperationalError, InterfaceError) as exc:
             return _put_back(run, worker_name, f"the database connection was lost before the pipeline started ({exc})")
         if workers.shutdown_due():
@@ -102,7 +102,16 @@ def _put_back(run: Run, worker_name: str, reason: str) -> str:
 
 
 def _runtime_waited_for(run_id: int) -> Runtime | None:
-    run = Run.objects.select_related("version__runtime").filter(pk=run_id, status=Run.Status.QUEUED).first()
+    # One small query on every run's path: the runtime's row (its lock and build log are long) is
+    # read only when it is not ready.
+    status = (
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED)
+        .values_list("version__runtime__build_status", flat=True)
+        .first()
+    )
+    if status is None or status == Runtime.Status.READY:
+        return None
+    run = Run.objects.select_related("version__runtime").filter(pk=run_id).first()
     return runtimes.waiting_on(run.version) if run is not None else None
 
 
@@ -110,7 +119,7 @@ def _file_ref(dataset: Dataset) -> dict:
     return {"path": str(storage.local_path(dataset.file)), "name": dataset.filename}
 
 
-def build_job(run: Run, work_dir: Path) -> Job:
+def build_job(run: Run, work_dir: Path, recorder: RunRecorder | None = None) -> Job:
     # A folder left by an earlier attempt goes; the runner creates the folder when it needs one
     # (a warm run does its work in its warm process's own folder).
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -134,8 +143,12 @@ def build_job(run: Run, work_dir: Path) -> Job:
         model_path = str(storage.local_path(run.trained_model.artifact))
     pipeline = run.pipeline
     python, extra_path, environment = runtimes.interpreter_for(version)
-    # Before the pipeline starts: a run that fails or hangs still says what it ran on.
-    Run.objects.filter(pk=run.pk).update(environment=environment)
+    if recorder is not None:
+        # Written with the run's first flush or its final write, so a run that fails or hangs still
+        # says what it ran on, without a write of its own on every run's path.
+        recorder.environment = environment
+    else:
+        Run.objects.filter(pk=run.pk).update(environment=environment)
     return Job(
         kind=run.kind,
         control_path=str(storage.local_folder(version.folder) / version.control_filename),  # with its support files
@@ -170,6 +183,7 @@ class RunRecorder:
         self.last_flush = time.monotonic()  # claim() just wrote the heartbeat: no flush at the very start
         self.cancelled = False
         self.stopped_by_shutdown = False
+        self.environment: dict | None = None  # what the run runs on, written with the next write
         self.metric_points = 0
         self.non_finite_noted: set[str] = set()
 
@@ -238,6 +252,8 @@ class RunRecorder:
         """
         self.last_flush = time.monotonic()
         fields: dict[str, object] = {}
+        if self.environment is not None:
+            fields["environment"] = self.environment
         if self.dirty or force:
             fields["log"] = self.log_text
             if self.progress is not None:
@@ -255,6 +271,7 @@ class RunRecorder:
             return
         self.metrics = []
         self.dirty = False
+        self.environment = None  # written
         # A run whose row was deleted (with its pipeline, say) or already failed as lost has nobody
         # left to report to: stop it as if cancelled, so the worker is free for the next one.
         self.cancelled = not still_running or cancel_requested
@@ -262,6 +279,8 @@ class RunRecorder:
     def final_fields(self) -> dict:
         """The log, progress and metrics not yet written, for the run's final write (one transaction)."""
         fields = {"log": self.log_text, "heartbeat_at": timezone.now(), "metrics": self.metrics}
+        if self.environment is not None:
+            fields["environment"] = self.environment
         if self.progress is not None:
             fields["progress_fraction"], fields["progress_message"] = self.progress
         return fields

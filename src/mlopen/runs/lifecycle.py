@@ -148,7 +148,11 @@ def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
             )
             if taken != 1:
                 return None
-            return Run.objects.select_related("pipeline", "version", "input", "trained_model").get(pk=run_id)
+            return (
+                Run.objects.select_related("pipeline", "version", "version__runtime", "input", "trained_model")
+                .defer("version__runtime__lock", "version__runtime__build_log")  # long, rarely wanted
+                .get(pk=run_id)
+            )
 
     return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
 

@@ -98,7 +98,7 @@ def queued(running) -> Run:
 
 
 def test_a_run_whose_database_went_away_before_its_pipeline_started_goes_back_to_the_queue(queued, monkeypatch):
-    def database_lost(run, work_dir):
+    def database_lost(run, work_dir, recorder=None):
         raise OperationalError("terminating connection due to administrator command")
 
     monkeypatch.setattr(execution, "build_job", database_lost)
@@ -114,7 +114,7 @@ def test_a_run_whose_database_went_away_before_its_pipeline_started_goes_back_to
 
 
 def test_a_run_claimed_by_a_worker_that_is_shutting_down_goes_back_to_the_queue_unstarted(queued, monkeypatch):
-    monkeypatch.setattr(execution, "build_job", lambda run, work_dir: object())
+    monkeypatch.setattr(execution, "build_job", lambda run, work_dir, recorder=None: object())
     monkeypatch.setattr(workers, "shutdown_due", lambda: True)
     monkeypatch.setattr(warm, "execute", lambda *args: pytest.fail("the pipeline must not start"))
 
@@ -216,7 +216,7 @@ def test_another_storage_error_is_not_called_a_full_disk(monkeypatch, tmp_path):
 def test_a_full_disk_while_preparing_the_run_fails_it_with_the_disk_named(monkeypatch, two_mb_free):
     run = make_run(Run.Kind.RUN, status=Run.Status.QUEUED)
 
-    def preparing_on_a_full_disk(run, work_dir):
+    def preparing_on_a_full_disk(run, work_dir, recorder=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/srv/mlopen/work/runs/1/job.json")
 
     monkeypatch.setattr(execution, "build_job", preparing_on_a_full_disk)
