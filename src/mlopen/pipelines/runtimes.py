@@ -101,6 +101,14 @@ def waiting_on(version: PipelineVersion) -> Runtime | None:
     return version.runtime
 
 
+def build_failed(version: PipelineVersion) -> bool:
+    """Whether the version's runtime failed to build here last time (one small query)."""
+    return (
+        bool(version.runtime_id)
+        and Runtime.objects.filter(pk=version.runtime_id, build_status=Runtime.Status.FAILED).exists()
+    )
+
+
 def root() -> Path:
     return settings.MLOPEN_HOME / "runtimes"
 

@@ -139,6 +139,9 @@ def submit_run(user, request: RunRequest) -> Run:
                 raise RunRefused(exc.message, exc.errors) from None
             values[name] = chosen.pk if chosen else None
     timeout = _effective_timeout(pipeline, request.timeout_seconds)
+    # Read before the write transaction, and only the status: on SQLite that transaction holds the
+    # database's one write lock, and the runtime's row carries its long lock text and build log.
+    runtime_failed = runtimes.build_failed(version)
     with transaction.atomic():
         run = Run.objects.create(
             pipeline=pipeline,
@@ -151,10 +154,9 @@ def submit_run(user, request: RunRequest) -> Run:
             timeout_seconds=timeout,
             queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
         )
-        waiting = runtimes.waiting_on(version)
-        if waiting is not None and waiting.build_status == waiting.Status.FAILED:
+        if runtime_failed and version.runtime is not None:
             # Built again (the registry may be reachable now): the run waits for it, queued.
-            builds.request_runtime_build(waiting, run.queue)
+            builds.request_runtime_build(version.runtime, run.queue)
         transaction.on_commit(lambda: enqueue(run))
     return run
 
