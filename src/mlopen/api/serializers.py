@@ -96,6 +96,7 @@ class PipelineSerializer(serializers.ModelSerializer):
             "memory_mb",
             "queue",
             "allow_network",
+            "input_required",
             "created_at",
             "updated_at",
         ]
@@ -151,12 +152,17 @@ class PipelineDetailSerializer(PipelineSerializer):
 
 
 class PipelineUpdateSerializer(serializers.Serializer):
-    """What the API changes on a pipeline: its maintainers (the owner or an admin only)."""
+    """What the API changes on a pipeline: its maintainers (the owner or an admin only), and whether its
+    runs need an input (those who may publish it)."""
 
     maintainers = serializers.ListField(
         child=serializers.CharField(max_length=150),
         max_length=50,
+        required=False,
         help_text="usernames of authors who may publish new versions besides the owner; replaces the list",
+    )
+    input_required = serializers.BooleanField(
+        required=False, help_text="its runs must be given an input dataset (a run without one is refused)"
     )
 
     def to_internal_value(self, data):
@@ -164,8 +170,10 @@ class PipelineUpdateSerializer(serializers.Serializer):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name[:100]: "This operation changes maintainers only." for name in unknown[:10]}
+                {name[:100]: "This operation changes maintainers and input_required only." for name in unknown[:10]}
             )
+        if not values:
+            raise serializers.ValidationError({"maintainers": "Send maintainers, input_required, or both."})
         return values
 
 
@@ -187,6 +195,12 @@ class PipelineUploadSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
     runtime = rs.runtime_name_field()
+    input_required = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="whether its runs must be given an input dataset; left out: unchanged (a new pipeline: no)",
+    )
 
 
 class PipelineVersionUploadSerializer(serializers.Serializer):
@@ -208,6 +222,12 @@ class PipelineVersionUploadSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     requirements = serializers.FileField(required=False, help_text="a requirements.txt for its own environment")
     runtime = rs.runtime_name_field()
+    input_required = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="whether its runs must be given an input dataset; left out: unchanged (a new pipeline: no)",
+    )
 
 
 class DatasetSerializer(serializers.ModelSerializer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
 from django.urls import Resolver404, resolve, reverse
@@ -40,7 +41,14 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines.interpreters import requirements_text
 from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.pipelines.services import (
+    IncomingFile,
+    PipelineForbidden,
+    PipelineRejected,
+    UploadRequest,
+    set_input_required,
+    upload_pipeline,
+)
 from mlopen.runs import images as result_images
 from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
@@ -110,6 +118,7 @@ def _upload_request(request, data: dict, name: str) -> UploadRequest:
         requirements=IncomingFile.from_uploaded(data["requirements"]) if data.get("requirements") else None,
         support_zip=IncomingFile.from_uploaded(data["support_zip"]) if data.get("support_zip") else None,
         runtime=data.get("runtime", ""),
+        input_required=data.get("input_required"),
     )
 
 
@@ -167,12 +176,17 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     @extend_schema(request=s.PipelineUpdateSerializer, responses=s.PipelineDetailSerializer)
     def partial_update(self, request, pk=None):
-        """Name the pipeline's maintainers (its owner or an admin): {"maintainers": ["username", ...]}."""
+        """Name the pipeline's maintainers (its owner or an admin): {"maintainers": ["username", ...]};
+        say whether its runs need an input (its owner, a maintainer or an admin): {"input_required": true}."""
         pipeline = self.get_object()
         form = s.PipelineUpdateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            set_maintainers(pipeline, request.user, form.validated_data["maintainers"])
+            with transaction.atomic():  # both or neither
+                if "maintainers" in form.validated_data:
+                    set_maintainers(pipeline, request.user, form.validated_data["maintainers"])
+                if "input_required" in form.validated_data:
+                    set_input_required(request.user, pipeline, form.validated_data["input_required"])
         except PipelineForbidden as exc:
             return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:

@@ -16,9 +16,16 @@ from mlopen.datasets.models import Dataset
 from mlopen.datasets.services import store_dataset
 from mlopen.pipelines.models import Pipeline
 from mlopen.pipelines.services import IncomingFile, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.runs import first_run
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+# What each demo pipeline is tried with: a newcomer's first Start, with the defaults, gets a result.
+DEMO_EXAMPLES = {
+    "data_explorer": {"run": "housing.csv"},
+    "iris_knn": {"run": "iris.csv"},
+    "sentiment": {"train": "reviews_train.csv", "run": "reviews_new.txt"},
+}
 
 
 def ensure_admin(stdout=print) -> None:
@@ -59,6 +66,7 @@ def load_demo(stdout=print) -> None:
     owner = User.objects.filter(is_superuser=True).order_by("pk").first()
     if owner is None:
         return
+    registered = []
     for folder in sorted((DEMO_DIR / "pipelines").iterdir()):
         control = folder / "control.py"
         if not control.exists() or Pipeline.objects.filter(name=folder.name).exists():
@@ -73,13 +81,20 @@ def load_demo(stdout=print) -> None:
         control_file.name = f"{folder.name}.py"
         try:
             version = upload_pipeline(
-                UploadRequest(control=control_file, support_files=support, name=folder.name, description=description),
+                UploadRequest(
+                    control=control_file,
+                    support_files=support,
+                    name=folder.name,
+                    description=description,
+                    input_required=True,  # every demo pipeline reads its input
+                ),
                 owner,
             )
         except PipelineRejected as exc:
             stdout(f"demo pipeline {folder.name} was refused: {exc.message}")
             continue
         Pipeline.objects.filter(pk=version.pipeline_id).update(is_demo=True)
+        registered.append(version.pipeline)
         stdout(f"registered demo pipeline {folder.name}")
     for path in sorted((DEMO_DIR / "data").iterdir()):
         if not path.is_file() or Dataset.objects.filter(is_demo=True, filename=path.name).exists():
@@ -90,3 +105,13 @@ def load_demo(stdout=print) -> None:
             )
         Dataset.objects.filter(pk=dataset.pk).update(is_demo=True)
         stdout(f"registered demo dataset {path.name}")
+    _set_demo_examples(owner, registered)
+
+
+def _set_demo_examples(owner, pipelines: list[Pipeline]) -> None:
+    """The examples of the demo pipelines registered now (an admin may change them afterwards)."""
+    for pipeline in pipelines:
+        for kind, filename in DEMO_EXAMPLES.get(pipeline.name, {}).items():
+            dataset = Dataset.objects.filter(is_demo=True, filename=filename).order_by("pk").first()
+            if dataset is not None:
+                first_run.set_example(owner, pipeline, kind, dataset.pk)

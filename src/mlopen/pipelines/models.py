@@ -49,6 +49,11 @@ class Pipeline(models.Model):
         max_length=64, blank=True, help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue"
     )
     allow_network = models.BooleanField(default=False)
+    # Set by its author: a run (or training) without an input dataset is refused with a 400 and the
+    # form's Start stays disabled until one is chosen. Off by default: older pipelines ran without one.
+    input_required = models.BooleanField(
+        default=False, help_text="its runs and trainings must be given an input dataset"
+    )
     is_demo = models.BooleanField(default=False)
     # PROTECT: deleting the group must not quietly make a private pipeline public.
     private_group = models.ForeignKey(
@@ -135,6 +140,9 @@ class PipelineVersion(models.Model):
     params_train = models.JSONField(default=dict, blank=True)
     params_run = models.JSONField(default=dict, blank=True)
     requirements = models.TextField(blank=True)
+    # Whether its train saves a model (its code calls save_pipeline), read from its sources at upload:
+    # only then does a run without a trained model mean "train it first". Empty: not known (older rows).
+    saves_model = models.BooleanField(null=True, blank=True)
     # PROTECT: the lock a version was created with stays as long as the version does. Empty only for
     # rows made outside an upload (they run on the current default runtime).
     runtime = models.ForeignKey(Runtime, null=True, blank=True, on_delete=models.PROTECT, related_name="versions")

@@ -72,6 +72,8 @@ class UploadRequest:
     support_zip: IncomingFile | None = None
     # The runtime's name; empty: MLOPEN_DEFAULT_RUNTIME. An unknown name is refused (400).
     runtime: str = ""
+    # Whether its runs need an input dataset (Pipeline.input_required); None leaves it as it is.
+    input_required: bool | None = None
 
 
 def validate_name(name: str) -> str:
@@ -139,6 +141,18 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def saves_model(code_dir: Path) -> bool:
+    """Whether a version's code saves a model (calls save_pipeline, in any of its Python files).
+
+    Read from the sources, not run: a pipeline that never saves one (a data explorer, a k-NN that
+    keeps its samples) runs without a trained model, so it is never "untrained".
+    """
+    for path in sorted(code_dir.rglob("*.py")):
+        if path.is_file() and "save_pipeline" in path.read_text(encoding="utf-8", errors="replace"):
+            return True
+    return False
+
+
 def _read_all(incoming: IncomingFile, limit: int) -> bytes:
     data = bytearray()
     for chunk in incoming.chunks():
@@ -199,6 +213,8 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
                 requirements_text,
                 user,
                 runtime_name,
+                saves_model=saves_model(code_dir),
+                input_required=request.input_required,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -270,7 +286,30 @@ def check_may_publish(user, pipeline: Pipeline | None, name: str) -> None:
         raise PipelineForbidden(rules.publish_refusal(pipeline))
 
 
-def _store_version(name, description, control_name, support_names, code_dir, specs, requirements, user, runtime_name):
+def set_input_required(user, pipeline: Pipeline, required: bool) -> Pipeline:
+    """Whoever may publish the pipeline says whether its runs need an input dataset."""
+    if not rules.can_manage(user, pipeline):
+        raise PipelineForbidden(rules.manage_refusal(pipeline))
+    if pipeline.input_required != required:
+        pipeline.input_required = required
+        pipeline.save(update_fields=["input_required", "updated_at"])
+    return pipeline
+
+
+def _store_version(  # noqa: PLR0913 - the parts of one upload, checked by upload_pipeline
+    name,
+    description,
+    control_name,
+    support_names,
+    code_dir,
+    specs,
+    requirements,
+    user,
+    runtime_name,
+    *,
+    saves_model: bool,
+    input_required: bool | None,
+):
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -283,6 +322,9 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                 if not created and description:
                     pipeline.description = description
                     pipeline.save(update_fields=["description", "updated_at"])
+                if input_required is not None and input_required != pipeline.input_required:
+                    pipeline.input_required = input_required
+                    pipeline.save(update_fields=["input_required", "updated_at"])
                 runtime = runtimes.current(runtime_name)
                 last = pipeline.versions.order_by("-number").values_list("number", flat=True).first() or 0
                 number = last + 1
@@ -297,6 +339,7 @@ def _store_version(name, description, control_name, support_names, code_dir, spe
                     params_train=specs["train"],
                     params_run=specs["run"],
                     requirements=requirements,
+                    saves_model=saves_model,
                     runtime=runtime,
                     created_by=user,
                 )

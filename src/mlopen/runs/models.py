@@ -165,3 +165,25 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PipelineExample(models.Model):
+    """A dataset a pipeline's author offers to try it with ("Try it with the example"), per kind.
+
+    Here, not in pipelines: it ties a pipeline to a dataset, and only runs knows both.
+    """
+
+    pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="examples")
+    kind = models.CharField(max_length=5, choices=Run.Kind.choices)
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="+")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline", "kind"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "kind"], name="one_example_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} {self.kind} example: {self.dataset}"

@@ -17,7 +17,7 @@ from mlopen.pipelines import builds, runtimes
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Pipeline
-from mlopen.runs import lifecycle
+from mlopen.runs import first_run, lifecycle
 from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
@@ -126,6 +126,9 @@ def submit_run(user, request: RunRequest) -> Run:
     if not version.is_usable:
         raise _environment_not_usable(pipeline, version)
     dataset = _resolve_dataset(user, request.input, "input")
+    if dataset is None and pipeline.input_required:
+        missing = first_run.input_missing_message(pipeline)
+        raise RunRefused(missing, {"input": missing})
     spec = version.params_for(request.kind)
     try:
         values = params_mod.convert(spec, request.params)

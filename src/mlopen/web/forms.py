@@ -215,6 +215,10 @@ class RunForm(BootstrapMixin, forms.Form):
         self.fields["pipeline"].queryset = Pipeline.objects.visible_to(user).order_by("name")
         visible = Dataset.objects.visible_to(user).order_by("name", "-id")
         self.fields["input"].queryset = visible
+        if pipeline is not None and pipeline.input_required:
+            self.fields["input"].empty_label = "Choose a dataset…"
+            self.fields["input"].is_param_required = True  # the asterisk; Start waits for it (or an upload)
+            self.fields["input"].help_text = f"{pipeline.name} needs an input: choose a dataset or upload a file."
         self.spec = self.version.params_for(kind) if self.version else []
         datasets = list(visible) if any(spec["type"] == "file" for spec in self.spec) else []
         self.param_names = []
@@ -299,3 +303,26 @@ class PipelineVisibilityForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["group"].queryset = shareable_groups(user)
         self.fields["group"].widget.attrs["class"] = "form-select form-select-sm"
+
+
+class PipelineFirstRunForm(BootstrapMixin, forms.Form):
+    """What a newcomer's first run starts from: whether an input is needed, and the example datasets."""
+
+    input_required = forms.BooleanField(
+        required=False,
+        label="Its runs need an input dataset",
+        help_text="Start stays disabled until one is chosen; a run without one is refused.",
+    )
+    train_example = DatasetChoiceField(
+        queryset=Dataset.objects.none(), required=False, empty_label="No example", label="Example to train on"
+    )
+    run_example = DatasetChoiceField(
+        queryset=Dataset.objects.none(), required=False, empty_label="No example", label="Example to run on"
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        visible = Dataset.objects.visible_to(user).order_by("name", "-id")
+        self.fields["train_example"].queryset = visible
+        self.fields["run_example"].queryset = visible
+        self.style_widgets()

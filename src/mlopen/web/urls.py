@@ -9,6 +9,7 @@ urlpatterns = [
     path("pipelines/upload/", pipelines.pipeline_upload, name="pipeline-upload"),
     path("pipelines/<int:pk>/", pipelines.pipeline_detail, name="pipeline-detail"),
     path("pipelines/<int:pk>/visibility/", pipelines.pipeline_visibility, name="pipeline-visibility"),
+    path("pipelines/<int:pk>/first-run/", pipelines.pipeline_first_run, name="pipeline-first-run"),
     path("pipelines/<int:pk>/versions/<int:number>/files/", pipeline_code.version_files, name="pipeline-files"),
     path(
         "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",

@@ -77,6 +77,14 @@ CASES = [
         404,
         data=lambda w: {"group": w.team.pk},
     ),
+    Case(
+        "web:pipeline-first-run",
+        "post",
+        web("pipeline-first-run", **PIPELINE),
+        302,
+        404,
+        data={"input_required": "on"},
+    ),
     Case("web:pipeline-files", "get", web("pipeline-files", number=lambda w: 1, **PIPELINE), 200, 404),
     Case(
         "web:pipeline-file",

@@ -1,6 +1,6 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max
+from django.db.models import Count, Max, OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -11,11 +11,19 @@ from mlopen.core.sharing import SharingRefused
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import rules
 from mlopen.pipelines.maintainers import parse_usernames, set_maintainers
-from mlopen.pipelines.models import Pipeline
-from mlopen.pipelines.services import IncomingFile, PipelineForbidden, PipelineRejected, UploadRequest, upload_pipeline
+from mlopen.pipelines.models import Pipeline, PipelineVersion
+from mlopen.pipelines.services import (
+    IncomingFile,
+    PipelineForbidden,
+    PipelineRejected,
+    UploadRequest,
+    set_input_required,
+    upload_pipeline,
+)
 from mlopen.pipelines.visibility import set_private_group
+from mlopen.runs import first_run
 from mlopen.runs.models import Run
-from mlopen.web.forms import PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
+from mlopen.web.forms import PipelineFirstRunForm, PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
 
 
 @access(LOGGED_IN)
@@ -27,6 +35,9 @@ def pipeline_list(request):
             version_count=Count("versions", distinct=True),
             latest_number=Max("versions__number"),
             model_count=Count("trained_models", distinct=True),
+            saves_model=Subquery(
+                PipelineVersion.objects.filter(pipeline=OuterRef("pk")).order_by("-number").values("saves_model")[:1]
+            ),
         )
         .order_by("name")
     )
@@ -70,6 +81,20 @@ def pipeline_detail(request, pk: int):
             "train_params": _param_rows(latest.params_train) if latest else [],
             "run_params": _param_rows(latest.params_run) if latest else [],
             "models": models,
+            "model_need": first_run.model_need(latest, Run.Kind.RUN, models[0] if models else None),
+            "examples": first_run.examples_of(request.user, pipeline),
+            "first_run_form": PipelineFirstRunForm(
+                user=request.user,
+                initial={
+                    "input_required": pipeline.input_required,
+                    **{
+                        f"{kind}_example": example.pk
+                        for kind, example in first_run.examples_of(request.user, pipeline).items()
+                    },
+                },
+            )
+            if manageable
+            else None,
             "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
             "recent_runs": recent_runs,
             "can_publish": manageable,
@@ -166,3 +191,22 @@ def pipeline_visibility(request, pk: int):
             else f"{pipeline.name} is now visible to everyone who can log in.",
         )
     return redirect("web:pipeline-detail", pk=pipeline.pk)
+
+
+@access(AUTHOR)
+@require_POST
+def pipeline_first_run(request, pk: int):
+    """Its owner, a maintainer or an admin says whether its runs need an input, and sets its examples."""
+    pipeline = get_object_or_404(Pipeline.objects.visible_to(request.user), pk=pk)
+    if not rules.can_manage(request.user, pipeline):
+        raise PermissionDenied(rules.manage_refusal(pipeline))
+    form = PipelineFirstRunForm(request.POST, user=request.user)
+    if not form.is_valid():
+        messages.error(request, "Nothing was changed: choose datasets from the lists.")
+        return redirect(f"{reverse('web:pipeline-detail', args=[pipeline.pk])}#first-run")
+    set_input_required(request.user, pipeline, form.cleaned_data["input_required"])
+    for kind in Run.Kind.values:
+        example = form.cleaned_data[f"{kind}_example"]
+        first_run.set_example(request.user, pipeline, kind, example.pk if example else None)
+    messages.success(request, f"Saved how {pipeline.name} starts.")
+    return redirect(f"{reverse('web:pipeline-detail', args=[pipeline.pk])}#first-run")

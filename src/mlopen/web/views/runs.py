@@ -18,7 +18,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import results, waiting, workers
+from mlopen.runs import first_run, results, waiting, workers
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
@@ -88,13 +88,21 @@ def _choice(request) -> tuple[Pipeline | None, str]:
 
 def _form_context(form: RunForm) -> dict:
     pipeline, kind = form.pipeline_obj, form.kind_value
+    current_model = pipeline.current_model if pipeline else None
     return {
         "form": form,
         "pipeline": pipeline,
         "kind": kind,
         "version": form.version,
-        "current_model": pipeline.current_model if pipeline else None,
+        "current_model": current_model,
+        "start": first_run.start_state(pipeline, form.version, kind, current_model),
     }
+
+
+def _initial(request, pipeline: Pipeline | None, kind: str) -> dict:
+    """The form's starting values: the input asked for in the link, else the dataset that fits."""
+    chosen = request.GET.get("input") or first_run.suggested_input(request.user, pipeline, kind)
+    return {"pipeline": pipeline, "kind": kind, "input": chosen or None}
 
 
 # How long starting a run waits for it before showing its page.
@@ -115,8 +123,7 @@ def run_new(request):
                 return redirect("web:run-detail", pk=run.pk)
         status = 400
     else:
-        initial = {"pipeline": pipeline, "kind": kind, "input": request.GET.get("input") or None}
-        form = RunForm(initial=initial, user=request.user, pipeline=pipeline, kind=kind)
+        form = RunForm(initial=_initial(request, pipeline, kind), user=request.user, pipeline=pipeline, kind=kind)
         status = 200
     return render(request, "web/runs/new.html", _form_context(form), status=status)
 
@@ -126,8 +133,9 @@ def run_new(request):
 def run_new_params(request):
     """The parameter part of the run form, re-rendered by htmx when the pipeline or kind changes."""
     pipeline, kind = _choice(request)
-    form = RunForm(user=request.user, pipeline=pipeline, kind=kind)
-    response = render(request, "web/runs/_params.html", _form_context(form))
+    form = RunForm(initial=_initial(request, pipeline, kind), user=request.user, pipeline=pipeline, kind=kind)
+    # The input and Start parts are sent along (out of band): what fits and what is missing depend on the choice.
+    response = render(request, "web/runs/_params.html", {**_form_context(form), "oob": True})
     query = f"?pipeline={pipeline.pk}&kind={kind}" if pipeline else f"?kind={kind}"
     response["HX-Replace-Url"] = reverse("web:run-new") + query
     return response

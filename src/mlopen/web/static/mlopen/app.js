@@ -105,6 +105,24 @@
     note.textContent = files.length ? files.length + " files will be uploaded with their folders." : "";
   });
 
+  /* The run form: Start waits for an input when the pipeline needs one (the server refuses a run
+   * without it too); a dataset chosen or a file picked enables it. */
+  function syncStart(form) {
+    var button = form.querySelector("button[data-needs-input]");
+    if (!button) { return; }
+    var chosen = form.querySelector("select[name=input]");
+    var upload = form.querySelector("input[name=input_upload]");
+    var has = Boolean((chosen && chosen.value) || (upload && upload.files && upload.files.length));
+    button.disabled = !has;
+    var reason = form.querySelector("[data-input-reason]");
+    if (reason) { reason.hidden = has; }
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest && event.target.closest("#run-form");
+    if (form) { syncStart(form); }
+  });
+
   /* HTML graphs live in sandboxed frames; they post their height so the frame fits them. */
   window.addEventListener("message", function (event) {
     var data = event.data;
@@ -124,6 +142,8 @@
   function start(root) {
     drawFigures(root);
     scrollLogs(root);
+    var runForm = document.getElementById("run-form");
+    if (runForm) { syncStart(runForm); }
   }
   if (window.htmx) {
     document.addEventListener("htmx:load", function (event) { start(event.detail.elt); });
