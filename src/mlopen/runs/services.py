@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import builds, runtimes
@@ -162,6 +163,17 @@ def submit_run(user, request: RunRequest) -> Run:
             builds.request_runtime_build(version.runtime, run.queue)
         transaction.on_commit(lambda: enqueue(run))
     return run
+
+
+def queue_position(run: Run) -> int | None:
+    """Where a queued run stands on its queue: 1 is next. Workers take messages in the order sent, so
+    this counts the queued runs of the same queue created before it; None once it is not queued."""
+    if run.status != Run.Status.QUEUED:
+        return None
+    ahead = Run.objects.filter(status=Run.Status.QUEUED, queue=run.queue).filter(
+        Q(created_at__lt=run.created_at) | Q(created_at=run.created_at, pk__lt=run.pk)
+    )
+    return ahead.count() + 1
 
 
 def release_waiting_runs(runtime_id: int) -> list[int]:

@@ -366,7 +366,19 @@ def test_cancel_a_queued_run(alice_client, user, pipeline, make_run):
     response = alice_client.post(f"/runs/{run.pk}/cancel/", follow=True)
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert "The run is cancelled." in response.content.decode()
+    page = response.content.decode()
+    assert page.count("Cancelled before it started.") == 1
+    assert "The run is cancelled." not in page  # one message per event
+
+
+def test_queued_run_shows_its_position_in_its_queue(alice_client, user, pipeline, make_run):
+    first = make_run(user, pipeline, status="queued", queue="default")
+    make_run(user, pipeline, status="queued", queue="gpu")  # another queue: not ahead of it
+    make_run(user, pipeline, status="running", queue="default")  # taken: not ahead of it
+    second = make_run(user, pipeline, status="queued", queue="default")
+    assert "It is next in the queue." in alice_client.get(f"/runs/{first.pk}/").content.decode()
+    page = alice_client.get(f"/runs/{second.pk}/status/").content.decode()
+    assert "Number 2 in the queue (1 ahead of it)." in page
 
 
 def test_cancel_a_finished_run_says_why_not(alice_client, user, pipeline, make_run):

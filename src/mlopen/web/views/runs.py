@@ -249,6 +249,7 @@ def _status_context(run: Run) -> dict:
         "no_worker": run.status == Run.Status.QUEUED and not workers.live_workers().exists(),
         # A queued run whose runtime is still being built (or failed to build) waits for it.
         "waiting_for": runtimes.waiting_on(run.version) if run.status == Run.Status.QUEUED else None,
+        "queue_position": run_services.queue_position(run),
         "metrics": _metric_charts(run),
     }
 
@@ -377,9 +378,9 @@ def run_cancel(request, pk: int):
     except run_services.RunRefused as exc:
         messages.warning(request, exc.message)
     else:
-        if run.status == Run.Status.CANCELLED:
-            messages.info(request, "The run is cancelled.")
-        else:
+        # A run cancelled before it started says so on its own page ("Cancelled before it started."):
+        # no second message for the same event.
+        if run.status != Run.Status.CANCELLED:
             messages.info(request, "Cancelling: the worker stops the pipeline within a second.")
     return redirect("web:run-detail", pk=run.pk)
 
