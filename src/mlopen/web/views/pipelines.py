@@ -69,6 +69,7 @@ def pipeline_detail(request, pk: int):
     for model in models:
         model.run_visible = model.run_id in visible_runs
     manageable = rules.can_manage(request.user, pipeline)
+    examples = first_run.examples_of(request.user, pipeline)
     maintainers = list(pipeline.maintainers.order_by("username"))
     recent_runs = Run.objects.visible_to(request.user).filter(pipeline=pipeline).select_related("version", "owner")[:10]
     return render(
@@ -82,15 +83,12 @@ def pipeline_detail(request, pk: int):
             "run_params": _param_rows(latest.params_run) if latest else [],
             "models": models,
             "model_need": first_run.model_need(latest, Run.Kind.RUN, models[0] if models else None),
-            "examples": first_run.examples_of(request.user, pipeline),
+            "examples": examples,
             "first_run_form": PipelineFirstRunForm(
                 user=request.user,
                 initial={
                     "input_required": pipeline.input_required,
-                    **{
-                        f"{kind}_example": example.pk
-                        for kind, example in first_run.examples_of(request.user, pipeline).items()
-                    },
+                    **{f"{kind}_example": example.pk for kind, example in examples.items()},
                 },
             )
             if manageable
