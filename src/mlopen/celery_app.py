@@ -27,4 +27,4 @@ def _ensure_broker_folders() -> None:
 
 if str(app.conf.broker_url or "").startswith("filesystem://"):
     _ensure_broker_folders()
-app.autodiscover_tasks(["mlopen.runs", "mlopen.pipelines"])
+app.autodiscover_tasks(["mlopen.runs", "mlopen.pipelines", "mlopen.notifications"])

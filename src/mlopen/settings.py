@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "mlopen.pipelines",
     "mlopen.datasets",
     "mlopen.runs",
+    "mlopen.notifications",
     "mlopen.web",
     "mlopen.api",
 ]
@@ -275,6 +276,9 @@ MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
 MLOPEN_MAX_WAITING_REQUESTS = env_int("MLOPEN_MAX_WAITING_REQUESTS", 6)
 MLOPEN_MAX_WAIT_SECONDS = env_float("MLOPEN_MAX_WAIT_SECONDS", 60.0)
 MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
+# Webhooks may call loopback, link-local, private and reserved addresses (a receiver on this host
+# or its network): off, so a user cannot make the server probe what only it can reach.
+MLOPEN_WEBHOOK_ALLOW_PRIVATE = env_bool("MLOPEN_WEBHOOK_ALLOW_PRIVATE", False)
 # Warm runs: a worker keeps up to MLOPEN_WARM_MAX child processes with a pipeline version and its
 # model loaded, so a run skips starting Python, the imports and unpickling the model.
 MLOPEN_WARM_RUNS = env_bool("MLOPEN_WARM_RUNS", True)

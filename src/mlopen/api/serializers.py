@@ -12,6 +12,9 @@ from rest_framework import serializers
 
 from mlopen.api import runtime_serializers as rs
 from mlopen.datasets.models import Dataset
+from mlopen.notifications.models import EVENTS as WEBHOOK_EVENTS
+from mlopen.notifications.models import MAX_URL_LENGTH as MAX_WEBHOOK_URL
+from mlopen.notifications.models import Webhook, WebhookDelivery
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
 from mlopen.runs import results
@@ -509,3 +512,44 @@ class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):
         for metric in run.metrics.all():
             series.setdefault(metric.name, []).append({"step": metric.step, "value": _finite(metric.value)})
         return series
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    """A webhook as its owner sees it; the secret is shown once, in the answer that created it."""
+
+    pipeline_name = serializers.CharField(source="pipeline.name", read_only=True, default=None)
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "url", "events", "pipeline", "pipeline_name", "active", "failing", "created_at"]
+        read_only_fields = fields
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="signs each call: X-Mlopen-Signature is sha256=<hex HMAC-SHA256 of the body>"
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookCreateSerializer(serializers.Serializer):
+    url = serializers.CharField(
+        max_length=MAX_WEBHOOK_URL, help_text="an http(s) URL of at most 2 KB, on a public address"
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(WEBHOOK_EVENTS)),
+        allow_empty=False,
+        max_length=len(WEBHOOK_EVENTS),
+        help_text="which endings of a run call it",
+    )
+    pipeline = PipelineRefField(required=False, allow_null=True, help_text="only this pipeline's runs (id or name)")
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "event", "run", "state", "status_code", "attempts", "error", "created_at", "delivered_at"]
+        read_only_fields = fields

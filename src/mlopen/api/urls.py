@@ -12,6 +12,7 @@ router.include_format_suffixes = False
 router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("webhooks", views.WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),

@@ -38,6 +38,8 @@ from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
+from mlopen.notifications import services as notification_services
+from mlopen.notifications.models import Webhook
 from mlopen.pipelines.interpreters import requirements_text
 from mlopen.pipelines.maintainers import set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
@@ -664,6 +666,49 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
             raise NotFound(f"Run {run.pk}'s result has neither a table nor images to download.")
         archive.seek(0)
         return FileResponse(archive, as_attachment=True, filename=f"run-{run.pk}.zip", content_type="application/zip")
+
+
+class WebhookViewSet(
+    ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """URLs called (a signed POST) when one's runs end. Each user sees and deletes only their own;
+    another user's webhook is a 404, admins included."""
+
+    parser_classes = [JSONParser]
+    serializer_class = s.WebhookSerializer
+
+    def get_queryset(self):
+        return Webhook.objects.filter(owner=self.request.user).select_related("pipeline")
+
+    @extend_schema(request=s.WebhookCreateSerializer, responses={201: s.WebhookCreatedSerializer})
+    def create(self, request):
+        form = s.WebhookCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            webhook = notification_services.create_webhook(
+                request.user,
+                url=form.validated_data["url"],
+                events=form.validated_data["events"],
+                pipeline=form.validated_data.get("pipeline"),
+            )
+        except notification_services.WebhookRejected as exc:
+            return error_response(exc.message, {exc.field: exc.message})
+        return Response(
+            s.WebhookCreatedSerializer(webhook).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("webhook-detail", args=[webhook.pk])},
+        )
+
+    def perform_destroy(self, webhook):
+        notification_services.delete_webhook(webhook)
+
+    @extend_schema(responses=s.WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        """The webhook's latest calls (at most 50 are kept), newest first."""
+        webhook = self.get_object()
+        page = self.paginate_queryset(webhook.deliveries.all())
+        return self.get_paginated_response(s.WebhookDeliverySerializer(page, many=True).data)
 
 
 @access(PUBLIC)  # anyone may be told there is nothing here

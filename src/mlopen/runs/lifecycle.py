@@ -28,7 +28,8 @@ running → failed, without its worker
 
 Every function is one conditional UPDATE (``filter(pk=..., status=...).update(...) == 1``): a run
 moves only from the status the caller saw, so two writers can never both win. Every way a run ends
-sends ``waiting.announce_finished``, so a waiting request answers at once. Each write is retried
+sends ``waiting.announce_finished``, so a waiting request answers at once, and
+``events.run_finished``, so the apps above (webhooks) hear of it. Each write is retried
 through a dropped connection or a busy database (:func:`_retrying`, after closing the broken one),
 for as long as that write is worth waiting for (see the PATIENCE constants).
 """
@@ -47,7 +48,7 @@ from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from mlopen.pipelines.models import TrainedModel
-from mlopen.runs import waiting
+from mlopen.runs import events, waiting
 from mlopen.runs.models import Run, RunMetric
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def retry_transient(write: Callable[[], T], patience: float = DEFAULT_PATIENCE_S
 def _announce(run_ids: list[int]) -> None:
     for run_id in run_ids:
         waiting.announce_finished(run_id)
+        events.send_run_finished(run_id)
 
 
 def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:

@@ -37,6 +37,11 @@ OPERATIONS = {
     ("/api/v1/runs/{id}/share/", "get"),
     ("/api/v1/runs/{id}/share/", "post"),
     ("/api/v1/runs/{id}/share/", "patch"),
+    ("/api/v1/webhooks/", "get"),
+    ("/api/v1/webhooks/", "post"),
+    ("/api/v1/webhooks/{id}/", "get"),
+    ("/api/v1/webhooks/{id}/", "delete"),
+    ("/api/v1/webhooks/{id}/deliveries/", "get"),
 }
 
 

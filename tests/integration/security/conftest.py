@@ -31,6 +31,8 @@ class World:
     queued_api: object
     dataset_to_delete: object
     dataset_to_delete_api: object
+    webhook: object = None  # alice's
+    webhook_to_delete: object = None
 
     def persona(self, name: str):
         return None if name == "anonymous" else getattr(self, name)
@@ -42,6 +44,16 @@ def _user(model, name: str, role: str):
     person = model.objects.create_user(username=name, password=None)
     set_role(person, role)
     return person
+
+
+def _webhook(owner):
+    from mlopen.notifications.models import Webhook, WebhookDelivery
+
+    webhook = Webhook.objects.create(
+        owner=owner, url=f"https://example.com/{SECRET}", events=["run.succeeded"], secret=f"{SECRET}-key"
+    )
+    WebhookDelivery.objects.create(webhook=webhook, event="run.succeeded", error=f"{SECRET} error")
+    return webhook
 
 
 @pytest.fixture
@@ -70,6 +82,8 @@ def world(db, django_user_model):
         queued_api=make_run(alice, pipeline, status="queued"),
         dataset_to_delete=dataset_of(alice, f"{SECRET}-doomed"),
         dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
+        webhook=_webhook(alice),
+        webhook_to_delete=_webhook(alice),
     )
 
 

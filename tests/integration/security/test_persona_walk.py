@@ -51,6 +51,7 @@ DATASET = {"pk": lambda w: w.dataset.pk}
 RUN = {"pk": lambda w: w.run.pk}
 PIPELINE = {"pk": lambda w: w.pipeline.pk}
 QUEUED = {"pk": lambda w: w.queued.pk}
+WEBHOOK = {"pk": lambda w: w.webhook.pk}
 
 CASES = [
     # --- public ---------------------------------------------------------------------------------
@@ -186,6 +187,12 @@ CASES = [
     Case("run-share", "get", api("run-share", **RUN), 200, 404),
     Case("run-share", "post", api("run-share", **RUN), 200, 404, data={"everyone": False}),
     Case("run-share", "patch", api("run-share", **RUN), 200, 404, data={"groups": []}),
+    Case("webhook-list", "get", api("webhook-list"), 200, 200),
+    # A webhook to a name that does not resolve is refused before anything is stored.
+    Case("webhook-list", "post", api("webhook-list"), 400, 400, data={"url": "https://nowhere.invalid/"}),
+    Case("webhook-detail", "get", api("webhook-detail", **WEBHOOK), 200, 404),
+    Case("webhook-detail", "delete", api("webhook-detail", pk=lambda w: w.webhook_to_delete.pk), 204, 404),
+    Case("webhook-deliveries", "get", api("webhook-deliveries", **WEBHOOK), 200, 404),
 ]
 NOT_FOUND_BODY = {"detail": "Not found.", "errors": {}}
 

@@ -1,0 +1,19 @@
+"""Celery tasks for notifications: thin, named, ids only. The work is mlopen.notifications.delivery."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from mlopen.notifications import delivery
+
+DELIVER_TASK = "mlopen.deliver_webhook"
+# Tries after the first, and the pause before each: about a quarter of an hour in all.
+RETRY_DELAYS_SECONDS = (2, 10, 60, 180, 600)
+
+
+@shared_task(name=DELIVER_TASK, bind=True, ignore_result=True, max_retries=len(RETRY_DELAYS_SECONDS))
+def deliver_webhook(self, *, delivery_id: int) -> None:
+    tries_done = self.request.retries
+    outcome = delivery.deliver(delivery_id, last_try=tries_done >= len(RETRY_DELAYS_SECONDS))
+    if outcome.retry:
+        raise self.retry(countdown=RETRY_DELAYS_SECONDS[tries_done], queue=outcome.queue)
