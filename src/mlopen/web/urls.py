@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs
+from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs, webhooks
 
 app_name = "web"
 urlpatterns = [
@@ -37,4 +37,5 @@ urlpatterns = [
     path("runs/<int:pk>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:pk>/share/", runs.run_share, name="run-share"),
     path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
+    path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
 ]

@@ -139,6 +139,7 @@ CASES = [
     Case("web:run-cancel", "post", web("run-cancel", **QUEUED), 302, 404),
     Case("web:run-rerun", "post", web("run-rerun", **RUN), 302, 404),
     Case("web:run-share", "post", web("run-share", **RUN), 302, 404, data={"action": "private"}),
+    Case("web:webhook-list", "get", web("webhook-list"), 200, 200),
     # --- API ------------------------------------------------------------------------------------
     Case("api-root", "get", lambda w: "/api/v1/", 200, 200),
     Case("api-me", "get", api("api-me"), 200, 200),
