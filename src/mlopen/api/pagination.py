@@ -34,13 +34,13 @@ class StandardPagination(PageNumberPagination):
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw in (None, ""):
+        if raw is None:  # an empty page_size= is malformed (400), as the schema says: an integer
             return self.page_size
         return positive_int(raw, self.page_size_query_param, self.max_page_size)
 
     def get_page_number(self, request, paginator):
         raw = request.query_params.get(self.page_query_param)
-        if raw in (None, ""):
+        if raw is None:
             return 1
         if raw in self.last_page_strings:
             return paginator.num_pages
