@@ -122,6 +122,8 @@ def test_browser_upload_train_run_and_read_results(
     page.click("label[for=id_kind_1]")
     page.select_option("#id_pipeline", label="web_legacy")
     page.wait_for_selector("text=This pipeline takes no parameters to run.")
+    # Switching the pipeline preselects its own input (the one last used with it, or its example).
+    choose_option(page, "#id_input", "values.csv")
     page.click("#run-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/runs/\d+/$"))
     wait_for_status(page, "succeeded")
