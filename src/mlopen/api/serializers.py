@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlopen.api import runtime_serializers as rs
+from mlopen.api.sharing import StrictBoolean
 from mlopen.datasets.models import Dataset
 from mlopen.notifications.models import EVENTS as WEBHOOK_EVENTS
 from mlopen.notifications.models import MAX_URL_LENGTH as MAX_WEBHOOK_URL
@@ -164,7 +165,7 @@ class PipelineUpdateSerializer(serializers.Serializer):
         required=False,
         help_text="usernames of authors who may publish new versions besides the owner; replaces the list",
     )
-    input_required = serializers.BooleanField(
+    input_required = StrictBoolean(  # JSON: true or false, not 0 or "yes"
         required=False, help_text="its runs must be given an input dataset (a run without one is refused)"
     )
 

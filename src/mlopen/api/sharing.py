@@ -17,8 +17,8 @@ class SharingSerializer(serializers.Serializer):
     groups = serializers.ListField(child=serializers.CharField(), help_text="names of the groups it is shared with")
 
 
-class _StrictBoolean(serializers.BooleanField):
-    """true or false, not 0, "yes" or "on": a typo must not quietly share or unshare."""
+class StrictBoolean(serializers.BooleanField):
+    """true or false, not 0, "yes" or "on": a typo must not quietly share or unshare (or change a setting)."""
 
     def to_internal_value(self, data):
         if isinstance(data, bool):
@@ -34,7 +34,7 @@ class _StrictString(serializers.CharField):
 
 
 class SharingChangeSerializer(serializers.Serializer):
-    everyone = _StrictBoolean(required=False, help_text="true: visible to every logged-in user")
+    everyone = StrictBoolean(required=False, help_text="true: visible to every logged-in user")
     groups = serializers.ListField(
         child=_StrictString(max_length=150),
         required=False,
