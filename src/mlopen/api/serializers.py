@@ -18,7 +18,8 @@ from mlopen.notifications.models import MAX_URL_LENGTH as MAX_WEBHOOK_URL
 from mlopen.notifications.models import Webhook, WebhookDelivery
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
-from mlopen.runs import results
+from mlopen.runs import labels, results
+from mlopen.runs import search as run_search
 from mlopen.runs.models import Run
 
 
@@ -341,30 +342,62 @@ class RunWaitSerializer(serializers.Serializer):
 
 
 class RunFilterSerializer(serializers.Serializer):
-    """The run list's query parameters; anything malformed is a 400 naming the parameter."""
+    """The run list's query parameters (documentation: mlopen.runs.search parses them, and a malformed
+    one is a 400 naming it)."""
 
-    pipeline = serializers.CharField(
-        required=False, allow_blank=True, max_length=200, help_text="a pipeline's id or name"
-    )
-    kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False, allow_blank=True)
+    q = serializers.CharField(required=False, help_text="text in the run's name, notes, pipeline name or input name")
+    tag = serializers.CharField(required=False, help_text="runs with this tag (comma-separate or repeat: all of them)")
+    pipeline = serializers.CharField(required=False, help_text="a pipeline's id or name")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="the pipeline version's number")
+    kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False)
     status = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=200,
-        help_text="one status, or several separated by commas: " + ", ".join(Run.Status.values),
+        required=False, help_text="one status, or several separated by commas: " + ", ".join(Run.Status.values)
     )
-    user = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="the owner's username")
+    user = serializers.CharField(required=False, help_text="the owner's username")
+    created_after = serializers.CharField(required=False, help_text="ISO date or date-time; runs created from then on")
+    created_before = serializers.CharField(
+        required=False, help_text="ISO date (that whole day included) or date-time; runs created before it"
+    )
+    ordering = serializers.CharField(
+        required=False,
+        help_text="created, duration or metric.NAME (the run's last value of that metric); a leading - for "
+        "descending. Default -created. A metric no run you can see logged is a 400.",
+    )
+    columns = serializers.CharField(
+        required=False,
+        help_text="comma-separated param.NAME and metric.NAME: each run's `columns` then holds those "
+        "parameters and the last value of those metrics",
+    )
 
-    def validate_status(self, value: str) -> list[str]:
-        if not value:
-            return []
-        wanted = [part.strip() for part in value.split(",") if part.strip()]
-        unknown = [part for part in wanted if part not in Run.Status.values]
-        if unknown or not wanted:
-            raise serializers.ValidationError(
-                f"Unknown status {(unknown or [value])[0][:40]!r}; use {', '.join(Run.Status.values)}."
-            )
-        return wanted
+
+class RunLabelsSerializer(serializers.Serializer):
+    """The fields of a run its owner may change; any other field is a 400."""
+
+    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
+    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
+    tags = serializers.ListField(child=serializers.CharField(trim_whitespace=False, allow_blank=True), required=False)
+
+    def validate(self, attrs):
+        extra = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if extra:
+            raise serializers.ValidationError({extra[0]: "Only name, notes and tags can be changed."})
+        return attrs
+
+
+class RunIdsSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=500
+    )
+
+
+class DeletedSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField(help_text="how many runs were deleted")
+
+
+class CompareMetricSerializer(serializers.Serializer):
+    last = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -429,11 +462,21 @@ class RunSerializer(serializers.ModelSerializer):
     trained_model = serializers.IntegerField(source="trained_model_id", read_only=True, allow_null=True)
     progress = serializers.SerializerMethodField()
     duration = serializers.SerializerMethodField()
+    display_name = serializers.CharField(read_only=True, help_text='its name, or "<pipeline> #<id>"')
+    tags = serializers.SerializerMethodField()
+    columns = serializers.SerializerMethodField(
+        help_text="the parameters and metrics (last value) asked for with ?columns= on the list; else empty"
+    )
 
     class Meta:
         model = Run
         fields = [
             "id",
+            "name",
+            "display_name",
+            "notes",
+            "tags",
+            "columns",
             "status",
             "kind",
             "pipeline",
@@ -469,6 +512,24 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_duration(self, run) -> float | None:
         return run.duration_seconds
+
+    def get_tags(self, run) -> list[str]:
+        return labels.tag_names(run)
+
+    @extend_schema_field({"type": "object", "additionalProperties": {}})
+    def get_columns(self, run) -> dict:
+        search = self.context.get("search")
+        if search is None or not search.columns:
+            return {}
+        values = run_search.column_values(run, search)
+        return {key: _finite(value) if isinstance(value, float) else value for key, value in values.items()}
+
+
+class CompareSerializer(serializers.Serializer):
+    runs = RunSerializer(many=True)
+    params = serializers.DictField(child=serializers.ListField(child=serializers.JSONField(allow_null=True)))
+    metrics = serializers.DictField(child=serializers.ListField(child=CompareMetricSerializer(allow_null=True)))
+    differing_params = serializers.ListField(child=serializers.CharField())
 
 
 class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):

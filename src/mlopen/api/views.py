@@ -51,8 +51,10 @@ from mlopen.pipelines.services import (
     set_input_required,
     upload_pipeline,
 )
+from mlopen.runs import compare as run_compare
 from mlopen.runs import images as result_images
-from mlopen.runs import results, waiting
+from mlopen.runs import labels, removal, results, waiting
+from mlopen.runs import search as run_search
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
 
@@ -333,18 +335,6 @@ def _non_negative_int(raw: str, name: str) -> int:
     return value
 
 
-def _resolve_pipeline_filter(value: str, user) -> Pipeline:
-    query = Pipeline.objects.visible_to(user)
-    pipeline = None
-    if value.isdigit() and int(value) <= _MAX_ID:
-        pipeline = query.filter(pk=int(value)).first()
-    if pipeline is None:
-        pipeline = query.filter(name=value).first()
-    if pipeline is None:
-        raise ValidationError({"pipeline": f"There is no pipeline {value[:100]!r} (give its id or name)."})
-    return pipeline
-
-
 _RUN_ERRORS = {409: OpenApiResponse(ErrorSerializer, description="The run's state does not allow this.")}
 # A result's image is served as a download; an SVG is a document that may hold script, so one
 # opened on its own runs in a sandbox with nothing but its own styles (in <img> none runs anyway).
@@ -353,7 +343,13 @@ _ARCHIVE_IN_MEMORY_BYTES = 8 * 1024 * 1024
 _IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RunViewSet(
+    ApiView,
+    ShareMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     """Trains and runs of pipelines, newest first. Each user sees their own runs and those shared
     with them; admins see all."""
 
@@ -372,21 +368,21 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
     }
 
     def get_queryset(self):
-        runs = Run.objects.visible_to(self.request.user).select_related("pipeline", "version", "owner")
+        runs = (
+            Run.objects.visible_to(self.request.user)
+            .select_related("pipeline", "version", "owner")
+            .prefetch_related("tags")
+        )
         if self.action != "list":
             return runs
-        form = s.RunFilterSerializer(data=self.request.query_params)
-        form.is_valid(raise_exception=True)
-        filters = form.validated_data
-        if filters.get("kind"):
-            runs = runs.filter(kind=filters["kind"])
-        if filters.get("status"):
-            runs = runs.filter(status__in=filters["status"])
-        if filters.get("pipeline"):
-            runs = runs.filter(pipeline=_resolve_pipeline_filter(filters["pipeline"], self.request.user))
-        if filters.get("user"):
-            runs = runs.filter(owner__username=filters["user"])
-        return runs
+        try:
+            found, self.search = run_search.search_runs(runs, self.request.query_params, self.request.user)
+        except run_search.SearchInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        return found
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "search": getattr(self, "search", None)}
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -395,8 +391,76 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
     @extend_schema(parameters=[s.RunFilterSerializer])
     def list(self, request, *args, **kwargs):
-        """Runs you can see, newest first, filtered by pipeline, kind, status or user."""
+        """Runs you can see, newest first: found by text, tag, pipeline, version, kind, status, user or
+        creation date, ordered by creation, duration or a metric, with chosen parameter and metric columns."""
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=s.RunLabelsSerializer, responses=s.RunDetailSerializer)
+    def partial_update(self, request, pk=None):
+        """Name, notes (markdown) and tags of a run: its owner or an admin. Only these fields change."""
+        run = self.get_object()
+        if not isinstance(request.data, dict):
+            return error_response(
+                'Send a JSON object such as {"name": "baseline", "tags": ["lr-sweep"]}.',
+                {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."},
+            )
+        form = s.RunLabelsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            labels.set_labels(run, labels.Labels(**form.validated_data))
+        except labels.LabelsRefused as exc:
+            return error_response(str(exc), exc.errors)
+        return Response(s.RunDetailSerializer(self.get_queryset().get(pk=run.pk), context={"request": request}).data)
+
+    @extend_schema(responses={204: None, **_RUN_ERRORS})
+    def destroy(self, request, pk=None):
+        """Delete a finished run with its result, metrics and log (its owner or an admin). A queued or
+        running run is a 409: cancel it first. A model it trained is kept."""
+        run = self.get_object()
+        try:
+            removal.delete_runs([run])
+        except removal.DeleteRefused as exc:
+            return error_response(exc.message, exc.errors, exc.status)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.RunIdsSerializer, responses={200: s.DeletedSerializer, **_RUN_ERRORS})
+    @action(detail=False, methods=["post"], url_path="bulk-delete", url_name="bulk-delete")
+    def bulk_delete(self, request):
+        """Delete several finished runs at once: all of them, or none (404 if any is not yours to
+        delete, 409 if any is still queued or running)."""
+        if not isinstance(request.data, dict):
+            return error_response('Send {"ids": [1, 2, 3]}.', {"ids": "Expected an object with ids."})
+        form = s.RunIdsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            runs = removal.manageable_runs(request.user, form.validated_data["ids"])
+            deleted = removal.delete_runs(runs)
+        except removal.DeleteRefused as exc:
+            return error_response(exc.message, exc.errors, exc.status)
+        return Response({"deleted": deleted})
+
+    @extend_schema(
+        parameters=[OpenApiParameter("ids", str, required=True, description="2 to 10 run ids, comma-separated")],
+        responses=s.CompareSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def compare(self, request):
+        """2 to 10 runs side by side: each parameter's values (and which differ) and each metric's last,
+        min and max per run (null where a run did not log it). A run you cannot see is a 404."""
+        try:
+            ids = run_compare.parse_ids(request.query_params.getlist("ids"))
+            runs = run_compare.visible_runs(request.user, ids)
+        except run_compare.CompareInvalid as exc:
+            errors = {"ids": exc.message} if exc.status == 400 else {}
+            return error_response(exc.message, errors, exc.status)
+        comparison = run_compare.compare(runs)
+        body = {
+            "runs": s.RunSerializer(runs, many=True, context={"request": request}).data,
+            "params": comparison.params,
+            "metrics": comparison.metrics,
+            "differing_params": comparison.differing_params,
+        }
+        return Response(body)
 
     @extend_schema(parameters=[s.RunWaitSerializer])
     def retrieve(self, request, *args, **kwargs):

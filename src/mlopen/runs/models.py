@@ -29,6 +29,9 @@ class RunQuerySet(models.QuerySet):
         return self if user.is_superuser else self.filter(owner=user)
 
 
+NAME_MAX = 200
+
+
 class Run(models.Model):
     class Kind(models.TextChoices):
         TRAIN = "train", "train"
@@ -46,6 +49,10 @@ class Run(models.Model):
     pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="runs")
     version = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(max_length=5, choices=Kind.choices)
+    # What the owner calls it and notes about it (markdown, shown sanitized); an empty name shows
+    # as "<pipeline> #<id>" (display_name). Tags are RunTag rows (run.tags).
+    name = models.CharField(max_length=NAME_MAX, blank=True)
+    notes = models.TextField(blank=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED, db_index=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     input = models.ForeignKey("datasets.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
@@ -115,6 +122,11 @@ class Run(models.Model):
         return f"run {self.pk} ({self.kind} {self.pipeline_id})"
 
     @property
+    def display_name(self) -> str:
+        """Its name, or "<pipeline> #<id>" for a run nobody named (the id is the one in its URL)."""
+        return self.name or f"{self.pipeline.name} #{self.pk}"
+
+    @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
@@ -143,6 +155,22 @@ class RunMetric(models.Model):
 
     class Meta:
         ordering = ["run", "name", "step", "id"]
+        # A run's last value of one metric (the runs list's metric columns and ordering).
+        indexes = [models.Index(fields=["run", "name", "step"], name="runmetric_run_name_step")]
+
+
+class RunTag(models.Model):
+    """A short label on a run ("baseline", "lr-sweep"); the runs list filters by them."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        ordering = ["run", "name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_run_tag")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Worker(models.Model):
