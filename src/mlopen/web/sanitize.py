@@ -11,6 +11,7 @@ import re
 import nh3
 from django.utils.html import escape, linebreaks
 from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
 
 _TAGS = {
     "b",
@@ -116,3 +117,14 @@ def format_pipeline_text(text: str | None) -> SafeString:
     if not _LOOKS_LIKE_MARKUP.search(text):
         return mark_safe(linebreaks(escape(text)))
     return mark_safe(clean_pipeline_html(text))
+
+
+# CommonMark with raw HTML off (it is shown escaped) and tables; links keep only the safe schemes.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def format_notes(text: str | None) -> SafeString:
+    """A run's notes (markdown) as HTML: formatting, tables and http(s) links, nothing that runs."""
+    if not text:
+        return mark_safe("")
+    return mark_safe(clean_pipeline_html(_MARKDOWN.render(text)))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs, webhooks
+from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, run_catalog, run_labels, runs, webhooks
 
 app_name = "web"
 urlpatterns = [
@@ -27,7 +27,9 @@ urlpatterns = [
     path("datasets/<int:pk>/", datasets.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/delete/", datasets.dataset_delete, name="dataset-delete"),
     path("datasets/<int:pk>/share/", datasets.dataset_share, name="dataset-share"),
-    path("runs/", runs.run_list, name="run-list"),
+    path("runs/", run_catalog.run_list, name="run-list"),
+    path("runs/compare/", run_catalog.run_compare_page, name="run-compare"),
+    path("runs/delete/", run_catalog.runs_delete, name="runs-delete"),
     path("runs/new/", runs.run_new, name="run-new"),
     path("runs/new/params/", runs.run_new_params, name="run-new-params"),
     path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
@@ -36,6 +38,8 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", runs.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:pk>/share/", runs.run_share, name="run-share"),
+    path("runs/<int:pk>/labels/", run_labels.run_labels, name="run-labels"),
+    path("runs/<int:pk>/labels/edit/", run_labels.run_labels_edit, name="run-labels-edit"),
     path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
     path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
 ]

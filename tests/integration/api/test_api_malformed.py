@@ -226,9 +226,9 @@ def test_pipeline_name_filter_refuses_nul(raw):
 
 
 def test_wrong_method_is_405(raw):
-    code, body = raw("delete", "/api/v1/runs/{run}/")
+    code, body = raw("put", "/api/v1/runs/{run}/")  # PATCH changes a run's labels; PUT nothing
     assert code == 405
-    assert body == {"detail": 'Method "DELETE" not allowed.', "errors": {}}
+    assert body == {"detail": 'Method "PUT" not allowed.', "errors": {}}
 
 
 def test_missing_trailing_slash_redirects_keeping_the_method(api):

@@ -104,3 +104,13 @@ def ago(moment) -> str:
     if (timezone.now() - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.filter
+def cell(value) -> str:
+    """A parameter or metric in a table cell: floats to 4 significant digits, nothing as "—"."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

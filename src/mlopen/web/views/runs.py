@@ -4,7 +4,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -24,9 +23,9 @@ from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
+from mlopen.web.views.run_labels import labels_context
 from mlopen.web.views.sharing import apply_share_form, sharing_context
 
-RUNS_PER_PAGE = 25
 # The live log is re-sent every second while a run is going; beyond this it shows the tail only.
 LOG_TAIL_CHARS = 200_000
 
@@ -44,34 +43,6 @@ def _get_run(request, pk: int) -> Run:
 def _get_own_run(request, pk: int) -> Run:
     """For cancelling and sharing: someone else's run is a 404, even one shared with this user."""
     return get_object_or_404(Run.objects.manageable_by(request.user), pk=pk)
-
-
-# --- history --------------------------------------------------------------------------------------
-
-
-@access(LOGGED_IN)
-def run_list(request):
-    runs = _visible_runs(request).select_related("pipeline", "version", "owner")
-    filters = {key: request.GET.get(key, "") for key in ("pipeline", "kind", "status")}
-    if filters["pipeline"].isdigit():
-        runs = runs.filter(pipeline_id=int(filters["pipeline"]))
-    if filters["kind"] in Run.Kind.values:
-        runs = runs.filter(kind=filters["kind"])
-    if filters["status"] in Run.Status.values:
-        runs = runs.filter(status=filters["status"])
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "web/runs/list.html",
-        {
-            "page": page,
-            "filters": filters,
-            "filtered": any(filters.values()),
-            "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
-            "kinds": Run.Kind.choices,
-            "statuses": Run.Status.choices,
-        },
-    )
 
 
 # --- starting a run -------------------------------------------------------------------------------
@@ -338,6 +309,7 @@ def run_detail(request, pk: int):
         "input_visible": run.input_id is not None
         and (manageable or Dataset.objects.visible_to(request.user).filter(pk=run.input_id).exists()),
         "sharing": sharing_context(request, run, manageable),
+        **labels_context(request, run),
     }
     return render(request, "web/runs/detail.html", context)
 

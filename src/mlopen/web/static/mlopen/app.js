@@ -68,6 +68,16 @@
     }
   });
 
+  /* The runs list: a header checkbox ticks (or clears) every run's checkbox of its form. */
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("input[data-select-all]")) { return; }
+    var form = box.closest("form") || document;
+    form.querySelectorAll('input[type=checkbox][name="' + box.getAttribute("data-select-all") + '"]').forEach(
+      function (item) { item.checked = box.checked; }
+    );
+  });
+
   /* Folder pickers: hidden files and __pycache__ are left out before sending (the server would
    * skip them anyway), and a folder with more files than one upload takes is refused here, with
    * the way out, rather than by the server's generic "too many files" answer. */
