@@ -436,6 +436,8 @@ class RunViewSet(
             runs = removal.manageable_runs(request.user, form.validated_data["ids"])
             deleted = removal.delete_runs(runs)
         except removal.DeleteRefused as exc:
+            if exc.status == 404:  # the same answer as for any run one may not delete
+                raise NotFound() from None
             return error_response(exc.message, exc.errors, exc.status)
         return Response({"deleted": deleted})
 
@@ -451,8 +453,9 @@ class RunViewSet(
             ids = run_compare.parse_ids(request.query_params.getlist("ids"))
             runs = run_compare.visible_runs(request.user, ids)
         except run_compare.CompareInvalid as exc:
-            errors = {"ids": exc.message} if exc.status == 400 else {}
-            return error_response(exc.message, errors, exc.status)
+            if exc.status == 404:  # the same answer as for any run one may not see
+                raise NotFound() from None
+            return error_response(exc.message, {"ids": exc.message}, exc.status)
         comparison = run_compare.compare(runs)
         body = {
             "runs": s.RunSerializer(runs, many=True, context={"request": request}).data,

@@ -31,6 +31,9 @@ class World:
     queued_api: object
     dataset_to_delete: object
     dataset_to_delete_api: object
+    run_to_delete: object = None
+    run_to_delete_api: object = None
+    run_to_bulk_delete: object = None
     webhook: object = None  # alice's
     webhook_to_delete: object = None
 
@@ -82,6 +85,9 @@ def world(db, django_user_model):
         queued_api=make_run(alice, pipeline, status="queued"),
         dataset_to_delete=dataset_of(alice, f"{SECRET}-doomed"),
         dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
+        run_to_delete=make_run(alice, pipeline, name=f"{SECRET}-doomed-run"),
+        run_to_delete_api=make_run(alice, pipeline, name=f"{SECRET}-doomed-run2"),
+        run_to_bulk_delete=make_run(alice, pipeline, name=f"{SECRET}-doomed-run3"),
         webhook=_webhook(alice),
         webhook_to_delete=_webhook(alice),
     )
