@@ -371,8 +371,24 @@ class Client:
         kind: str | None = None,
         status: str | None = None,
         user: str | None = None,
+        **search: str | int | None,
     ) -> dict:
-        return self.get("runs/", page=page, page_size=page_size, pipeline=pipeline, kind=kind, status=status, user=user)
+        """A page of runs; ``search`` takes the list's other parameters (q, tag, version,
+        created_after, created_before, ordering, columns)."""
+        return self.get(
+            "runs/", page=page, page_size=page_size, pipeline=pipeline, kind=kind, status=status, user=user, **search
+        )
+
+    def update_run(self, run_id: int, **fields: Any) -> dict:
+        """Change a run's ``name``, ``notes`` or ``tags`` (a list: the run's whole set of tags)."""
+        return self._json("PATCH", f"runs/{int(run_id)}/", json=fields)
+
+    def delete_runs(self, run_ids: list[int]) -> int:
+        """Delete finished runs with their results (all or none); how many were deleted."""
+        return self._json("POST", "runs/bulk-delete/", json={"ids": [int(pk) for pk in run_ids]})["deleted"]
+
+    def compare_runs(self, run_ids: list[int]) -> dict:
+        return self.get("runs/compare/", ids=",".join(str(int(pk)) for pk in run_ids))
 
     def run(self, run_id: int) -> dict:
         return self.get(f"runs/{int(run_id)}/")

@@ -1,5 +1,6 @@
 """`mlopen run PIPELINE` starts a run (or a training); `mlopen runs list | show | logs | wait | cancel |
-rerun | download` follow and fetch runs. Waiting exits 3 when the run failed and 4 when it was cancelled.
+rerun | download` follow and fetch runs (`name | note | tag | delete | compare`: run_labels.py).
+Waiting exits 3 when the run failed and 4 when it was cancelled.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import sys
 import time
 
 from mlopen.client.client import FINISHED, Client, Conflict
+from mlopen.client.commands import run_labels
 from mlopen.client.commands.datasets import upload_with_bar
 from mlopen.client.commands.shared import add_command, add_group, add_json_flag, add_page_flags, connect
 from mlopen.client.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_CANCELLED, EXIT_RUN_FAILED, UsageError
@@ -41,6 +43,15 @@ def register(subparsers) -> None:
     listing.add_argument("--status", help="only runs with this status (comma-separate several)")
     listing.add_argument("--kind", choices=["train", "run"], help="only trainings or only runs")
     listing.add_argument("--user", help="only runs of this user (admins)")
+    listing.add_argument("-q", "--search", help="text in the run's name, notes, pipeline or input name")
+    listing.add_argument("--tag", action="append", help="only runs with this tag (repeat: all of them)")
+    listing.add_argument("--version", help="only runs of this pipeline version number")
+    listing.add_argument("--created-after", metavar="DATE", help="only runs created from this ISO date on")
+    listing.add_argument("--created-before", metavar="DATE", help="only runs created up to this ISO date")
+    listing.add_argument(
+        "--ordering", help="created, duration or metric.NAME; '-' before: descending (write --ordering=-metric.NAME)"
+    )
+    listing.add_argument("--columns", help="comma-separated param.NAME and metric.NAME to show")
     add_page_flags(listing)
     add_json_flag(listing)
     show = add_command(runs, "show", show_command, "show a run, with the first page of its result")
@@ -65,6 +76,7 @@ def register(subparsers) -> None:
     download.add_argument("run_id", type=int, metavar="ID")
     download.add_argument("--format", choices=["csv", "json", "zip"], default="csv")
     download.add_argument("-o", "--output", help="file to write ('-' for stdout; default: run-ID.csv|json|zip)")
+    run_labels.register(runs)
 
 
 # --- starting a run ---------------------------------------------------------------------------------
@@ -216,6 +228,7 @@ def _show_result(out: Output, run_id: int, result: dict) -> None:
 def _run_row(run: dict) -> list:
     return [
         run["id"],
+        one_line(run.get("display_name"), 30) + (f" [{', '.join(run['tags'])}]" if run.get("tags") else ""),
         f"{run['pipeline_name']} v{run['version']}",
         run["kind"],
         run["status"],
@@ -238,13 +251,28 @@ def list_command(args, out: Output) -> int:
             kind=args.kind,
             status=args.status,
             user=args.user,
+            q=args.search,
+            tag=",".join(args.tag) if args.tag else None,
+            version=args.version,
+            created_after=args.created_after,
+            created_before=args.created_before,
+            ordering=args.ordering,
+            columns=args.columns,
         )
+    columns = [column.strip() for column in (args.columns or "").split(",") if column.strip()]
+
+    def row(run: dict) -> list:
+        extra = [run.get("columns", {}).get(column) for column in columns]
+        return [*_run_row(run), *("—" if value is None else str(value) for value in extra)]
+
     return emit(
         out,
         body,
         page=args.page,
         table=ListTable(
-            ["ID", "PIPELINE", "KIND", "STATUS", "OWNER", "CREATED", "DURATION", "ERROR"], _run_row, empty="No runs."
+            ["ID", "NAME", "PIPELINE", "KIND", "STATUS", "OWNER", "CREATED", "DURATION", "ERROR", *columns],
+            row,
+            empty="No runs.",
         ),
     )
 
