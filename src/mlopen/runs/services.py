@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from mlopen.datasets import schemas
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import builds, registry, runtimes
 from mlopen.pipelines import params as params_mod
@@ -212,6 +213,20 @@ def _resolve_model(user, pipeline: Pipeline, request: RunRequest) -> tuple[Train
 
 def _requested(ref) -> str:
     return "" if ref in (None, "") else str(ref).strip()[:64]
+
+
+def preview_warnings(user, pipeline: Pipeline, model_ref, input_ref) -> tuple[list[dict], TrainedModel | None, bool]:
+    """For the run form, before a run starts: the warnings a run of ``pipeline`` on dataset
+    ``input_ref`` with model ``model_ref`` (empty: the default) would get, that model, and whether
+    there was anything to compare (a model trained on a table, an input that is one). A choice that
+    is not valid gives no warning (the run itself is refused with its reason)."""
+    try:
+        model, _alias = _resolve_model(user, pipeline, RunRequest(pipeline=pipeline, model=model_ref or None))
+        dataset = _resolve_dataset(user, input_ref or None, "input")
+    except RunRefused:
+        return [], None, False
+    compared = bool(model and model.input_schema and dataset and schemas.schema_of(dataset))
+    return model_checks.input_warnings(model, dataset), model, compared
 
 
 def queue_position(run: Run) -> int | None:
