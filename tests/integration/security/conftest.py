@@ -33,6 +33,7 @@ class World:
     dataset_to_delete_api: object
     webhook: object = None  # alice's
     webhook_to_delete: object = None
+    model: object = None  # a model of alice's pipeline, trained by her run
 
     def persona(self, name: str):
         return None if name == "anonymous" else getattr(self, name)
@@ -84,6 +85,26 @@ def world(db, django_user_model):
         dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
         webhook=_webhook(alice),
         webhook_to_delete=_webhook(alice),
+        model=_model(pipeline, alice),
+    )
+
+
+def _model(pipeline, owner):
+    from mlopen.core import storage
+    from mlopen.pipelines.models import TrainedModel
+
+    train = make_run(owner, pipeline, kind="train")
+    artifact = f"models/{pipeline.pk}/1-run{train.pk}.pkl"
+    storage.write_stream(artifact, [f"{SECRET} model".encode()])
+    return TrainedModel.objects.create(
+        pipeline=pipeline,
+        version=pipeline.latest_version,
+        run=train,
+        number=1,
+        artifact=artifact,
+        size=20,
+        input_name=f"{SECRET}-data",
+        train_params={"secret": SECRET},
     )
 
 
