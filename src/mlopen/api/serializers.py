@@ -270,6 +270,20 @@ class PipelineRefField(serializers.JSONField):
         return value
 
 
+class ModelRefField(serializers.JSONField):
+    """A model's id (a number, or digits as text) or an alias; the run service resolves it."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise serializers.ValidationError("Give the model's id (a number) or an alias (text).")
+        if isinstance(value, str) and (len(value) > 64 or "\x00" in value):
+            raise serializers.ValidationError("Not a model id or alias (aliases are at most 64 characters).")
+        return value
+
+
 def _has_nul(value) -> bool:
     """PostgreSQL cannot store NUL in text or jsonb; refuse it as a 400 rather than fail with a 500."""
     if isinstance(value, str):
@@ -332,7 +346,33 @@ class RunCreateSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="seconds; capped by the pipeline's own limit"
     )
+    model = ModelRefField(
+        required=False,
+        allow_null=True,
+        help_text="runs only: a model of the pipeline by id, or an alias such as 'production'; "
+        "empty: the production alias's model, else the newest",
+    )
+    version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="the pipeline version's number; empty: the latest"
+    )
     wait = _wait_field()
+
+
+class RunRerunSerializer(serializers.Serializer):
+    """A rerun's body: `wait`, and any of the run's choices to change (the rest are the old run's)."""
+
+    pipeline = PipelineRefField(required=False, help_text="another pipeline (its defaults, not the old run's)")
+    version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    model = ModelRefField(required=False, allow_null=True)
+    input = serializers.IntegerField(required=False, allow_null=True, help_text="a dataset id, or null")
+    params = serializers.DictField(required=False, help_text="values to change; the others are the old run's")
+    timeout = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    wait = _wait_field()
+
+    def validate_params(self, value: dict) -> dict:
+        if _has_nul(value):
+            raise serializers.ValidationError("Parameter names and values cannot contain NUL characters.")
+        return value
 
 
 class RunWaitSerializer(serializers.Serializer):
@@ -487,6 +527,10 @@ class RunSerializer(serializers.ModelSerializer):
             "input_name",
             "params",
             "trained_model",
+            "model_alias",
+            "model_requested",
+            "version_requested",
+            "warnings",
             "timeout_seconds",
             "queue",
             "attempt",

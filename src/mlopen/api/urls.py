@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import pipeline_files, views
+from mlopen.api import pipeline_files, registry, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -25,6 +25,17 @@ urlpatterns = [
         "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",
         pipeline_files.VersionFileView.as_view(),
         name="pipeline-version-file",
+    ),
+    path("pipelines/<int:pk>/models/<int:model_id>/", registry.ModelDetailView.as_view(), name="pipeline-model-detail"),
+    path(
+        "pipelines/<int:pk>/models/<int:model_id>/runs/",
+        registry.ModelRunsView.as_view(),
+        name="pipeline-model-runs",
+    ),
+    path(
+        "pipelines/<int:pk>/models/<int:model_id>/download/",
+        registry.ModelDownloadView.as_view(),
+        name="pipeline-model-download",
     ),
     path("", include(router.urls)),
     # Last: anything else under /api/v1/ is a JSON 404, not the site's HTML page.

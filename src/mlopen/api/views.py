@@ -30,6 +30,7 @@ from mlopen.api.errors import error_response
 from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
 from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
+from mlopen.api.registry_serializers import ModelSummarySerializer
 from mlopen.api.schema import AutoSchema, ErrorSerializer
 from mlopen.api.sharing import ShareMixin
 from mlopen.core import storage
@@ -240,13 +241,14 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
         page = self.paginate_queryset(pipeline.versions.order_by("-number"))
         return self.get_paginated_response(s.PipelineVersionSerializer(page, many=True).data)
 
-    @extend_schema(responses=s.TrainedModelSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="models", serializer_class=s.TrainedModelSerializer)
+    @extend_schema(responses=ModelSummarySerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="models", serializer_class=ModelSummarySerializer)
     def trained_models(self, request, pk=None):
-        """The models the pipeline's training runs saved, newest (the current one) first."""
+        """The models the pipeline's training runs saved, newest first, with their aliases."""
         pipeline = self.get_object()
-        page = self.paginate_queryset(pipeline.trained_models.select_related("version").order_by("-number"))
-        return self.get_paginated_response(s.TrainedModelSerializer(page, many=True).data)
+        models = pipeline.trained_models.select_related("version").prefetch_related("aliases").order_by("-number")
+        page = self.paginate_queryset(models)
+        return self.get_paginated_response(ModelSummarySerializer(page, many=True).data)
 
 
 class DatasetViewSet(
@@ -499,6 +501,8 @@ class RunViewSet(
                     input=data.get("input"),
                     params=data.get("params"),
                     timeout_seconds=data.get("timeout"),
+                    model=data.get("model"),
+                    version=data.get("version"),
                 ),
             )
         except run_services.RunRefused as exc:
@@ -571,20 +575,26 @@ class RunViewSet(
             return error_response(exc.message, exc.errors, exc.status)
         return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
-    @extend_schema(request=s.RunWaitSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
+    @extend_schema(request=s.RunRerunSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
-        """Queue a new run with the same pipeline, kind, input and params (on the latest version)."""
+        """Queue a new run asking what this one asked (pipeline, kind, version, model, input, params),
+        with any of them changed: {"params": {"k": 5}, "model": "production", "version": 2, ...}."""
         run = self.get_object()
         if not isinstance(request.data, dict):  # a JSON array, string or number
             return error_response(
-                'Send no body, or a JSON object such as {"wait": 30}.',
+                'Send no body, or a JSON object such as {"wait": 30} or {"params": {"k": 5}}.',
                 {"non_field_errors": f"Expected an object, got {type(request.data).__name__}."},
             )
-        form = s.RunWaitSerializer(data=request.data)
+        form = s.RunRerunSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        changes = {
+            ("timeout_seconds" if key == "timeout" else key): value
+            for key, value in form.validated_data.items()
+            if key in ("pipeline", "version", "model", "input", "params", "timeout")
+        }
         try:
-            new = run_services.rerun(request.user, run)
+            new = run_services.rerun(request.user, run, changes)
         except run_services.RunRefused as exc:
             return error_response(exc.message, exc.errors, exc.status)
         new = self._after_waiting(new, form.validated_data.get("wait"))

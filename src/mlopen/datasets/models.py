@@ -47,6 +47,9 @@ class Dataset(models.Model):
     content_type = models.CharField(max_length=120, blank=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.OTHER)
     sha256 = models.CharField(max_length=64, blank=True)
+    # Its table's columns and types, read once from its start (mlopen.datasets.schemas); {} when it is
+    # not a table it can read, empty until first asked.
+    table_schema = models.JSONField(null=True, blank=True)
     is_demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Sharing gives read access (view, preview, download, use as a run's input); only the owner

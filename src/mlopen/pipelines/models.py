@@ -194,6 +194,19 @@ class TrainedModel(models.Model):
     arg_names = models.JSONField(default=list, blank=True)
     size = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # What it was trained from, copied from its training run when it was stored: the run (and its
+    # input dataset) may be deleted later, the model's record of where it came from stays.
+    input_name = models.CharField(max_length=200, blank=True, help_text="the training input's dataset name")
+    input_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the training input's content")
+    input_schema = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="the training input's table: {columns: [{name, type}], rows, rows_estimated}; "
+        "empty when it was not a table",
+    )
+    train_params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="each metric's last value in its training run")
+    environment = models.JSONField(default=dict, blank=True, help_text="the training run's runtime and packages")
 
     class Meta:
         ordering = ["pipeline", "-number"]
@@ -201,3 +214,45 @@ class TrainedModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline.name} model #{self.number}"
+
+
+class ModelAlias(models.Model):
+    """A name (``production``, ``staging``...) that points to one of a pipeline's models at a time.
+
+    A run that names no model uses the ``production`` alias's model (else the newest); moving an
+    alias back to an earlier model is a rollback. Every move is kept as a ModelAliasChange.
+    """
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="model_aliases")
+    name = models.SlugField(max_length=64)
+    model = models.ForeignKey(TrainedModel, on_delete=models.CASCADE, related_name="aliases")
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pipeline", "name"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "name"], name="unique_model_alias")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:{self.name} -> model {self.model_id}"
+
+
+class ModelAliasChange(models.Model):
+    """One move of an alias: from which model to which (either empty: set for the first time, removed)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="model_alias_changes")
+    name = models.SlugField(max_length=64)
+    from_model = models.ForeignKey(TrainedModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    to_model = models.ForeignKey(TrainedModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.from_model_id} -> {self.to_model_id}"

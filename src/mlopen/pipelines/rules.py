@@ -5,6 +5,8 @@
   requirements): its owner (``created_by``), the maintainers the owner names, and admins; always
   with the author role (admins have it). Everyone who runs a pipeline runs the newest version's
   code on their data, so a newcomer must not be able to publish one under its name.
+- **Move its model aliases** (``production``...): the same people (mlopen.pipelines.registry).
+- **Download its trained models**: its owner, its maintainers and admins (no role needed).
 - **Name its maintainers**: its owner and admins (a maintainer cannot add more maintainers).
 
 The querysets say *which* pipelines (``manageable_by``); these functions say yes or no for one,
@@ -35,6 +37,18 @@ def can_manage(user, pipeline: Pipeline) -> bool:
 
 def can_name_maintainers(user, pipeline: Pipeline) -> bool:
     return can_upload_pipelines(user) and (user.is_superuser or pipeline.created_by_id == user.pk)
+
+
+def can_download_models(user, pipeline: Pipeline) -> bool:
+    """May ``user`` download ``pipeline``'s trained models (their pickled objects, for use outside
+    mlopen)? Its owner, its maintainers and admins: a model may hold what it was trained on."""
+    return user.is_authenticated and (
+        user.is_superuser or Pipeline.objects.manageable_by(user).filter(pk=pipeline.pk).exists()
+    )
+
+
+def alias_refusal(pipeline: Pipeline) -> str:
+    return f"Only the owner of pipeline {pipeline.name!r}, its maintainers and admins can move its model aliases."
 
 
 def publish_refusal(pipeline: Pipeline) -> str:

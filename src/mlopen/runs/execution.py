@@ -24,7 +24,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Runtime, TrainedModel
-from mlopen.runs import lifecycle, results, warm, workers
+from mlopen.runs import lifecycle, lineage, model_checks, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
 from mlopen_runner.images import private_images_path
@@ -141,6 +141,12 @@ def build_job(run: Run, work_dir: Path, recorder: RunRecorder | None = None) -> 
     model_path = None
     if run.kind == Run.Kind.RUN and run.trained_model is not None:  # given by claim()
         model_path = str(storage.local_path(run.trained_model.artifact))
+        if run.model_requested == "":
+            # The claim may have chosen another model than the one shown when the run was
+            # submitted (a training or a promotion since): its warnings are about that one.
+            warnings = model_checks.input_warnings(run.trained_model, run.input)
+            if warnings != run.warnings:
+                Run.objects.filter(pk=run.pk).update(warnings=warnings)
     pipeline = run.pipeline
     python, extra_path, environment = runtimes.interpreter_for(version)
     if recorder is not None:
@@ -313,7 +319,7 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
     extra: dict = {}
     try:
         if run.kind == Run.Kind.TRAIN:
-            _store_trained_model(run, outcome)
+            _store_trained_model(run, outcome, recorder)
         elif outcome.result is not None:
             extra["result_folder"], extra["result_rows"] = _store_result(
                 run.pk, outcome.result, getattr(outcome, "images", None) or []
@@ -341,15 +347,21 @@ def _store_result(run_id: int, result: dict, images: list[dict]) -> tuple[str, i
         raise
 
 
-def _store_trained_model(run: Run, outcome) -> None:
+def _store_trained_model(run: Run, outcome, recorder: RunRecorder | None = None) -> None:
     if not outcome.model_path:
         return  # a pipeline that needs no training saves nothing
     # outcome.model_path is the runner's own copy, outside anything the pipeline could write.
     manifest = getattr(outcome, "model_manifest", None) or {}
-    lifecycle.retry_transient(lambda: _add_trained_model(run, outcome, manifest), lifecycle.FINISH_PATIENCE_SECONDS)
+    # How it was trained, read before the write transaction (the input's schema reads its file's start).
+    record = lineage.training_record(
+        run, recorder.metrics if recorder else [], recorder.environment if recorder else None
+    )
+    lifecycle.retry_transient(
+        lambda: _add_trained_model(run, outcome, manifest, record), lifecycle.FINISH_PATIENCE_SECONDS
+    )
 
 
-def _add_trained_model(run: Run, outcome, manifest: dict) -> None:
+def _add_trained_model(run: Run, outcome, manifest: dict, record: dict | None = None) -> None:
     with transaction.atomic():
         number = (TrainedModel.objects.filter(pipeline=run.pipeline).aggregate(n=Max("number"))["n"] or 0) + 1
         artifact = f"models/{run.pipeline_id}/{number}-run{run.pk}.pkl"
@@ -364,6 +376,7 @@ def _add_trained_model(run: Run, outcome, manifest: dict) -> None:
             label=db_text(str(manifest.get("label") or "")[:200]),
             model_names=[db_text(str(name)) for name in manifest.get("models") or []],
             arg_names=[db_text(str(name)) for name in manifest.get("args") or []],
+            **(record or {}),
         )
 
 

@@ -42,12 +42,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Case, F, OuterRef, Subquery, Value, When
+from django.db import InterfaceError, OperationalError, connection, models, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
-from mlopen.pipelines.models import TrainedModel
+from mlopen.pipelines import registry
+from mlopen.pipelines.models import ModelAlias, TrainedModel
 from mlopen.runs import events, waiting
 from mlopen.runs.models import Run, RunMetric
 
@@ -131,7 +132,12 @@ def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
     executing it. Tried for up to CLAIM_PATIENCE_SECONDS; if the database stays away the caller's
     error leaves the run queued, and the sweep sends its message again.
     """
-    current_model = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
+    # A run that named no model takes the pipeline's production alias's model, else its newest
+    # (mlopen.pipelines.registry.default_model), as they are now: a training or a promotion since
+    # it was submitted counts. A run that named one keeps it.
+    newest = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
+    production = ModelAlias.objects.filter(pipeline=OuterRef("pipeline"), name=registry.PRODUCTION)
+    chooses = Q(kind=Run.Kind.RUN, model_requested="")
 
     def take() -> Run | None:
         now = timezone.now()
@@ -144,8 +150,22 @@ def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
                 attempt=F("attempt") + 1,
                 sandbox=sandbox,
                 trained_model=Case(
-                    When(kind=Run.Kind.RUN, then=Coalesce(Subquery(current_model), F("trained_model"))),
+                    When(
+                        chooses,
+                        then=Coalesce(
+                            Subquery(production.values("model_id")[:1]),
+                            Subquery(newest),
+                            F("trained_model"),
+                            output_field=models.BigIntegerField(),
+                        ),
+                    ),
                     default=F("trained_model"),
+                    output_field=models.BigIntegerField(),
+                ),
+                model_alias=Case(
+                    When(chooses & Q(Exists(production)), then=Value(registry.PRODUCTION)),
+                    When(chooses, then=Value("")),
+                    default=F("model_alias"),
                 ),
             )
             if taken != 1:

@@ -66,6 +66,16 @@ class Run(models.Model):
         related_name="used_by_runs",
         help_text="the model a run was given",
     )
+    # What the run asked for (kept so "Run again" asks the same): a model by id or alias, a version
+    # by number; empty: the pipeline's production alias (else its newest model), its latest version.
+    model_requested = models.CharField(max_length=64, blank=True)
+    version_requested = models.PositiveIntegerField(null=True, blank=True)
+    model_alias = models.CharField(
+        max_length=64, blank=True, help_text="the alias its model was chosen through; empty: by id, or the newest"
+    )
+    # Where its input does not look like its model's training data (mlopen.datasets.schemas.compare):
+    # [{kind, column, message}]. Shown, never a refusal: the run still runs.
+    warnings = models.JSONField(default=list, blank=True)
     timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     queue = models.CharField(max_length=64, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")

@@ -13,12 +13,14 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from mlopen.datasets import schemas
 from mlopen.datasets.models import Dataset
-from mlopen.pipelines import builds, runtimes
+from mlopen.pipelines import builds, registry, runtimes
 from mlopen.pipelines import params as params_mod
+from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.environments import failure_summary
-from mlopen.pipelines.models import Pipeline
-from mlopen.runs import first_run, lifecycle
+from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
+from mlopen.runs import first_run, lifecycle, model_checks
 from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
@@ -49,6 +51,10 @@ class RunRequest:
     input: object = None  # Dataset, id, or None
     params: dict | None = None
     timeout_seconds: object = None
+    # A model by id or alias (runs only); empty: the production alias's, else the newest.
+    model: object = None
+    # A version by number; empty: the latest.
+    version: object = None
 
 
 def resolve_pipeline(ref, user=None) -> Pipeline:
@@ -121,11 +127,10 @@ def submit_run(user, request: RunRequest) -> Run:
     if request.kind not in Run.Kind.values:
         raise RunRefused(f"kind must be 'train' or 'run', not {request.kind!r}.", {"kind": "Use 'train' or 'run'."})
     pipeline = resolve_pipeline(request.pipeline, user)
-    version = pipeline.latest_version
-    if version is None:
-        raise RunRefused(f"Pipeline {pipeline.name} has no uploaded version.", {"pipeline": "No version uploaded."})
+    version = _resolve_version(pipeline, request.version)
     if not version.is_usable:
         raise _environment_not_usable(pipeline, version)
+    model, alias = _resolve_model(user, pipeline, request)
     dataset = _resolve_dataset(user, request.input, "input")
     if dataset is None and pipeline.input_required:
         missing = first_run.input_missing_message(pipeline)
@@ -143,6 +148,7 @@ def submit_run(user, request: RunRequest) -> Run:
                 raise RunRefused(exc.message, exc.errors) from None
             values[name] = chosen.pk if chosen else None
     timeout = _effective_timeout(pipeline, request.timeout_seconds)
+    warnings = model_checks.input_warnings(model, dataset) if request.kind == Run.Kind.RUN else []
     # Read before the write transaction, and only the status: on SQLite that transaction holds the
     # database's one write lock, and the runtime's row carries its long lock text and build log.
     runtime_failed = runtimes.build_failed(version)
@@ -157,12 +163,70 @@ def submit_run(user, request: RunRequest) -> Run:
             params=values,
             timeout_seconds=timeout,
             queue=pipeline.queue or settings.MLOPEN_DEFAULT_QUEUE,
+            # The model it will use, as far as is known now: a named one is kept; otherwise the
+            # worker's claim chooses again (a training that ends meanwhile gives the newer model).
+            trained_model=model,
+            model_requested=_requested(request.model),
+            version_requested=version.number if request.version not in (None, "") else None,
+            model_alias=alias,
+            warnings=warnings,
         )
         if runtime_failed and version.runtime is not None:
             # Built again (the registry may be reachable now): the run waits for it, queued.
             builds.request_runtime_build(version.runtime, run.queue)
         transaction.on_commit(lambda: enqueue(run))
     return run
+
+
+def _resolve_version(pipeline: Pipeline, ref) -> PipelineVersion:
+    """The version a run names by number, else the latest."""
+    if ref in (None, ""):
+        version = pipeline.latest_version
+        if version is None:
+            raise RunRefused(f"Pipeline {pipeline.name} has no uploaded version.", {"pipeline": "No version uploaded."})
+        return version
+    try:
+        number = params_mod._to_int(ref)
+    except ValueError:
+        number = None
+    version = pipeline.versions.filter(number=number).first() if number is not None and 0 < number < 2**31 else None
+    if version is None:
+        numbers = list(pipeline.versions.order_by("number").values_list("number", flat=True))
+        known = f"it has versions {', '.join(map(str, numbers))}" if numbers else "it has no version"
+        message = f"Pipeline {pipeline.name} has no version {str(ref)[:20]!r}; {known}."
+        raise RunRefused(message, {"version": message})
+    return version
+
+
+def _resolve_model(user, pipeline: Pipeline, request: RunRequest) -> tuple[TrainedModel | None, str]:
+    """The model a run will use and the alias it came through (see mlopen.pipelines.registry)."""
+    if request.model in (None, ""):
+        return registry.default_model(pipeline) if request.kind == Run.Kind.RUN else (None, "")
+    if request.kind != Run.Kind.RUN:
+        message = "A training makes a new model; name a model only for a run."
+        raise RunRefused(message, {"model": message})
+    try:
+        return registry.resolve_model(pipeline, request.model, user)
+    except PipelineRejected as exc:
+        raise RunRefused(exc.message, {"model": exc.message}) from None
+
+
+def _requested(ref) -> str:
+    return "" if ref in (None, "") else str(ref).strip()[:64]
+
+
+def preview_warnings(user, pipeline: Pipeline, model_ref, input_ref) -> tuple[list[dict], TrainedModel | None, bool]:
+    """For the run form, before a run starts: the warnings a run of ``pipeline`` on dataset
+    ``input_ref`` with model ``model_ref`` (empty: the default) would get, that model, and whether
+    there was anything to compare (a model trained on a table, an input that is one). A choice that
+    is not valid gives no warning (the run itself is refused with its reason)."""
+    try:
+        model, _alias = _resolve_model(user, pipeline, RunRequest(pipeline=pipeline, model=model_ref or None))
+        dataset = _resolve_dataset(user, input_ref or None, "input")
+    except RunRefused:
+        return [], None, False
+    compared = bool(model and model.input_schema and dataset and schemas.schema_of(dataset))
+    return model_checks.input_warnings(model, dataset), model, compared
 
 
 def queue_position(run: Run) -> int | None:
@@ -222,29 +286,62 @@ def cancel_run(run: Run) -> Run:
     raise RunNotCancellable(run)
 
 
-def rerun(user, run: Run) -> Run:
-    """Start a new run of the same pipeline, kind, input and params (the user's explicit retry).
+RERUN_FIELDS = ("pipeline", "version", "model", "input", "params", "timeout_seconds")
 
-    The new run is ``user``'s own. A colleague may re-run a run shared with them only when they
-    can also see its input: sharing a run does not share the dataset it read.
+
+def rerun(user, run: Run, changes: dict | None = None) -> Run:
+    """Start a new run asking what ``run`` asked (pipeline, kind, version, model, input, params),
+    with ``changes`` to any of those (``RERUN_FIELDS``), checked as a new run is.
+
+    What it asked, not what it got: a run that named no model or version gets the current
+    production model and latest version again. ``params`` in ``changes`` are merged into the old
+    ones (change one value, keep the rest); old values the chosen version no longer takes are left
+    out. The new run is ``user``'s own. A colleague may re-run a run shared with them only when
+    they can also see its input: sharing a run does not share the dataset it read.
     """
-    if run.input_id is not None and not Dataset.objects.visible_to(user).filter(pk=run.input_id).exists():
+    changes = changes or {}
+    if (
+        "input" not in changes
+        and run.input_id is not None
+        and not Dataset.objects.visible_to(user).filter(pk=run.input_id).exists()
+    ):
         raise RunRefused(
             f"Run {run.pk} cannot be repeated by you: its input dataset is not shared with you. "
             "Ask its owner to share the dataset, or start a new run with your own.",
             {"input": "Not shared with you."},
             status=403,
         )
-    new = submit_run(
-        user,
-        RunRequest(
-            pipeline=run.pipeline,
-            kind=run.kind,
-            input=run.input_id,
-            params=run.params,
-            timeout_seconds=run.timeout_seconds,
-        ),
+    request = RunRequest(
+        pipeline=run.pipeline,
+        kind=run.kind,
+        input=run.input_id,
+        params=dict(run.params),
+        timeout_seconds=run.timeout_seconds,
+        model=run.model_requested or None,
+        version=run.version_requested,
     )
+    if "pipeline" in changes:
+        # Another pipeline: its own defaults, none of the old run's choices that belong to the old one.
+        request.pipeline, request.params, request.model, request.version = changes["pipeline"], {}, None, None
+    for field in ("version", "model", "input", "timeout_seconds"):
+        if field in changes:
+            setattr(request, field, changes[field])
+    if "params" in changes:
+        if not isinstance(changes["params"], dict):
+            raise RunRefused("params must be an object of parameter values.", {"params": "Send an object."})
+        request.params = {**(request.params or {}), **changes["params"]}
+    if "pipeline" not in changes and request.params:
+        request.params = _params_taken(user, request, set(changes.get("params") or {}))
+    new = submit_run(user, request)
     Run.objects.filter(pk=new.pk).update(retry_of=run)
     new.retry_of = run
     return new
+
+
+def _params_taken(user, request: RunRequest, given: set) -> dict:
+    """The old run's parameter values the version the new run will use still takes (the ones given
+    with the rerun are all kept, so a wrong name there is refused as usual)."""
+    pipeline = resolve_pipeline(request.pipeline, user)
+    version = _resolve_version(pipeline, request.version)
+    known = {spec["name"] for spec in version.params_for(request.kind)}
+    return {name: value for name, value in (request.params or {}).items() if name in known or name in given}

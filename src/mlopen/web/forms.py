@@ -11,8 +11,8 @@ from django.template.defaultfilters import filesizeformat
 from mlopen.core.sharing import shareable_groups
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
-from mlopen.pipelines import runtimes
-from mlopen.pipelines.models import Pipeline
+from mlopen.pipelines import registry, runtimes
+from mlopen.pipelines.models import ModelAlias, Pipeline
 from mlopen.runs.models import Run
 
 PARAM_PREFIX = "params."
@@ -207,11 +207,16 @@ class RunForm(BootstrapMixin, forms.Form):
         help_text="Optional. The pipeline's own limit still applies if it is lower.",
     )
 
+    version = forms.ChoiceField(required=False, label="Version")
+    model = forms.ChoiceField(required=False, label="Model")
+
     def __init__(self, *args, user, pipeline: Pipeline | None, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.pipeline_obj = pipeline
         self.kind_value = kind
-        self.version = pipeline.latest_version if pipeline else None
+        self.user = user
+        self.version = self._chosen_version(pipeline)
+        self._model_choices(pipeline, kind)
         self.fields["pipeline"].queryset = Pipeline.objects.visible_to(user).order_by("name")
         visible = Dataset.objects.visible_to(user).order_by("name", "-id")
         self.fields["input"].queryset = visible
@@ -232,6 +237,38 @@ class RunForm(BootstrapMixin, forms.Form):
             self.fields[name] = field
             self.param_names.append(name)
         self.style_widgets()
+
+    def _chosen_version(self, pipeline: Pipeline | None):
+        """The version the form is for (its parameters depend on it): the one chosen, else the latest."""
+        if pipeline is None:
+            self.fields["version"].choices = [("", "Latest")]
+            return None
+        numbers = list(pipeline.versions.order_by("-number").values_list("number", flat=True))
+        latest = numbers[0] if numbers else None
+        self.fields["version"].choices = [("", f"Latest (v{latest})" if latest else "Latest")] + [
+            (str(n), f"v{n}") for n in numbers
+        ]
+        raw = str((self.data.get("version") if self.is_bound else self.initial.get("version")) or "")
+        if raw.isdigit() and int(raw) in numbers:
+            return pipeline.versions.get(number=int(raw))
+        return pipeline.latest_version
+
+    def _model_choices(self, pipeline: Pipeline | None, kind: str) -> None:
+        """The run's model: the default (production, else the newest), an alias, or one model by number."""
+        field = self.fields["model"]
+        field.choices = [("", "Default")]
+        if pipeline is None or kind != Run.Kind.RUN:
+            return
+        default, alias = registry.default_model(pipeline)
+        if default is not None:
+            field.choices = [("", f"Default: {alias or 'newest'} (model #{default.number})")]
+        aliases = list(ModelAlias.objects.filter(pipeline=pipeline).select_related("model").order_by("name"))
+        field.choices += [(a.name, f"alias {a.name} (model #{a.model.number})") for a in aliases]
+        models = pipeline.trained_models.select_related("version").order_by("-number")[:100]
+        field.choices += [
+            (str(m.pk), f"model #{m.number} (v{m.version.number}, {m.created_at:%Y-%m-%d %H:%M})") for m in models
+        ]
+        field.help_text = "Which trained model the run uses."
 
     @property
     def param_fields(self):

@@ -1,6 +1,16 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, run_catalog, run_labels, runs, webhooks
+from mlopen.web.views import (
+    dashboard,
+    datasets,
+    models,
+    pipeline_code,
+    pipelines,
+    run_catalog,
+    run_labels,
+    runs,
+    webhooks,
+)
 
 app_name = "web"
 urlpatterns = [
@@ -21,6 +31,8 @@ urlpatterns = [
         pipeline_code.version_file_download,
         name="pipeline-file-download",
     ),
+    path("pipelines/<int:pk>/models/<int:model_id>/", models.model_detail, name="model-detail"),
+    path("pipelines/<int:pk>/models/<int:model_id>/aliases/", models.model_alias, name="model-alias"),
     path("pipelines/<int:pk>/compare/", pipeline_code.version_compare, name="pipeline-compare"),
     path("datasets/", datasets.dataset_list, name="dataset-list"),
     path("datasets/upload/", datasets.dataset_upload, name="dataset-upload"),
@@ -32,6 +44,7 @@ urlpatterns = [
     path("runs/delete/", run_catalog.runs_delete, name="runs-delete"),
     path("runs/new/", runs.run_new, name="run-new"),
     path("runs/new/params/", runs.run_new_params, name="run-new-params"),
+    path("runs/new/check/", runs.run_new_check, name="run-new-check"),
     path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
     path("runs/<int:pk>/status/", runs.run_status, name="run-status"),
     path("runs/<int:pk>/table/", runs.run_table, name="run-table"),

@@ -36,6 +36,7 @@ class World:
     run_to_bulk_delete: object = None
     webhook: object = None  # alice's
     webhook_to_delete: object = None
+    model: object = None  # a model of alice's pipeline, trained by her run
 
     def persona(self, name: str):
         return None if name == "anonymous" else getattr(self, name)
@@ -90,6 +91,26 @@ def world(db, django_user_model):
         run_to_bulk_delete=make_run(alice, pipeline, name=f"{SECRET}-doomed-run3"),
         webhook=_webhook(alice),
         webhook_to_delete=_webhook(alice),
+        model=_model(pipeline, alice),
+    )
+
+
+def _model(pipeline, owner):
+    from mlopen.core import storage
+    from mlopen.pipelines.models import TrainedModel
+
+    train = make_run(owner, pipeline, kind="train")
+    artifact = f"models/{pipeline.pk}/1-run{train.pk}.pkl"
+    storage.write_stream(artifact, [f"{SECRET} model".encode()])
+    return TrainedModel.objects.create(
+        pipeline=pipeline,
+        version=pipeline.latest_version,
+        run=train,
+        number=1,
+        artifact=artifact,
+        size=20,
+        input_name=f"{SECRET}-data",
+        train_params={"secret": SECRET},
     )
 
 

@@ -52,6 +52,7 @@ RUN = {"pk": lambda w: w.run.pk}
 PIPELINE = {"pk": lambda w: w.pipeline.pk}
 QUEUED = {"pk": lambda w: w.queued.pk}
 WEBHOOK = {"pk": lambda w: w.webhook.pk}
+MODEL = {"pk": lambda w: w.pipeline.pk, "model_id": lambda w: w.model.pk}
 
 CASES = [
     # --- public ---------------------------------------------------------------------------------
@@ -108,6 +109,8 @@ CASES = [
         download=True,
     ),
     Case("web:pipeline-compare", "get", web("pipeline-compare", **PIPELINE), 200, 404),
+    Case("web:model-detail", "get", web("model-detail", **MODEL), 200, 404),
+    Case("web:model-alias", "post", web("model-alias", **MODEL), 302, 404, data={"name": "production"}),
     Case("web:dataset-list", "get", web("dataset-list"), 200, 200),
     Case("web:dataset-upload", "get", web("dataset-upload"), 200, 200),
     Case("web:dataset-detail", "get", web("dataset-detail", **DATASET), 200, 404),
@@ -132,6 +135,14 @@ CASES = [
         data=lambda w: {"pipeline": w.pipeline.pk, "kind": "run", "input": w.dataset.pk},
     ),
     Case("web:run-new-params", "get", lambda w: reverse("web:run-new-params") + f"?pipeline={w.pipeline.pk}", 200, 200),
+    # The train -> run check of another user's pipeline and dataset: nothing to say, nothing shown.
+    Case(
+        "web:run-new-check",
+        "get",
+        lambda w: reverse("web:run-new-check") + f"?pipeline={w.pipeline.pk}&input={w.dataset.pk}&kind=run",
+        200,
+        200,
+    ),
     Case("web:run-detail", "get", web("run-detail", **RUN), 200, 404),
     Case("web:run-status", "get", web("run-status", **RUN), 200, 404),
     Case("web:run-table", "get", web("run-table", **RUN), 200, 404),
@@ -160,6 +171,12 @@ CASES = [
     Case("pipeline-detail", "get", api("pipeline-detail", **PIPELINE), 200, 404),
     Case("pipeline-detail", "patch", api("pipeline-detail", **PIPELINE), 200, 404, data={"maintainers": []}),
     Case("pipeline-trained-models", "get", api("pipeline-trained-models", **PIPELINE), 200, 404),
+    Case("pipeline-model-detail", "get", api("pipeline-model-detail", **MODEL), 200, 404),
+    Case(
+        "pipeline-model-detail", "patch", api("pipeline-model-detail", **MODEL), 200, 404, data={"aliases": ["staging"]}
+    ),
+    Case("pipeline-model-runs", "get", api("pipeline-model-runs", **MODEL), 200, 404),
+    Case("pipeline-model-download", "get", api("pipeline-model-download", **MODEL), 200, 404, download=True),
     Case("pipeline-versions", "get", api("pipeline-versions", **PIPELINE), 200, 404),
     Case("pipeline-versions", "post", api("pipeline-versions", **PIPELINE), 400, 404, data={}),
     Case("pipeline-version-files", "get", api("pipeline-version-files", number=lambda w: 1, **PIPELINE), 200, 404),

@@ -9,7 +9,7 @@ from mlopen.core.access import AUTHOR, LOGGED_IN, VIEW, access
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.core.sharing import SharingRefused
 from mlopen.pipelines import params as params_mod
-from mlopen.pipelines import rules
+from mlopen.pipelines import registry, rules
 from mlopen.pipelines.maintainers import parse_usernames, set_maintainers
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen.pipelines.services import (
@@ -60,7 +60,10 @@ def pipeline_detail(request, pk: int):
         return _change_maintainers(request, pipeline)
     versions = list(pipeline.versions.select_related("created_by").order_by("-number"))
     latest = versions[0] if versions else None
-    models = list(pipeline.trained_models.select_related("run", "version").order_by("-number"))
+    models = list(
+        pipeline.trained_models.select_related("run", "version").prefetch_related("aliases").order_by("-number")
+    )
+    current = registry.default_model(pipeline)[0]
     visible_runs = set(
         Run.objects.visible_to(request.user)
         .filter(pk__in=[model.run_id for model in models if model.run_id])
@@ -82,6 +85,7 @@ def pipeline_detail(request, pk: int):
             "train_params": _param_rows(latest.params_train) if latest else [],
             "run_params": _param_rows(latest.params_run) if latest else [],
             "models": models,
+            "current_model": current,
             "model_need": first_run.model_need(latest, Run.Kind.RUN, models[0] if models else None),
             "examples": examples,
             "first_run_form": PipelineFirstRunForm(

@@ -15,7 +15,8 @@ from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
-from mlopen.pipelines import runtimes
+from mlopen.pipelines import registry, runtimes
+from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import first_run, results, waiting, workers
 from mlopen.runs import rules as run_rules
@@ -59,7 +60,13 @@ def _choice(request) -> tuple[Pipeline | None, str]:
 
 def _form_context(form: RunForm) -> dict:
     pipeline, kind = form.pipeline_obj, form.kind_value
-    current_model = pipeline.current_model if pipeline else None
+    current_model = registry.default_model(pipeline)[0] if pipeline else None
+    chosen = form["model"].value()
+    if pipeline is not None and kind == Run.Kind.RUN and chosen:
+        try:
+            current_model = registry.resolve_model(pipeline, chosen, form.user)[0]
+        except PipelineRejected:
+            pass  # refused with its reason when the form is sent
     return {
         "form": form,
         "pipeline": pipeline,
@@ -73,7 +80,38 @@ def _form_context(form: RunForm) -> dict:
 def _initial(request, pipeline: Pipeline | None, kind: str) -> dict:
     """The form's starting values: the input asked for in the link, else the dataset that fits."""
     chosen = request.GET.get("input") or first_run.suggested_input(request.user, pipeline, kind)
-    return {"pipeline": pipeline, "kind": kind, "input": chosen or None}
+    return {
+        "pipeline": pipeline,
+        "kind": kind,
+        "input": chosen or None,
+        "version": request.GET.get("version", ""),
+        "model": request.GET.get("model", ""),
+    }
+
+
+def _from_run(request) -> Run | None:
+    """The run "Run again with changes" starts from (``?from=<id>``), if the user may see it."""
+    raw = request.GET.get("from", "")
+    return (
+        _visible_runs(request).select_related("pipeline", "version").filter(pk=int(raw)).first()
+        if raw.isdigit()
+        else None
+    )
+
+
+def _initial_from(run: Run) -> dict:
+    """The form filled from an old run: its pipeline, kind, version, model, input and parameters."""
+    return {
+        "pipeline": run.pipeline,
+        "kind": run.kind,
+        "input": run.input_id,
+        "version": str(run.version.number),
+        "model": run.model_requested
+        if run.model_requested and not run.model_requested.isdigit()
+        else (str(run.trained_model_id) if run.trained_model_id and run.kind == Run.Kind.RUN else ""),
+        "timeout": run.timeout_seconds,
+        **{PARAM_PREFIX + name: value for name, value in (run.params or {}).items()},
+    }
 
 
 # How long starting a run waits for it before showing its page.
@@ -83,6 +121,7 @@ LAND_ON_RESULT_SECONDS = 1.0
 @access(LOGGED_IN)
 def run_new(request):
     pipeline, kind = _choice(request)
+    old = None
     if request.method == "POST":
         form = RunForm(request.POST, request.FILES, user=request.user, pipeline=pipeline, kind=kind)
         if form.is_valid():
@@ -94,9 +133,30 @@ def run_new(request):
                 return redirect("web:run-detail", pk=run.pk)
         status = 400
     else:
-        form = RunForm(initial=_initial(request, pipeline, kind), user=request.user, pipeline=pipeline, kind=kind)
+        old = _from_run(request)
+        if old is not None:
+            pipeline, kind = old.pipeline, old.kind
+        initial = _initial_from(old) if old is not None else _initial(request, pipeline, kind)
+        form = RunForm(initial=initial, user=request.user, pipeline=pipeline, kind=kind)
         status = 200
-    return render(request, "web/runs/new.html", _form_context(form), status=status)
+    context = _form_context(form)
+    if request.method == "GET" and old is not None:
+        context["from_run"] = old
+    return render(request, "web/runs/new.html", context, status=status)
+
+
+@access(LOGGED_IN)
+@require_GET
+def run_new_check(request):
+    """The run form's train → run check: how the chosen input differs from the chosen model's
+    training table (re-rendered by htmx when the input or model changes)."""
+    pipeline, kind = _choice(request)
+    warnings, model, compared = [], None, False
+    if pipeline is not None and kind == Run.Kind.RUN:
+        warnings, model, compared = run_services.preview_warnings(
+            request.user, pipeline, request.GET.get("model", ""), request.GET.get("input", "")
+        )
+    return render(request, "web/runs/_schema_check.html", {"warnings": warnings, "model": model, "compared": compared})
 
 
 @access(LOGGED_IN)
@@ -150,6 +210,8 @@ def _submit(request, form: RunForm) -> Run | None:
                 input=input_ref,
                 params=params,
                 timeout_seconds=data.get("timeout"),
+                model=data.get("model") or None,
+                version=data.get("version") or None,
             ),
         )
     except dataset_services.DatasetRejected as exc:
@@ -296,6 +358,7 @@ def run_detail(request, pk: int):
             else {"index": i, "kind": "unreadable", "message": result["problems"][f"graphs.{i}"]}
             for i, g in enumerate(result["graphs"])
         ]
+    produced = TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None
     context = {
         **_status_context(run),
         "params": _param_rows(run),
@@ -303,7 +366,8 @@ def run_detail(request, pk: int):
         "graphs": graphs,
         "images": _images(run, result),
         "text_html": format_pipeline_text(result.get("text")) if result else "",
-        "produced_model": TrainedModel.objects.filter(run=run).first() if run.kind == Run.Kind.TRAIN else None,
+        "produced_model": produced,
+        "produced_is_current": produced is not None and registry.default_model(run.pipeline)[0] == produced,
         "manageable": manageable,
         "may_rerun": manageable or _may_rerun(request.user, run),
         "input_visible": run.input_id is not None
