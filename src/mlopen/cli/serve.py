@@ -18,6 +18,7 @@ import django
 from django.conf import settings
 from django.core.management import call_command
 
+from mlopen.core import staticfiles
 from mlopen_runner import sandbox
 
 RESTART_BACKOFF_MAX = 30.0
@@ -58,6 +59,7 @@ def prepare(stdout=print) -> None:
     django.setup()
     settings.MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
     call_command("migrate", interactive=False, verbosity=0)
+    staticfiles.collect()
     from mlopen.cli.bootstrap import ensure_admin, load_demo  # noqa: PLC0415 - after django.setup(): it imports models
 
     ensure_admin(stdout)

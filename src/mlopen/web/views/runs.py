@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
@@ -420,7 +421,11 @@ def graph_frame(request, pk: int, index: int):
     static_origin = request.build_absolute_uri(settings.STATIC_URL)
     body = render_to_string(
         "web/runs/graph_frame.html",
-        {"graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"},
+        # The hashed name, as on the run page: the browser has it cached already.
+        {
+            "graph_html": graph.get("html") or "",
+            "plotly_src": request.build_absolute_uri(static("vendor/plotly/plotly.min.js")),
+        },
     )
     response = HttpResponse(body)
     response["Content-Security-Policy"] = _FRAME_CSP.format(static=static_origin)
