@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from django.core.management import call_command
 from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+from django.core.management import call_command
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 # What plotly's package data holds beside plotly.min.js (its Jupyter widget bundle, sample datasets
