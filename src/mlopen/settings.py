@@ -108,7 +108,8 @@ WSGI_APPLICATION = "mlopen.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Templates that replace another app's: the admin's base_site.html, drf-spectacular's docs pages.
+        "DIRS": [BASE_DIR / "web" / "overrides"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
