@@ -52,7 +52,11 @@ def dataset_upload(request):
                 chunks=uploaded.chunks(),
                 content_type=getattr(uploaded, "content_type", "") or "",
                 size=uploaded.size,
+                reuse_identical=True,
             )
+        except services.DatasetUnchanged as exc:
+            messages.info(request, exc.message)
+            return redirect("web:dataset-detail", pk=exc.dataset.pk)
         except services.DatasetRejected as exc:
             form.add_refusal(exc.field, exc.message)
             status = exc.status
