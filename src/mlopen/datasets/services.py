@@ -204,7 +204,7 @@ def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> dict:
         lines = lines[:-1]  # the last line may be cut in half (a file of one long line shows it cut)
     if dataset.kind == Dataset.Kind.CSV:
         try:
-            table = list(islice(csv.reader(io.StringIO("\n".join(lines)), **_guess_format(lines)), rows + 1))
+            table = list(islice(csv.reader(io.StringIO("\n".join(lines)), **guess_csv_format(lines)), rows + 1))
         except csv.Error:  # a field longer than the csv module's limit, say: show the lines instead
             table = []
         if table:
@@ -212,7 +212,7 @@ def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> dict:
     return {"kind": "text", "lines": lines[:rows]}
 
 
-def _guess_format(lines: list[str]) -> dict:
+def guess_csv_format(lines: list[str]) -> dict:
     """The delimiter (and initial-space rule) of a CSV, from a bounded sample of its first lines.
 
     csv.Sniffer is not used: its regular expressions take quadratic time on hostile input (60 KB

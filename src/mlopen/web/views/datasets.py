@@ -5,7 +5,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.datasets import rules as dataset_rules
-from mlopen.datasets import services
+from mlopen.datasets import services, stats
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
 from mlopen.web.forms import DatasetUploadForm
@@ -79,6 +79,7 @@ def dataset_detail(request, pk: int):
         {
             "dataset": dataset,
             "preview": services.preview(dataset),
+            "stats": stats.column_stats(dataset),
             "runs": runs,
             "deletable": manageable,
             "sharing": sharing_context(request, dataset, manageable) if not dataset.is_demo else None,
