@@ -108,7 +108,8 @@ WSGI_APPLICATION = "mlopen.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Templates that replace another app's: the admin's base_site.html, drf-spectacular's docs pages.
+        "DIRS": [BASE_DIR / "web" / "overrides"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -182,7 +183,8 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MLOPEN_STORAGE_DIR), "file_permissions_mode": 0o640},
     },
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names, .gz and .br copies, cached for good (see mlopen.core.staticfiles).
+    "staticfiles": {"BACKEND": "mlopen.core.staticfiles.StaticFilesStorage"},
 }
 # S3-compatible storage instead of the folder: MLOPEN_STORAGE_URL=s3://bucket/optional/prefix, with
 # the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any other boto3 credential source),
@@ -205,9 +207,13 @@ try:
     STATICFILES_DIRS = [("vendor/plotly", str(Path(_plotly.__file__).parent / "package_data"))]
 except ImportError:  # pragma: no cover - plotly is a hard dependency
     STATICFILES_DIRS = []
-# Serve static files straight from the app folders: no collectstatic step for a fresh checkout.
+# `mlopen serve` collects the static files into STATIC_ROOT under hashed names (served with a
+# ten-year immutable cache); files it has not collected are served straight from the app folders
+# under their plain names, with a short cache, so a checkout without `collectstatic` still works.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# Only the hashed copies are kept (and compressed) in STATIC_ROOT; plain names come from the finders.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 
 # --- Uploads ------------------------------------------------------------------------------------
 MLOPEN_MAX_UPLOAD_MB = env_int("MLOPEN_MAX_UPLOAD_MB", 1024)

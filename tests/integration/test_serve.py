@@ -130,7 +130,11 @@ def test_serve_starts_web_and_worker_and_runs_a_demo_pipeline(server):
     finished = server.wait_run(run["id"])
     assert finished["status"] == "succeeded", finished
     assert finished["result"]["rows"] > 0 and finished["result"]["graphs"]
-    assert "mlopen admin 'boss' created" in server.output() or "boss" in server.output()
+    # The welcome box, printed once the workers are up: the address and the admin made from the environment.
+    assert f"| mlopen is running: http://127.0.0.1:{server.port}/" in server.output()
+    assert "user:      boss   (password: MLOPEN_ADMIN_PASSWORD)" in server.output()
+    assert "boss-password-1" not in server.output()
+    assert "[config]" not in server.output()  # the workers' Celery banner is off
     login_page = server.client.get("/accounts/login/")
     assert login_page.status_code == 200
     assert server.client.get("/static/vendor/plotly/plotly.min.js").status_code == 200

@@ -48,6 +48,7 @@ from mlopen.pipelines.services import (
     IncomingFile,
     PipelineForbidden,
     PipelineRejected,
+    PipelineUnchanged,
     UploadRequest,
     set_input_required,
     upload_pipeline,
@@ -201,7 +202,9 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
         )
 
     @extend_schema(
-        request={"multipart/form-data": s.PipelineUploadSerializer}, responses={201: s.PipelineDetailSerializer}
+        request={"multipart/form-data": s.PipelineUploadSerializer},
+        # 200: the files are exactly the latest version's; that version is answered, with "message".
+        responses={201: s.PipelineDetailSerializer, 200: s.PipelineDetailSerializer},
     )
     def create(self, request):
         """Upload a control file (and support files): a new pipeline, or a new version of the one with that name."""
@@ -213,6 +216,11 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def _store(self, request, upload: UploadRequest) -> Response:
         try:
             version = upload_pipeline(upload, request.user)
+        except PipelineUnchanged as exc:
+            # The same files as the latest version: 200 with that version, and why nothing new was made.
+            pipeline = self.get_queryset().get(pk=exc.version.pipeline_id)
+            body = s.PipelineDetailSerializer(pipeline, context={"request": request}).data
+            return Response({**body, "unchanged": True, "message": exc.message}, status=status.HTTP_200_OK)
         except PipelineForbidden as exc:
             return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:
@@ -227,7 +235,7 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @extend_schema(
         methods=["POST"],
         request={"multipart/form-data": s.PipelineVersionUploadSerializer},
-        responses={201: s.PipelineDetailSerializer},
+        responses={201: s.PipelineDetailSerializer, 200: s.PipelineDetailSerializer},
     )
     @action(detail=True, methods=["get", "post"], serializer_class=s.PipelineVersionSerializer)
     def versions(self, request, pk=None):
@@ -277,7 +285,11 @@ class DatasetViewSet(
     def get_queryset(self):
         return Dataset.objects.visible_to(self.request.user).select_related("owner")
 
-    @extend_schema(request={"multipart/form-data": s.DatasetUploadSerializer}, responses={201: s.DatasetSerializer})
+    # 200: the same owner already has a dataset of that name with exactly these bytes; it is answered.
+    @extend_schema(
+        request={"multipart/form-data": s.DatasetUploadSerializer},
+        responses={201: s.DatasetSerializer, 200: s.DatasetSerializer},
+    )
     def create(self, request):
         form = s.DatasetUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -290,7 +302,11 @@ class DatasetViewSet(
                 chunks=uploaded.chunks(),
                 content_type=getattr(uploaded, "content_type", "") or "",
                 size=uploaded.size,
+                reuse_identical=True,
             )
+        except dataset_services.DatasetUnchanged as exc:
+            body = s.DatasetSerializer(exc.dataset).data
+            return Response({**body, "unchanged": True, "message": exc.message}, status=status.HTTP_200_OK)
         except dataset_services.DatasetRejected as exc:
             return error_response(exc.message, {exc.field: exc.message}, exc.status)
         return Response(

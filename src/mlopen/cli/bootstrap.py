@@ -28,27 +28,25 @@ DEMO_EXAMPLES = {
 }
 
 
-def ensure_admin(stdout=print) -> None:
-    """Create the admin from MLOPEN_ADMIN_USER / _PASSWORD / _TOKEN, or `admin` with a printed password."""
+def ensure_admin(stdout=print) -> tuple[str, str] | None:
+    """Create the admin from MLOPEN_ADMIN_USER / _PASSWORD / _TOKEN, or `admin` with a generated password.
+
+    Returns (user, password) when the admin was created now, the password empty when it came from
+    MLOPEN_ADMIN_PASSWORD: `mlopen serve` shows them once, in its welcome box, after the workers are up."""
     User = get_user_model()
     username = os.environ.get("MLOPEN_ADMIN_USER") or "admin"
     password = os.environ.get("MLOPEN_ADMIN_PASSWORD")
     token = os.environ.get("MLOPEN_ADMIN_TOKEN")
+    created: tuple[str, str] | None = None
     with transaction.atomic():
         user = User.objects.filter(username=username).first()
         if user is None:
             if not os.environ.get("MLOPEN_ADMIN_USER") and User.objects.filter(is_superuser=True).exists():
-                return  # an admin already exists and none was asked for
+                return None  # an admin already exists and none was asked for
             generated = password is None
             password = password or secrets.token_urlsafe(12)
             user = User.objects.create_superuser(username=username, email="", password=password)
-            if generated:
-                stdout(
-                    f"\n  mlopen admin created.  user: {username}   password: {password}\n"
-                    "  (shown once; set MLOPEN_ADMIN_PASSWORD to choose it)\n"
-                )
-            else:
-                stdout(f"mlopen admin {username!r} created from MLOPEN_ADMIN_USER/MLOPEN_ADMIN_PASSWORD")
+            created = (username, password if generated else "")
         elif password and not user.check_password(password):
             user.set_password(password)
             user.save(update_fields=["password"])
@@ -58,6 +56,7 @@ def ensure_admin(stdout=print) -> None:
             Token.objects.get_or_create(user=user, key=token)
     ensure_roles()
     set_role(user, "admin")
+    return created
 
 
 def load_demo(stdout=print) -> None:
@@ -95,7 +94,7 @@ def load_demo(stdout=print) -> None:
             continue
         Pipeline.objects.filter(pk=version.pipeline_id).update(is_demo=True)
         registered.append(version.pipeline)
-        stdout(f"registered demo pipeline {folder.name}")
+    datasets = []
     for path in sorted((DEMO_DIR / "data").iterdir()):
         if not path.is_file() or Dataset.objects.filter(is_demo=True, filename=path.name).exists():
             continue
@@ -104,7 +103,10 @@ def load_demo(stdout=print) -> None:
                 owner=owner, name=path.name, filename=path.name, chunks=iter(lambda: handle.read(1024 * 1024), b"")
             )
         Dataset.objects.filter(pk=dataset.pk).update(is_demo=True)
-        stdout(f"registered demo dataset {path.name}")
+        datasets.append(path.name)
+    if registered or datasets:
+        names = ", ".join([p.name for p in registered] + datasets)
+        stdout(f"mlopen: registered the demo pipelines and datasets: {names}")
     _set_demo_examples(owner, registered)
 
 

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated queues to take runs from (default: the default queue)",
     )
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--quiet", action="store_true", help="no start-up banner")
 
     user = sub.add_parser("user", help="manage users and their API tokens")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from mlopen.cli.worker import run_worker  # noqa: PLC0415 - each command loads only its own side
 
-        return run_worker(name=args.name, queues=args.queues, loglevel=args.loglevel)
+        return run_worker(name=args.name, queues=args.queues, loglevel=args.loglevel, quiet=args.quiet)
     if args.command == "user":
         _setup_django()
         from mlopen.cli.users import run_user_command  # noqa: PLC0415 - after django.setup(): it imports models

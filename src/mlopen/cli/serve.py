@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import django
 from django.conf import settings
 from django.core.management import call_command
 
+from mlopen.core import staticfiles
 from mlopen_runner import sandbox
 
 RESTART_BACKOFF_MAX = 30.0
@@ -52,17 +54,21 @@ class Child:
             self.process.send_signal(sig)
 
 
-def prepare(stdout=print) -> None:
-    """Migrate, create the bootstrap admin, register demo content once."""
+def prepare(stdout=print) -> tuple[str, str] | None:
+    """Migrate, collect the static files, create the bootstrap admin, register demo content once.
+
+    Returns the admin's (user, password) when they were generated now, for the welcome box."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
     django.setup()
     settings.MLOPEN_HOME.mkdir(parents=True, exist_ok=True)
     call_command("migrate", interactive=False, verbosity=0)
+    staticfiles.collect()
     from mlopen.cli.bootstrap import ensure_admin, load_demo  # noqa: PLC0415 - after django.setup(): it imports models
 
-    ensure_admin(stdout)
+    created = ensure_admin(stdout)
     if settings.MLOPEN_LOAD_DEMO:
         load_demo(stdout)
+    return created
 
 
 def _children(host: str, port: int, workers: int, web_processes: int) -> list[Child]:
@@ -102,7 +108,7 @@ def _children(host: str, port: int, workers: int, web_processes: int) -> list[Ch
         children.append(
             Child(
                 f"worker {name}",
-                [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name],
+                [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name, "--quiet"],
                 dict(env, MLOPEN_WORKER_NAME=name),
                 final_status=EXIT_SANDBOX_UNAVAILABLE,
             )
@@ -138,7 +144,8 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
             file=sys.stderr,
             flush=True,
         )
-    prepare()
+    started = time.time()
+    admin = prepare()
     children = _children(host, port, workers, web_processes)
     stopping = {"flag": False}
 
@@ -149,14 +156,67 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
     signal.signal(signal.SIGINT, request_stop)
     for child in children:
         child.start()
-    print(f"mlopen: serving on http://{host}:{port}/ with {workers} worker(s); Ctrl+C stops", flush=True)
     try:
+        # The box comes last, once the web server answers and the workers have registered: what the
+        # children print while they start cannot scroll it away.
+        ready = _wait_until_up(children, host, port, workers, started, stopping)
+        print(welcome_box(host, port, workers, admin, ready), flush=True)
         while not stopping["flag"]:
             time.sleep(0.5)
             _restart_dead(children)
     finally:
         _stop_all(children)
     return 0
+
+
+def _wait_until_up(
+    children: list[Child], host: str, port: int, workers: int, since: float, stopping: dict, timeout: float = 120
+) -> bool:
+    """Wait until the web server accepts connections and `workers` workers registered after `since`."""
+    from mlopen.runs.models import Worker  # noqa: PLC0415 - after django.setup(): a model
+
+    names = [child.label.removeprefix("worker ") for child in children[1:]]
+    deadline = time.monotonic() + timeout
+    while not stopping["flag"] and time.monotonic() < deadline:
+        _restart_dead(children)
+        registered = Worker.objects.filter(name__in=names, last_seen__gte=datetime.fromtimestamp(since, tz=UTC)).count()
+        if registered >= workers and _accepts(host, port):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((_reachable(host), port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _reachable(host: str) -> str:
+    """The address to open in a browser: a wildcard bind is reached through localhost."""
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def welcome_box(host: str, port: int, workers: int, admin: tuple[str, str] | None, ready: bool) -> str:
+    """The one thing a first start must show: where to go and how to sign in."""
+    lines = [f"mlopen is running: http://{_reachable(host)}:{port}/"]
+    if admin and not admin[1]:
+        lines.append(f"  user:      {admin[0]}   (password: MLOPEN_ADMIN_PASSWORD)")
+    elif admin:
+        lines += [
+            f"  user:      {admin[0]}",
+            f"  password:  {admin[1]}",
+            "  (shown once; MLOPEN_ADMIN_PASSWORD chooses it)",
+        ]
+    else:
+        lines.append("  sign in with your account (`mlopen user create NAME --role admin` makes one)")
+    state = f"{workers} worker(s) ready" if ready else f"{workers} worker(s) still starting"
+    lines.append(f"  {state}; Ctrl+C stops")
+    width = max(len(line) for line in lines) + 2
+    rule = "+" + "-" * width + "+"
+    return "\n".join(["", rule, *(f"| {line.ljust(width - 2)} |" for line in lines), rule, ""])
 
 
 def _restart_dead(children: list[Child]) -> None:

@@ -16,7 +16,7 @@ from django.conf import settings
 from mlopen_runner import sandbox
 
 
-def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> int:
+def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO", quiet: bool = False) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     os.environ["MLOPEN_WORKER_NAME"] = name
@@ -31,7 +31,9 @@ def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO") -> 
         return EXIT_SANDBOX_UNAVAILABLE
 
     queue_list = queues or settings.MLOPEN_DEFAULT_QUEUE
+    # --quiet: no Celery banner (`mlopen serve` starts its workers so: its welcome box stays in view).
     argv = [
+        *(["--quiet"] if quiet else []),
         "worker",
         "--pool",
         "solo",

@@ -101,10 +101,33 @@ def detect_kind(filename: str, path) -> str:
     return Dataset.Kind.TEXT
 
 
+class DatasetUnchanged(Exception):
+    """The owner has a dataset of this name with exactly these bytes already; ``dataset`` is it."""
+
+    def __init__(self, dataset: Dataset):
+        super().__init__(f"dataset {dataset.pk} has exactly these bytes")
+        self.dataset = dataset
+        self.message = (
+            f"You uploaded exactly this file as “{dataset.name}” already (dataset {dataset.pk}); "
+            "that one is kept and no copy was made."
+        )
+
+
 def store_dataset(
-    *, owner, name: str, filename: str, chunks, content_type: str = "", size: int | None = None
+    *,
+    owner,
+    name: str,
+    filename: str,
+    chunks,
+    content_type: str = "",
+    size: int | None = None,
+    reuse_identical: bool = False,
 ) -> Dataset:
     """Stream an upload into storage and record it. ``chunks`` is an iterable of bytes.
+
+    ``reuse_identical``: when the owner already has a dataset of the same name with the same bytes
+    (sha256), the new copy is dropped and DatasetUnchanged names the existing one. Datasets have no
+    versions: the same bytes under another name are another dataset, as the uploader asked.
 
     ``size``, when the caller knows it (a received upload), lets a file that cannot fit in the
     owner's quota be refused before it is copied. The quota is checked again on the bytes actually
@@ -117,15 +140,21 @@ def store_dataset(
     check_quota(owner, size or 0)
     storage_name = f"datasets/{owner.pk}/{uuid.uuid4().hex}/{safe}"
     with storage.full_disk_as(lambda message: DatasetRejected(message, status=507)):
-        return _stage_and_record(owner, display, safe, storage_name, chunks, content_type)
+        return _stage_and_record(owner, display, safe, storage_name, chunks, content_type, reuse_identical)
 
 
-def _stage_and_record(owner, display: str, safe: str, storage_name: str, chunks, content_type: str) -> Dataset:
+def _stage_and_record(
+    owner, display: str, safe: str, storage_name: str, chunks, content_type: str, reuse_identical: bool = False
+) -> Dataset:
     """Stage the file, then record it and move it into place together; on any failure nothing is
     left: the folder is new (a fresh uuid), so removing it removes only what this upload wrote."""
     staged = None
     try:
         staged = storage.stage_stream(storage_name, chunks)
+        if reuse_identical:
+            same = Dataset.objects.filter(owner=owner, name=display, sha256=staged.sha256).order_by("pk").first()
+            if same is not None:
+                raise DatasetUnchanged(same)  # the except below removes the staged copy
         kind = detect_kind(safe, staged.path)
         guessed = content_type or mimetypes.guess_type(safe)[0] or "application/octet-stream"
         with transaction.atomic():
@@ -175,7 +204,7 @@ def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> dict:
         lines = lines[:-1]  # the last line may be cut in half (a file of one long line shows it cut)
     if dataset.kind == Dataset.Kind.CSV:
         try:
-            table = list(islice(csv.reader(io.StringIO("\n".join(lines)), **_guess_format(lines)), rows + 1))
+            table = list(islice(csv.reader(io.StringIO("\n".join(lines)), **guess_csv_format(lines)), rows + 1))
         except csv.Error:  # a field longer than the csv module's limit, say: show the lines instead
             table = []
         if table:
@@ -183,7 +212,7 @@ def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> dict:
     return {"kind": "text", "lines": lines[:rows]}
 
 
-def _guess_format(lines: list[str]) -> dict:
+def guess_csv_format(lines: list[str]) -> dict:
     """The delimiter (and initial-space rule) of a CSV, from a bounded sample of its first lines.
 
     csv.Sniffer is not used: its regular expressions take quadratic time on hostile input (60 KB

@@ -9,6 +9,7 @@ and again when the version is stored, so no page, API view or command can skip i
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import shutil
 import uuid
@@ -169,8 +170,23 @@ def _write(path: Path, incoming: IncomingFile) -> None:
             out.write(chunk)
 
 
+class PipelineUnchanged(Exception):
+    """The upload is byte for byte the pipeline's latest version (same control file, support files,
+    requirements and runtime): no version is made; ``version`` is that latest one."""
+
+    def __init__(self, version: PipelineVersion):
+        super().__init__(f"{version.pipeline.name} version {version.number} has exactly these files.")
+        self.version = version
+        self.message = (
+            f"Nothing changed: these files are exactly those of {version.pipeline.name} version {version.number}, "
+            "so no new version was made."
+        )
+
+
 def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
-    """Validate an upload and store it as the next version of the pipeline with that name."""
+    """Validate an upload and store it as the next version of the pipeline with that name.
+
+    Raises PipelineUnchanged when the files are those of the latest version already."""
     control_name = storage.safe_filename(request.control.name, fallback="control.py")
     if not control_name.endswith(".py"):
         raise PipelineRejected(f"The control file must be a Python file ending in .py (got {control_name!r}).")
@@ -196,6 +212,12 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
             (code_dir / control_name).write_bytes(source)
             for path, incoming in placed:
                 _write(code_dir / path, incoming)
+            # Before get_params runs (seconds, in a child): the same files again are no new version.
+            same = _identical_latest(
+                name, control_name, [p for p, _ in placed], code_dir, requirements_text, runtime_name
+            )
+            if same is not None:
+                raise PipelineUnchanged(same)
             (staging / "work").mkdir()
             if requirements_text:
                 # The control file may import what only its own environment has: its forms are read
@@ -218,6 +240,34 @@ def upload_pipeline(request: UploadRequest, user) -> PipelineVersion:
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _identical_latest(
+    name: str, control_name: str, support_names: list[str], code_dir: Path, requirements: str, runtime_name: str
+) -> PipelineVersion | None:
+    """The pipeline's latest version when the upload has exactly its files, requirements and runtime."""
+    latest = (
+        PipelineVersion.objects.filter(pipeline__name=name).select_related("pipeline", "runtime").order_by("-number")
+    ).first()
+    if (
+        latest is None
+        or latest.control_filename != control_name
+        or sorted(latest.support_files) != sorted(support_names)
+        or latest.requirements != requirements
+        or latest.runtime is None
+        or latest.runtime.digest != runtimes.digest_of(runtimes.lock_of(runtime_name))
+    ):
+        return None
+    for file_name in [control_name, *support_names]:
+        try:
+            with storage.open_stored(f"{latest.folder}/{file_name}") as stored:
+                kept = hashlib.file_digest(stored, "sha256").hexdigest()
+        except FileNotFoundError:
+            return None
+        with open(code_dir / file_name, "rb") as handle:
+            if hashlib.file_digest(handle, "sha256").hexdigest() != kept:
+                return None
+    return latest
 
 
 def _place_support_files(

@@ -245,7 +245,7 @@ def test_table_partial_sorts_by_column_and_pages(alice_client, user, pipeline, m
     first = alice_client.get(f"/runs/{run.pk}/table/?sort=1&order=desc", HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in first
     assert first.index("<td>a</td><td>3</td>") < first.index("<td>b</td><td>2</td>")
-    assert "<td>c</td>" not in first and "Page 1 of 2" in first
+    assert "<td>c</td>" not in first and 'name="page" min="1" max="2" value="1"' in first
     assert 'aria-sort="descending"' in first
     assert f'hx-get="/runs/{run.pk}/table/?sort=1&amp;order=asc"' in first  # clicking again flips the order
     second = alice_client.get(f"/runs/{run.pk}/table/?page=2&sort=1&order=desc").content.decode()
@@ -253,7 +253,53 @@ def test_table_partial_sorts_by_column_and_pages(alice_client, user, pipeline, m
     assert f'hx-get="/runs/{run.pk}/table/?page=1&amp;sort=1&amp;order=desc"' in second  # paging keeps the sort
     assert f'hx-replace-url="/runs/{run.pk}/?page=1&amp;sort=1&amp;order=desc"' in second
     past_the_end = alice_client.get(f"/runs/{run.pk}/table/?page=9").content.decode()
-    assert "Page 2 of 2" in past_the_end
+    assert 'name="page" min="1" max="2" value="2"' in past_the_end
+
+
+def _rows(count):
+    return {"columns": ["n"], "data": [[i] for i in range(count)]}
+
+
+def test_table_page_size_choice_and_jump_to_page(alice_client, user, pipeline, make_run):
+    run = make_run(user, pipeline, result=_rows(120))
+    page = alice_client.get(f"/runs/{run.pk}/").content.decode()
+    assert '<option value="50" selected>50</option>' in page and 'max="3"' in page  # the default size, 50
+    response = alice_client.get(f"/runs/{run.pk}/table/?page_size=25&page=4&sort=0&order=desc", HTTP_HX_REQUEST="true")
+    fragment = response.content.decode()
+    # Page 4 of 5 in descending order: rows 44 down to 20; the address bar follows the table.
+    assert "<td>44</td>" in fragment and "<td>20</td>" in fragment and "<td>45</td>" not in fragment
+    assert "<td>19</td>" not in fragment
+    assert '<option value="25" selected>25</option>' in fragment and 'max="5" value="4"' in fragment
+    assert response["HX-Replace-Url"] == f"/runs/{run.pk}/?page=4&sort=0&order=desc&page_size=25"
+    # Paging and sorting keep the chosen size; a new size starts again at page 1 with the same sort.
+    assert f'hx-get="/runs/{run.pk}/table/?page=5&amp;sort=0&amp;order=desc&amp;page_size=25"' in fragment
+    assert f'hx-get="/runs/{run.pk}/table/?sort=0&amp;order=asc&amp;page_size=25"' in fragment
+    assert '<input type="hidden" name="sort" value="0" data-table-keep>' in fragment
+    everything = alice_client.get(f"/runs/{run.pk}/table/?page_size=200").content.decode()
+    assert "<td>0</td>" in everything and "<td>119</td>" in everything and 'name="page"' not in everything
+
+
+def test_table_page_size_outside_the_choices_is_a_400_naming_it(alice_client, user, pipeline, make_run):
+    run = make_run(user, pipeline, result=_rows(30))
+    for url in (f"/runs/{run.pk}/table/?page_size=7", f"/runs/{run.pk}/?page_size=abc"):
+        response = alice_client.get(url)
+        assert response.status_code == 400
+        assert response.content.decode() == "page_size must be one of 25, 50, 100, 200."
+
+
+def test_small_tables_show_no_page_controls(alice_client, user, pipeline, make_run):
+    run = make_run(user, pipeline, result=_rows(20))
+    assert 'name="page_size"' not in alice_client.get(f"/runs/{run.pk}/").content.decode()
+
+
+def test_metric_chart_axis_fits_accuracy_near_one_at_full_width(alice_client, user, pipeline, make_run):
+    run = make_run(user, pipeline, status="succeeded")
+    for step, value in enumerate([0.96, 0.99, 1.0], start=1):
+        RunMetric.objects.create(run=run, name="accuracy", step=step, value=value)
+    page = alice_client.get(f"/runs/{run.pk}/").content.decode()
+    figure = json.loads(next(s for s in scan(page).scripts if s["attrs"].get("id") == "metric-data-0")["body"])
+    assert figure["layout"]["yaxis"]["range"] == pytest.approx([0.956, 1.0])
+    assert '<div class="col-12"><div class="plotly-graph metric-chart" data-figure="metric-data-0">' in page
 
 
 def test_html_graph_frame_is_sandboxed_with_its_own_policy(alice_client, user, pipeline, make_run):
@@ -284,6 +330,9 @@ def test_failed_run_shows_the_error_in_plain_words_and_the_log(alice_client, use
     assert page.index('id="run-error"') < page.index('id="run-status"')
     assert "This run failed" in page and "ValueError: the column &#x27;price&#x27; is missing" in page
     assert "loading\nTraceback ...\n</pre>" in page
+    # The log is open (no <details>) and at full width, right under the status.
+    output = page[page.index('id="run-output"') - 200 : page.index('id="run-output"')]
+    assert "col-lg" not in output and "<details" not in output
     assert "Run again" in page and "Cancel</button>" not in page
 
 

@@ -5,7 +5,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.datasets import rules as dataset_rules
-from mlopen.datasets import services
+from mlopen.datasets import services, stats
 from mlopen.datasets.models import Dataset
 from mlopen.runs.models import Run
 from mlopen.web.forms import DatasetUploadForm
@@ -52,7 +52,11 @@ def dataset_upload(request):
                 chunks=uploaded.chunks(),
                 content_type=getattr(uploaded, "content_type", "") or "",
                 size=uploaded.size,
+                reuse_identical=True,
             )
+        except services.DatasetUnchanged as exc:
+            messages.info(request, exc.message)
+            return redirect("web:dataset-detail", pk=exc.dataset.pk)
         except services.DatasetRejected as exc:
             form.add_refusal(exc.field, exc.message)
             status = exc.status
@@ -75,6 +79,7 @@ def dataset_detail(request, pk: int):
         {
             "dataset": dataset,
             "preview": services.preview(dataset),
+            "stats": stats.column_stats(dataset),
             "runs": runs,
             "deletable": manageable,
             "sharing": sharing_context(request, dataset, manageable) if not dataset.is_demo else None,

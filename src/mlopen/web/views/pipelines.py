@@ -16,6 +16,7 @@ from mlopen.pipelines.services import (
     IncomingFile,
     PipelineForbidden,
     PipelineRejected,
+    PipelineUnchanged,
     UploadRequest,
     set_input_required,
     upload_pipeline,
@@ -133,6 +134,9 @@ def pipeline_upload(request):
         )
         try:
             version = upload_pipeline(upload, request.user)
+        except PipelineUnchanged as exc:
+            messages.info(request, exc.message)
+            return redirect("web:pipeline-detail", pk=exc.version.pipeline_id)
         except PipelineForbidden as exc:
             form.add_refusal(exc.field, exc.message)
             return render(request, "web/pipelines/upload.html", {"form": form}, status=403)

@@ -4,9 +4,11 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
@@ -22,6 +24,7 @@ from mlopen.runs import first_run, results, waiting, workers
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
+from mlopen.web import charts
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
 from mlopen.web.views.run_labels import labels_context
@@ -253,6 +256,8 @@ def _metric_charts(run: Run) -> list[dict]:
                     "height": 280,
                     "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
                     "xaxis": {"title": {"text": "step"}},
+                    # A range that fits the values (accuracy 0.97-0.99 is not drawn on 0 to 2).
+                    "yaxis": {"range": axis} if (axis := charts.value_range(points["y"])) else {},
                 },
             },
         }
@@ -287,23 +292,42 @@ def _status_context(run: Run) -> dict:
     }
 
 
+# The result table's page sizes offered on the page (the API takes any size up to its maximum).
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+class BadTableQuery(ValueError):
+    pass
+
+
 def _table_args(request) -> dict:
     def number(name):
         raw = request.GET.get(name, "")
         return int(raw) if raw.isdigit() else None
 
+    size = None
+    if request.GET.get("page_size", "") != "":
+        size = number("page_size")
+        if size not in PAGE_SIZES:
+            raise BadTableQuery(f"page_size must be one of {', '.join(map(str, PAGE_SIZES))}.")
     return {
         "page": max(1, number("page") or 1),
         "sort": number("sort"),
         "descending": request.GET.get("order") == "desc",
+        "size": size,
     }
 
 
-def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: bool = False) -> dict | None:
-    """One page of the run's result table, with the query strings its header and pager links use."""
+def _result_page(
+    run: Run, page: int = 1, sort: int | None = None, descending: bool = False, size: int | None = None
+) -> dict | None:
+    """One page of the run's result table, with the query strings its header, pager and page-size
+    controls use. ``size`` None: the default page size (MLOPEN_RESULT_PAGE_SIZE), left out of links."""
     if run.status != Run.Status.SUCCEEDED or not run.result_folder:
         return None
-    size = settings.MLOPEN_RESULT_PAGE_SIZE
+    chosen_size = size
+    size = size or settings.MLOPEN_RESULT_PAGE_SIZE
+    kept = {"page_size": chosen_size} if chosen_size else {}
     # A part of the stored result that cannot be read comes back as a message in result["problems"].
     expect_table = run.result_rows is not None
     result = results.page_of(run.result_folder, page, size, sort, descending, expect_table=expect_table)
@@ -315,16 +339,24 @@ def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: b
             "name": name,
             "sorted": order if index == sort else None,
             # A click sorts ascending, a second click on the same column flips the order.
-            "query": "?" + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc"}),
+            "query": "?"
+            + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc", **kept}),
         }
         for index, name in enumerate(result["columns"] or [])
     ]
 
+    sorting = {"sort": sort, "order": order} if sort is not None else {}
+
     def page_query(number):
-        return "?" + urlencode({"page": number, **({"sort": sort, "order": order} if sort is not None else {})})
+        return "?" + urlencode({"page": number, **sorting, **kept})
 
     result["prev_query"] = page_query(result["page"] - 1) if result["page"] > 1 else None
     result["next_query"] = page_query(result["page"] + 1) if result["page"] < result["pages"] else None
+    result["query"] = page_query(result["page"])
+    result["sorting"] = sorting
+    result["size_choices"] = [{"size": n, "selected": n == size} for n in PAGE_SIZES]
+    # The size choice shows once a smaller page than the table exists.
+    result["size_control"] = (result["rows"] or 0) > PAGE_SIZES[0]
     return result
 
 
@@ -349,7 +381,10 @@ def _images(run: Run, result: dict | None) -> list[dict]:
 def run_detail(request, pk: int):
     run = _get_run(request, pk)
     manageable = run_rules.can_manage(request.user, run)
-    result = _result_page(run, **_table_args(request))
+    try:
+        result = _result_page(run, **_table_args(request))
+    except BadTableQuery as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
     graphs = []
     if result:
         graphs = [
@@ -399,10 +434,16 @@ def run_status(request, pk: int):
 @require_GET
 def run_table(request, pk: int):
     run = _get_run(request, pk)
-    result = _result_page(run, **_table_args(request))
+    try:
+        result = _result_page(run, **_table_args(request))
+    except BadTableQuery as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
     if result is None:
         raise Http404("This run has no result table.")
-    return render(request, "web/runs/_table.html", {"run": run, "result": result})
+    response = render(request, "web/runs/_table.html", {"run": run, "result": result})
+    # The page-size and jump-to-page form asks for this fragment; the address bar shows the page.
+    response["HX-Replace-Url"] = reverse("web:run-detail", args=[run.pk]) + result["query"]
+    return response
 
 
 @access(MANAGE)
@@ -456,7 +497,11 @@ def graph_frame(request, pk: int, index: int):
     static_origin = request.build_absolute_uri(settings.STATIC_URL)
     body = render_to_string(
         "web/runs/graph_frame.html",
-        {"graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"},
+        # The hashed name, as on the run page: the browser has it cached already.
+        {
+            "graph_html": graph.get("html") or "",
+            "plotly_src": request.build_absolute_uri(static("vendor/plotly/plotly.min.js")),
+        },
     )
     response = HttpResponse(body)
     response["Content-Security-Policy"] = _FRAME_CSP.format(static=static_origin)

@@ -21,9 +21,43 @@
       }
       var layout = Object.assign({ autosize: true }, figure.layout || {});
       var config = Object.assign({}, PLOT_CONFIG, figure.config || {});
-      window.Plotly.newPlot(el, figure.data || [], layout, config);
+      el.mlopenLayout = JSON.parse(JSON.stringify(figure.layout || {}));
+      window.Plotly.newPlot(el, figure.data || [], layout, config).then(function () { themeFigure(el); });
     });
   }
+
+  /* Figures in the page's colour theme: on a dark page, a transparent background, light text and
+   * faint grid lines; on a light page, what the figure itself asked for (null: plotly's default). */
+  function original(layout, path) {
+    return path.split(".").reduce(function (part, key) {
+      return part && part[key] !== undefined ? part[key] : null;
+    }, layout);
+  }
+
+  function themeFigure(el) {
+    if (!window.Plotly || !el.layout) { return; }
+    var dark = document.documentElement.getAttribute("data-bs-theme") === "dark";
+    var wanted = {
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", "font.color": "#dee2e6",
+      "legend.font.color": "#dee2e6", "title.font.color": "#f8f9fa",
+    };
+    Object.keys(el.layout).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key)) {
+        wanted[key + ".gridcolor"] = "rgba(255,255,255,0.12)";
+        wanted[key + ".zerolinecolor"] = "rgba(255,255,255,0.3)";
+        wanted[key + ".linecolor"] = "rgba(255,255,255,0.3)";
+      }
+    });
+    var update = {};
+    Object.keys(wanted).forEach(function (path) {
+      update[path] = dark ? wanted[path] : original(el.mlopenLayout || {}, path);
+    });
+    window.Plotly.relayout(el, update);
+  }
+
+  document.addEventListener("mlopen:theme", function () {
+    document.querySelectorAll("[data-figure][data-drawn]").forEach(themeFigure);
+  });
 
   /* Logs: keep the newest line in view unless the reader scrolled up to read. */
   var logFollow = {};
