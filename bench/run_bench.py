@@ -461,9 +461,10 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                 )
             )
         print("   warm throughput", flush=True)
-        out["throughput"].append(
-            measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
-        )
+        with profiled(mlopen, backend, args.profile):
+            out["throughput"].append(
+                measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
+            )
         mlopen.start_workers(1, warm=True)
         out["throughput"].append(
             measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4)
@@ -487,6 +488,29 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         return out
     finally:
         mlopen.close()
+
+
+@contextlib.contextmanager
+def profiled(mlopen: Mlopen, backend: str, enabled: bool):
+    """py-spy flame graphs (bench extra) of the web server and the worker, with their children, while
+    the block runs: bench/results/profile-warm-{web,worker}-<backend>.svg."""
+    if not enabled:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    recorders = []
+    for name, process in (("web", mlopen.web), ("worker", mlopen.workers[0])):
+        output = BENCH / "results" / f"profile-warm-{name}-{backend}.svg"
+        command = [py_spy, "record", "--subprocesses", "--rate", "250", "--pid", str(process.pid), "-o", str(output)]
+        recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes the flame graph when interrupted
+        for recorder in recorders:
+            recorder.wait(60)
 
 
 def cold_note(args) -> str:
@@ -661,6 +685,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure warm runs with a client that polls this often instead of waiting (default 5 ms; 0 skips it)",
     )
     parser.add_argument("--peer", choices=["mlflow"], help="also measure this peer serving the same model")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="flame graphs of the web server and the worker during the 1-worker warm burst (needs py-spy)",
+    )
     parser.add_argument(
         "--preimport-pool",
         type=int,
