@@ -12,6 +12,14 @@ and `mlopen worker` processes it starts and stops itself), uploads bench/pipelin
 
 and the throughput (runs/s) of a burst of runs with 1 and 2 workers, cold and warm. Backends:
 `embedded` (SQLite + folder broker, the default install) and `postgres-redis`.
+
+Cold runs take a worker's blank pre-imported process (MLOPEN_PREIMPORT_POOL, `--preimport-pool`;
+0 measures fresh processes): the bench waits `--cold-pause` seconds before each cold run, the time
+a worker needs to start the blank process that replaces the one the previous run took, as a first
+run of a new pipeline on a worker that was not starting one a moment ago would find it.
+
+`--peer mlflow` also serves the same model with `mlflow models serve` (bench/peer_mlflow.py: MLflow
+in a throw-away venv, never a dependency of mlopen) and reports mlopen's ratios to it.
 Writes bench/results/latest.md and prints it. See bench/README.md.
 """
 
@@ -40,6 +48,9 @@ import httpx
 
 from mlopen_runner import sandbox_status
 from mlopen_runner.inputs import InputFile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_mlflow  # noqa: E402 - bench/ is not a package: its own folder on the path first
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -170,8 +181,9 @@ def free_port() -> int:
 class Mlopen:
     """`mlopen serve --workers 0` plus workers started and stopped by the bench."""
 
-    def __init__(self, backend: str, home: Path) -> None:
+    def __init__(self, backend: str, home: Path, preimport_pool: int = 1) -> None:
         self.backend = backend
+        self.preimport_pool = preimport_pool
         self.home = home
         self.poll_s = 0.0  # 0: long-poll (the API's "wait"); else the client's polling interval
         self.port = free_port()
@@ -228,7 +240,13 @@ class Mlopen:
     def start_workers(self, count: int, warm: bool, **extra_env: str) -> None:
         for index in range(count):
             name = f"bench-{'warm' if warm else 'cold'}-{len(self.workers) + 1}"
-            env = dict(self.env, MLOPEN_WARM_RUNS="true" if warm else "false", MLOPEN_WORKER_NAME=name, **extra_env)
+            env = dict(
+                self.env,
+                MLOPEN_WARM_RUNS="true" if warm else "false",
+                MLOPEN_WORKER_NAME=name,
+                MLOPEN_PREIMPORT_POOL=str(self.preimport_pool),
+                **extra_env,
+            )
             self.workers.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "mlopen.cli.main", "worker", "--name", name, "--loglevel", "WARNING"],
@@ -336,12 +354,21 @@ def _seconds_between(run: dict, start: str, end: str) -> float:
 
 
 def measure_api(
-    mlopen: Mlopen, pipeline: int, dataset: int, count: int, label: str, warmup: int, poll_s: float = 0.0
+    mlopen: Mlopen,
+    pipeline: int,
+    dataset: int,
+    count: int,
+    label: str,
+    warmup: int,
+    poll_s: float = 0.0,
+    pause_s: float = 0.0,
 ) -> Series:
-    """End-to-end latency of ``count`` runs; the client long-polls, or polls every ``poll_s`` seconds."""
+    """End-to-end latency of ``count`` runs; the client long-polls, or polls every ``poll_s`` seconds.
+    ``pause_s``: idle time before each run (cold runs: the worker starts its next blank process)."""
     series = Series(label, breakdown={"submit": [], "queue": [], "execute": []})
     mlopen.poll_s = poll_s
     for index in range(warmup + count):
+        time.sleep(pause_s)
         elapsed, submit, run = mlopen.end_to_end(pipeline, dataset)
         if index < warmup:
             continue
@@ -371,7 +398,7 @@ def measure_throughput(
 
 def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Path) -> dict:
     print(f"== {BACKENDS[backend]}", flush=True)
-    mlopen = Mlopen(backend, work / backend)
+    mlopen = Mlopen(backend, work / backend, args.preimport_pool)
     try:
         with open(CONTROL, "rb") as control:
             pipeline = mlopen.post("/api/v1/pipelines/", files={"control": control})["id"]
@@ -394,8 +421,9 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                     pipeline,
                     datasets["input.csv"],
                     args.cold_runs,
-                    f"API end to end, cold ({BACKENDS[backend]})",
+                    f"API end to end, cold ({BACKENDS[backend]}{cold_note(args)})",
                     warmup=0,
+                    pause_s=args.cold_pause,
                 )
             )
         if args.cold_burst:
@@ -433,9 +461,10 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                 )
             )
         print("   warm throughput", flush=True)
-        out["throughput"].append(
-            measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
-        )
+        with profiled(mlopen, backend, args.profile):
+            out["throughput"].append(
+                measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
+            )
         mlopen.start_workers(1, warm=True)
         out["throughput"].append(
             measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4)
@@ -461,11 +490,113 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         mlopen.close()
 
 
+@contextlib.contextmanager
+def profiled(mlopen: Mlopen, backend: str, enabled: bool):
+    """py-spy flame graphs (bench extra) of the web server and the worker, with their children, while
+    the block runs: bench/results/profile-warm-{web,worker}-<backend>.svg."""
+    if not enabled:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    recorders = []
+    for name, process in (("web", mlopen.web), ("worker", mlopen.workers[0])):
+        output = BENCH / "results" / f"profile-warm-{name}-{backend}.svg"
+        command = [py_spy, "record", "--subprocesses", "--rate", "250", "--pid", str(process.pid), "-o", str(output)]
+        recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes the flame graph when interrupted
+        for recorder in recorders:
+            recorder.wait(60)
+
+
+def cold_note(args) -> str:
+    if args.preimport_pool <= 0:
+        return ", fresh process: MLOPEN_PREIMPORT_POOL=0"
+    return f", pre-imported process, {args.cold_pause:g} s apart"
+
+
+def bench_peer(work: Path, args, train_csv: Path, input_csv: Path) -> dict:
+    print("== peer: mlflow models serve", flush=True)
+    peer = peer_mlflow.Peer(work, train_csv, free_port())
+    try:
+        body = peer_mlflow.payload(input_csv)
+        label = f"MLflow {peer.version[0]} `models serve` (peer), POST /invocations"
+        series = Series(label, peer.latencies(body, args.runs))
+        seconds = peer.burst(body, args.burst)
+        return {"series": series, "per_second": args.burst / seconds, "version": peer.version}
+    finally:
+        peer.close()
+
+
+def peer_lines(peer: dict, api: list[Series], throughput: list[Throughput]) -> list[str]:
+    """mlopen's ratios to the peer, and the targets of issue 13 that compare with it."""
+    mlflow = peer["series"]
+    lines = [
+        "",
+        f"Peer: MLflow {peer['version'][0]} (scikit-learn {peer['version'][1]}) `mlflow models serve "
+        "--env-manager local` of the same model, one client posting the same 100 rows to /invocations "
+        f"(p50 {mlflow.p50:.1f} ms, p95 {mlflow.p(0.95):.1f} ms); throughput: {args_burst(throughput)} requests "
+        f"from {peer_mlflow.BURST_CLIENTS} clients at once: {peer['per_second']:.1f} req/s.",
+        "",
+        "| mlopen | mlopen | MLflow | mlopen / MLflow | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for series in api:
+        if ", warm (" in series.label and "polls" not in series.label:
+            ratio = series.p50 / mlflow.p50
+            lines.append(
+                f"| {series.label} p50 | {series.p50:.1f} ms | {mlflow.p50:.1f} ms | {ratio:.2f}x | "
+                f"p50 ≤ MLflow's: {'met' if ratio <= 1 else 'NOT met'} |"
+            )
+    for item in throughput:
+        if item.mode == "warm":
+            ratio = item.per_second / peer["per_second"]
+            lines.append(
+                f"| {BACKENDS[item.backend]}, {item.workers} worker(s), runs/s | {item.per_second:.1f} | "
+                f"{peer['per_second']:.1f} | {ratio:.2f}x | ≥ MLflow's: {'met' if ratio >= 1 else 'NOT met'} |"
+            )
+    return lines
+
+
+def args_burst(throughput: list[Throughput]) -> int:
+    return next((item.runs for item in throughput if item.mode == "warm"), 0)
+
+
+def target_lines(spawn: Series, api: list[Series], throughput: list[Throughput]) -> list[str]:
+    """Issue 13's targets that need no peer: cold runs against a fresh process, 2 workers against 1."""
+    lines = ["", f"Target: a cold run ≤ 0.25 × a fresh process ({0.25 * spawn.p50:.0f} ms)."]
+    for series in api:
+        if ", cold (" in series.label:
+            ratio = series.p50 / spawn.p50
+            lines.append(f"- {series.label}: {ratio:.2f} × a fresh process: {'met' if ratio <= 0.25 else 'NOT met'}.")
+    lines += ["", "Target: 2 warm workers at least as fast as 1."]
+    for backend in BACKENDS:
+        rates = {
+            item.workers: item.per_second for item in throughput if item.backend == backend and item.mode == "warm"
+        }
+        if 1 in rates and 2 in rates:
+            verdict = "met" if rates[2] >= rates[1] else "NOT met"
+            lines.append(f"- {BACKENDS[backend]}: {rates[1]:.1f} → {rates[2]:.1f} runs/s: {verdict}.")
+    return lines
+
+
 def sandbox_kind() -> str:
     return sandbox_status()["kind"]
 
 
-def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Throughput], args, elapsed: float) -> str:
+def report(
+    direct: Series,
+    spawn: Series,
+    api: list[Series],
+    throughput: list[Throughput],
+    args,
+    elapsed: float,
+    peer: dict | None = None,
+) -> str:
     floor = direct.p50
     cpu = next(
         (
@@ -487,7 +618,7 @@ def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Th
         "| path | n | p50 ms | p95 ms | p50 / floor | p50 - floor ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for series in [direct, spawn, *api]:
+    for series in [direct, spawn, *api, *([peer["series"]] if peer else [])]:
         lines.append(
             f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | "
             f"{series.p50 / floor:.1f}x | {series.p50 - floor:.1f} |"
@@ -524,6 +655,9 @@ def report(direct: Series, spawn: Series, api: list[Series], throughput: list[Th
     for series in warm:
         gap = series.p50 - floor
         lines.append(f"- {series.label}: {gap:.1f} ms over the floor: {'met' if gap <= 30 else 'NOT met'}.")
+    lines += target_lines(spawn, api, throughput)
+    if peer:
+        lines += peer_lines(peer, api, throughput)
     return "\n".join(lines) + "\n"
 
 
@@ -550,6 +684,21 @@ def main(argv: list[str] | None = None) -> int:
         default=5.0,
         help="also measure warm runs with a client that polls this often instead of waiting (default 5 ms; 0 skips it)",
     )
+    parser.add_argument("--peer", choices=["mlflow"], help="also measure this peer serving the same model")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="flame graphs of the web server and the worker during the 1-worker warm burst (needs py-spy)",
+    )
+    parser.add_argument(
+        "--preimport-pool",
+        type=int,
+        default=1,
+        help="the workers' MLOPEN_PREIMPORT_POOL (default 1; 0: cold runs start fresh processes)",
+    )
+    parser.add_argument(
+        "--cold-pause", type=float, default=3.0, help="seconds of idle before each cold run (default 3)"
+    )
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "latest.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary MLOPEN_HOME folders")
     parser.add_argument(
@@ -570,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         spawn = measure_spawn(model_path, input_csv, args.spawn_runs)
         api = [series for backend in backends for series in results[backend]["series"]]
         throughput = [item for backend in backends for item in results[backend]["throughput"]]
-        text = report(direct, spawn, api, throughput, args, time.monotonic() - started)
+        peer = bench_peer(work, args, train_csv, input_csv) if args.peer else None
+        text = report(direct, spawn, api, throughput, args, time.monotonic() - started, peer)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,6 +24,7 @@ from mlopen.config import (
     s3_storage_options,
     storage_dir,
 )
+from mlopen_runner.preimport import DEFAULT_MODULES as DEFAULT_PREIMPORT_MODULES
 
 BASE_DIR = Path(__file__).resolve().parent
 MLOPEN_HOME = mlopen_home()
@@ -290,6 +291,11 @@ MLOPEN_WEBHOOK_ALLOW_PRIVATE = env_bool("MLOPEN_WEBHOOK_ALLOW_PRIVATE", False)
 MLOPEN_WARM_RUNS = env_bool("MLOPEN_WARM_RUNS", True)
 MLOPEN_WARM_MAX = env_int("MLOPEN_WARM_MAX", 2)
 MLOPEN_WARM_IDLE_SECONDS = env_float("MLOPEN_WARM_IDLE_SECONDS", 300.0)
+# Blank processes (mlopen_runner.preimport): per runtime, this many sandboxed processes per worker
+# that already imported these modules, taken by a run with no warm process (0: none). Names the
+# runtime lacks are skipped; dotted names import submodules.
+MLOPEN_PREIMPORT_POOL = env_int("MLOPEN_PREIMPORT_POOL", 1)
+MLOPEN_PREIMPORT_MODULES = env_list("MLOPEN_PREIMPORT_MODULES", list(DEFAULT_PREIMPORT_MODULES))
 # Where pipeline code runs (mlopen_runner.sandbox): "bubblewrap" (a worker that cannot create the
 # sandbox refuses to start), "auto" (bubblewrap where it works, a plain process elsewhere, saying
 # so on every page) or "none" (never sandboxed: trusted authors only). Production fails closed.

@@ -21,17 +21,28 @@ the next run would notice (a thread of its own still running, fds 0-2 or sys.std
 replaced or closed). The first reply also has "loaded_mb", the process's RSS once the control file
 is imported and the model read: what a fresh process would start a run with. The process exits
 when the parent closes its end of the command pipe.
+
+A *blank* process (MLOPEN_WARM_PREIMPORT set: the modules to import, comma-separated) is started
+by mlopen_runner.preimport before anyone needs it, for a runtime rather than a pipeline: it imports
+those modules (numpy, pandas, scikit-learn...; a name whose package the runtime lacks is skipped),
+says {"ready": true, "imported": [...]} on the replies pipe, and waits. Its first job names the
+control file and the model it is to load (copies the worker placed in the process's read-only
+inputs folder; its sandbox binds nothing else of anyone's); from then on it is a warm process
+like any other, for that job's owner only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import json
 import os
 import shutil
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +58,8 @@ REPLIES_FD_VARIABLE = "MLOPEN_WARM_OUT_FD"
 # Set when the process has a PID namespace of its own (bubblewrap): every other process in it,
 # but its init, was started by a job.
 OWN_PIDS_VARIABLE = "MLOPEN_WARM_OWN_PID_NAMESPACE"
+# Set for a blank process: the modules to import before the first job (comma-separated).
+PREIMPORT_VARIABLE = "MLOPEN_WARM_PREIMPORT"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,10 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     replies = _take_fd(REPLIES_FD_VARIABLE)
     own_pids = os.environ.pop(OWN_PIDS_VARIABLE, "") == "1"
     temporary = os.environ.get("TMPDIR", "")  # the process's /tmp: emptied after every job
+    preimport = os.environ.pop(PREIMPORT_VARIABLE, None)
+    if preimport is not None:
+        imported = preimport_modules([name.strip() for name in preimport.split(",") if name.strip()])
+        _flush_streams()
+        _empty_folder(temporary)  # what the imports cached there is no job's
+        os.write(replies, (json.dumps({"ready": True, "imported": imported}) + "\n").encode())
     with contextlib.ExitStack() as keep_loaded:
         server = _Server(template, keep_loaded)
         for line in commands:
             request = json.loads(line)
+            if preimport is not None and server.module is None:
+                # A blank process loads what its first job names (the parent's copies), once.
+                first = request["job"]
+                server.template = replace(template, control_path=first["control_path"], model_path=first["model_path"])
             why = server.handle(Job(**request["job"]))
             if own_pids:
                 _end_leftover_processes()
@@ -75,6 +98,21 @@ def main(argv: list[str] | None = None) -> int:
             if why is not None:
                 return 0
     return 0
+
+
+def preimport_modules(names: list[str]) -> list[str]:
+    """Import `names`, skipping those whose top-level package is not installed or fails to import;
+    the names imported. Runs before any pipeline code, with the process's limits already set."""
+    imported = []
+    for name in names:
+        try:
+            if importlib.util.find_spec(name.partition(".")[0]) is None:
+                continue
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a broken optional package must not stop the process
+            continue
+        imported.append(name)
+    return imported
 
 
 class _Server:

@@ -19,6 +19,12 @@ there) and reads the job's outputs from it only through mlopen_runner.untrusted.
 A warm process serves the runs of one user only (the caller puts the run's owner in the key), so
 module-level state a pipeline keeps between runs never carries one user's data into another's run.
 
+A run with no warm process takes a blank one when there is one (mlopen_runner.preimport: started
+ahead of need, the runtime's heavy packages already imported): the worker copies the control folder
+and the model into that process's `inputs` folder and the process loads them there, so the run
+skips starting Python and those imports. Without one (or with one too big to copy to) it starts a
+fresh process as before.
+
 Module-level state of a pipeline lives as long as its warm process: a run_pipeline that mutates
 globals behaves as it would in a long-lived server. A pure run_pipeline gives the same result
 cold and warm.
@@ -32,6 +38,7 @@ import json
 import logging
 import os
 import queue
+import select
 import shutil
 import subprocess
 import sys
@@ -43,9 +50,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from mlopen_runner import sandbox, supervisor
+from mlopen_runner import preimport, sandbox, supervisor
 from mlopen_runner.job import MB, Job, Outcome, disk_full_message, is_disk_full
-from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, REPLIES_FD_VARIABLE
+from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, PREIMPORT_VARIABLE, REPLIES_FD_VARIABLE
 from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,12 @@ WARM_FILE = "warm.json"
 # Inputs are copied into the job's folder; past this size the copy would cost more than a cold
 # start saves, so such runs go cold.
 MAX_COPIED_INPUT_MB = 512
+# A blank process gets a copy of the run's control folder (the control file and its support files);
+# a folder bigger than this makes the run start a fresh process instead.
+MAX_COPIED_CODE_MB = 64
+# What a blank process's sandbox knows as its control file until a run gives it one: a name in its
+# own read-only inputs folder, so the folder bound for "the control file's folder" is that one.
+BLANK_CONTROL = "blank.py"
 # How long a warm process whose replies pipe closed gets to finish exiting before it is killed.
 EXIT_GRACE_S = 1.0
 # A reply line from the warm child ({"done": n, ...}) is far shorter than this.
@@ -75,8 +88,18 @@ class WarmPool:
     stops idle processes.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, max_processes: int = 2, idle_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_processes: int = 2,
+        idle_seconds: float = 300.0,
+        blank_pool_size: int = 0,
+        preimport_modules: tuple[str, ...] | list[str] = preimport.DEFAULT_MODULES,
+    ) -> None:
         self.root = Path(root)
+        self.preimport_modules = list(preimport_modules)
+        self.blanks = preimport.BlankPool(self.root / "blank", blank_pool_size, self._start_blank)
         self.max_processes = max(1, max_processes)
         self.idle_seconds = idle_seconds
         self.idle: collections.OrderedDict[Hashable, _WarmProcess] = collections.OrderedDict()  # LRU first
@@ -94,19 +117,37 @@ class WarmPool:
         key: Hashable,
         family: Hashable | None = None,
         label: str = "",
+        keep: bool = True,
     ) -> Outcome:
-        """Run `job` in the warm process for `key`, starting one if needed; cold if it cannot go warm.
+        """Run `job` in the warm process for `key`, else a blank one, else a new one; cold if it cannot go warm.
 
         `key` names what the process holds (pipeline version, trained model, interpreter, network,
-        memory limit); `family` (the pipeline) groups keys: a run of a family stops the family's
-        processes held under another key (an older version or model). `label` names the job in
-        the log lines.
+        memory limit, owner); `family` (the pipeline) groups keys: a run of a family stops the
+        family's processes held under another key (an older version or model). `label` names the
+        job in the log lines. `keep=False` (warm runs off): the process is stopped after the job,
+        and without a blank process the job runs in a fresh cold child.
         """
         label = label or f"job for {key}"
         callbacks = callbacks or NoCallbacks()
         if not accepts(job):
             return supervisor.execute(job, callbacks)
-        process = self._take(key, family, job)
+        try:
+            return self._execute(job, callbacks, key, family, label, keep)
+        finally:
+            self.blanks.refill()  # after the run: a replacement's imports do not compete with it
+
+    def prepare(self, job: Job) -> None:
+        """Keep blank processes for the runtime (and limits) of run job `job` from now on."""
+        self.blanks.want(job)
+
+    def _execute(
+        self, job: Job, callbacks: Callbacks, key: Hashable, family: Hashable | None, label: str, keep: bool
+    ) -> Outcome:
+        process = self._take(key, family, job) if keep else None
+        if process is None:
+            process = self._take_blank(job, key, family, label)
+        if process is None and not keep:
+            return supervisor.execute(job, callbacks)
         if process is None:
             process = _WarmProcess(self._new_root(), _template(job), key, family)
             try:
@@ -132,8 +173,38 @@ class WarmPool:
             raise
         if process.retire_reason:
             log.info("%s: warm process retired (pid %s): %s", label, process.pid, process.retire_reason)
-        self._give_back(process)
+        if keep:
+            self._give_back(process)
+        else:
+            process.stop()
         return outcome
+
+    def _take_blank(self, job: Job, key: Hashable, family: Hashable | None, label: str) -> _WarmProcess | None:
+        """A blank process given this job's control folder and model, or None (a fresh process then)."""
+        if not _copyable(job):
+            return None
+        blank = self.blanks.take(job)
+        if blank is None:
+            return None
+        assert isinstance(blank, _WarmProcess)  # what _start_blank makes
+        try:
+            blank.adopt(job, key, family)
+        except OSError as exc:
+            log.warning("%s: could not give the preimported process (pid %s) its code: %s", label, blank.pid, exc)
+            blank.stop()
+            return None
+        log.info("%s: preimported process taken (pid %s)", label, blank.pid)
+        return blank
+
+    def _start_blank(self, root: Path, template: Job) -> _WarmProcess:
+        blank = replace(_template(template), control_path=str(root / "inputs" / BLANK_CONTROL), model_path=None)
+        process = _WarmProcess(root, blank, None, None)
+        try:
+            process.start(preimport=self.preimport_modules)
+        except BaseException:
+            process.stop()
+            raise
+        return process
 
     def forget(self, matches: Callable[[Hashable], bool]) -> None:
         """Stop the idle processes whose family `matches` (their model or version changed)."""
@@ -166,6 +237,7 @@ class WarmPool:
 
     def shutdown(self) -> None:
         self.closed.set()
+        self.blanks.shutdown()
         with self.lock:
             processes = list(self.idle.values())
             self.idle.clear()
@@ -286,6 +358,20 @@ def accepts(job: Job) -> bool:
     return total <= MAX_COPIED_INPUT_MB * MB
 
 
+def _copyable(job: Job) -> bool:
+    """Whether the job's control folder and model are small enough to copy into a blank process."""
+    try:
+        code = sum(
+            os.path.getsize(os.path.join(folder, name))
+            for folder, _dirs, names in os.walk(os.path.dirname(job.control_path))
+            for name in names
+        )
+        model = os.path.getsize(job.model_path) if job.model_path else 0
+    except OSError:
+        return False  # a fresh process reports what is missing, as it always has
+    return code <= MAX_COPIED_CODE_MB * MB and model <= MAX_COPIED_INPUT_MB * MB
+
+
 def _template(job: Job) -> Job:
     """What a warm process holds and how it is sandboxed; jobs that differ in any of it cannot share one."""
     return Job(
@@ -322,8 +408,12 @@ class _WarmProcess:
         self.fds: dict[str, int] = {}
         self.own_pids = False
         self.launch: sandbox.Launch | None = None
+        self.ready = True  # a blank process is ready once its imports are done (wait_ready)
+        # A blank process given a run: where its copies of the control file and model are; every job
+        # it gets names them instead of the stored ones (which its sandbox does not bind).
+        self.loaded_paths: tuple[str, str | None] | None = None  # (control file, model)
 
-    def start(self) -> None:
+    def start(self, preimport: list[str] | None = None) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         self.work.mkdir()
@@ -351,6 +441,9 @@ class _WarmProcess:
         env.update({COMMANDS_FD_VARIABLE: str(commands_read), REPLIES_FD_VARIABLE: str(replies_write)})
         if self.own_pids:
             env[OWN_PIDS_VARIABLE] = "1"
+        if preimport is not None:
+            env[PREIMPORT_VARIABLE] = ",".join(preimport)
+            self.ready = False
         self.launch = launch
         try:
             process = launch.popen(
@@ -374,6 +467,45 @@ class _WarmProcess:
         for name in ("output", "events", "replies"):
             os.set_blocking(self.fds[name], False)
         self.tree = ProcessTree(process)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """A blank process: wait until it says its imports are done; False if it died or took too long."""
+        deadline = time.monotonic() + timeout
+        pending = b""
+        while not self.ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.alive() or "replies" not in self.fds:
+                return False
+            readable, _, _ = select.select([self.fds["replies"]], [], [], min(remaining, 0.5))
+            if not readable:
+                continue
+            try:
+                chunk = os.read(self.fds["replies"], READ_SIZE)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return False  # the replies pipe closed: the process is gone
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_REPLY_BYTES:
+                return False
+            self.ready = any(_is_ready(line) for line in lines)
+        return self.alive()
+
+    def adopt(self, job: Job, key: Hashable, family: Hashable | None) -> None:
+        """Make this blank process `job`'s: copies of its control folder and model in the read-only
+        inputs folder (the worker's copies: nothing of the stored pipeline is bound or reachable),
+        then the key and template of a warm process for `job`."""
+        code = self.inputs / "code"
+        shutil.copytree(os.path.dirname(job.control_path), code, symlinks=True)  # a link is copied, never followed
+        model = None
+        if job.model_path:
+            (self.inputs / "model").mkdir()
+            model = str(self.inputs / "model" / os.path.basename(job.model_path))
+            shutil.copyfile(job.model_path, model)
+        self.loaded_paths = (str(code / os.path.basename(job.control_path)), model)
+        self.template = _template(job)
+        self.key = key
+        self.family = family
 
     def alive(self) -> bool:
         return self.tree is not None and self.tree.process.poll() is None and not self.retire_reason
@@ -426,7 +558,11 @@ class _WarmProcess:
         job_dir = Path(tempfile.mkdtemp(prefix=f"job{self.jobs}-", dir=self.work))
         inputs_dir = self.inputs / f"job{self.jobs}"
         try:
-            watch = _WarmRun(self, _localized(job, job_dir, inputs_dir), callbacks)
+            localized = _localized(job, job_dir, inputs_dir)
+            if self.loaded_paths is not None:
+                control_path, model_path = self.loaded_paths
+                localized = replace(localized, control_path=control_path, model_path=model_path)
+            watch = _WarmRun(self, localized, callbacks)
             watch.keep_beside = job.work_dir  # the caller's folder, which this process cannot write in
             return watch.execute()
         finally:
@@ -555,6 +691,14 @@ class _WarmRun(JobWatch):
                 reply = json.loads(line)
                 if isinstance(reply, dict) and reply.get("done") == self.warm.jobs:
                     self.done = reply
+
+
+def _is_ready(line: bytes) -> bool:
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(reply, dict) and reply.get("ready") is True
 
 
 def _localized(job: Job, job_dir: Path, inputs_dir: Path) -> Job:

@@ -52,6 +52,7 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     thread = sweep.HeartbeatThread(name, queues, sandbox)
     thread.start()
     _threads[name] = thread
+    warm.preheat()  # blank processes start importing now, in the background, before the first run
 
 
 @worker_shutting_down.connect

@@ -16,6 +16,7 @@ run's current state, and the client waits again or polls.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -49,7 +50,19 @@ def _waiting_slots() -> threading.BoundedSemaphore:
 
 
 def has_finished(run_id: int) -> bool:
-    return Run.objects.filter(pk=run_id, status__in=Run.FINISHED).exists()
+    # Asked every 2 ms while a request waits on SQLite: the statement is built once per process
+    # (the ORM's query compilation cost several times the lookup itself), its values bound each time.
+    with connection.cursor() as cursor:
+        cursor.execute(_finished_sql(), [run_id, *Run.FINISHED])
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _finished_sql() -> str:
+    table, pk, status = Run._meta.db_table, str(Run._meta.pk.column), str(Run._meta.get_field("status").column)
+    marks = ", ".join(["%s"] * len(Run.FINISHED))
+    quote = connection.ops.quote_name
+    return f"SELECT 1 FROM {quote(table)} WHERE {quote(pk)} = %s AND {quote(status)} IN ({marks}) LIMIT 1"
 
 
 def wait_until_finished(run_id: int, seconds: float) -> bool:
