@@ -134,12 +134,12 @@ def admin_user(django_user_model):
 
 
 def _client_for(person):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from mlopen.core.tokens import create_token
+
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=person)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(person, 'tests')[1]}")
     client.user = person
     return client
 

@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import pipeline_files, views
+from mlopen.api import pipeline_files, tokens, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -13,6 +13,7 @@ router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("webhooks", views.WebhookViewSet, basename="webhook")
+router.register("me/tokens", tokens.TokenViewSet, basename="token")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),

@@ -104,14 +104,14 @@ def web_as():
 @pytest.fixture
 def api_as():
     """An API client authenticated by a persona's token, or anonymous for None."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from mlopen.core.tokens import create_token
 
     def make(person):
         client = APIClient()
         if person is not None:
-            token, _ = Token.objects.get_or_create(user=person)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(person, 'tests')[1]}")
         return client
 
     return make
