@@ -38,6 +38,7 @@ def pytest_configure(config):
     os.environ["MLOPEN_HOME"] = os.environ["MLOPEN_TEST_HOME"]
     os.environ.pop("MLOPEN_STORAGE_DIR", None)
     os.environ["MLOPEN_ENV"] = "test"
+    os.environ["MLOPEN_BASE_URL"] = "http://testserver"  # Django's test client's host
     os.environ["MLOPEN_LOAD_DEMO"] = "false"
     os.environ["MLOPEN_HEARTBEAT_INTERVAL"] = "1"
     # One uv cache for every test process and the servers they start, kept between sessions: each

@@ -59,6 +59,20 @@ ALLOWED_HOSTS = env_list("MLOPEN_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("MLOPEN_ENV=production needs MLOPEN_ALLOWED_HOSTS (comma-separated host names)")
 CSRF_TRUSTED_ORIGINS = env_list("MLOPEN_CSRF_TRUSTED_ORIGINS", [])
+# Where users reach mlopen (https://ml.example.org): absolute URLs in pages and API answers (the
+# graph frame's script and CSP, image links) are built from it, never from the request's Host header.
+# Unset: the first ALLOWED_HOSTS name (https in production), else http://localhost:<MLOPEN_PORT>.
+_named_hosts = [host.lstrip(".") for host in ALLOWED_HOSTS if host != "*"]
+MLOPEN_BASE_URL = (
+    env_str("MLOPEN_BASE_URL").strip()
+    or (
+        f"{'https' if PRODUCTION else 'http'}://{_named_hosts[0]}"
+        if _named_hosts
+        else f"http://localhost:{env_int('MLOPEN_PORT', 8000)}"
+    )
+).rstrip("/")
+if not MLOPEN_BASE_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"MLOPEN_BASE_URL must start with http:// or https://, got {MLOPEN_BASE_URL!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

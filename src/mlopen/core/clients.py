@@ -25,6 +25,11 @@ from python_ipware import IpWare
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED")
 
 
+def site_url(path: str) -> str:
+    """``path`` on this site, absolute: from MLOPEN_BASE_URL, never from the request's Host header."""
+    return settings.MLOPEN_BASE_URL + path
+
+
 def proxy_count() -> int:
     """How many proxies stand in front: MLOPEN_PROXY_COUNT, or 1 when only trusted addresses are named."""
     count = getattr(settings, "MLOPEN_PROXY_COUNT", 0)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs, webhooks
+from mlopen.web.views import account, dashboard, datasets, pipeline_code, pipelines, runs, webhooks
 
 app_name = "web"
 urlpatterns = [
@@ -37,5 +37,10 @@ urlpatterns = [
     path("runs/<int:pk>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:pk>/share/", runs.run_share, name="run-share"),
     path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
+    path("account/", account.account, name="account"),
+    path("account/tokens/", account.token_create, name="account-token-create"),
+    path("account/tokens/<int:pk>/rotate/", account.token_rotate, name="account-token-rotate"),
+    path("account/tokens/<int:pk>/revoke/", account.token_revoke, name="account-token-revoke"),
+    path("account/password/", account.password_change, name="account-password"),
     path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
 ]

@@ -13,6 +13,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
+from mlopen.core.clients import site_url
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
@@ -417,7 +418,9 @@ def graph_frame(request, pk: int, index: int):
     graph = results.graph_at(run.result_folder, index)
     if graph is None or graph.get("kind") != "html":
         raise Http404("No such HTML graph.")
-    static_origin = request.build_absolute_uri(settings.STATIC_URL)
+    # The sandboxed frame has no origin of its own, so its CSP names ours: from MLOPEN_BASE_URL,
+    # never from the Host header a client sent.
+    static_origin = site_url(settings.STATIC_URL)
     body = render_to_string(
         "web/runs/graph_frame.html",
         {"graph_html": graph.get("html") or "", "plotly_src": static_origin + "vendor/plotly/plotly.min.js"},
