@@ -106,6 +106,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mlopen.core.access.NoStoreMiddleware",  # after WhiteNoise: static files stay cacheable
     # Closed by default: a page that does not declare itself public (mlopen.core.access) needs a
     # login. API views answer 401 themselves (DRF marks them login_required = False).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",

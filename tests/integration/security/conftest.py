@@ -33,6 +33,7 @@ class World:
     dataset_to_delete_api: object
     webhook: object = None  # alice's
     webhook_to_delete: object = None
+    tokens: dict | None = None  # alice's API tokens, by what the walk does to them
 
     def persona(self, name: str):
         return None if name == "anonymous" else getattr(self, name)
@@ -60,6 +61,8 @@ def _webhook(owner):
 def world(db, django_user_model):
     from django.contrib.auth.models import Group
 
+    from mlopen.core.tokens import create_token
+
     alice = _user(django_user_model, "alice", "author")
     carol = _user(django_user_model, "carol", "user")
     mallory = _user(django_user_model, "mallory", "author")
@@ -84,6 +87,10 @@ def world(db, django_user_model):
         dataset_to_delete_api=dataset_of(alice, f"{SECRET}-doomed2"),
         webhook=_webhook(alice),
         webhook_to_delete=_webhook(alice),
+        tokens={
+            use: create_token(alice, f"{SECRET}-{use}")[0]
+            for use in ("kept", "web-rotate", "web-revoke", "api-rotate", "api-revoke")
+        },
     )
 
 
