@@ -18,12 +18,12 @@ router.register("me/tokens", tokens.TokenViewSet, basename="token")
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
     path(
-        "pipelines/<int:pk>/versions/<int:number>/files/",
+        "pipelines/<id:pk>/versions/<id:number>/files/",
         pipeline_files.VersionFilesView.as_view(),
         name="pipeline-version-files",
     ),
     path(
-        "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",
+        "pipelines/<id:pk>/versions/<id:number>/files/<path:path>",
         pipeline_files.VersionFileView.as_view(),
         name="pipeline-version-file",
     ),

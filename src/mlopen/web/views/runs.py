@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
 from mlopen.core.clients import site_url
+from mlopen.core.numbers import parse_id, parse_int
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
@@ -54,8 +55,9 @@ def _get_own_run(request, pk: int) -> Run:
 def run_list(request):
     runs = _visible_runs(request).select_related("pipeline", "version", "owner")
     filters = {key: request.GET.get(key, "") for key in ("pipeline", "kind", "status")}
-    if filters["pipeline"].isdigit():
-        runs = runs.filter(pipeline_id=int(filters["pipeline"]))
+    pipeline_id = parse_id(filters["pipeline"])
+    if pipeline_id is not None:
+        runs = runs.filter(pipeline_id=pipeline_id)
     if filters["kind"] in Run.Kind.values:
         runs = runs.filter(kind=filters["kind"])
     if filters["status"] in Run.Status.values:
@@ -82,7 +84,8 @@ def _choice(request) -> tuple[Pipeline | None, str]:
     """The pipeline and kind the form is for, from the submitted form or the query string."""
     source = request.POST if request.method == "POST" else request.GET
     raw = source.get("pipeline", "")
-    pipeline = Pipeline.objects.visible_to(request.user).filter(pk=int(raw)).first() if raw.isdigit() else None
+    pipeline_id = parse_id(raw)
+    pipeline = Pipeline.objects.visible_to(request.user).filter(pk=pipeline_id).first() if pipeline_id else None
     kind = source.get("kind") if source.get("kind") in Run.Kind.values else Run.Kind.RUN
     return pipeline, kind
 
@@ -258,7 +261,7 @@ def _status_context(run: Run) -> dict:
 def _table_args(request) -> dict:
     def number(name):
         raw = request.GET.get(name, "")
-        return int(raw) if raw.isdigit() else None
+        return parse_int(raw)
 
     return {
         "page": max(1, number("page") or 1),
