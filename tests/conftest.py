@@ -38,6 +38,7 @@ def pytest_configure(config):
     os.environ["MLOPEN_HOME"] = os.environ["MLOPEN_TEST_HOME"]
     os.environ.pop("MLOPEN_STORAGE_DIR", None)
     os.environ["MLOPEN_ENV"] = "test"
+    os.environ["MLOPEN_BASE_URL"] = "http://testserver"  # Django's test client's host
     os.environ["MLOPEN_LOAD_DEMO"] = "false"
     os.environ["MLOPEN_HEARTBEAT_INTERVAL"] = "1"
     # One uv cache for every test process and the servers they start, kept between sessions: each
@@ -134,12 +135,12 @@ def admin_user(django_user_model):
 
 
 def _client_for(person):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from mlopen.core.tokens import create_token
+
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=person)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(person, 'tests')[1]}")
     client.user = person
     return client
 

@@ -6,6 +6,7 @@ MLOPEN_HOME (default ./.mlopen), so a fresh checkout needs no server of any kind
 
 from __future__ import annotations
 
+import ipaddress as _ipaddress
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -59,6 +60,20 @@ ALLOWED_HOSTS = env_list("MLOPEN_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ConfigError("MLOPEN_ENV=production needs MLOPEN_ALLOWED_HOSTS (comma-separated host names)")
 CSRF_TRUSTED_ORIGINS = env_list("MLOPEN_CSRF_TRUSTED_ORIGINS", [])
+# Where users reach mlopen (https://ml.example.org): absolute URLs in pages and API answers (the
+# graph frame's script and CSP, image links) are built from it, never from the request's Host header.
+# Unset: the first ALLOWED_HOSTS name (https in production), else http://localhost:<MLOPEN_PORT>.
+_named_hosts = [host.lstrip(".") for host in ALLOWED_HOSTS if host != "*"]
+MLOPEN_BASE_URL = (
+    env_str("MLOPEN_BASE_URL").strip()
+    or (
+        f"{'https' if PRODUCTION else 'http'}://{_named_hosts[0]}"
+        if _named_hosts
+        else f"http://localhost:{env_int('MLOPEN_PORT', 8000)}"
+    )
+).rstrip("/")
+if not MLOPEN_BASE_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"MLOPEN_BASE_URL must start with http:// or https://, got {MLOPEN_BASE_URL!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,7 +84,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
@@ -83,6 +97,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: X-Forwarded-* count only from a configured proxy (mlopen.core.clients).
+    "mlopen.core.clients.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "mlopen.core.uploads.UploadLimitMiddleware",
     "mlopen.core.uploads.UploadPathsMiddleware",  # before CsrfViewMiddleware, the first to parse a body
@@ -91,6 +107,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mlopen.core.access.NoStoreMiddleware",  # after WhiteNoise: static files stay cacheable
     # Closed by default: a page that does not declare itself public (mlopen.core.access) needs a
     # login. API views answer 401 themselves (DRF marks them login_required = False).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -162,7 +179,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env_int("MLOPEN_PROXY_COUNT", 0)
+# The address a lockout is recorded under is the client's, behind the configured proxies only.
+AXES_CLIENT_IP_CALLABLE = "mlopen.core.clients.client_address"
 if MLOPEN_ENV == "test":
     # The real hasher costs ~0.5 s per password; tests create many users.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -342,7 +360,7 @@ CELERY_DB_REUSE_MAX = 1_000_000
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "mlopen.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -406,6 +424,20 @@ CONTENT_SECURITY_POLICY = {
 }
 # --- Security (cont.) -------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# Proxies in front (see mlopen.core.clients): how many, and optionally their addresses. Only then
+# are X-Forwarded-For/-Proto/-Host believed, and only from such a peer when addresses are named.
+MLOPEN_PROXY_COUNT = env_int("MLOPEN_PROXY_COUNT", 0)
+MLOPEN_TRUSTED_PROXIES = env_list("MLOPEN_TRUSTED_PROXIES", [])
+if MLOPEN_PROXY_COUNT < 0:
+    raise ConfigError(f"MLOPEN_PROXY_COUNT must be 0 or more, got {MLOPEN_PROXY_COUNT}")
+for _proxy in MLOPEN_TRUSTED_PROXIES:
+    try:
+        _ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ConfigError(f"MLOPEN_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network") from None
+if MLOPEN_PROXY_COUNT or MLOPEN_TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = env_bool("MLOPEN_USE_X_FORWARDED_HOST", True)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 # Pages are never framed, except the sandboxed graph frames (xframe_options_sameorigin on that view).
@@ -416,7 +448,6 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("MLOPEN_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("MLOPEN_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -43,9 +43,11 @@ def browser_page():
 
 
 def test_hostile_pipeline_output_runs_nothing_but_still_shows(
-    live_server, author, worker, upload_pipeline, api_for, browser_page, wait_for_run
+    live_server, author, worker, upload_pipeline, api_for, browser_page, wait_for_run, settings
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MLOPEN_BASE_URL = live_server.url  # the graph frame loads plotly.js from the site's own URL
 
     page = browser_page
     pipeline = upload_pipeline("hostile_output.py")

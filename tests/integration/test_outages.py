@@ -14,10 +14,10 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, InterfaceError, OperationalError, connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from mlopen.api import views as api_views
 from mlopen.core import outages
+from mlopen.core.tokens import create_token
 from mlopen.web.views import datasets as dataset_pages
 
 pytestmark = pytest.mark.django_db
@@ -98,8 +98,8 @@ def test_an_integrity_error_is_a_bug_and_stays_a_500(api, monkeypatch):
 def test_on_postgresql_an_api_get_after_its_connection_was_cut_reconnects_and_answers_200(live_server, admin_user):
     # A real server thread keeps its connection between requests (CONN_MAX_AGE); it is cut as a
     # database restart would cut it, and the next request must get a fresh one (CONN_HEALTH_CHECKS).
-    token = Token.objects.create(user=admin_user)
-    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Token {token.key}"}) as web:
+    token = create_token(admin_user, "outage test")[1]
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Token {token}"}) as web:
         assert web.get("/api/v1/datasets/").status_code == 200
         with connection.cursor() as cursor:
             cursor.execute(

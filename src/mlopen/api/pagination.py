@@ -11,19 +11,17 @@ from django.core.paginator import InvalidPage
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from mlopen.core.numbers import MAX_INT, parse_int
+
 MAX_PAGE_SIZE = 1000
 
 
 def positive_int(raw, name: str, maximum: int | None = None) -> int:
     """Parse a query parameter that must be a whole number >= 1 (and <= maximum); 400 otherwise."""
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ValidationError({name: f"Must be a whole number, got {str(raw)[:40]!r}."}) from None
-    if value < 1:
-        raise ValidationError({name: f"Must be 1 or more, got {value}."})
-    if maximum is not None and value > maximum:
-        raise ValidationError({name: f"Must be at most {maximum}, got {str(raw)[:40]}."})
+    value = parse_int(raw, minimum=1, maximum=maximum if maximum is not None else MAX_INT)
+    if value is None:
+        top = maximum if maximum is not None else MAX_INT
+        raise ValidationError({name: f"Must be a whole number from 1 to {top}, got {str(raw)[:40]!r}."})
     return value
 
 

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from mlopen.api import runtime_serializers as rs
 from mlopen.api.sharing import StrictBoolean
+from mlopen.core.clients import site_url
 from mlopen.datasets.models import Dataset
 from mlopen.notifications.models import EVENTS as WEBHOOK_EVENTS
 from mlopen.notifications.models import MAX_URL_LENGTH as MAX_WEBHOOK_URL
@@ -457,7 +458,7 @@ def image_links(run, stored: list, request=None) -> list[dict]:
         if entry is None:
             continue
         url = reverse("run-image", args=[run.pk, index])
-        links.append({"name": entry["name"], "url": request.build_absolute_uri(url) if request else url})
+        links.append({"name": entry["name"], "url": site_url(url) if request else url})
     return links
 
 

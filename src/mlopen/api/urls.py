@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import pipeline_files, registry, views
+from mlopen.api import pipeline_files, registry, tokens, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -13,27 +13,28 @@ router.register("pipelines", views.PipelineViewSet, basename="pipeline")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("webhooks", views.WebhookViewSet, basename="webhook")
+router.register("me/tokens", tokens.TokenViewSet, basename="token")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
     path(
-        "pipelines/<int:pk>/versions/<int:number>/files/",
+        "pipelines/<id:pk>/versions/<id:number>/files/",
         pipeline_files.VersionFilesView.as_view(),
         name="pipeline-version-files",
     ),
     path(
-        "pipelines/<int:pk>/versions/<int:number>/files/<path:path>",
+        "pipelines/<id:pk>/versions/<id:number>/files/<path:path>",
         pipeline_files.VersionFileView.as_view(),
         name="pipeline-version-file",
     ),
-    path("pipelines/<int:pk>/models/<int:model_id>/", registry.ModelDetailView.as_view(), name="pipeline-model-detail"),
+    path("pipelines/<id:pk>/models/<id:model_id>/", registry.ModelDetailView.as_view(), name="pipeline-model-detail"),
     path(
-        "pipelines/<int:pk>/models/<int:model_id>/runs/",
+        "pipelines/<id:pk>/models/<id:model_id>/runs/",
         registry.ModelRunsView.as_view(),
         name="pipeline-model-runs",
     ),
     path(
-        "pipelines/<int:pk>/models/<int:model_id>/download/",
+        "pipelines/<id:pk>/models/<id:model_id>/download/",
         registry.ModelDownloadView.as_view(),
         name="pipeline-model-download",
     ),

@@ -35,6 +35,7 @@ from mlopen.api.schema import AutoSchema, ErrorSerializer
 from mlopen.api.sharing import ShareMixin
 from mlopen.core import storage
 from mlopen.core.access import PUBLIC, access
+from mlopen.core.numbers import MAX_INT, parse_id, parse_int
 from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services
@@ -59,9 +60,6 @@ from mlopen.runs import labels, removal, results, waiting
 from mlopen.runs import search as run_search
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
-
-# Ids are 64-bit; a longer string of digits cannot name anything.
-_MAX_ID = 2**63 - 1
 
 
 class JSONErrorsNegotiation(DefaultContentNegotiation):
@@ -90,6 +88,8 @@ class ApiView:
     # Every API view's schema documents the error answers too (see mlopen.api.schema).
     schema = AutoSchema()
     permission_classes = [LoggedIn]  # declared, not inherited from settings: see mlopen.api.permissions
+    # Ids in URLs are digits that fit the database's integers; anything else is the catch-all's JSON 404.
+    lookup_value_regex = "[0-9]{1,18}"
     content_negotiation_class = ApiNegotiation
 
 
@@ -344,12 +344,9 @@ class DatasetViewSet(
 
 
 def _non_negative_int(raw: str, name: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValidationError({name: f"Must be a whole number, got {raw[:40]!r}."}) from None
-    if value < 0:
-        raise ValidationError({name: f"Must be 0 or more, got {value}."})
+    value = parse_int(raw)
+    if value is None:
+        raise ValidationError({name: f"Must be a whole number from 0 to {MAX_INT}, got {raw[:40]!r}."})
     return value
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from mlopen.core.roles import ensure_roles, set_role
+from mlopen.core.tokens import install_token
 from mlopen.datasets.models import Dataset
 from mlopen.datasets.services import store_dataset
 from mlopen.pipelines.models import Pipeline
@@ -51,9 +51,8 @@ def ensure_admin(stdout=print) -> tuple[str, str] | None:
             user.set_password(password)
             user.save(update_fields=["password"])
         if token:
-            Token.objects.filter(key=token).exclude(user=user).delete()
-            Token.objects.filter(user=user).exclude(key=token).delete()
-            Token.objects.get_or_create(user=user, key=token)
+            # Stored hashed like any other; the admin's other tokens are left alone.
+            install_token(user, token, "MLOPEN_ADMIN_TOKEN")
     ensure_roles()
     set_role(user, "admin")
     return created

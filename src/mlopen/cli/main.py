@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--role", choices=["admin", "author", "user"], default="user")
     create.add_argument("--email", default="")
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    token = user_sub.add_parser("token", help="print the user's API token, creating it if needed")
+    token = user_sub.add_parser(
+        "token", help="create a new API token for the user and print it (shown once; stored hashed)"
+    )
     token.add_argument("name")
+    token.add_argument("--token-name", default="created by mlopen user token", help="what the token is for")
+    token.add_argument("--expires-in-days", type=int, default=None, help="default: never expires")
     role = user_sub.add_parser("role", help="change a user's role")
     role.add_argument("name")
     role.add_argument("role", choices=["admin", "author", "user"])

@@ -62,3 +62,20 @@ def access(policy: str):
 def policy_of(callback) -> str | None:
     """The policy a URL's callback declares, or None (a route nobody thought about)."""
     return getattr(callback, "access_policy", None)
+
+
+class NoStoreMiddleware:
+    """What a signed-in user is sent is never kept by a browser or a shared cache (``Cache-Control:
+    no-store``): pages, API answers, downloads. Static files are answered before this by WhiteNoise;
+    the public pages (login, health) are sent as before."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        # DRF sets the token's user on the underlying request too, so API answers are covered.
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            response["Cache-Control"] = "no-store"
+        return response

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.urls import register_converter
 
 
 class CoreConfig(AppConfig):
@@ -11,3 +12,6 @@ class CoreConfig(AppConfig):
         # configured broker (and not to a default app's amqp://localhost).
         from mlopen.celery_app import app  # noqa: F401, PLC0415 - ready(): once the apps are loaded (celery_app imports core)
         from mlopen.core import checks  # noqa: F401, PLC0415 - ready(): registers the system checks
+        from mlopen.core.numbers import IdConverter  # noqa: PLC0415 - ready(): before any URL conf is read
+
+        register_converter(IdConverter, "id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Group
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
@@ -362,4 +363,30 @@ class PipelineFirstRunForm(BootstrapMixin, forms.Form):
         visible = Dataset.objects.visible_to(user).order_by("name", "-id")
         self.fields["train_example"].queryset = visible
         self.fields["run_example"].queryset = visible
+        self.style_widgets()
+
+
+class TokenCreateForm(BootstrapMixin, forms.Form):
+    LIFETIMES = [("", "Never expires"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
+
+    name = forms.CharField(max_length=100, help_text="What or where it is used: “laptop”, “CI”.")
+    expires_in_days = forms.TypedChoiceField(
+        choices=LIFETIMES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.style_widgets()
+
+
+class PasswordChangeWithTokensForm(BootstrapMixin, PasswordChangeForm):
+    revoke_tokens = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Also revoke all my API tokens",
+        help_text="Scripts and the command line need a new token afterwards.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.style_widgets()

@@ -40,8 +40,8 @@ CHECKS = ",".join(
 def seeded(admin_user):
     """A realistic set of objects owned by the admin; returns the ids Schemathesis should try."""
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
+    from mlopen.core.tokens import create_token
     from mlopen.datasets import services as dataset_services
     from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
     from mlopen.runs import results
@@ -127,9 +127,8 @@ def seeded(admin_user):
         started_at=now,
         log="working\n",
     )
-    token, _ = Token.objects.get_or_create(user=admin_user)
     return {
-        "token": token.key,
+        "token": create_token(admin_user, "schemathesis")[1],
         "pipelines": [pipeline.pk],
         "pipeline_refs": [pipeline.pk, pipeline.name],
         "datasets": [dataset.pk],

@@ -23,9 +23,9 @@ def isolated_config(tmp_path, monkeypatch):
 
 @pytest.fixture
 def token(author):
-    from rest_framework.authtoken.models import Token
+    from mlopen.core.tokens import create_token
 
-    return Token.objects.get_or_create(user=author)[0].key
+    return create_token(author, "client tests")[1]
 
 
 @pytest.fixture

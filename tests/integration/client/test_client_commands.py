@@ -4,6 +4,7 @@ uploads, listings, and --json printing exactly what the API answers.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -98,6 +99,46 @@ def test_login_refuses_a_bad_token_and_saves_nothing(live_server, mlopen, isolat
     assert result.code == 1
     assert "Invalid token" in result.err
     assert not isolated_config.exists()
+
+
+def test_login_with_a_password_saves_a_new_token_made_for_this_machine(
+    live_server, author, mlopen, monkeypatch, isolated_config
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO("ada-password-1\n"))
+    result = mlopen("login", "--url", live_server.url, "--username", "ada", "--expires-in-days", "30")
+    assert result.code == 0, result.err
+    saved = json.loads(isolated_config.read_text())["profiles"]["default"]["token"]
+    assert saved.startswith("mlo_")
+    from mlopen.core.models import ApiToken
+
+    (made,) = ApiToken.objects.filter(user=author)
+    assert made.name.startswith("mlopen login on ") and made.expires_at is not None
+    assert mlopen("whoami", "--json").json["username"] == "ada"
+
+
+def test_login_with_a_wrong_password_saves_nothing(live_server, author, mlopen, monkeypatch, isolated_config):
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong\n"))
+    result = mlopen("login", "--url", live_server.url, "--username", "ada")
+    assert result.code == 1
+    assert "Invalid username/password" in result.err
+    assert not isolated_config.exists()
+
+
+def test_token_rotate_replaces_the_profiles_token_and_the_old_one_stops_working(
+    live_server, token, mlopen, isolated_config
+):
+    assert mlopen("login", "--url", live_server.url, "--token", token).code == 0
+    result = mlopen("token", "rotate")
+    assert result.code == 0, result.err
+    new = json.loads(isolated_config.read_text())["profiles"]["default"]["token"]
+    assert new != token and new.startswith("mlo_")
+    assert mlopen("whoami", "--json").json["username"] == "ada"
+    assert mlopen("whoami", "--token", token).code == 1
+    listed = mlopen("token", "list", "--json").json
+    assert [(t["name"], t["state"], t["current"]) for t in listed] == [
+        ("client tests", "active", True),
+        ("client tests", "revoked", False),
+    ]
 
 
 def test_environment_overrides_the_profile(live_server, token, mlopen, monkeypatch):

@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from engine_support import poll
-from rest_framework.authtoken.models import Token
 
 from mlopen.celery_app import app
+from mlopen.core.tokens import create_token
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen.pipelines.tasks import build_environment
 from mlopen.runs import sweep
@@ -126,7 +126,7 @@ def _request_with_broker_down(worker, user, action: str, name: str, stdin: str =
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**worker.env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0", "MLOPEN_WORKER_NAME": ""}
-    token = Token.objects.get(user=user).key
+    token = create_token(user, "requeue test")[1]
     done = subprocess.run(
         [sys.executable, "-c", REQUEST_WITH_BROKER_DOWN, token, action, name],
         input=stdin,

@@ -37,6 +37,7 @@ class World:
     webhook: object = None  # alice's
     webhook_to_delete: object = None
     model: object = None  # a model of alice's pipeline, trained by her run
+    tokens: dict | None = None  # alice's API tokens, by what the walk does to them
 
     def persona(self, name: str):
         return None if name == "anonymous" else getattr(self, name)
@@ -63,6 +64,8 @@ def _webhook(owner):
 @pytest.fixture
 def world(db, django_user_model):
     from django.contrib.auth.models import Group
+
+    from mlopen.core.tokens import create_token
 
     alice = _user(django_user_model, "alice", "author")
     carol = _user(django_user_model, "carol", "user")
@@ -91,6 +94,10 @@ def world(db, django_user_model):
         run_to_bulk_delete=make_run(alice, pipeline, name=f"{SECRET}-doomed-run3"),
         webhook=_webhook(alice),
         webhook_to_delete=_webhook(alice),
+        tokens={
+            use: create_token(alice, f"{SECRET}-{use}")[0]
+            for use in ("kept", "web-rotate", "web-revoke", "api-rotate", "api-revoke")
+        },
         model=_model(pipeline, alice),
     )
 
@@ -131,14 +138,14 @@ def web_as():
 @pytest.fixture
 def api_as():
     """An API client authenticated by a persona's token, or anonymous for None."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from mlopen.core.tokens import create_token
 
     def make(person):
         client = APIClient()
         if person is not None:
-            token, _ = Token.objects.get_or_create(user=person)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(person, 'tests')[1]}")
         return client
 
     return make

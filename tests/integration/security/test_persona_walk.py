@@ -54,6 +54,11 @@ QUEUED = {"pk": lambda w: w.queued.pk}
 WEBHOOK = {"pk": lambda w: w.webhook.pk}
 MODEL = {"pk": lambda w: w.pipeline.pk, "model_id": lambda w: w.model.pk}
 
+
+def token(use):
+    return {"pk": lambda w: w.tokens[use].pk}
+
+
 CASES = [
     # --- public ---------------------------------------------------------------------------------
     Case("healthz", "get", lambda w: "/healthz", {200, 503}, {200, 503}, {200, 503}),
@@ -163,6 +168,11 @@ CASES = [
         data=lambda w: {"ids": w.run_to_delete.pk, "confirm": "yes"},
     ),
     Case("web:webhook-list", "get", web("webhook-list"), 200, 200),
+    Case("web:account", "get", web("account"), 200, 200),
+    Case("web:account-token-create", "post", web("account-token-create"), 200, 200, data={"name": "walk"}),
+    Case("web:account-token-rotate", "post", web("account-token-rotate", **token("web-rotate")), 200, 404),
+    Case("web:account-token-revoke", "post", web("account-token-revoke", **token("web-revoke")), 200, 404),
+    Case("web:account-password", "post", web("account-password"), 400, 400, data={"old_password": "x"}),
     # --- API ------------------------------------------------------------------------------------
     Case("api-root", "get", lambda w: "/api/v1/", 200, 200),
     Case("api-me", "get", api("api-me"), 200, 200),
@@ -234,6 +244,11 @@ CASES = [
     Case("webhook-detail", "get", api("webhook-detail", **WEBHOOK), 200, 404),
     Case("webhook-detail", "delete", api("webhook-detail", pk=lambda w: w.webhook_to_delete.pk), 204, 404),
     Case("webhook-deliveries", "get", api("webhook-deliveries", **WEBHOOK), 200, 404),
+    Case("token-list", "get", api("token-list"), 200, 200),
+    Case("token-list", "post", api("token-list"), 201, 201, data={"name": "walk"}),
+    Case("token-detail", "get", api("token-detail", **token("kept")), 200, 404),
+    Case("token-detail", "delete", api("token-detail", **token("api-revoke")), 204, 404),
+    Case("token-rotate", "post", api("token-rotate", **token("api-rotate")), 201, 404),
 ]
 NOT_FOUND_BODY = {"detail": "Not found.", "errors": {}}
 

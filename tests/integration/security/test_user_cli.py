@@ -3,10 +3,12 @@ fresh MLOPEN_HOME, read back from its SQLite database."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -89,14 +91,32 @@ def test_create_three_users_with_their_roles_emails_and_passwords(home):
     assert [row[0] for row in author_permissions] == ["add_pipeline", "add_pipelineversion", "change_pipeline"]
 
 
-def test_token_prints_the_same_key_every_time(home):
+def test_token_prints_a_new_token_each_time_stored_only_as_its_digest(home):
     mlopen(home, "user", "create", "tok", stdin="")
-    first, second = mlopen(home, "user", "token", "tok"), mlopen(home, "user", "token", "tok")
-    assert first.returncode == 0 and len(first.stdout.strip()) == 40
-    assert first.stdout == second.stdout
-    assert query(
-        home, "SELECT t.key FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id WHERE u.username = 'tok'"
-    ) == [(first.stdout.strip(),)]
+    first, second = mlopen(home, "user", "token", "tok"), mlopen(home, "user", "token", "tok", "--token-name", "ci")
+    assert first.returncode == 0 and first.stdout.startswith("mlo_") and len(first.stdout.strip()) == 44
+    assert first.stdout != second.stdout
+    rows = query(
+        home,
+        "SELECT t.name, t.digest FROM core_apitoken t JOIN auth_user u ON u.id = t.user_id "
+        "WHERE u.username = 'tok' ORDER BY t.id",
+    )
+    digests = [hashlib.sha256(done.stdout.strip().encode()).hexdigest() for done in (first, second)]
+    assert rows == [("created by mlopen user token", digests[0]), ("ci", digests[1])]
+
+
+@pytest.mark.parametrize("lookalike", ["Looky", "LOOKY", "ｌｏｏｋｙ", "lооky"])  # the last with Cyrillic о
+def test_create_refuses_a_lookalike_of_an_existing_name_without_a_traceback(home, lookalike):
+    mlopen(home, "user", "create", "looky", stdin="")
+    done = mlopen(home, "user", "create", lookalike, stdin="")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    name = unicodedata.normalize("NFKC", lookalike)
+    assert done.stderr.strip() in (
+        "mlopen user: The username 'looky' is taken.",
+        f"mlopen user: The username {name!r} looks too much like the existing user 'looky'.",
+    )
+    assert query(home, "SELECT COUNT(*) FROM auth_user WHERE lower(username) = 'looky'") == [(1,)]
 
 
 def test_role_moves_a_user_between_roles(home):
@@ -129,7 +149,7 @@ def test_role_moves_a_user_between_roles(home):
 def test_refusals_exit_1_with_one_line_and_change_nothing(home, args, stdin, message):
     if message is None:
         mlopen(home, "user", *args, stdin=stdin)
-        message = "mlopen user: user 'dup' already exists"
+        message = "mlopen user: The username 'dup' is taken."
     done = mlopen(home, "user", *args, stdin=stdin)
     assert (done.returncode, done.stderr.strip()) == (1, message)
     assert query(home, "SELECT count(*) FROM auth_user WHERE username IN ('weak', 'empty', 'nobody')") == [(0,)]

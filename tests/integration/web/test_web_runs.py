@@ -318,6 +318,17 @@ def test_html_graph_frame_is_sandboxed_with_its_own_policy(alice_client, user, p
     assert alice_client.get(f"/runs/{run.pk}/graphs/2/").status_code == 404
 
 
+def test_a_forged_host_header_never_reaches_the_graph_frame(alice_client, user, pipeline, make_run, settings):
+    settings.MLOPEN_BASE_URL = "https://ml.example.org"
+    run = make_run(user, pipeline, result=RESULT)
+    response = alice_client.get(f"/runs/{run.pk}/graphs/1/", HTTP_HOST="evil.example")
+    assert response.status_code == 200
+    assert "evil.example" not in response["Content-Security-Policy"]
+    assert "script-src 'unsafe-inline' https://ml.example.org/static/;" in response["Content-Security-Policy"]
+    assert "evil.example" not in response.content.decode()
+    assert '<script src="https://ml.example.org/static/vendor/plotly/plotly.min.js">' in response.content.decode()
+
+
 def test_failed_run_shows_the_error_in_plain_words_and_the_log(alice_client, user, pipeline, make_run):
     run = make_run(
         user,

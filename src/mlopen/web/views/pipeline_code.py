@@ -8,6 +8,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
 from mlopen.core.access import VIEW, access
+from mlopen.core.numbers import parse_int
 from mlopen.pipelines import sources
 from mlopen.pipelines.models import Pipeline, PipelineVersion
 from mlopen.web.highlight import highlighted
@@ -58,7 +59,8 @@ def version_file_download(request, pk: int, number: int, path: str):
 
 
 def _number(raw: str | None, default: int | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else default
+    value = parse_int(raw, maximum=2**31 - 1)
+    return default if value is None else value
 
 
 @access(VIEW)

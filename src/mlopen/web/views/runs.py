@@ -13,6 +13,8 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
+from mlopen.core.clients import site_url
+from mlopen.core.numbers import parse_id, parse_int
 from mlopen.datasets import services as dataset_services
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
@@ -55,7 +57,8 @@ def _choice(request) -> tuple[Pipeline | None, str]:
     """The pipeline and kind the form is for, from the submitted form or the query string."""
     source = request.POST if request.method == "POST" else request.GET
     raw = source.get("pipeline", "")
-    pipeline = Pipeline.objects.visible_to(request.user).filter(pk=int(raw)).first() if raw.isdigit() else None
+    pipeline_id = parse_id(raw)
+    pipeline = Pipeline.objects.visible_to(request.user).filter(pk=pipeline_id).first() if pipeline_id else None
     kind = source.get("kind") if source.get("kind") in Run.Kind.values else Run.Kind.RUN
     return pipeline, kind
 
@@ -302,7 +305,7 @@ class BadTableQuery(ValueError):
 def _table_args(request) -> dict:
     def number(name):
         raw = request.GET.get(name, "")
-        return int(raw) if raw.isdigit() else None
+        return parse_int(raw)
 
     size = None
     if request.GET.get("page_size", "") != "":
@@ -493,13 +496,15 @@ def graph_frame(request, pk: int, index: int):
     graph = results.graph_at(run.result_folder, index)
     if graph is None or graph.get("kind") != "html":
         raise Http404("No such HTML graph.")
-    static_origin = request.build_absolute_uri(settings.STATIC_URL)
+    # The sandboxed frame has no origin of its own, so its CSP names ours: from MLOPEN_BASE_URL,
+    # never from the Host header a client sent.
+    static_origin = site_url(settings.STATIC_URL)
     body = render_to_string(
         "web/runs/graph_frame.html",
         # The hashed name, as on the run page: the browser has it cached already.
         {
             "graph_html": graph.get("html") or "",
-            "plotly_src": request.build_absolute_uri(static("vendor/plotly/plotly.min.js")),
+            "plotly_src": site_url(static("vendor/plotly/plotly.min.js")),
         },
     )
     response = HttpResponse(body)
