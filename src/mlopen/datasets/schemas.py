@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
-from mlopen.datasets.services import _guess_format
+from mlopen.datasets.services import guess_csv_format
 
 SAMPLE_ROWS = 1000
 SAMPLE_BYTES = 1024 * 1024
@@ -86,7 +86,7 @@ def _csv_schema(dataset: Dataset) -> dict | None:
     lines = text.splitlines()
     if not lines:
         return None
-    frame = pd.read_csv(io.StringIO(text), nrows=SAMPLE_ROWS, **_guess_format(lines))
+    frame = pd.read_csv(io.StringIO(text), nrows=SAMPLE_ROWS, **guess_csv_format(lines))
     columns = [{"name": str(name), "type": _pandas_type(frame[name])} for name in frame.columns]
     return {"columns": columns, "rows": rows, "rows_estimated": estimated}
 
