@@ -352,3 +352,13 @@ def test_compare_with_an_unknown_or_outsiders_run_is_404(alice_api, mallory_api,
     a, b = make_run(user), make_run(user)
     assert alice_api.get(f"/api/v1/runs/compare/?ids={a.pk},{10**12}").status_code == 404
     assert mallory_api.get(f"/api/v1/runs/compare/?ids={a.pk},{b.pk}").status_code == 404
+
+
+def test_labels_and_rerun_take_json_only(alice_api, make_run, user):
+    run = make_run(user)
+    response = alice_api.patch(f"/api/v1/runs/{run.pk}/", "tags=a", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert list(RunTag.objects.filter(run=run)) == []
+    # The schema documents JSON only for them, so generated clients never send a form.
+    schema = alice_api.get("/api/schema/?format=json").json()
+    assert list(schema["paths"]["/api/v1/runs/{id}/"]["patch"]["requestBody"]["content"]) == ["application/json"]
