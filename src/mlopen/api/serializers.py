@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlopen.api import runtime_serializers as rs
-from mlopen.api.sharing import StrictBoolean
+from mlopen.api.sharing import StrictBoolean, StrictString
 from mlopen.datasets.models import Dataset
 from mlopen.notifications.models import EVENTS as WEBHOOK_EVENTS
 from mlopen.notifications.models import MAX_URL_LENGTH as MAX_WEBHOOK_URL
@@ -385,9 +385,9 @@ class RunFilterSerializer(serializers.Serializer):
 class RunLabelsSerializer(serializers.Serializer):
     """The fields of a run its owner may change; any other field is a 400."""
 
-    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
-    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
-    tags = serializers.ListField(child=serializers.CharField(trim_whitespace=False, allow_blank=True), required=False)
+    name = StrictString(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
+    notes = StrictString(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
+    tags = serializers.ListField(child=StrictString(trim_whitespace=False, allow_blank=True), required=False)
 
     def validate(self, attrs):
         extra = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
