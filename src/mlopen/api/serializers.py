@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlopen.api import runtime_serializers as rs
-from mlopen.api.sharing import StrictBoolean
+from mlopen.api.sharing import StrictBoolean, StrictString
 from mlopen.core.clients import site_url
 from mlopen.datasets.models import Dataset
 from mlopen.notifications.models import EVENTS as WEBHOOK_EVENTS
@@ -386,26 +386,38 @@ class RunFilterSerializer(serializers.Serializer):
     """The run list's query parameters (documentation: mlopen.runs.search parses them, and a malformed
     one is a 400 naming it)."""
 
-    q = serializers.CharField(required=False, help_text="text in the run's name, notes, pipeline name or input name")
-    tag = serializers.CharField(required=False, help_text="runs with this tag (comma-separate or repeat: all of them)")
-    pipeline = serializers.CharField(required=False, help_text="a pipeline's id or name")
-    version = serializers.IntegerField(required=False, min_value=1, help_text="the pipeline version's number")
-    kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False)
-    status = serializers.CharField(
-        required=False, help_text="one status, or several separated by commas: " + ", ".join(Run.Status.values)
+    q = serializers.CharField(
+        required=False, allow_blank=True, help_text="text in the run's name, notes, pipeline name or input name"
     )
-    user = serializers.CharField(required=False, help_text="the owner's username")
-    created_after = serializers.CharField(required=False, help_text="ISO date or date-time; runs created from then on")
+    tag = serializers.CharField(
+        required=False, allow_blank=True, help_text="runs with this tag (comma-separate or repeat: all of them)"
+    )
+    pipeline = serializers.CharField(required=False, allow_blank=True, help_text="a pipeline's id or name")
+    version = serializers.CharField(required=False, allow_blank=True, help_text="the pipeline version's number, e.g. 3")
+    kind = serializers.ChoiceField(choices=Run.Kind.choices, required=False, allow_blank=True)
+    status = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="one status, or several separated by commas: " + ", ".join(Run.Status.values),
+    )
+    user = serializers.CharField(required=False, allow_blank=True, help_text="the owner's username")
+    created_after = serializers.CharField(
+        required=False, allow_blank=True, help_text="ISO date or date-time; runs created from then on"
+    )
     created_before = serializers.CharField(
-        required=False, help_text="ISO date (that whole day included) or date-time; runs created before it"
+        required=False,
+        allow_blank=True,
+        help_text="ISO date (that whole day included) or date-time; runs created before it",
     )
     ordering = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text="created, duration or metric.NAME (the run's last value of that metric); a leading - for "
         "descending. Default -created. A metric no run you can see logged is a 400.",
     )
     columns = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text="comma-separated param.NAME and metric.NAME: each run's `columns` then holds those "
         "parameters and the last value of those metrics",
     )
@@ -414,9 +426,9 @@ class RunFilterSerializer(serializers.Serializer):
 class RunLabelsSerializer(serializers.Serializer):
     """The fields of a run its owner may change; any other field is a 400."""
 
-    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
-    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
-    tags = serializers.ListField(child=serializers.CharField(trim_whitespace=False, allow_blank=True), required=False)
+    name = StrictString(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
+    notes = StrictString(required=False, allow_blank=True, trim_whitespace=False, max_length=20_000)
+    tags = serializers.ListField(child=StrictString(trim_whitespace=False, allow_blank=True), required=False)
 
     def validate(self, attrs):
         extra = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []

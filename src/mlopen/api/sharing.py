@@ -26,7 +26,9 @@ class StrictBoolean(serializers.BooleanField):
         self.fail("invalid", input=data)
 
 
-class _StrictString(serializers.CharField):
+class StrictString(serializers.CharField):
+    """A string and only a string: DRF's CharField would turn 0 or true into "0" or "True"."""
+
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
@@ -36,7 +38,7 @@ class _StrictString(serializers.CharField):
 class SharingChangeSerializer(serializers.Serializer):
     everyone = StrictBoolean(required=False, help_text="true: visible to every logged-in user")
     groups = serializers.ListField(
-        child=_StrictString(max_length=150),
+        child=StrictString(max_length=150),
         required=False,
         max_length=100,
         help_text="replaces the groups it is shared with (names or ids of groups you belong to); [] for none",

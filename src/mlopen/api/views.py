@@ -382,6 +382,16 @@ class RunViewSet(
         for action in ("create", "rerun")
     }
 
+    # Bodies that are JSON objects only (a form-encoded "tags=a" is a 415, not a one-tag list).
+    JSON_ONLY_ACTIONS = {"partial_update", "rerun"}
+
+    def get_parsers(self):
+        # Called before DRF sets self.action; the action map says which action the method is.
+        method = getattr(getattr(self, "request", None), "method", "") or ""
+        if getattr(self, "action_map", {}).get(method.lower()) in self.JSON_ONLY_ACTIONS:
+            return [JSONParser()]
+        return super().get_parsers()
+
     def get_queryset(self):
         runs = (
             Run.objects.visible_to(self.request.user)

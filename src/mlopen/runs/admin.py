@@ -12,9 +12,20 @@ from mlopen.runs.models import Run, Worker
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["id", "pipeline", "kind", "status", "owner", "worker", "sandbox", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "name",
+        "pipeline",
+        "kind",
+        "status",
+        "owner",
+        "worker",
+        "sandbox",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "kind", "worker", "sandbox"]
-    search_fields = ["pipeline__name", "owner__username", "error"]
+    search_fields = ["name", "notes", "tags__name", "pipeline__name", "owner__username", "error"]
     readonly_fields = [f.name for f in Run._meta.fields if f.name != "shared_with_all"]
     filter_horizontal = ["shared_groups"]
 

@@ -97,13 +97,19 @@ def test_owner_edits_labels_inline(alice_client, make_run, make_pipeline, user):
     assert form.status_code == 200 and 'name="tags"' in form.content.decode()
     response = alice_client.post(
         f"/runs/{run.pk}/labels/edit/",
-        {"name": "best so far", "tags": "final, knn", "notes": "**k=3** <script>x()</script>"},
+        {
+            "name": "best so far",
+            "tags": "final, knn",
+            "notes": "**k=3** <script>x()</script> [a](javascript:x()) <img src=x onerror=x()> [b](https://e.org)",
+        },
         HTTP_HX_REQUEST="true",
     )
     body = response.content.decode()
     assert response.status_code == 200
     assert 'id="run-name">best so far<' in body
     assert "<strong>k=3</strong>" in body and "<script>" not in body
+    assert 'href="javascript' not in body and "<img" not in body
+    assert '<a href="https://e.org" rel="noopener noreferrer nofollow">b</a>' in body
     assert sorted(RunTag.objects.filter(run=run).values_list("name", flat=True)) == ["final", "knn"]
     detail = alice_client.get(f"/runs/{run.pk}/").content.decode()
     assert "best so far" in detail and "<strong>k=3</strong>" in detail

@@ -124,10 +124,10 @@ def _charts(comparison: run_compare.Comparison) -> list[dict]:
                     "data": traces,
                     "layout": {
                         "title": {"text": name},
-                        "height": 320,
+                        "height": 340,
                         "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
                         "xaxis": {"title": {"text": "step"}},
-                        "legend": {"orientation": "h"},
+                        "legend": {"orientation": "h", "y": -0.3},
                     },
                 },
             }
