@@ -35,7 +35,14 @@ def run_pipeline(input, model, args, params=None):
 
 
 def test_browser_promote_roll_back_and_schema_warning(
-    live_server, author, worker, upload_pipeline, upload_dataset, api_for, browser_page, wait_for_run
+    live_server,
+    author,
+    worker,
+    upload_pipeline,
+    upload_dataset,
+    api_for,
+    browser_page,  # noqa: F811 - the fixture imported above
+    wait_for_run,
 ):
     page = browser_page
     base = live_server.url
