@@ -30,7 +30,7 @@ from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import lineage
 
 _PATH = [
-    OpenApiParameter("pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="the pipeline's id"),
+    OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="the pipeline's id"),
     OpenApiParameter("model_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="the model's id"),
 ]
 
@@ -82,7 +82,9 @@ class ModelDetailView(ApiView, GenericAPIView):
 class ModelRunsView(ApiView, GenericAPIView):
     serializer_class = rs.ModelRunSerializer
 
-    @extend_schema(operation_id="pipelines_models_runs_list", parameters=_PATH)
+    @extend_schema(
+        operation_id="pipelines_models_runs_list", parameters=_PATH, responses=rs.ModelRunSerializer(many=True)
+    )
     def get(self, request, pk: int, model_id: int):
         """The runs you can see that used this model, newest first."""
         model = _model(request, pk, model_id)

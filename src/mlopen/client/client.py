@@ -348,6 +348,18 @@ class Client:
     def trained_models(self, pipeline_id: int, **page) -> dict:
         return self.get(f"pipelines/{pipeline_id}/models/", **page)
 
+    def model(self, pipeline_id: int, model_id: int) -> dict:
+        """A trained model: its aliases, how it was trained, how many runs used it."""
+        return self.get(f"pipelines/{int(pipeline_id)}/models/{int(model_id)}/")
+
+    def set_model_aliases(self, pipeline_id: int, model_id: int, aliases: list[str]) -> dict:
+        """Make exactly ``aliases`` the model's (each moved here from the model that had it)."""
+        return self._json("PATCH", f"pipelines/{int(pipeline_id)}/models/{int(model_id)}/", json={"aliases": aliases})
+
+    def download_model(self, pipeline_id: int, model_id: int, destination: str | Path | BinaryIO) -> int:
+        """Write the model's stored objects (a pickle) to a path or binary file; return the bytes written."""
+        return self._download(f"pipelines/{int(pipeline_id)}/models/{int(model_id)}/download/", {}, destination)
+
     # --- datasets ---------------------------------------------------------------------------
 
     def datasets(self, *, page: int | None = None, page_size: int | None = None) -> dict:
@@ -428,6 +440,8 @@ class Client:
         timeout: int | None = None,
         wait: float | None = None,
         upload_progress: ProgressCallback | None = None,
+        model: int | str | None = None,
+        version: int | None = None,
     ) -> dict:
         """Queue a run (or, with ``train=True``, a training) of a pipeline's latest version.
 
@@ -444,6 +458,10 @@ class Client:
             body["input"] = dataset_id
         if timeout is not None:
             body["timeout"] = timeout
+        if model is not None:
+            body["model"] = model  # an id, or an alias such as "production"
+        if version is not None:
+            body["version"] = version
         if wait:
             body["wait"] = min(float(wait), MAX_WAIT_PER_REQUEST)
         return self._json(
@@ -464,8 +482,10 @@ class Client:
     def cancel_run(self, run_id: int) -> dict:
         return self._json("POST", f"runs/{int(run_id)}/cancel/")
 
-    def rerun(self, run_id: int) -> dict:
-        return self._json("POST", f"runs/{int(run_id)}/rerun/")
+    def rerun(self, run_id: int, **changes: Any) -> dict:
+        """Run again what run ``run_id`` asked, with ``changes`` (pipeline, version, model, input,
+        params: only the values to change, timeout)."""
+        return self._json("POST", f"runs/{int(run_id)}/rerun/", json=changes)
 
     def logs(self, run_id: int, offset: int = 0) -> tuple[str, int, str]:
         """(log text from ``offset`` on, the offset to ask for next, the run's status)."""

@@ -59,9 +59,14 @@ def read_schema(dataset: Dataset) -> dict | None:
 
 def _parquet_schema(dataset: Dataset) -> dict:
     with storage.open_stored(dataset.file) as handle:
-        parquet = pq.ParquetFile(handle)  # reads the footer only
-        columns = [{"name": field.name, "type": _arrow_type(field.type)} for field in parquet.schema_arrow]
-        return {"columns": columns, "rows": parquet.metadata.num_rows, "rows_estimated": False}
+        return parquet_schema(handle)
+
+
+def parquet_schema(handle) -> dict:
+    """A Parquet file's schema, from its footer only (a seekable binary handle)."""
+    parquet = pq.ParquetFile(handle)
+    columns = [{"name": field.name, "type": _arrow_type(field.type)} for field in parquet.schema_arrow]
+    return {"columns": columns, "rows": parquet.metadata.num_rows, "rows_estimated": False}
 
 
 def _arrow_type(kind) -> str:
@@ -78,8 +83,13 @@ def _arrow_type(kind) -> str:
 
 def _csv_schema(dataset: Dataset) -> dict | None:
     with storage.open_stored(dataset.file) as handle:
-        head = handle.read(SAMPLE_BYTES)
-        rows, estimated = _count_rows(handle, head, dataset.size)
+        return csv_schema(handle, dataset.size)
+
+
+def csv_schema(handle, size: int) -> dict | None:
+    """A CSV's schema from a binary handle on it and its size in bytes (read: at most COUNT_BYTES)."""
+    head = handle.read(SAMPLE_BYTES)
+    rows, estimated = _count_rows(handle, head, size)
     text = head.decode("utf-8-sig", errors="replace")
     if len(head) == SAMPLE_BYTES and "\n" in text:
         text = text[: text.rindex("\n") + 1]  # the last line may be cut in half
@@ -96,8 +106,9 @@ def _count_rows(handle, head: bytes, size: int) -> tuple[int, bool]:
     Quoted fields holding line breaks are counted as more rows; the count is a guide, not a check."""
     lines, read = head.count(b"\n"), len(head)
     last = head[-1:]
-    while read < min(size, COUNT_BYTES):
-        chunk = handle.read(_CHUNK)
+    limit = min(size, COUNT_BYTES)
+    while read < limit:
+        chunk = handle.read(min(_CHUNK, limit - read))
         if not chunk:
             break
         lines += chunk.count(b"\n")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mlopen.pipelines.models import Pipeline, PipelineVersion, Runtime, TrainedModel
+from mlopen.pipelines.models import ModelAlias, ModelAliasChange, Pipeline, PipelineVersion, Runtime, TrainedModel
 
 
 class VersionInline(admin.TabularInline):
@@ -54,7 +54,36 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 @admin.register(TrainedModel)
 class TrainedModelAdmin(admin.ModelAdmin):
     list_display = ["pipeline", "number", "version", "run", "label", "size", "created_at"]
-    readonly_fields = ["pipeline", "number", "version", "run", "artifact", "label", "model_names", "arg_names", "size"]
+    readonly_fields = [
+        "pipeline",
+        "number",
+        "version",
+        "run",
+        "artifact",
+        "label",
+        "model_names",
+        "arg_names",
+        "size",
+        "input_name",
+        "input_sha256",
+        "input_schema",
+        "train_params",
+        "metrics",
+        "environment",
+    ]
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    # Moved on the model's page or with the API (mlopen.pipelines.registry), which records each move.
+    list_display = ["pipeline", "name", "model", "set_by", "set_at"]
+    readonly_fields = ["pipeline", "name", "model", "set_by", "set_at"]
+
+
+@admin.register(ModelAliasChange)
+class ModelAliasChangeAdmin(admin.ModelAdmin):
+    list_display = ["pipeline", "name", "from_model", "to_model", "changed_by", "changed_at"]
+    readonly_fields = ["pipeline", "name", "from_model", "to_model", "changed_by", "changed_at"]
 
 
 @admin.register(Runtime)

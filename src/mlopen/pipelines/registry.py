@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from mlopen.pipelines import rules
 from mlopen.pipelines.control import PipelineForbidden, PipelineRejected
@@ -129,9 +129,15 @@ def remove_alias(user, model: TrainedModel, name: str) -> None:
 def _point(user, pipeline: Pipeline, name: str, model: TrainedModel) -> ModelAlias:
     alias = ModelAlias.objects.select_for_update().filter(pipeline=pipeline, name=name).first()
     if alias is None:
-        alias = ModelAlias.objects.create(pipeline=pipeline, name=name, model=model, set_by=user)
-        _record(pipeline, name, None, model, user)
-    elif alias.model_id != model.pk:
+        try:
+            with transaction.atomic():  # a savepoint: the same alias may be created at the same moment
+                alias = ModelAlias.objects.create(pipeline=pipeline, name=name, model=model, set_by=user)
+        except IntegrityError:
+            alias = ModelAlias.objects.select_for_update().get(pipeline=pipeline, name=name)
+        else:
+            _record(pipeline, name, None, model, user)
+            return alias
+    if alias.model_id != model.pk:
         _record(pipeline, name, alias.model, model, user)
         alias.model, alias.set_by = model, user
         alias.save(update_fields=["model", "set_by", "set_at"])

@@ -40,7 +40,7 @@ def training_record(run: Run, pending_metrics: list[RunMetric], environment: dic
 
 
 def can_see_training(user, model: TrainedModel) -> bool:
-    if pipeline_rules.can_manage(user, model.pipeline) or pipeline_rules.can_download_models(user, model.pipeline):
+    if pipeline_rules.can_download_models(user, model.pipeline):  # its owner, maintainers, admins
         return True
     return model.run_id is not None and Run.objects.visible_to(user).filter(pk=model.run_id).exists()
 

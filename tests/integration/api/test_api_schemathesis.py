@@ -70,7 +70,7 @@ def seeded(admin_user):
         finished_at=now,
         log="trained\n",
     )
-    TrainedModel.objects.create(
+    model = TrainedModel.objects.create(
         pipeline=pipeline,
         version=version,
         run=trained,
@@ -133,6 +133,7 @@ def seeded(admin_user):
         "pipeline_refs": [pipeline.pk, pipeline.name],
         "datasets": [dataset.pk],
         "runs": [succeeded.pk, failed.pk, running.pk, trained.pk],
+        "models": [model.pk],
     }
 
 
@@ -149,6 +150,10 @@ def _config(seeded: dict) -> str:
         + dictionary("pipeline_ids", seeded["pipelines"])
         + dictionary("dataset_ids", seeded["datasets"])
         + dictionary("pipeline_refs", seeded["pipeline_refs"])
+        + dictionary("model_ids", seeded["models"])
+        + operations(
+            r"^/api/v1/pipelines/\{id\}/models/\{model_id\}/", {"path.id": "pipeline_ids", "path.model_id": "model_ids"}
+        )
         + operations(r"^/api/v1/runs/\{id\}/", {"path.id": "run_ids"})
         + operations(r"^/api/v1/pipelines/\{id\}/", {"path.id": "pipeline_ids"})
         + operations(r"^/api/v1/datasets/\{id\}/", {"path.id": "dataset_ids"})

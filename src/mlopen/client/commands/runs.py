@@ -34,6 +34,10 @@ def register(subparsers) -> None:
         help="a parameter value (repeatable); NAME=@FILE uploads FILE for a file parameter",
     )
     run.add_argument("--timeout", type=int, help="stop the run after this many seconds")
+    run.add_argument(
+        "--model", metavar="ID|ALIAS", help="the trained model to use (default: production's, else the newest)"
+    )
+    run.add_argument("--version", type=int, metavar="N", help="the pipeline version to run (default: the latest)")
     run.add_argument("--wait", action="store_true", help="show progress and the log until the run finishes")
     add_json_flag(run)
 
@@ -68,6 +72,12 @@ def register(subparsers) -> None:
     add_json_flag(cancel)
     rerun = add_command(runs, "rerun", rerun_command, "run again with the same pipeline, input and parameters")
     rerun.add_argument("run_id", type=int, metavar="ID")
+    rerun.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="change a parameter (repeatable)"
+    )
+    rerun.add_argument("--model", metavar="ID|ALIAS", help="use another trained model")
+    rerun.add_argument("--version", type=int, metavar="N", help="run another pipeline version")
+    rerun.add_argument("--input", type=int, metavar="DATASET_ID", help="run on another dataset")
     rerun.add_argument("--wait", action="store_true", help="wait for the new run to finish")
     add_json_flag(rerun)
     download = add_command(
@@ -118,7 +128,13 @@ def _start_when_ready(client: Client, out: Output, args, input_id, params) -> di
     while True:
         try:
             return client.start_run(
-                args.pipeline, train=args.train, input=input_id, params=params, timeout=args.timeout
+                args.pipeline,
+                train=args.train,
+                input=input_id,
+                params=params,
+                timeout=args.timeout,
+                model=args.model,
+                version=args.version,
             )
         except Conflict as exc:
             if not args.wait or exc.errors.get("pipeline") != "Environment building.":
@@ -313,7 +329,11 @@ def cancel_command(args, out: Output) -> int:
 
 def rerun_command(args, out: Output) -> int:
     with connect(args) as client:
-        run = client.rerun(args.run_id)
+        changes: dict = {"params": _parse_params(args.param)} if args.param else {}
+        for name in ("model", "version", "input"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        run = client.rerun(args.run_id, **changes)
         return _after_start(client, out, run, args.wait)
 
 

@@ -59,7 +59,6 @@ def model_detail(request, pk: int, model_id: int):
             "history": _history(pipeline),
             "may_move": rules.can_manage(request.user, pipeline),
             "may_download": rules.can_download_models(request.user, pipeline),
-            "other_models": pipeline.trained_models.order_by("-number").only("pk", "number")[:50],
         },
     )
 
