@@ -19,8 +19,9 @@ that takes it). No pipeline folder, model or dataset is bound: what a run needs 
 only once the run has taken the process. The key (`blank_key`) holds everything that shapes the
 sandbox and the limits, so a run only takes a process started exactly as its own would be.
 
-A blank process that dies or is killed (or never says it is ready) is stopped and replaced in the
-background; the run that wanted it gets a fresh process, as if there were no pool. A runtime whose
+A blank process that dies or is killed is stopped and replaced in the background; the run that
+wanted it gets a fresh process, as if there were no pool. So does a run that finds its blank
+process still importing (it stays for the next run). A runtime whose
 blank processes keep dying before they are ready is left alone for a while (FAILURE_PAUSE_S).
 """
 
@@ -61,9 +62,9 @@ DEFAULT_MODULES = (
 )
 # Runtimes (blank keys) a worker keeps blank processes for, least recently wanted dropped first.
 MAX_RUNTIMES = 2
-# How long a run waits for a blank process still importing: it started before the run came, so
-# waiting for it is never slower than starting a fresh one; past this, something is wrong with it.
-READY_TIMEOUT_S = 60.0
+# A run takes only a blank process that has finished its imports: one still importing (pandas,
+# scikit-learn, matplotlib...) could keep a run of a light pipeline waiting longer than a fresh
+# process would take, so the run starts a fresh one and the blank one stays for the next run.
 # How often the background thread looks for dead blank processes.
 CHECK_S = 1.0
 # After this many blank processes of one runtime died in a row before being ready, its refills pause.
@@ -79,6 +80,9 @@ class Blank(Protocol):
     def alive(self) -> bool: ...
 
     def wait_ready(self, timeout: float) -> bool: ...
+
+    @property
+    def ready(self) -> bool: ...
 
     def stop(self) -> None: ...
 
@@ -140,15 +144,27 @@ class BlankPool:
             process = runtime.processes.pop(0) if runtime.processes else None
         if process is None:
             return None
-        if process.wait_ready(READY_TIMEOUT_S):
+        if process.wait_ready(0):
             self.taken += 1
             with self.lock:
                 runtime.failures = 0
             return process
-        log.warning("preimported process (pid %s) died or was not ready: replaced; a fresh one runs", process.pid)
+        if process.alive():  # still importing: it stays for the next run
+            with self.lock:
+                if not self.closed.is_set() and self.runtimes.get(key) is runtime:
+                    runtime.processes.insert(0, process)
+                    return None
+            process.stop()
+            return None
+        log.warning("preimported process (pid %s) died: replaced; a fresh one runs", process.pid)
         process.stop()
         self._failed(key)
         return None
+
+    def lost(self, job: Job) -> None:
+        """A process take() gave out died before it took its job: counted, and replaced."""
+        self.taken -= 1
+        self._failed(blank_key(job))
 
     def want(self, job: Job) -> None:
         """Keep blank processes for `job`'s runtime (a worker's default runtime at start)."""
@@ -216,6 +232,10 @@ class BlankPool:
 
     def _drop_dead(self) -> None:
         with self.lock:
+            for runtime in self.runtimes.values():
+                for process in runtime.processes:
+                    if not process.ready and process.wait_ready(0):  # a look, no wait
+                        log.info("preimported process ready (pid %s)", process.pid)
             dead = [
                 (key, process)
                 for key, runtime in self.runtimes.items()

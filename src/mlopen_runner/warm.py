@@ -25,7 +25,8 @@ when the parent closes its end of the command pipe.
 A *blank* process (MLOPEN_WARM_PREIMPORT set: the modules to import, comma-separated) is started
 by mlopen_runner.preimport before anyone needs it, for a runtime rather than a pipeline: it imports
 those modules (numpy, pandas, scikit-learn...; a name whose package the runtime lacks is skipped),
-says {"ready": true, "imported": [...]} on the replies pipe, and waits. Its first job names the
+says {"ready": true, "imported": [...]} on the replies pipe, and waits. Its first job (acknowledged at once
+with {"taken": id}: a death before that ran nothing of it) names the
 control file and the model it is to load (copies the worker placed in the process's read-only
 inputs folder; its sandbox binds nothing else of anyone's); from then on it is a warm process
 like any other, for that job's owner only.
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 # A blank process loads what its first job names (the parent's copies), once.
                 first = request["job"]
                 server.template = replace(template, control_path=first["control_path"], model_path=first["model_path"])
+                # Before anything of the job runs: the parent knows a death from here on is the job's.
+                os.write(replies, (json.dumps({"taken": request["id"]}) + "\n").encode())
             why = server.handle(Job(**request["job"]))
             if own_pids:
                 _end_leftover_processes()

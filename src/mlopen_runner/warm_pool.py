@@ -144,22 +144,32 @@ class WarmPool:
         self, job: Job, callbacks: Callbacks, key: Hashable, family: Hashable | None, label: str, keep: bool
     ) -> Outcome:
         process = self._take(key, family, job) if keep else None
-        if process is None:
-            process = self._take_blank(job, key, family, label)
-        if process is None and not keep:
-            return supervisor.execute(job, callbacks)
-        if process is None:
-            process = _WarmProcess(self._new_root(), _template(job), key, family)
-            try:
-                process.start()
-            except OSError as exc:
-                process.stop()
-                why = disk_full_message(str(process.root)) if is_disk_full(exc) else str(exc)
-                return Outcome(status="failed", error=f"Could not start the pipeline process: {why}")
-            log.info("%s: warm process started (pid %s)", label, process.pid)
-            self._start_reaper()
-        else:
+        if process is not None:
             log.info("%s: warm process reused (pid %s, %d earlier runs)", label, process.pid, process.jobs)
+            return self._run(process, job, callbacks, keep, label)
+        process = self._take_blank(job, key, family, label)
+        if process is not None:
+            outcome = self._run(process, job, callbacks, keep, label)
+            if process.began_job:
+                return outcome
+            # Killed or dead between its last look and the job: nothing of the job ran, so a fresh
+            # process runs it (never twice: the child says "taken" before it loads anything).
+            log.warning("%s: preimported process (pid %s) died before the job: a fresh one runs", label, process.pid)
+            self.blanks.lost(job)
+        if not keep:
+            return supervisor.execute(job, callbacks)
+        process = _WarmProcess(self._new_root(), _template(job), key, family)
+        try:
+            process.start()
+        except OSError as exc:
+            process.stop()
+            why = disk_full_message(str(process.root)) if is_disk_full(exc) else str(exc)
+            return Outcome(status="failed", error=f"Could not start the pipeline process: {why}")
+        log.info("%s: warm process started (pid %s)", label, process.pid)
+        self._start_reaper()
+        return self._run(process, job, callbacks, keep, label)
+
+    def _run(self, process: _WarmProcess, job: Job, callbacks: Callbacks, keep: bool, label: str) -> Outcome:
         try:
             outcome = process.run(job, callbacks, self.trash)
         except OSError as exc:
@@ -409,6 +419,10 @@ class _WarmProcess:
         self.own_pids = False
         self.launch: sandbox.Launch | None = None
         self.ready = True  # a blank process is ready once its imports are done (wait_ready)
+        self.ready_pending = b""
+        # False while the first job of a taken blank process has not been acknowledged ("taken"):
+        # a process that dies before that ran nothing of the job.
+        self.began_job = True
         # A blank process given a run: where its copies of the control file and model are; every job
         # it gets names them instead of the stored ones (which its sandbox does not bind).
         self.loaded_paths: tuple[str, str | None] | None = None  # (control file, model)
@@ -469,26 +483,28 @@ class _WarmProcess:
         self.tree = ProcessTree(process)
 
     def wait_ready(self, timeout: float) -> bool:
-        """A blank process: wait until it says its imports are done; False if it died or took too long."""
+        """A blank process: whether it has said its imports are done, waiting up to `timeout` seconds
+        for it (0: just look); False if not yet, or if it died (alive() tells which)."""
         deadline = time.monotonic() + timeout
-        pending = b""
         while not self.ready:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.alive() or "replies" not in self.fds:
+            if not self.alive() or "replies" not in self.fds:
                 return False
-            readable, _, _ = select.select([self.fds["replies"]], [], [], min(remaining, 0.5))
-            if not readable:
-                continue
-            try:
-                chunk = os.read(self.fds["replies"], READ_SIZE)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return False  # the replies pipe closed: the process is gone
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > MAX_REPLY_BYTES:
+            wait = max(0.0, min(deadline - time.monotonic(), 0.5))
+            readable, _, _ = select.select([self.fds["replies"]], [], [], wait)
+            if readable:
+                try:
+                    chunk = os.read(self.fds["replies"], READ_SIZE)
+                except BlockingIOError:
+                    continue
+                if not chunk:  # the replies pipe closed: the process is gone
+                    self.retire_reason = "its replies pipe closed before it was ready"
+                    return False
+                *lines, self.ready_pending = (self.ready_pending + chunk).split(b"\n")
+                if len(self.ready_pending) > MAX_REPLY_BYTES:
+                    self.ready_pending = b""
+                self.ready = any(_is_ready(line) for line in lines)
+            elif time.monotonic() >= deadline:
                 return False
-            self.ready = any(_is_ready(line) for line in lines)
         return self.alive()
 
     def adopt(self, job: Job, key: Hashable, family: Hashable | None) -> None:
@@ -553,6 +569,7 @@ class _WarmProcess:
 
     def run(self, job: Job, callbacks: Callbacks, trash: _Trash) -> Outcome:
         self.jobs += 1
+        self.began_job = self.loaded_paths is None or self.jobs > 1
         # A name the process cannot guess, made with mkdir (which never follows a link): whatever
         # its leftover threads plant in `work` cannot become this job's folder.
         job_dir = Path(tempfile.mkdtemp(prefix=f"job{self.jobs}-", dir=self.work))
@@ -689,6 +706,8 @@ class _WarmRun(JobWatch):
         for line in lines:
             with contextlib.suppress(ValueError):
                 reply = json.loads(line)
+                if isinstance(reply, dict) and self.warm.jobs in (reply.get("done"), reply.get("taken")):
+                    self.warm.began_job = True
                 if isinstance(reply, dict) and reply.get("done") == self.warm.jobs:
                     self.done = reply
 

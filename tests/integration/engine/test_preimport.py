@@ -9,11 +9,11 @@ token ran in the same process, whichever pipeline they belong to.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
 
+import psutil
 import pytest
 
 from mlopen.runs.models import Run
@@ -79,8 +79,22 @@ def _blank_pids(log: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"preimported process started \(pid (\d+)\)", log)]
 
 
+def _ready_blank(worker, timeout: float = 60) -> int:
+    """The pid of the worker's newest blank process, once the worker has seen it ready (a run takes
+    only a ready one; the worker looks once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = worker.log_text()
+        pids = _blank_pids(log)
+        if pids and f"preimported process ready (pid {pids[-1]})" in log:
+            return pids[-1]
+        assert time.monotonic() < deadline, log[-3000:]
+        time.sleep(0.2)
+
+
 def test_the_first_run_of_a_new_pipeline_takes_a_preimported_process(api, trained_for, submit, finished, module_worker):
     name, dataset = trained_for("first", api)
+    _ready_blank(module_worker)
 
     run = finished(submit(name, input=dataset)["id"])
 
@@ -96,7 +110,9 @@ def test_two_users_runs_never_share_a_preimported_process(
     mine_name, mine_data = trained_for("mine", api)
     theirs_name, theirs_data = trained_for("theirs", theirs)
 
+    _ready_blank(module_worker)
     mine = finished(submit(mine_name, input=mine_data)["id"])
+    _ready_blank(module_worker)  # the one started after that run
     other = finished(submit(theirs_name, input=theirs_data, client=theirs)["id"])
     mine_again = finished(submit(mine_name, input=mine_data)["id"])
 
@@ -111,13 +127,12 @@ def test_two_users_runs_never_share_a_preimported_process(
 
 def test_a_killed_preimported_process_is_replaced_and_runs_go_on(api, trained_for, submit, finished, module_worker):
     name, dataset = trained_for("killed", api)
-    deadline = time.monotonic() + 30
-    while not _blank_pids(module_worker.log_text()):
-        assert time.monotonic() < deadline, module_worker.log_text()[-3000:]
-        time.sleep(0.1)
-    time.sleep(2)  # the pool is full: the last started is the one waiting
-    victim = _blank_pids(module_worker.log_text())[-1]
-    os.kill(victim, signal.SIGKILL)
+    victim = _ready_blank(module_worker)
+    root = psutil.Process(victim)
+    tree = [root, *root.children(recursive=True)]  # bwrap and the Python inside its sandbox
+    for process in tree:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(tree[1:], timeout=10)
 
     run = finished(submit(name, input=dataset)["id"])
 

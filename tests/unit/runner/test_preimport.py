@@ -7,10 +7,12 @@ the same token were served by the same process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from mlopen_runner import Job, preimport, warm_pool
@@ -79,11 +81,16 @@ def job_for(control: str, model: str | None, data: dict, work: str) -> Job:
     return Job(kind="run", control_path=control, work_dir=work, input=data, model_path=model, timeout_s=30)
 
 
-def blank_pids(pool: WarmPool, count: int = 1, timeout: float = 10) -> list[int]:
+def blank_pids(pool: WarmPool, count: int = 1, timeout: float = 30) -> list[int]:
+    """The pids of the pool's blank processes once `count` are there and done importing."""
     deadline = time.monotonic() + timeout
     while len(pool.blanks.pids()) < count:
         assert time.monotonic() < deadline, "no blank process was started"
         time.sleep(0.02)
+    with pool.blanks.lock:
+        processes = [p for runtime in pool.blanks.runtimes.values() for p in runtime.processes]
+    for process in processes:
+        assert process.wait_ready(max(0.0, deadline - time.monotonic())), "the blank process never got ready"
     return pool.blanks.pids()
 
 
@@ -91,6 +98,20 @@ def run(pool: WarmPool, job: Job, owner: str, keep: bool = True) -> tuple:
     recorder = Recorder()
     outcome = pool.execute(job, recorder, key=(owner, job.control_path, job.model_path), family=(owner,), keep=keep)
     return outcome, recorder.log
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a blank process and everything in its sandbox, and wait until all of it is gone."""
+    root = psutil.Process(pid)
+    tree = [root, *root.children(recursive=True)]
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(tree[1:], timeout=10)
+    deadline = time.monotonic() + 10
+    while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def token(log: str) -> str:
@@ -143,7 +164,7 @@ def test_a_killed_blank_process_makes_the_run_start_fresh_and_is_replaced(pool, 
     control, model, data = trained
     pool.prepare(job_for(control, model, data, str(tmp_path / "w0")))
     [blank] = blank_pids(pool)
-    os.kill(blank, signal.SIGKILL)
+    kill_tree(blank)
 
     outcome, log = run(pool, job_for(control, model, data, str(tmp_path / "w1")), "alice")
 
@@ -168,7 +189,7 @@ def test_a_blank_process_that_dies_while_waiting_is_replaced_by_the_background_t
         time.sleep(0.05)
 
     assert pool.blanks.replaced == 1
-    [replacement] = pool.blanks.pids()
+    [replacement] = blank_pids(pool)  # once it is ready
     outcome, log = run(pool, job_for(control, model, data, str(tmp_path / "w1")), "alice")
     assert "preloaded" in log
     assert pool.pids() == [replacement]
@@ -199,6 +220,31 @@ def test_without_a_blank_process_and_warm_runs_off_the_run_is_cold(tmp_path, tra
     assert outcome.status == "succeeded"
     assert "fresh" in log
     assert pool.pids() == [] and pool.blanks.pids() == []
+
+
+def test_a_run_that_finds_the_blank_process_still_importing_starts_fresh_and_leaves_it(pool, trained, tmp_path):
+    control, model, data = trained
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "slow_import.py").write_text("import time\ntime.sleep(60)\n")  # longer than the run takes
+    pool.preimport_modules = ["pandas", "slow_import"]
+
+    def job(work: str) -> Job:
+        return Job(**{**job_for(control, model, data, work).__dict__, "extra_pythonpath": [str(slow)]})
+
+    pool.prepare(job(str(tmp_path / "w0")))
+    deadline = time.monotonic() + 10
+    while not pool.blanks.pids():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    [blank] = pool.blanks.pids()
+
+    outcome, log = run(pool, job(str(tmp_path / "w1")), "alice")
+
+    assert outcome.status == "succeeded"
+    assert "fresh" in log
+    assert pool.blanks.pids() == [blank]
+    assert (pool.blanks.taken, pool.blanks.replaced) == (0, 0)
 
 
 def test_a_control_folder_too_big_to_copy_gets_a_fresh_process(pool, trained, tmp_path, monkeypatch):
