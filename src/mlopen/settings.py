@@ -397,6 +397,7 @@ SPECTACULAR_SETTINGS = {
         "RunKindEnum": "mlopen.runs.models.Run.Kind",
         "DatasetKindEnum": "mlopen.datasets.models.Dataset.Kind",
         "PreviewKindEnum": ["table", "text", "none"],
+        "TokenStateEnum": ["active", "revoked", "expired"],
     },
 }
 

@@ -58,9 +58,27 @@ class TokenCreatedSerializer(TokenSerializer):
         return self.context["raw"]
 
 
+class _Text(serializers.CharField):
+    """Text only: DRF's CharField would take 5 or true and store "5" or "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be text.")
+        return super().to_internal_value(data)
+
+
+class _WholeNumber(serializers.IntegerField):
+    """A JSON number only: DRF's IntegerField would take "30" and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise serializers.ValidationError("Must be a whole number.")
+        return super().to_internal_value(data)
+
+
 class TokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=tokens.MAX_NAME_LENGTH)
-    expires_in_days = serializers.IntegerField(
+    name = _Text(max_length=tokens.MAX_NAME_LENGTH)
+    expires_in_days = _WholeNumber(
         required=False, allow_null=True, min_value=1, max_value=tokens.MAX_LIFETIME_DAYS, help_text="empty: never"
     )
 
@@ -72,7 +90,6 @@ class TokenViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     parser_classes = [JSONParser]
     serializer_class = TokenSerializer
     queryset = ApiToken.objects.none()  # for the schema; get_queryset is what serves
-    lookup_value_regex = "[0-9]{1,18}"  # any other id is the catch-all's JSON 404, never a database overflow
 
     def get_queryset(self):
         return tokens.tokens_of(self.request.user)

@@ -88,8 +88,15 @@ class ApiView:
     # Every API view's schema documents the error answers too (see mlopen.api.schema).
     schema = AutoSchema()
     permission_classes = [LoggedIn]  # declared, not inherited from settings: see mlopen.api.permissions
-    # Ids in URLs are digits that fit the database's integers; anything else is the catch-all's JSON 404.
-    lookup_value_regex = "[0-9]{1,18}"
+
+    def get_object(self):
+        """A generic view's object, after its id: one that is not digits within the database's range
+        (``²``, 20 digits) is the same 404 as an id that names nothing, never an overflow in the query."""
+        raw = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if raw is not None and parse_id(str(raw)) is None:
+            raise NotFound()
+        return super().get_object()  # type: ignore[misc]  # mixed into DRF's generic views only
+
     content_negotiation_class = ApiNegotiation
 
 

@@ -175,3 +175,18 @@ def test_plain_tokens_from_before_hashing_are_imported_and_keep_working(alice):
     assert imported.name == "token from before hashing" and imported.prefix == key[:12]
     assert imported.created_at.year == 2025
     assert _with(key).get("/api/v1/me/").json()["username"] == "alice"
+
+
+def test_password_guesses_for_a_token_are_locked_out_like_the_login_page(alice, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+
+    def attempt(password: str):
+        client = APIClient(REMOTE_ADDR="1.2.3.4")
+        client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"alice:{password}".encode()).decode())
+        return client.post("/api/v1/me/tokens/", {"name": "guess"}, format="json")
+
+    for _ in range(3):
+        assert attempt("wrong").status_code == 401
+    locked = attempt("alice-password-1")
+    assert locked.status_code in (401, 403, 429)
+    assert not ApiToken.objects.filter(name="guess").exists()

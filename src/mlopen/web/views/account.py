@@ -3,6 +3,7 @@ and the password, with the option to revoke every token when it changes."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,6 +22,7 @@ def _tokens_context(request, token_form=None, new_token: str = "", new_name: str
         "new_token": new_token,
         "new_name": new_name,
         "max_tokens": tokens.MAX_ACTIVE_TOKENS,
+        "base_url": settings.MLOPEN_BASE_URL,
     }
 
 
