@@ -35,7 +35,7 @@ from mlopen.api.schema import AutoSchema, ErrorSerializer
 from mlopen.api.sharing import ShareMixin
 from mlopen.core import storage
 from mlopen.core.access import PUBLIC, access
-from mlopen.core.numbers import MAX_INT, parse_int
+from mlopen.core.numbers import MAX_INT, parse_id, parse_int
 from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services

@@ -4,30 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0007_pipeline_examples'),
+        ("runs", "0007_pipeline_examples"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='model_alias',
-            field=models.CharField(blank=True, help_text='the alias its model was chosen through; empty: by id, or the newest', max_length=64),
+            model_name="run",
+            name="model_alias",
+            field=models.CharField(
+                blank=True,
+                help_text="the alias its model was chosen through; empty: by id, or the newest",
+                max_length=64,
+            ),
         ),
         migrations.AddField(
-            model_name='run',
-            name='model_requested',
+            model_name="run",
+            name="model_requested",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='run',
-            name='version_requested',
+            model_name="run",
+            name="version_requested",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='run',
-            name='warnings',
+            model_name="run",
+            name="warnings",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

@@ -5,43 +5,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0007_pipeline_examples'),
+        ("runs", "0007_pipeline_examples"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RunTag',
+            name="RunTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(db_index=True, max_length=64)),
             ],
             options={
-                'ordering': ['run', 'name'],
+                "ordering": ["run", "name"],
             },
         ),
         migrations.AddField(
-            model_name='run',
-            name='name',
+            model_name="run",
+            name="name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='run',
-            name='notes',
+            model_name="run",
+            name="notes",
             field=models.TextField(blank=True),
         ),
         migrations.AddIndex(
-            model_name='runmetric',
-            index=models.Index(fields=['run', 'name', 'step'], name='runmetric_run_name_step'),
+            model_name="runmetric",
+            index=models.Index(fields=["run", "name", "step"], name="runmetric_run_name_step"),
         ),
         migrations.AddField(
-            model_name='runtag',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='runs.run'),
+            model_name="runtag",
+            name="run",
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="tags", to="runs.run"),
         ),
         migrations.AddConstraint(
-            model_name='runtag',
-            constraint=models.UniqueConstraint(fields=('run', 'name'), name='unique_run_tag'),
+            model_name="runtag",
+            constraint=models.UniqueConstraint(fields=("run", "name"), name="unique_run_tag"),
         ),
     ]
