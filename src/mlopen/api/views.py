@@ -52,6 +52,7 @@ from mlopen.pipelines.services import (
     upload_pipeline,
 )
 from mlopen.runs import images as result_images
+from mlopen.runs import logs as run_logs
 from mlopen.runs import results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -463,9 +464,9 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         run = self.get_object()
         raw = request.query_params.get("offset")
         offset = _non_negative_int(raw, "offset") if raw else 0
-        log = run.log or ""
-        response = HttpResponse(log[offset:], content_type="text/plain; charset=utf-8")
-        response["X-Log-Offset"] = str(max(offset, len(log)))
+        text, next_offset = run_logs.read_from(run.pk, offset)
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        response["X-Log-Offset"] = str(next_offset)
         response["X-Run-Status"] = run.status
         return response
 

@@ -19,6 +19,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, TrainedModel
 from mlopen.runs import first_run, results, waiting, workers
+from mlopen.runs import logs as run_logs
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
@@ -241,11 +242,11 @@ def _param_rows(run: Run) -> list[dict]:
 
 
 def _status_context(run: Run) -> dict:
-    log = run.log or ""
+    log, cut = run_logs.tail(run.pk, LOG_TAIL_CHARS)
     return {
         "run": run,
-        "log": log[-LOG_TAIL_CHARS:],
-        "log_cut": max(0, len(log) - LOG_TAIL_CHARS),
+        "log": log,
+        "log_cut": cut,
         "no_worker": run.status == Run.Status.QUEUED and not workers.live_workers().exists(),
         # A queued run whose runtime is still being built (or failed to build) waits for it.
         "waiting_for": runtimes.waiting_on(run.version) if run.status == Run.Status.QUEUED else None,
