@@ -18,7 +18,7 @@ from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import first_run, results, waiting, workers
+from mlopen.runs import first_run, result_queries, results, waiting, workers
 from mlopen.runs import logs as run_logs
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
@@ -264,36 +264,69 @@ def _table_args(request) -> dict:
         "page": max(1, number("page") or 1),
         "sort": number("sort"),
         "descending": request.GET.get("order") == "desc",
+        "search": request.GET.get("search", "")[:200],
+        "filters": tuple(f for f in request.GET.getlist("filter") if f),
     }
 
 
-def _result_page(run: Run, page: int = 1, sort: int | None = None, descending: bool = False) -> dict | None:
-    """One page of the run's result table, with the query strings its header and pager links use."""
+def _result_page(
+    run: Run,
+    page: int = 1,
+    sort: int | None = None,
+    descending: bool = False,
+    search: str = "",
+    filters: tuple[str, ...] = (),
+) -> dict | None:
+    """One page of the run's result table, with the query strings its header and pager links use.
+    A filter that cannot be used shows the whole table with why (``query_problem``; the view answers 400)."""
     if run.status != Run.Status.SUCCEEDED or not run.result_folder:
         return None
     size = settings.MLOPEN_RESULT_PAGE_SIZE
     # A part of the stored result that cannot be read comes back as a message in result["problems"].
     expect_table = run.result_rows is not None
-    result = results.page_of(run.result_folder, page, size, sort, descending, expect_table=expect_table)
+
+    def read(number: int) -> dict:
+        return results.page_of(
+            run.result_folder, number, size, sort, descending, expect_table=expect_table, filters=filters, search=search
+        )
+
+    query_problem = None
+    try:
+        result = read(page)
+    except result_queries.QueryInvalid as exc:
+        query_problem, filters, search, page = exc.message, (), "", 1
+        result = read(page)
     if result["rows"] is not None and page > result["pages"]:
-        result = results.page_of(run.result_folder, result["pages"], size, sort, descending, expect_table=expect_table)
+        result = read(result["pages"])
     order = "desc" if descending else "asc"
+    narrowing = [*(("filter", f) for f in filters), *((("search", search),) if search else ())]
+    result["query_problem"] = query_problem
+    result["search"] = search
+    result["filters"] = filters
     result["headers"] = [
         {
             "name": name,
             "sorted": order if index == sort else None,
             # A click sorts ascending, a second click on the same column flips the order.
-            "query": "?" + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc"}),
+            "query": "?"
+            + urlencode(
+                [("sort", index), ("order", "desc" if index == sort and not descending else "asc"), *narrowing]
+            ),
         }
         for index, name in enumerate(result["columns"] or [])
     ]
 
     def page_query(number):
-        return "?" + urlencode({"page": number, **({"sort": sort, "order": order} if sort is not None else {})})
+        sorting = [("sort", sort), ("order", order)] if sort is not None else []
+        return "?" + urlencode([("page", number), *sorting, *narrowing])
 
     result["prev_query"] = page_query(result["page"] - 1) if result["page"] > 1 else None
     result["next_query"] = page_query(result["page"] + 1) if result["page"] < result["pages"] else None
     return result
+
+
+def _table_status(result: dict | None) -> int:
+    return 400 if result and result.get("query_problem") else 200
 
 
 def _may_rerun(user, run: Run) -> bool:
@@ -340,7 +373,7 @@ def run_detail(request, pk: int):
         and (manageable or Dataset.objects.visible_to(request.user).filter(pk=run.input_id).exists()),
         "sharing": sharing_context(request, run, manageable),
     }
-    return render(request, "web/runs/detail.html", context)
+    return render(request, "web/runs/detail.html", context, status=_table_status(result))
 
 
 @access(VIEW)
@@ -367,7 +400,7 @@ def run_table(request, pk: int):
     result = _result_page(run, **_table_args(request))
     if result is None:
         raise Http404("This run has no result table.")
-    return render(request, "web/runs/_table.html", {"run": run, "result": result})
+    return render(request, "web/runs/_table.html", {"run": run, "result": result}, status=_table_status(result))
 
 
 @access(MANAGE)
