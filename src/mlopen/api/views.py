@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from mlopen.api import serializers as s
 from mlopen.api.errors import error_response
-from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
+from mlopen.api.pagination import MAX_PAGE_SIZE, KeysetPagination, positive_int
 from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
 from mlopen.api.schema import AutoSchema, ErrorSerializer
@@ -387,6 +387,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    pagination_class = KeysetPagination
     openapi_links = {
         action: {
             "GetRun": "runs_retrieve",
