@@ -75,7 +75,7 @@ def test_created_runs_link_to_what_can_be_done_with_them(client):
 def test_run_list_filters_are_documented(client):
     schema = client.get("/api/schema/?format=json").json()
     names = {p["name"] for p in schema["paths"]["/api/v1/runs/"]["get"]["parameters"]}
-    assert names == {"pipeline", "kind", "status", "user", "page", "page_size"}
+    assert names == {"pipeline", "kind", "status", "user", "cursor", "page", "page_size"}
 
 
 def test_docs_page_has_no_inline_script_and_uses_local_assets(client):
