@@ -298,7 +298,11 @@ class RunRecorder:
 
     def final_fields(self) -> dict:
         """The log, progress and metrics not yet written, for the run's final write (one transaction)."""
-        fields = {"log_chunk": self.log_chunk(), "heartbeat_at": timezone.now(), "metrics": self.metrics}
+        fields: dict[str, object] = {
+            "log_chunk": self.log_chunk(),
+            "heartbeat_at": timezone.now(),
+            "metrics": self.metrics,
+        }
         if self.environment is not None:
             fields["environment"] = self.environment
         if self.progress is not None:

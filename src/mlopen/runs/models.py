@@ -139,7 +139,7 @@ class Run(models.Model):
     def log(self) -> str:
         """The whole log, read from its chunks: one query, for tests, the admin and the CLI-sized
         logs; pages and the API read it by offset (runs.logs.read_from, runs.logs.tail)."""
-        if self.pk is None:
+        if self._state.adding:
             return getattr(self, "_unsaved_log", "")
         return "".join(self.log_chunks.order_by("seq").values_list("text", flat=True))
 
@@ -147,7 +147,7 @@ class Run(models.Model):
     def log(self, text: str) -> None:
         """Only for a run being created (``Run.objects.create(..., log=...)``, fixtures): written as
         its first chunk by save(). A running run's log grows through runs.lifecycle only."""
-        if self.pk is not None:
+        if not self._state.adding:
             raise AttributeError("a stored run's log only grows, through runs.lifecycle")
         self._unsaved_log = text
 
