@@ -272,7 +272,7 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
     )
     path = storage.local_path(f"{folder}/{results.TABLE}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=results.ROW_GROUP_ROWS)  # as results.store_result writes it
     meta = {"columns": table.column_names, "graphs": [], "images": [], "text": None, "warnings": []}
     storage.write_stream(f"{folder}/{results.META}", [json.dumps(meta).encode()])
     Run.objects.filter(pk=big.pk).update(result_folder=folder, result_rows=result_rows)
