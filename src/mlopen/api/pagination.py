@@ -1,4 +1,5 @@
-"""Page-number pagination for every list, strict about its own query parameters.
+"""Pagination for every list, strict about its own query parameters: page numbers (StandardPagination),
+and keyset cursors for the lists that grow without bound (KeysetPagination, the runs).
 
 DRF's default quietly falls back to page size 50 for ``page_size=abc`` and answers ``page=0``
 with a bare "Invalid page."; here a malformed page or page size is a 400 that names the problem,
@@ -7,9 +8,15 @@ and a page past the end is a 404 that says where the last page is.
 
 from __future__ import annotations
 
+from base64 import b64decode
+from urllib import parse
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import InvalidPage
+from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
+from rest_framework.response import Response
 
 from mlopen.core.numbers import MAX_INT, parse_int
 
@@ -72,3 +79,120 @@ class StandardPagination(PageNumberPagination):
                 "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
             },
         ]
+
+
+# A list's count is exact up to this many items; past it the count is not scanned for ("10 000+").
+COUNT_THRESHOLD = 10_000
+
+
+def capped_count(queryset, threshold: int = COUNT_THRESHOLD) -> int | None:
+    """How many items ``queryset`` holds, or None past ``threshold``: one query that stops reading
+    after threshold + 1 index entries, whatever the table's size."""
+    counted = queryset.order_by().values("pk")[: threshold + 1].count()
+    return None if counted > threshold else counted
+
+
+def count_text(count: int | None, threshold: int = COUNT_THRESHOLD) -> str:
+    return f"{threshold:,}+".replace(",", " ") if count is None else f"{count:,}".replace(",", " ")
+
+
+class KeysetPagination(CursorPagination):
+    """Keyset ("cursor") pagination, newest first: page 2 000 costs what page 1 costs (an index range
+    read from the last item seen, never an OFFSET scan). ``next``/``previous`` carry an opaque
+    ``cursor``; one that was changed is a 400 naming ``cursor``. ``count`` is exact up to
+    COUNT_THRESHOLD and null past it, ``count_text`` says the same for people ("10 000+").
+
+    A request that gives ``page`` gets page-number pagination as before (StandardPagination), for
+    clients that page by number; deep page numbers cost an OFFSET scan, cursors do not.
+    """
+
+    ordering = ("-created_at", "-id")
+    page_query_param = "page"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+    invalid_cursor_message = "This cursor is not one this list gave (it was changed or cut); start again without it."
+
+    def __init__(self) -> None:
+        self.numbered: StandardPagination | None = None
+        self.count: int | None = None
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        return self.page_size if raw is None else positive_int(raw, self.page_size_query_param, self.max_page_size)
+
+    def decode_cursor(self, request):
+        """DRF's decoding, stricter: anything but a cursor this list could have given is a 400."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
+        try:
+            tokens = parse.parse_qs(
+                b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True
+            )
+            if set(tokens) - {"o", "r", "p"} or any(len(values) != 1 for values in tokens.values()):
+                raise ValueError("unknown or repeated part")
+            offset = int(tokens.get("o", ["0"])[0])
+            reverse = tokens.get("r", ["0"])[0]
+            position = tokens.get("p", [None])[0]
+            if not 0 <= offset <= self.offset_cutoff or reverse not in ("0", "1"):
+                raise ValueError("offset or direction out of range")
+            if position is not None and parse_datetime(position) is None:
+                raise ValueError("not a time")
+        except (TypeError, ValueError):  # binascii.Error and UnicodeError are ValueErrors
+            raise ValidationError({self.cursor_query_param: self.invalid_cursor_message}) from None
+        return Cursor(offset=offset, reverse=reverse == "1", position=position)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # Any order but the newest first (the cursor's own) is paged by number: a cursor over a
+        # metric or a duration would need that value in the cursor, and DRF's cursor re-orders.
+        custom_order = request.query_params.get("ordering", "") not in ("", "-created")
+        if self.page_query_param in request.query_params or custom_order:
+            self.numbered = StandardPagination()
+            return self.numbered.paginate_queryset(queryset, request, view)
+        self.count = capped_count(queryset)
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except DjangoValidationError:  # a position of the right shape the database still refuses
+            raise ValidationError({self.cursor_query_param: self.invalid_cursor_message}) from None
+
+    def get_paginated_response(self, data):
+        if self.numbered is not None:
+            response = self.numbered.get_paginated_response(data)
+            response.data["count_text"] = count_text(response.data["count"])
+            return response
+        return Response(
+            {
+                "count": self.count,
+                "count_text": count_text(self.count),
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        body = super().get_paginated_response_schema(schema)
+        body["properties"] = {
+            "count": {
+                "type": "integer",
+                "nullable": True,
+                "description": f"exact up to {COUNT_THRESHOLD}; null past it",
+            },
+            "count_text": {"type": "string", "example": "10 000+"},
+            **body["properties"],
+        }
+        return body
+
+    def get_schema_operation_parameters(self, view):
+        cursor, size = super().get_schema_operation_parameters(view)
+        cursor["description"] = "The cursor of the page to show, from a previous answer's next or previous link."
+        size["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        page = {
+            "name": self.page_query_param,
+            "required": False,
+            "in": "query",
+            "description": "Page number, from 1, instead of a cursor (deep pages cost more).",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+        return [cursor, page, size]

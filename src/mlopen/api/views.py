@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from mlopen.api import serializers as s
 from mlopen.api.errors import error_response
-from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
+from mlopen.api.pagination import MAX_PAGE_SIZE, KeysetPagination, positive_int
 from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
 from mlopen.api.registry_serializers import ModelSummarySerializer
@@ -56,7 +56,8 @@ from mlopen.pipelines.services import (
 )
 from mlopen.runs import compare as run_compare
 from mlopen.runs import images as result_images
-from mlopen.runs import labels, removal, results, waiting
+from mlopen.runs import labels, removal, result_queries, results, waiting
+from mlopen.runs import logs as run_logs
 from mlopen.runs import search as run_search
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -365,6 +366,33 @@ _ARCHIVE_IN_MEMORY_BYTES = 8 * 1024 * 1024
 _IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+_TABLE_QUERY_PARAMETERS = [
+    OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
+    OpenApiParameter("order", str, enum=["asc", "desc"]),
+    OpenApiParameter(
+        "filter",
+        str,
+        many=True,
+        description="column:op:value, repeatable (all must hold); column is a name or an index from 0, "
+        f"op one of {', '.join(result_queries.OPS)}; numbers compare as numbers",
+    ),
+    OpenApiParameter("search", str, description="keep rows with a cell containing this text (ignoring case)"),
+]
+
+
+def _table_query(params) -> result_queries.TableQuery:
+    """sort, order, filter (repeated) and search of a result request; 400 naming the bad one."""
+    sort = _non_negative_int(params["sort"], "sort") if params.get("sort") else None
+    order = params.get("order") or "asc"
+    if order not in ("asc", "desc"):
+        raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
+    filters = tuple(f for f in params.getlist("filter") if f)
+    search = params.get("search") or ""
+    if len(search) > 200:
+        raise ValidationError({"search": "At most 200 characters."})
+    return result_queries.TableQuery(filters, search, sort, order == "desc")
+
+
 class RunViewSet(
     ApiView,
     ShareMixin,
@@ -377,6 +405,7 @@ class RunViewSet(
 
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    pagination_class = KeysetPagination
     openapi_links = {
         action: {
             "GetRun": "runs_retrieve",
@@ -564,9 +593,9 @@ class RunViewSet(
         run = self.get_object()
         raw = request.query_params.get("offset")
         offset = _non_negative_int(raw, "offset") if raw else 0
-        log = run.log or ""
-        response = HttpResponse(log[offset:], content_type="text/plain; charset=utf-8")
-        response["X-Log-Offset"] = str(max(offset, len(log)))
+        text, next_offset = run_logs.read_from(run.pk, offset)
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        response["X-Log-Offset"] = str(next_offset)
         response["X-Run-Status"] = run.status
         return response
 
@@ -648,14 +677,13 @@ class RunViewSet(
                 OpenApiTypes.INT,
                 description=f"rows per page (default {settings.MLOPEN_RESULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE})",
             ),
-            OpenApiParameter("sort", OpenApiTypes.INT, description="index (from 0) of the column to sort by"),
-            OpenApiParameter("order", str, enum=["asc", "desc"]),
+            *_TABLE_QUERY_PARAMETERS,
         ],
         responses=s.ResultPageSerializer,
     )
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
-        """One page of the run's result table, with its graphs and text."""
+        """One page of the run's result table (sorted, filtered), with its graphs and text."""
         run = self.get_object()
         folder = self._result_folder(run)
         params = request.query_params
@@ -665,18 +693,27 @@ class RunViewSet(
             if params.get("page_size")
             else settings.MLOPEN_RESULT_PAGE_SIZE
         )
-        sort = _non_negative_int(params["sort"], "sort") if params.get("sort") else None
-        order = params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise ValidationError({"order": f"Use asc or desc, not {order[:40]!r}."})
+        query = _table_query(params)
         # A stored part that cannot be read is null, with why in body["problems"]: still a 200.
-        body = results.page_of(folder, page, page_size, sort, order == "desc", expect_table=run.result_rows is not None)
+        try:
+            body = results.page_of(
+                folder,
+                page,
+                page_size,
+                query.sort,
+                query.descending,
+                expect_table=run.result_rows is not None,
+                filters=query.filters,
+                search=query.search,
+            )
+        except result_queries.QueryInvalid as exc:
+            raise ValidationError({exc.parameter: exc.message}) from None
         body["images"] = s.image_links(run, body["images"], request)
         if (
-            sort is not None
+            query.sort is not None
             and body["columns"] is not None
             and body["data"] is not None
-            and sort >= len(body["columns"])
+            and query.sort >= len(body["columns"])
         ):
             raise ValidationError(
                 {"sort": f"The table has {len(body['columns'])} columns (0 to {len(body['columns']) - 1})."}
@@ -690,13 +727,18 @@ class RunViewSet(
             OpenApiParameter(
                 "format",
                 str,
-                enum=["csv", "json", "zip"],
-                description="csv (default), json, or zip: the table as CSV and the result's images",
-            )
+                enum=["csv", "json", "ndjson", "zip"],
+                description="csv (default), json, ndjson (one JSON object per row), or zip: the table as CSV "
+                "and the result's images",
+            ),
+            *_TABLE_QUERY_PARAMETERS,
         ],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="the table as CSV"),
             (200, "application/json"): s.ResultRowsSerializer,
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="one JSON object per row, keyed by column name"
+            ),
             (200, "application/zip"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="run-ID.csv (if there is a table) and images/<name> for each image"
             ),
@@ -706,11 +748,13 @@ class RunViewSet(
         detail=True, methods=["get"], renderer_classes=[JSONRenderer], content_negotiation_class=JSONErrorsNegotiation
     )
     def download(self, request, pk=None):
-        """The whole result table as a CSV or JSON file, or the table and the result's images as a zip."""
+        """The result table (sorted and filtered as asked) streamed as CSV, JSON or NDJSON, or the
+        table and the result's images as a zip."""
         run = self.get_object()
         fmt = request.query_params.get("format") or "csv"
-        if fmt not in ("csv", "json", "zip"):
-            raise ValidationError({"format": f"Use csv, json or zip, not {fmt[:40]!r}."})
+        if fmt not in (*results.DOWNLOAD_TYPES, "zip"):
+            raise ValidationError({"format": f"Use csv, json, ndjson or zip, not {fmt[:40]!r}."})
+        query = _table_query(request.query_params)
         folder = self._result_folder(run)
         if fmt == "zip":
             return self._archive(run, folder)
@@ -718,15 +762,13 @@ class RunViewSet(
             raise NotFound(f"Run {run.pk}'s result has no table to download, only graphs or text.")
         # The table is the whole answer here: one that cannot be read is a 422 saying why, never a 500.
         try:
-            if fmt == "json":
-                response = Response(results.as_json_rows(folder))
-                response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.json"'
-                return response
-            lines = results.iter_csv(folder)  # reads the table now, before anything is sent
+            chunks = results.download(folder, fmt, query)  # checks the table and the query now
         except results.ResultUnreadable as exc:
             return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.csv"'
+        except result_queries.QueryInvalid as exc:
+            raise ValidationError({exc.parameter: exc.message}) from None
+        response = StreamingHttpResponse(chunks, content_type=results.DOWNLOAD_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.{fmt}"'
         return response
 
     @extend_schema(

@@ -103,9 +103,10 @@ def _page_note(out: Output, body: dict, page: int | None) -> None:
     if not (body.get("next") or body.get("previous")):
         return
     shown = len(body["results"])
+    total = body.get("count_text") or body["count"]  # the runs list says "10 000+" past its count threshold
     page = page or 1
     out.note(
-        f"page {page}: {shown} of {body['count']}; use --page {page + 1} for more"
+        f"page {page}: {shown} of {total}; use --page {page + 1} for more"
         if body.get("next")
-        else f"page {page}: {shown} of {body['count']}"
+        else f"page {page}: {shown} of {total}"
     )

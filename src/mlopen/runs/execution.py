@@ -24,7 +24,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Runtime, TrainedModel
-from mlopen.runs import lifecycle, lineage, model_checks, results, warm, workers
+from mlopen.runs import lifecycle, lineage, logs, model_checks, results, warm, workers
 from mlopen.runs.models import Run, RunMetric
 from mlopen_runner import Job
 from mlopen_runner.images import private_images_path
@@ -182,7 +182,12 @@ class RunRecorder:
 
     def __init__(self, run: Run):
         self.run_id = run.pk
-        self.log_text = ""
+        # The log goes out in chunks: what is not written yet, and where it will start. A run
+        # claimed again (put back once) goes on after what its log already holds.
+        start = logs.next_chunk(run.pk, "") if run.attempt > 1 else logs.Chunk(run.pk, 0, 0, "")
+        self.log_seq, self.log_written = start.seq, start.offset
+        self.log_pending = ""
+        self.log_at_line_start = True
         self.progress: tuple[float | None, str] | None = None
         self.metrics: list[RunMetric] = []
         self.dirty = False
@@ -194,14 +199,27 @@ class RunRecorder:
         self.non_finite_noted: set[str] = set()
 
     def output(self, text: str) -> None:
-        self.log_text += db_text(text)
+        if not text:
+            return
+        self.log_pending += db_text(text)
+        self.log_at_line_start = text.endswith("\n")
         self.dirty = True
 
     def note(self, text: str) -> None:
         """A line from mlopen itself in the run's log."""
-        if self.log_text and not self.log_text.endswith("\n"):
-            self.log_text += "\n"
-        self.output(f"mlopen: {text}\n")
+        self.output(("" if self.log_at_line_start else "\n") + f"mlopen: {text}\n")
+
+    def log_chunk(self) -> logs.Chunk | None:
+        """The log's text not written yet, as the next chunk (None when there is none)."""
+        if not self.log_pending:
+            return None
+        return logs.Chunk(self.run_id, self.log_seq, self.log_written, self.log_pending)
+
+    def log_chunk_written(self, chunk: logs.Chunk | None) -> None:
+        if chunk is not None:
+            self.log_pending = self.log_pending[len(chunk.text) :]
+            self.log_seq += 1
+            self.log_written += len(chunk.text)
 
     def event(self, event: dict) -> None:
         kind = event.get("type")
@@ -260,12 +278,13 @@ class RunRecorder:
         fields: dict[str, object] = {}
         if self.environment is not None:
             fields["environment"] = self.environment
+        chunk = None
         if self.dirty or force:
-            fields["log"] = self.log_text
+            chunk = self.log_chunk()
             if self.progress is not None:
                 fields["progress_fraction"], fields["progress_message"] = self.progress
         try:
-            still_running = lifecycle.record_progress(self.run_id, self.metrics, **fields)
+            still_running = lifecycle.record_progress(self.run_id, self.metrics, log_chunk=chunk, **fields)
             cancel_requested = still_running and Run.objects.filter(pk=self.run_id, cancel_requested=True).exists()
         except (DatabaseError, InterfaceError) as exc:
             log.warning(
@@ -278,13 +297,18 @@ class RunRecorder:
         self.metrics = []
         self.dirty = False
         self.environment = None  # written
+        self.log_chunk_written(chunk)
         # A run whose row was deleted (with its pipeline, say) or already failed as lost has nobody
         # left to report to: stop it as if cancelled, so the worker is free for the next one.
         self.cancelled = not still_running or cancel_requested
 
     def final_fields(self) -> dict:
         """The log, progress and metrics not yet written, for the run's final write (one transaction)."""
-        fields = {"log": self.log_text, "heartbeat_at": timezone.now(), "metrics": self.metrics}
+        fields: dict[str, object] = {
+            "log_chunk": self.log_chunk(),
+            "heartbeat_at": timezone.now(),
+            "metrics": self.metrics,
+        }
         if self.environment is not None:
             fields["environment"] = self.environment
         if self.progress is not None:
@@ -413,7 +437,9 @@ def record_outcome(run_id: int, status: str, fields: dict, last_resort: bool = F
         log.exception("run %s: the database refused its outcome (%s)", run_id, status)
         if last_resort:
             return False  # even the plain failure was refused: the sweep fails it as lost
-        kept = {key: fields[key] for key in ("log", "result_folder", "result_rows", "heartbeat_at") if key in fields}
+        kept = {
+            key: fields[key] for key in ("log_chunk", "result_folder", "result_rows", "heartbeat_at") if key in fields
+        }
         return record_outcome(
             run_id,
             Run.Status.FAILED,
@@ -461,7 +487,7 @@ class PendingOutcomes:
                 record_outcome(
                     run_id,
                     Run.Status.FAILED,
-                    {"log": fields.get("log", ""), "error": "mlopen could not record this run's outcome."},
+                    {"log_chunk": fields.get("log_chunk"), "error": "mlopen could not record this run's outcome."},
                     last_resort=True,
                 )
                 continue

@@ -44,12 +44,12 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection, models, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, Concat
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mlopen.pipelines import registry
 from mlopen.pipelines.models import ModelAlias, TrainedModel
-from mlopen.runs import events, waiting
+from mlopen.runs import events, logs, waiting
 from mlopen.runs.models import Run, RunMetric
 
 log = logging.getLogger(__name__)
@@ -189,15 +189,16 @@ def put_back(run_id: int, worker_name: str, reason: str) -> bool:
 
     def write() -> bool:
         mine = Run.objects.filter(pk=run_id, worker=worker_name, status=Run.Status.RUNNING)
-        if mine.filter(attempt__lte=1).update(
-            status=Run.Status.QUEUED,
-            worker="",
-            started_at=None,
-            heartbeat_at=None,
-            enqueued_at=None,
-            log=Concat(F("log"), Value(note)),
-        ):
-            return True
+        with transaction.atomic():
+            if mine.filter(attempt__lte=1).update(
+                status=Run.Status.QUEUED,
+                worker="",
+                started_at=None,
+                heartbeat_at=None,
+                enqueued_at=None,
+            ):
+                logs.append(logs.next_chunk(run_id, note))
+                return True
         return bool(
             mine.update(status=Run.Status.FAILED, finished_at=timezone.now(), error=f"{reason} (for the second time).")
         ) and _announced(run_id)
@@ -210,9 +211,11 @@ def _announced(run_id: int) -> bool:
     return True
 
 
-def record_progress(run_id: int, metrics: list[RunMetric] | None = None, **fields) -> bool:
-    """running: write a running run's heartbeat (and log, progress, new metrics); False when it is
-    no longer running (finished, failed as lost, deleted), and then nothing is written."""
+def record_progress(
+    run_id: int, metrics: list[RunMetric] | None = None, log_chunk: logs.Chunk | None = None, **fields
+) -> bool:
+    """running: write a running run's heartbeat (and progress, new metrics, the log's new chunk);
+    False when it is no longer running (finished, failed as lost, deleted), and then nothing is written."""
 
     def write() -> bool:
         with transaction.atomic():
@@ -222,6 +225,8 @@ def record_progress(run_id: int, metrics: list[RunMetric] | None = None, **field
             )
             if still_running and metrics:
                 RunMetric.objects.bulk_create(metrics)
+            if still_running:
+                logs.append(log_chunk)
         return still_running
 
     return _retrying(write, tries=FLUSH_TRIES)
@@ -245,10 +250,11 @@ def finish(
     status: str,
     metrics: list[RunMetric] | None = None,
     patience: float = FINISH_PATIENCE_SECONDS,
+    log_chunk: logs.Chunk | None = None,
     **fields,
 ) -> bool:
-    """running → succeeded, failed or cancelled, as its worker saw it end; ``fields`` (error, log,
-    result, peak memory...) and ``metrics`` are stored in the same transaction. False when the run
+    """running → succeeded, failed or cancelled, as its worker saw it end; ``fields`` (error,
+    result, peak memory...), ``metrics`` and the log's last chunk are stored in the same transaction. False when the run
     was no longer running (failed as lost meanwhile, say): then nothing is written.
 
     Tried for ``patience`` seconds through transient errors (then the error reaches the caller, who
@@ -266,6 +272,8 @@ def finish(
             )
             if done and metrics:
                 RunMetric.objects.bulk_create(metrics)
+            if done:
+                logs.append(log_chunk)
         return done
 
     if not _retrying(write, patience=patience):

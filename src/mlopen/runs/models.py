@@ -103,7 +103,8 @@ class Run(models.Model):
     cancel_requested = models.BooleanField(default=False)
 
     error = models.TextField(null=True, blank=True)
-    log = models.TextField(blank=True)
+    # The log is not here: it grows in RunLogChunk rows (runs/logs.py), so that reading a run (a
+    # list of 50, a count, a detail) never reads megabytes of output.
     progress_fraction = models.FloatField(null=True, blank=True)
     progress_message = models.CharField(max_length=500, blank=True)
 
@@ -126,7 +127,16 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        # One per filter combination the run lists offer (pipeline, status, owner: each newest
+        # first), so a filtered page is an index range read, however many runs there are.
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "created_at", "id"], name="run_status_created"),
+            models.Index(fields=["pipeline", "created_at", "id"], name="run_pipeline_created"),
+            models.Index(fields=["pipeline", "status", "created_at", "id"], name="run_pipeline_status_created"),
+            models.Index(fields=["owner", "created_at", "id"], name="run_owner_created"),
+            models.Index(fields=["owner", "status", "created_at", "id"], name="run_owner_status_created"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.kind} {self.pipeline_id})"
@@ -148,10 +158,55 @@ class Run(models.Model):
         return max(0.0, (end - self.started_at).total_seconds())
 
     @property
+    def log(self) -> str:
+        """The whole log, read from its chunks: one query, for tests, the admin and the CLI-sized
+        logs; pages and the API read it by offset (runs.logs.read_from, runs.logs.tail)."""
+        if self._state.adding:
+            return getattr(self, "_unsaved_log", "")
+        return "".join(self.log_chunks.order_by("seq").values_list("text", flat=True))
+
+    @log.setter
+    def log(self, text: str) -> None:
+        """Only for a run being created (``Run.objects.create(..., log=...)``, fixtures): written as
+        its first chunk by save(). A running run's log grows through runs.lifecycle only."""
+        if not self._state.adding:
+            raise AttributeError("a stored run's log only grows, through runs.lifecycle")
+        self._unsaved_log = text
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        text = self.__dict__.pop("_unsaved_log", "")
+        if text:
+            RunLogChunk.objects.create(run=self, seq=0, offset=0, text=text)
+
+    @property
     def progress(self) -> dict | None:
         if self.progress_fraction is None and not self.progress_message:
             return None
         return {"fraction": self.progress_fraction, "message": self.progress_message or None}
+
+
+class RunLogChunk(models.Model):
+    """A piece of a run's log, as one flush of its worker wrote it: append-only, in order of ``seq``.
+
+    ``offset`` is how many characters of the log come before it, so a reader that has seen N
+    characters asks for the chunks from the one holding character N on (runs.logs.read_from).
+    Rows, not files: a chunk is written in the same transaction as the run's heartbeat or outcome,
+    so the log and the status never disagree, on any storage and any database.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_chunks")
+    seq = models.PositiveIntegerField()
+    offset = models.PositiveBigIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_log_chunk_per_seq")]
+        indexes = [models.Index(fields=["run", "offset"], name="log_chunk_by_offset")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} log chunk {self.seq}"
 
 
 class RunMetric(models.Model):

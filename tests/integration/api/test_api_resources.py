@@ -239,7 +239,7 @@ def test_result_download_csv_and_json(api, make_run):
     assert rows[-1] == ["'=SUM(A1)", "0"]  # formula-like cells are neutralized
     as_json = api.get(f"/api/v1/runs/{run.pk}/download/?format=json")
     assert as_json.status_code == 200
-    assert json.loads(as_json.content)["data"][0] == ["row1", 1]
+    assert json.loads(b"".join(as_json.streaming_content))["data"][0] == ["row1", 1]
     assert api.get(f"/api/v1/runs/{run.pk}/download/").status_code == 200  # csv by default
 
 

@@ -77,7 +77,7 @@ def test_run_list_filters_are_documented(client):
     names = {p["name"] for p in schema["paths"]["/api/v1/runs/"]["get"]["parameters"]}
     assert names == {
         *("q", "tag", "pipeline", "version", "kind", "status", "user", "created_after", "created_before"),
-        *("ordering", "columns", "page", "page_size"),
+        *("ordering", "columns", "cursor", "page", "page_size"),
     }
 
 

@@ -8,6 +8,7 @@ token were served by the same process.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -119,10 +120,9 @@ def test_cold_and_warm_runs_of_the_same_input_give_the_same_result_json(
     assert "imported" in cold.log and "imported" not in warm.log
     assert result(warm) == result(cold)
     assert result(warm)["data"] == [["alpha", 10], ["beta", 8], ["gamma", 10]]
-    assert (
-        api.get(f"/api/v1/runs/{warm.pk}/download/?format=json").json()
-        == api.get(f"/api/v1/runs/{cold.pk}/download/?format=json").json()
-    )
+    assert json.loads(
+        b"".join(api.get(f"/api/v1/runs/{warm.pk}/download/?format=json").streaming_content)
+    ) == json.loads(b"".join(api.get(f"/api/v1/runs/{cold.pk}/download/?format=json").streaming_content))
 
 
 def test_a_warm_run_over_its_timeout_fails_as_a_cold_one_and_the_next_run_gets_a_new_process(

@@ -302,6 +302,33 @@ def test_metric_chart_axis_fits_accuracy_near_one_at_full_width(alice_client, us
     assert '<div class="col-12"><div class="plotly-graph metric-chart" data-figure="metric-data-0">' in page
 
 
+def test_the_table_search_box_keeps_matching_rows_and_paging_keeps_the_search(
+    alice_client, user, pipeline, make_run, settings
+):
+    settings.MLOPEN_RESULT_PAGE_SIZE = 1
+    run = make_run(user, pipeline, result={"columns": ["name", "score"], "data": [["ab", 1], ["b", 2], ["AB", 3]]})
+    page = alice_client.get(f"/runs/{run.pk}/table/?search=aB").content.decode()
+    assert 'name="search" value="aB"' in page
+    assert "<td>ab</td>" in page and "<td>b</td>" not in page and "2 matching rows." in page
+    assert f'hx-get="/runs/{run.pk}/table/?page=2&amp;search=aB"' in page
+    filtered = alice_client.get(f"/runs/{run.pk}/?filter=score:ge:2&sort=1&order=desc").content.decode()
+    assert "<td>AB</td><td>3</td>" in filtered and "2 matching rows." in filtered
+
+
+def test_a_bad_table_filter_on_the_run_page_is_a_400_saying_why_with_the_whole_table(
+    alice_client, user, pipeline, make_run
+):
+    run = make_run(user, pipeline, result=RESULT)
+    for path in (f"/runs/{run.pk}/", f"/runs/{run.pk}/table/"):
+        response = alice_client.get(path + "?filter=nope:eq:1")
+        assert response.status_code == 400
+        page = response.content.decode()
+        assert "The table has no column &#x27;nope&#x27;" in page and "The whole table is shown." in page
+        assert "<td>c</td><td>1</td>" in page
+    unknown_op = alice_client.get(f"/runs/{run.pk}/table/?filter=score:like:1")
+    assert unknown_op.status_code == 400 and "Unknown operator" in unknown_op.content.decode()
+
+
 def test_html_graph_frame_is_sandboxed_with_its_own_policy(alice_client, user, pipeline, make_run):
     run = make_run(user, pipeline, result=RESULT)
     response = alice_client.get(f"/runs/{run.pk}/graphs/1/")

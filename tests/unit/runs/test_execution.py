@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.runs import execution, lifecycle, results, warm, workers
+from mlopen.runs import execution, lifecycle, logs, results, warm, workers
 from mlopen.runs.models import Run
 from mlopen_runner import Outcome
 
@@ -54,7 +54,9 @@ def test_an_outcome_the_database_cannot_take_now_is_kept_and_written_once_it_can
         raise OperationalError("database or disk is full")
 
     monkeypatch.setattr(lifecycle, "finish", database_away)
-    written = execution.record_outcome(running.pk, Run.Status.SUCCEEDED, {"log": "all done\n", "error": None})
+    written = execution.record_outcome(
+        running.pk, Run.Status.SUCCEEDED, {"log_chunk": logs.Chunk(running.pk, 0, 0, "all done\n"), "error": None}
+    )
 
     assert written is False
     assert pending.run_ids() == [running.pk]
@@ -79,7 +81,12 @@ def test_an_outcome_the_database_refuses_fails_the_run_with_the_cause_keeping_it
         return real_finish(run_id, status, **fields)
 
     monkeypatch.setattr(lifecycle, "finish", refuse_success)
-    fields = {"log": "epoch 1\n", "result_folder": "results/7", "result_rows": 3, "progress_message": "x" * 600}
+    fields = {
+        "log_chunk": logs.Chunk(running.pk, 0, 0, "epoch 1\n"),
+        "result_folder": "results/7",
+        "result_rows": 3,
+        "progress_message": "x" * 600,
+    }
     assert execution.record_outcome(running.pk, Run.Status.SUCCEEDED, fields) is True
 
     row = Run.objects.get(pk=running.pk)

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from mlopen.pipelines.models import Pipeline, PipelineVersion
-from mlopen.runs import lifecycle, waiting
+from mlopen.runs import lifecycle, logs, waiting
 from mlopen.runs.models import Run, RunMetric
 
 pytestmark = pytest.mark.django_db
@@ -123,11 +123,27 @@ def test_claim_is_retried_after_a_dropped_connection(make_run, first_update_fail
 # record_progress and heartbeat
 
 
+def _chunk(run, text: str, seq: int = 0, offset: int = 0) -> logs.Chunk:
+    return logs.Chunk(run.pk, seq, offset, text)
+
+
+def test_record_progress_appends_each_chunk_once_even_when_a_retry_sends_it_again(make_run):
+    run = make_run(Run.Status.RUNNING)
+
+    assert lifecycle.record_progress(run.pk, log_chunk=_chunk(run, "epoch 1\n")) is True
+    assert lifecycle.record_progress(run.pk, log_chunk=_chunk(run, "epoch 1\n")) is True  # a lost answer, sent again
+    assert lifecycle.record_progress(run.pk, log_chunk=_chunk(run, "epoch 2\n", 1, 8)) is True
+
+    assert _row(run).log == "epoch 1\nepoch 2\n"
+
+
 def test_record_progress_writes_the_log_progress_and_metrics_of_a_running_run(make_run):
     run = make_run(Run.Status.RUNNING)
     metric = RunMetric(run_id=run.pk, name="loss", value=0.5, step=1)
 
-    assert lifecycle.record_progress(run.pk, [metric], log="epoch 1\n", progress_fraction=0.5) is True
+    assert (
+        lifecycle.record_progress(run.pk, [metric], log_chunk=_chunk(run, "epoch 1\n"), progress_fraction=0.5) is True
+    )
     row = _row(run)
     assert (row.log, row.progress_fraction, row.status) == ("epoch 1\n", 0.5, "running")
     assert list(row.metrics.values_list("name", "value")) == [("loss", 0.5)]
@@ -136,7 +152,12 @@ def test_record_progress_writes_the_log_progress_and_metrics_of_a_running_run(ma
 def test_record_progress_refuses_a_run_no_longer_running(make_run):
     run = make_run(Run.Status.FAILED, log="before")
 
-    assert lifecycle.record_progress(run.pk, [RunMetric(run_id=run.pk, name="loss", value=1)], log="after") is False
+    assert (
+        lifecycle.record_progress(
+            run.pk, [RunMetric(run_id=run.pk, name="loss", value=1)], log_chunk=_chunk(run, "after", 1, 6)
+        )
+        is False
+    )
     assert _row(run).log == "before"
     assert not RunMetric.objects.exists()
 
@@ -144,7 +165,7 @@ def test_record_progress_refuses_a_run_no_longer_running(make_run):
 def test_record_progress_is_retried_after_a_dropped_connection(make_run, first_update_fails):
     run = make_run(Run.Status.RUNNING)
 
-    assert lifecycle.record_progress(run.pk, log="line\n") is True
+    assert lifecycle.record_progress(run.pk, log_chunk=_chunk(run, "line\n")) is True
     assert _row(run).log == "line\n"
 
 
@@ -168,7 +189,11 @@ def test_finish_ends_a_running_run_and_announces_it(make_run, announced, status)
 
     assert (
         lifecycle.finish(
-            run.pk, status, error="why", log="all of it", metrics=[RunMetric(run_id=run.pk, name="acc", value=0.9)]
+            run.pk,
+            status,
+            error="why",
+            log_chunk=_chunk(run, "all of it"),
+            metrics=[RunMetric(run_id=run.pk, name="acc", value=0.9)],
         )
         is True
     )
@@ -245,7 +270,7 @@ def test_a_flush_tries_twice_only_since_the_next_flush_is_its_retry(make_run, mo
     tries = _database_down(monkeypatch)
 
     with pytest.raises(OperationalError):
-        lifecycle.record_progress(run.pk, log="line")
+        lifecycle.record_progress(run.pk, log_chunk=_chunk(run, "line"))
 
     assert len(tries) == lifecycle.FLUSH_TRIES
 

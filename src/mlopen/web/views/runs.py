@@ -21,7 +21,8 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import registry, runtimes
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import first_run, results, waiting, workers
+from mlopen.runs import first_run, result_queries, results, waiting, workers
+from mlopen.runs import logs as run_logs
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
@@ -281,11 +282,11 @@ def _param_rows(run: Run) -> list[dict]:
 
 
 def _status_context(run: Run) -> dict:
-    log = run.log or ""
+    log, cut = run_logs.tail(run.pk, LOG_TAIL_CHARS)
     return {
         "run": run,
-        "log": log[-LOG_TAIL_CHARS:],
-        "log_cut": max(0, len(log) - LOG_TAIL_CHARS),
+        "log": log,
+        "log_cut": cut,
         "no_worker": run.status == Run.Status.QUEUED and not workers.live_workers().exists(),
         # A queued run whose runtime is still being built (or failed to build) waits for it.
         "waiting_for": runtimes.waiting_on(run.version) if run.status == Run.Status.QUEUED else None,
@@ -317,14 +318,23 @@ def _table_args(request) -> dict:
         "sort": number("sort"),
         "descending": request.GET.get("order") == "desc",
         "size": size,
+        "search": request.GET.get("search", "")[:200],
+        "filters": tuple(f for f in request.GET.getlist("filter") if f),
     }
 
 
 def _result_page(
-    run: Run, page: int = 1, sort: int | None = None, descending: bool = False, size: int | None = None
+    run: Run,
+    page: int = 1,
+    sort: int | None = None,
+    descending: bool = False,
+    size: int | None = None,
+    search: str = "",
+    filters: tuple[str, ...] = (),
 ) -> dict | None:
     """One page of the run's result table, with the query strings its header, pager and page-size
-    controls use. ``size`` None: the default page size (MLOPEN_RESULT_PAGE_SIZE), left out of links."""
+    controls use. ``size`` None: the default page size (MLOPEN_RESULT_PAGE_SIZE), left out of links.
+    A filter that cannot be used shows the whole table with why (``query_problem``; the view answers 400)."""
     if run.status != Run.Status.SUCCEEDED or not run.result_folder:
         return None
     chosen_size = size
@@ -332,17 +342,39 @@ def _result_page(
     kept = {"page_size": chosen_size} if chosen_size else {}
     # A part of the stored result that cannot be read comes back as a message in result["problems"].
     expect_table = run.result_rows is not None
-    result = results.page_of(run.result_folder, page, size, sort, descending, expect_table=expect_table)
+
+    def read(number: int) -> dict:
+        return results.page_of(
+            run.result_folder, number, size, sort, descending, expect_table=expect_table, filters=filters, search=search
+        )
+
+    query_problem = None
+    try:
+        result = read(page)
+    except result_queries.QueryInvalid as exc:
+        query_problem, filters, search, page = exc.message, (), "", 1
+        result = read(page)
     if result["rows"] is not None and page > result["pages"]:
-        result = results.page_of(run.result_folder, result["pages"], size, sort, descending, expect_table=expect_table)
+        result = read(result["pages"])
     order = "desc" if descending else "asc"
+    narrowing = [*(("filter", f) for f in filters), *((("search", search),) if search else ())]
+    result["query_problem"] = query_problem
+    result["search"] = search
+    result["filters"] = filters
     result["headers"] = [
         {
             "name": name,
             "sorted": order if index == sort else None,
             # A click sorts ascending, a second click on the same column flips the order.
             "query": "?"
-            + urlencode({"sort": index, "order": "desc" if index == sort and not descending else "asc", **kept}),
+            + urlencode(
+                [
+                    ("sort", index),
+                    ("order", "desc" if index == sort and not descending else "asc"),
+                    *narrowing,
+                    *kept.items(),
+                ]
+            ),
         }
         for index, name in enumerate(result["columns"] or [])
     ]
@@ -350,7 +382,7 @@ def _result_page(
     sorting = {"sort": sort, "order": order} if sort is not None else {}
 
     def page_query(number):
-        return "?" + urlencode({"page": number, **sorting, **kept})
+        return "?" + urlencode([("page", number), *sorting.items(), *narrowing, *kept.items()])
 
     result["prev_query"] = page_query(result["page"] - 1) if result["page"] > 1 else None
     result["next_query"] = page_query(result["page"] + 1) if result["page"] < result["pages"] else None
@@ -360,6 +392,10 @@ def _result_page(
     # The size choice shows once a smaller page than the table exists.
     result["size_control"] = (result["rows"] or 0) > PAGE_SIZES[0]
     return result
+
+
+def _table_status(result: dict | None) -> int:
+    return 400 if result and result.get("query_problem") else 200
 
 
 def _may_rerun(user, run: Run) -> bool:
@@ -412,7 +448,7 @@ def run_detail(request, pk: int):
         "sharing": sharing_context(request, run, manageable),
         **labels_context(request, run),
     }
-    return render(request, "web/runs/detail.html", context)
+    return render(request, "web/runs/detail.html", context, status=_table_status(result))
 
 
 @access(VIEW)
@@ -442,7 +478,7 @@ def run_table(request, pk: int):
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
     if result is None:
         raise Http404("This run has no result table.")
-    response = render(request, "web/runs/_table.html", {"run": run, "result": result})
+    response = render(request, "web/runs/_table.html", {"run": run, "result": result}, status=_table_status(result))
     # The page-size and jump-to-page form asks for this fragment; the address bar shows the page.
     response["HX-Replace-Url"] = reverse("web:run-detail", args=[run.pk]) + result["query"]
     return response

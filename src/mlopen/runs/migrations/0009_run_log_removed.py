@@ -1,0 +1,18 @@
+# The log column goes in a migration of its own, after 0008 copied it into RunLogChunk rows:
+# PostgreSQL refuses to alter a table in the transaction that has pending deferred FK checks.
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('runs', '0008_run_log_chunks'),
+    ]
+
+    operations = [
+        migrations.RemoveField(
+            model_name='run',
+            name='log',
+        ),
+    ]

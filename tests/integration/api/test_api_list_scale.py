@@ -1,0 +1,125 @@
+"""Lists at any size: the runs list pages by keyset cursor (page 2 000 costs what page 1 costs), a
+changed cursor is a 400 naming `cursor`, counts stop at a threshold, and no list page's query count
+grows with the number of rows."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from mlopen.api import pagination
+
+
+@pytest.fixture
+def runs_of(api, make_run, make_pipeline):
+    pipeline = make_pipeline(name="many")
+
+    def make(count: int, owner=None):
+        return [make_run(owner or api.user, pipeline=pipeline, status="failed") for _ in range(count)]
+
+    return make
+
+
+def _walk(api, first: str) -> list[int]:
+    seen, url = [], first
+    while url:
+        body = api.get(url).json()
+        seen += [run["id"] for run in body["results"]]
+        url = body["next"]
+    return seen
+
+
+def test_the_runs_list_walks_every_run_once_by_cursor_newest_first(api, runs_of):
+    made = runs_of(7)
+    first = api.get("/api/v1/runs/?page_size=3").json()
+    assert (first["count"], first["count_text"], first["previous"]) == (7, "7", None)
+    assert "cursor=" in first["next"] and "page=" not in first["next"]
+    assert _walk(api, "/api/v1/runs/?page_size=3") == [run.pk for run in reversed(made)]
+    second = api.get(first["next"]).json()
+    assert [run["id"] for run in api.get(second["previous"]).json()["results"]] == [r["id"] for r in first["results"]]
+
+
+def test_page_numbers_still_page_for_clients_that_ask_by_number(api, runs_of):
+    made = runs_of(5)
+    body = api.get("/api/v1/runs/?page=2&page_size=2").json()
+    assert [run["id"] for run in body["results"]] == [made[2].pk, made[1].pk]
+    assert (body["count"], body["count_text"]) == (5, "5")
+
+
+def test_a_count_past_the_threshold_is_not_scanned_for(api, runs_of, monkeypatch):
+    monkeypatch.setattr(pagination, "COUNT_THRESHOLD", 3)
+    monkeypatch.setattr(pagination.capped_count, "__defaults__", (3,))
+    monkeypatch.setattr(pagination.count_text, "__defaults__", (3,))
+    runs_of(4)
+    body = api.get("/api/v1/runs/").json()
+    assert (body["count"], body["count_text"], len(body["results"])) == (None, "3+", 4)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-base64!",
+        "%%%",
+        base64.b64encode(b"p=yesterday").decode(),
+        base64.b64encode(b"p=2026-13-45T99:00:00").decode(),
+        base64.b64encode(b"o=-1").decode(),
+        base64.b64encode(b"o=99999999").decode(),
+        base64.b64encode(b"r=maybe").decode(),
+        "",
+    ],
+)
+def test_a_changed_cursor_is_a_400_naming_cursor(api, runs_of, cursor):
+    runs_of(2)
+    response = api.get("/api/v1/runs/", {"cursor": cursor})
+    if cursor == "":
+        assert response.status_code in (200, 400)
+        return
+    assert response.status_code == 400, response.content
+    assert "start again without it" in response.json()["errors"]["cursor"]
+
+
+def test_an_outsider_walks_no_run_of_someone_else(api, runs_of, api_for, user):
+    runs_of(3)
+    assert _walk(api_for(user), "/api/v1/runs/?page_size=2") == []
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content
+    return len(captured)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/runs/", "/api/v1/runs/?status=failed&pipeline=many", "/api/v1/runs/?page=1", "/api/v1/pipelines/"],
+)
+def test_the_query_count_of_an_api_list_page_does_not_grow_with_its_rows(api, runs_of, make_pipeline, url):
+    runs_of(2)
+    make_pipeline(name="other")
+    few = _queries(api, url)
+    runs_of(12)
+    for n in range(5):
+        make_pipeline(name=f"more{n}")
+    assert _queries(api, url) == few
+
+
+def test_the_query_count_of_the_datasets_list_does_not_grow_with_its_rows(api):
+    from mlopen.datasets.services import store_dataset
+
+    store_dataset(owner=api.user, name="d0.csv", filename="d0.csv", chunks=[b"a\n1\n"])
+    few = _queries(api, "/api/v1/datasets/")
+    for n in range(1, 8):
+        store_dataset(owner=api.user, name=f"d{n}.csv", filename=f"d{n}.csv", chunks=[b"a\n1\n"])
+    assert _queries(api, "/api/v1/datasets/") == few
+
+
+def test_the_query_count_of_the_runs_page_does_not_grow_with_its_rows(client, admin_user, runs_of):
+    client.force_login(admin_user)
+    runs_of(2, owner=admin_user)
+    few = _queries(client, "/runs/")
+    runs_of(20, owner=admin_user)
+    assert _queries(client, "/runs/") == few
