@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 
+import brotli
 from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 from django.core.management import call_command
+from whitenoise.compress import Compressor
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 # What plotly's package data holds beside plotly.min.js (its Jupyter widget bundle, sample datasets
@@ -42,11 +44,22 @@ class StaticFilesStorage(CompressedManifestStaticFilesStorage):
         except ValueError:
             return name
 
+    def create_compressor(self, **kwargs):
+        return _Compressor(**kwargs)
+
     def compress_files(self, paths):
         # A hashed name's content never changes: what an earlier collectstatic compressed already
         # is not compressed again (brotli takes ~8 s for plotly.js on each start otherwise).
         fresh = [path for path in paths if not _compressed_already(self.path(path))]
         return super().compress_files(fresh)
+
+
+class _Compressor(Compressor):
+    @staticmethod
+    def compress_brotli(data: bytes) -> bytes:
+        # Quality 10, not brotli's default 11: plotly.js is 2% larger (1.13 MB, not 1.11 MB) and
+        # compresses 3.5 times faster (8 s instead of 30 s on a busy 2-core host), on a first start.
+        return brotli.compress(data, quality=10)
 
 
 def _compressed_already(full_path: str) -> bool:
