@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import pipeline_files, views
+from mlopen.api import notification_views, pipeline_files, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -16,6 +16,12 @@ router.register("webhooks", views.WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
+    path("me/notifications/", notification_views.NotificationPreferencesView.as_view(), name="api-notifications"),
+    path(
+        "me/notifications/pipelines/<int:pipeline_id>/",
+        notification_views.NotificationOverrideView.as_view(),
+        name="api-notification-override",
+    ),
     path(
         "pipelines/<int:pk>/versions/<int:number>/files/",
         pipeline_files.VersionFilesView.as_view(),

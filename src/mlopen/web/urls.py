@@ -1,13 +1,15 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, pipeline_code, pipelines, runs, webhooks
+from mlopen.web.views import dashboard, datasets, live, notifications, pipeline_code, pipelines, runs, webhooks
 
 app_name = "web"
 urlpatterns = [
     path("", dashboard.home, name="home"),
+    path("live/home/", dashboard.home_live, name="home-live"),
     path("pipelines/", pipelines.pipeline_list, name="pipeline-list"),
     path("pipelines/upload/", pipelines.pipeline_upload, name="pipeline-upload"),
     path("pipelines/<int:pk>/", pipelines.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/<int:pk>/runs/live/", live.pipeline_runs_live, name="pipeline-runs-live"),
     path("pipelines/<int:pk>/visibility/", pipelines.pipeline_visibility, name="pipeline-visibility"),
     path("pipelines/<int:pk>/first-run/", pipelines.pipeline_first_run, name="pipeline-first-run"),
     path("pipelines/<int:pk>/versions/<int:number>/files/", pipeline_code.version_files, name="pipeline-files"),
@@ -28,6 +30,7 @@ urlpatterns = [
     path("datasets/<int:pk>/delete/", datasets.dataset_delete, name="dataset-delete"),
     path("datasets/<int:pk>/share/", datasets.dataset_share, name="dataset-share"),
     path("runs/", runs.run_list, name="run-list"),
+    path("runs/live/", live.run_list_live, name="run-list-live"),
     path("runs/new/", runs.run_new, name="run-new"),
     path("runs/new/params/", runs.run_new_params, name="run-new-params"),
     path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
@@ -38,4 +41,5 @@ urlpatterns = [
     path("runs/<int:pk>/share/", runs.run_share, name="run-share"),
     path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
     path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
+    path("account/notifications/", notifications.notification_preferences, name="notification-preferences"),
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from mlopen.runs import first_run, results, waiting, workers
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
+from mlopen.web import live
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
 from mlopen.web.views.sharing import apply_share_form, sharing_context
@@ -49,8 +51,8 @@ def _get_own_run(request, pk: int) -> Run:
 # --- history --------------------------------------------------------------------------------------
 
 
-@access(LOGGED_IN)
-def run_list(request):
+def filtered_runs(request):
+    """The runs list's queryset and filters, shared by the page and its live fragment."""
     runs = _visible_runs(request).select_related("pipeline", "version", "owner")
     filters = {key: request.GET.get(key, "") for key in ("pipeline", "kind", "status")}
     if filters["pipeline"].isdigit():
@@ -59,14 +61,30 @@ def run_list(request):
         runs = runs.filter(kind=filters["kind"])
     if filters["status"] in Run.Status.values:
         runs = runs.filter(status=filters["status"])
+    return runs, filters
+
+
+def run_rows_context(request, runs, filters) -> dict:
+    """What the runs table (web/runs/_rows.html) needs: one page of ``runs``, each with its notify."""
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    live.mark_for_notifications(request.user, page.object_list)
+    return {"page": page, "filters": filters, "filtered": any(filters.values())}
+
+
+def runs_etag(request) -> str:
+    runs, _filters = filtered_runs(request)
+    return live.etag_of(request, live.runs_signature(runs))
+
+
+@access(LOGGED_IN)
+def run_list(request):
+    runs, filters = filtered_runs(request)
     return render(
         request,
         "web/runs/list.html",
         {
-            "page": page,
-            "filters": filters,
-            "filtered": any(filters.values()),
+            **run_rows_context(request, runs, filters),
+            "live_etag": live.quoted(runs_etag(request)),
             "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
             "kinds": Run.Kind.choices,
             "statuses": Run.Status.choices,
@@ -356,6 +374,15 @@ def run_status(request, pk: int):
     )
     if run.is_finished and request.headers.get("HX-Request"):
         response["HX-Refresh"] = "true"
+        # Before the reload: the page tells its user the run ended (tab title, browser notification).
+        live.mark_for_notifications(request.user, [run])
+        finished = {
+            "id": run.pk,
+            "status": run.status,
+            "notify": run.notify,
+            "label": f"{run.pipeline.name} · {run.kind}",
+        }
+        response["HX-Trigger"] = json.dumps({"mlopen:run-finished": finished})
     return response
 
 
