@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mlopen.web.views import dashboard, datasets, live, notifications, pipeline_code, pipelines, runs, webhooks
+from mlopen.web.views import dashboard, datasets, live, notifications, pipeline_code, pipelines, runs, storage, webhooks
 
 app_name = "web"
 urlpatterns = [
@@ -41,5 +41,6 @@ urlpatterns = [
     path("runs/<int:pk>/share/", runs.run_share, name="run-share"),
     path("runs/<int:pk>/graphs/<int:index>/", runs.graph_frame, name="run-graph"),
     path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
+    path("storage/", storage.storage_page, name="storage"),
     path("account/notifications/", notifications.notification_preferences, name="notification-preferences"),
 ]

@@ -104,3 +104,9 @@ def ago(moment) -> str:
     if (timezone.now() - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment)} ago"
+
+
+@register.filter
+def get(mapping, key):
+    """mapping[key] in a template (a column chosen by a loop variable); empty when missing."""
+    return mapping.get(key, "") if hasattr(mapping, "get") else ""
