@@ -11,11 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-import dj_email_url
 
 from mlopen.config import (
     ConfigError,
     broker_folder,
+    email_settings,
     env_bool,
     env_float,
     env_int,
@@ -296,25 +296,17 @@ if MLOPEN_SANDBOX not in {"auto", "bubblewrap", "none"}:
 # EMAIL_URL in dj-email-url's form: smtp://user:password@host:587/?tls=True (or smtps:// for SSL),
 # file:///folder (one file per message), console: (printed by the worker: the default, so a fresh
 # checkout sends nothing anywhere) or dummy:. MLOPEN_EMAIL_FROM is the sender of every message.
-EMAIL_URL = env_str("EMAIL_URL", "console:").strip() or "console:"
-_email = dj_email_url.parse(EMAIL_URL)
-if "EMAIL_BACKEND" not in _email:
-    raise ConfigError(
-        f"EMAIL_URL must start with smtp:, submission:, console:, file: or dummy:, got {EMAIL_URL[:20]!r}"
-    )
+EMAIL_URL = env_str("EMAIL_URL", "console:")
+_email = email_settings(EMAIL_URL, MLOPEN_HOME / "mail")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
-EMAIL_PORT = _email["EMAIL_PORT"] or 25
-EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
-EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
-EMAIL_USE_TLS = bool(_email["EMAIL_USE_TLS"])
-EMAIL_USE_SSL = bool(_email["EMAIL_USE_SSL"])
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
 EMAIL_TIMEOUT = env_int("MLOPEN_EMAIL_TIMEOUT", 10)
-if EMAIL_BACKEND.endswith("filebased.EmailBackend"):
-    # file:///var/mail/mlopen names an absolute folder (dj-email-url would drop its leading slash).
-    from urllib.parse import urlsplit as _urlsplit
-
-    EMAIL_FILE_PATH = _urlsplit(EMAIL_URL).path or str(MLOPEN_HOME / "mail")
 DEFAULT_FROM_EMAIL = env_str("MLOPEN_EMAIL_FROM", "mlopen <mlopen@localhost>")
 # The address links in e-mails start with (the server has no request to read it from).
 MLOPEN_BASE_URL = env_str("MLOPEN_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
