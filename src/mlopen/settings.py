@@ -293,7 +293,7 @@ if MLOPEN_SANDBOX not in {"auto", "bubblewrap", "none"}:
     raise ConfigError(f"MLOPEN_SANDBOX must be auto, bubblewrap or none, got {MLOPEN_SANDBOX!r}")
 
 # --- E-mail (run notifications) -----------------------------------------------------------------
-# EMAIL_URL in dj-email-url's form: smtp://user:password@host:587/?tls=True (or smtps:// for SSL),
+# EMAIL_URL in dj-email-url's form: smtp://user:password@host:587/?tls=True (?ssl=True for SSL),
 # file:///folder (one file per message), console: (printed by the worker: the default, so a fresh
 # checkout sends nothing anywhere) or dummy:. MLOPEN_EMAIL_FROM is the sender of every message.
 EMAIL_URL = env_str("EMAIL_URL", "console:")

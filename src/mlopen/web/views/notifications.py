@@ -16,10 +16,13 @@ CHOICES = NotificationPreference.Choice.choices
 
 class PreferenceForm(forms.Form):
     pipeline = forms.ModelChoiceField(
-        queryset=Pipeline.objects.none(), required=False, empty_label="Every pipeline (default)"
+        queryset=Pipeline.objects.none(),
+        required=False,
+        empty_label="Every pipeline (default)",
+        widget=forms.Select(attrs={"class": "form-select"}),
     )
-    email = forms.ChoiceField(choices=CHOICES, label="E-mail")
-    browser = forms.ChoiceField(choices=CHOICES, label="Browser")
+    email = forms.ChoiceField(choices=CHOICES, label="E-mail", widget=forms.Select(attrs={"class": "form-select"}))
+    browser = forms.ChoiceField(choices=CHOICES, label="Browser", widget=forms.Select(attrs={"class": "form-select"}))
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
