@@ -178,6 +178,11 @@ def test_nothing_expires_when_retention_is_off(world, settings):
     settings.MLOPEN_RETENTION_DAYS = 0
     # Only the pipeline with its own retention (10 days) still prunes.
     assert retention.expired_runs() == [world["short_old"].pk]
+    # The periodic task (celery beat in `mlopen serve`) does what `mlopen manage prune` does.
+    from mlopen.runs.tasks import prune
+
+    assert prune().startswith("Deleted 1 run and 0 trained models, freeing ")
+    assert retention.expired_runs() == []
 
 
 def test_a_pipelines_retention_is_set_by_its_maintainers_through_the_api(api_for, user, author, world):
