@@ -61,7 +61,9 @@ def _pipeline_of(user, ref) -> Pipeline | None:
     query = Pipeline.objects.visible_to(user)
     found = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        found = query.filter(pk=int(ref)).first()
+        number = int(ref)
+        # Past a 64-bit id no row can match, and the database would refuse the number itself.
+        found = query.filter(pk=number).first() if 0 < number < 2**63 else None
     if found is None and isinstance(ref, str):
         found = query.filter(name=ref).first()
     if found is None:

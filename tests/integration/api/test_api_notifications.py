@@ -45,6 +45,7 @@ def test_a_pipeline_override_keeps_the_defaults_other_channel(api_for, user, pip
         ({"browser": 1}, "browser"),
         ({"pipeline": "no-such-pipeline", "email": "all"}, "pipeline"),
         ({"pipeline": [1], "email": "all"}, "pipeline"),
+        ({"pipeline": 10**30, "email": "all"}, "pipeline"),
         ({}, "email"),
     ],
 )
