@@ -442,7 +442,7 @@ def test_run_history_is_paged_with_a_fixed_number_of_queries(
 ):
     for _ in range(3):
         make_run(user, pipeline)
-    with django_assert_num_queries(7) as few:
+    with django_assert_num_queries(8) as few:
         alice_client.get("/runs/")
     for _ in range(30):
         make_run(user, pipeline)

@@ -10,6 +10,8 @@ from mlopen.runs.models import Run
 from mlopen.runs.workers import live_workers
 from mlopen.web import live
 
+RECENT_RUNS = 8
+
 
 def _counts(user) -> dict:
     """The home page's counters: what its live fragment shows and what its ETag is made of."""
@@ -25,9 +27,11 @@ def _counts(user) -> dict:
 
 def _etag(request) -> str:
     user = request.user
+    runs = Run.objects.visible_to(user)
     return live.etag_of(
         request,
-        live.runs_signature(Run.objects.visible_to(user)),
+        live.page_signature(runs, 1, RECENT_RUNS),
+        runs.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).count(),
         Pipeline.objects.visible_to(user).count(),
         Dataset.objects.visible_to(user).count(),
         live_workers().count(),
@@ -35,7 +39,7 @@ def _etag(request) -> str:
 
 
 def _recent_runs(user) -> list[Run]:
-    recent = list(Run.objects.visible_to(user).select_related("pipeline", "version", "owner")[:8])
+    recent = list(Run.objects.visible_to(user).select_related("pipeline", "version", "owner")[:RECENT_RUNS])
     live.mark_for_notifications(user, recent)
     return recent
 

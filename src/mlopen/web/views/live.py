@@ -45,7 +45,7 @@ def _pipeline_etag(request, pk: int) -> str | None:
     pipeline = Pipeline.objects.visible_to(request.user).filter(pk=pk).only("pk").first()
     if pipeline is None:
         return None  # the view answers 404
-    return live.etag_of(request, pk, live.runs_signature(pipeline_runs(request, pipeline)))
+    return live.etag_of(request, pk, live.page_signature(pipeline_runs(request, pipeline), 1, PIPELINE_RECENT_RUNS))
 
 
 def pipeline_etag(request, pipeline: Pipeline) -> str:

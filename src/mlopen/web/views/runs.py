@@ -73,7 +73,9 @@ def run_rows_context(request, runs, filters) -> dict:
 
 def runs_etag(request) -> str:
     runs, _filters = filtered_runs(request)
-    return live.etag_of(request, live.runs_signature(runs))
+    raw = request.GET.get("page", "")
+    page_number = int(raw) if raw.isdigit() and len(raw) < 10 else 1
+    return live.etag_of(request, live.page_signature(runs, page_number, RUNS_PER_PAGE))
 
 
 @access(LOGGED_IN)
