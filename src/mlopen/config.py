@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import dj_email_url
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value mlopen cannot use."""
@@ -126,4 +128,26 @@ def s3_storage_options(url: str) -> dict:
             read_timeout=60,
             retries={"max_attempts": 3, "mode": "standard"},
         ),
+    }
+
+
+def email_settings(url: str, default_folder: Path) -> dict:
+    """Django's EMAIL_* settings from an EMAIL_URL (dj-email-url's form); console: when empty.
+
+    ``file:///var/mail/mlopen`` names an absolute folder (dj-email-url would drop its leading
+    slash); ``file:`` alone writes to ``default_folder``.
+    """
+    url = url.strip() or "console:"
+    parsed = dj_email_url.parse(url)
+    if "EMAIL_BACKEND" not in parsed:
+        raise ConfigError(f"EMAIL_URL must start with smtp:, submission:, console:, file: or dummy:, got {url[:20]!r}")
+    return {
+        "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
+        "EMAIL_HOST": parsed["EMAIL_HOST"] or "localhost",
+        "EMAIL_PORT": parsed["EMAIL_PORT"] or 25,
+        "EMAIL_HOST_USER": parsed["EMAIL_HOST_USER"] or "",
+        "EMAIL_HOST_PASSWORD": parsed["EMAIL_HOST_PASSWORD"] or "",
+        "EMAIL_USE_TLS": bool(parsed["EMAIL_USE_TLS"]),
+        "EMAIL_USE_SSL": bool(parsed["EMAIL_USE_SSL"]),
+        "EMAIL_FILE_PATH": urlsplit(url).path or str(default_folder),
     }

@@ -16,6 +16,7 @@ import dj_database_url
 from mlopen.config import (
     ConfigError,
     broker_folder,
+    email_settings,
     env_bool,
     env_float,
     env_int,
@@ -321,6 +322,34 @@ MLOPEN_SANDBOX = env_str("MLOPEN_SANDBOX").strip() or ("bubblewrap" if PRODUCTIO
 if MLOPEN_SANDBOX not in {"auto", "bubblewrap", "none"}:
     raise ConfigError(f"MLOPEN_SANDBOX must be auto, bubblewrap or none, got {MLOPEN_SANDBOX!r}")
 
+# --- E-mail (run notifications) -----------------------------------------------------------------
+# EMAIL_URL in dj-email-url's form: smtp://user:password@host:587/?tls=True (?ssl=True for SSL),
+# file:///folder (one file per message), console: (printed by the worker: the default, so a fresh
+# checkout sends nothing anywhere) or dummy:. MLOPEN_EMAIL_FROM is the sender of every message.
+EMAIL_URL = env_str("EMAIL_URL", "console:")
+_email = email_settings(EMAIL_URL, MLOPEN_HOME / "mail")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+EMAIL_TIMEOUT = env_int("MLOPEN_EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("MLOPEN_EMAIL_FROM", "mlopen <mlopen@localhost>")
+# The address links in e-mails start with (the server has no request to read it from).
+MLOPEN_BASE_URL = env_str("MLOPEN_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- Retention -----------------------------------------------------------------------------------
+# Finished runs older than this many days are deleted with their results and logs (a pipeline may
+# set its own; runs tagged keep, and runs and models still in use, stay). 0: kept forever.
+MLOPEN_RETENTION_DAYS = env_int("MLOPEN_RETENTION_DAYS", 0)
+if MLOPEN_RETENTION_DAYS < 0:
+    raise ConfigError(f"MLOPEN_RETENTION_DAYS must be 0 (off) or more, got {MLOPEN_RETENTION_DAYS}")
+# How often `mlopen serve`'s scheduler (celery beat) asks a worker to prune.
+MLOPEN_PRUNE_INTERVAL_HOURS = env_float("MLOPEN_PRUNE_INTERVAL_HOURS", 6.0)
+
 # --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 # The folder broker's folder (None with Redis or RabbitMQ); filesystem:///path names it.
@@ -356,6 +385,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # PostgreSQL connection (~10 ms) per run. mlopen.runs.signals applies Django's own rules instead
 # (CONN_MAX_AGE, health checks), as for a web request; this only keeps the fix-up out of the way.
 CELERY_DB_REUSE_MAX = 1_000_000
+
+# celery beat (started by `mlopen serve`) sends the periodic prune; its schedule file lives in MLOPEN_HOME.
+CELERY_BEAT_SCHEDULE = {
+    "mlopen-prune": {
+        "task": "mlopen.prune",
+        "schedule": timedelta(hours=MLOPEN_PRUNE_INTERVAL_HOURS),
+        "options": {"queue": MLOPEN_DEFAULT_QUEUE, "expires": MLOPEN_PRUNE_INTERVAL_HOURS * 3600},
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(MLOPEN_HOME / "celerybeat-schedule")
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -31,3 +31,33 @@ def test_env_example_lists_every_setting_mlopen_reads():
     listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
 
     assert read - listed == set()
+
+
+def test_email_is_printed_by_default_and_an_email_url_configures_smtp(tmp_path):
+    from mlopen.config import email_settings
+
+    assert email_settings("", tmp_path)["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    smtp = email_settings("smtp://mailer:p%40ss@mail.example.com:587/?tls=True", tmp_path)
+    assert (smtp["EMAIL_HOST"], smtp["EMAIL_PORT"], smtp["EMAIL_HOST_USER"], smtp["EMAIL_HOST_PASSWORD"]) == (
+        "mail.example.com",
+        587,
+        "mailer",
+        "p@ss",
+    )
+    assert smtp["EMAIL_USE_TLS"] is True and smtp["EMAIL_USE_SSL"] is False
+
+
+def test_a_file_email_url_keeps_its_absolute_folder(tmp_path):
+    from mlopen.config import email_settings
+
+    assert email_settings("file:///var/mail/mlopen", tmp_path)["EMAIL_FILE_PATH"] == "/var/mail/mlopen"
+    assert email_settings("file:", tmp_path)["EMAIL_FILE_PATH"] == str(tmp_path)
+
+
+def test_an_unknown_email_scheme_stops_the_start_with_its_name(tmp_path):
+    import pytest
+
+    from mlopen.config import ConfigError, email_settings
+
+    with pytest.raises(ConfigError, match="EMAIL_URL must start with smtp:"):
+        email_settings("sendgrid://key", tmp_path)

@@ -103,6 +103,7 @@ class PipelineSerializer(serializers.ModelSerializer):
             "queue",
             "allow_network",
             "input_required",
+            "retention_days",
             "created_at",
             "updated_at",
         ]
@@ -171,15 +172,28 @@ class PipelineUpdateSerializer(serializers.Serializer):
         required=False, help_text="its runs must be given an input dataset (a run without one is refused)"
     )
 
+    retention_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=3650,
+        help_text="days its finished runs are kept; null: the platform's MLOPEN_RETENTION_DAYS; 0: forever",
+    )
+
     def to_internal_value(self, data):
         values = super().to_internal_value(data)
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name[:100]: "This operation changes maintainers and input_required only." for name in unknown[:10]}
+                {
+                    name[:100]: "This operation changes maintainers, input_required and retention_days only."
+                    for name in unknown[:10]
+                }
             )
         if not values:
-            raise serializers.ValidationError({"maintainers": "Send maintainers, input_required, or both."})
+            raise serializers.ValidationError(
+                {"maintainers": "Send maintainers, input_required, retention_days, or several."}
+            )
         return values
 
 

@@ -1,7 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from mlopen.api import pipeline_files, registry, tokens, views
+from mlopen.api import notification_views, pipeline_files, registry, tokens, views
 from mlopen.api.permissions import ApiRootView
 
 router = DefaultRouter()
@@ -17,6 +17,12 @@ router.register("me/tokens", tokens.TokenViewSet, basename="token")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
+    path("me/notifications/", notification_views.NotificationPreferencesView.as_view(), name="api-notifications"),
+    path(
+        "me/notifications/pipelines/<id:pipeline_id>/",
+        notification_views.NotificationOverrideView.as_view(),
+        name="api-notification-override",
+    ),
     path(
         "pipelines/<id:pk>/versions/<id:number>/files/",
         pipeline_files.VersionFilesView.as_view(),

@@ -52,6 +52,7 @@ from mlopen.pipelines.services import (
     PipelineUnchanged,
     UploadRequest,
     set_input_required,
+    set_retention_days,
     upload_pipeline,
 )
 from mlopen.runs import compare as run_compare
@@ -191,7 +192,8 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @extend_schema(request=s.PipelineUpdateSerializer, responses=s.PipelineDetailSerializer)
     def partial_update(self, request, pk=None):
         """Name the pipeline's maintainers (its owner or an admin): {"maintainers": ["username", ...]};
-        say whether its runs need an input (its owner, a maintainer or an admin): {"input_required": true}."""
+        say whether its runs need an input (its owner, a maintainer or an admin): {"input_required": true};
+        how long its finished runs are kept: {"retention_days": 30} (null: the platform's setting, 0: forever)."""
         pipeline = self.get_object()
         form = s.PipelineUpdateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -201,6 +203,8 @@ class PipelineViewSet(ApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                     set_maintainers(pipeline, request.user, form.validated_data["maintainers"])
                 if "input_required" in form.validated_data:
                     set_input_required(request.user, pipeline, form.validated_data["input_required"])
+                if "retention_days" in form.validated_data:
+                    set_retention_days(request.user, pipeline, form.validated_data["retention_days"])
         except PipelineForbidden as exc:
             return error_response(exc.message, status_code=status.HTTP_403_FORBIDDEN)
         except PipelineRejected as exc:

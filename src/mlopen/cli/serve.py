@@ -100,6 +100,26 @@ def _children(host: str, port: int, workers: int, web_processes: int) -> list[Ch
         env,
     )
     children = [web]
+    # celery beat sends the periodic tasks (settings.CELERY_BEAT_SCHEDULE: retention's prune) to the
+    # workers' queue; one per installation, so `mlopen serve` runs it and `mlopen worker` does not.
+    children.append(
+        Child(
+            "scheduler",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "mlopen.celery_app:app",
+                "beat",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                "--loglevel",
+                "WARNING",
+            ],
+            env,
+        )
+    )
     base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
     from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE  # noqa: PLC0415 - after django.setup(): it imports models
 

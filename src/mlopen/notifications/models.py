@@ -57,3 +57,54 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} of run {self.run_id} to webhook {self.webhook_id}: {self.state}"
+
+
+class NotificationPreference(models.Model):
+    """What a user is told when their runs end: by e-mail and in their open browser tabs.
+
+    The row without a pipeline is the user's default; a row for a pipeline overrides it, both
+    channels at once, for that pipeline's runs. No row at all: DEFAULT_EMAIL and DEFAULT_BROWSER.
+    """
+
+    class Choice(models.TextChoices):
+        OFF = "off", "never"
+        ALL = "all", "every finished run"
+        FAILURES = "failures", "failed runs only"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    pipeline = models.ForeignKey(
+        "pipelines.Pipeline",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="only this pipeline's runs; empty: the user's default for every pipeline",
+    )
+    email = models.CharField(max_length=8, choices=Choice.choices, default=Choice.OFF)
+    browser = models.CharField(max_length=8, choices=Choice.choices, default=Choice.ALL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user", "pipeline__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "pipeline"], name="one_preference_per_pipeline"),
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(pipeline__isnull=True), name="one_default_preference"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.pipeline_id or 'default'}: email {self.email}, browser {self.browser}"
+
+    @staticmethod
+    def wants(choice: str, status: str) -> bool:
+        """Whether a channel set to ``choice`` tells about a run that ended with ``status``."""
+        return choice == "all" or (choice == "failures" and status == "failed")
+
+
+# No preference stored: no e-mail (nobody gets mail they did not ask for), and the open tab says so
+# (a browser shows nothing until its user allowed notifications from a button).
+DEFAULT_EMAIL = NotificationPreference.Choice.OFF
+DEFAULT_BROWSER = NotificationPreference.Choice.ALL

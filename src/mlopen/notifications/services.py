@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from mlopen.notifications import targets
-from mlopen.notifications.models import DELIVERIES_KEPT, EVENTS, Webhook, WebhookDelivery
-from mlopen.notifications.tasks import deliver_webhook
+from mlopen.notifications import preferences, targets
+from mlopen.notifications.models import DELIVERIES_KEPT, EVENTS, NotificationPreference, Webhook, WebhookDelivery
+from mlopen.notifications.tasks import deliver_webhook, send_run_email
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run
 
@@ -97,3 +97,26 @@ def dispatch_finished(run_id: int) -> list[int]:
 
 def delete_webhook(webhook: Webhook) -> None:
     webhook.delete()
+
+
+def _enqueue_email(run_id: int, queue: str) -> None:
+    send_run_email.apply_async(kwargs={"run_id": run_id}, queue=queue)
+
+
+def queue_email(run_id: int) -> bool:
+    """Queue the e-mail about this finished run when its owner asked for one (and has an address)."""
+    if not NotificationPreference.objects.exclude(email=NotificationPreference.Choice.OFF).exists():
+        return False  # the usual case: nobody asked for e-mail, one cheap query
+    run = (
+        Run.objects.filter(pk=run_id)
+        .select_related("owner")
+        .only("pk", "status", "pipeline_id", "queue", "owner", "owner__email", "owner__is_active")
+        .first()
+    )
+    if run is None or run.status not in Run.FINISHED or not run.owner.email or not run.owner.is_active:
+        return False
+    choice = preferences.effective(run.owner_id, run.pipeline_id).email
+    if not NotificationPreference.wants(choice, run.status):
+        return False
+    transaction.on_commit(partial(_enqueue_email, run.pk, run.queue or settings.MLOPEN_DEFAULT_QUEUE))
+    return True

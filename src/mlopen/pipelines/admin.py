@@ -22,6 +22,7 @@ class PipelineAdmin(admin.ModelAdmin):
         "memory_mb",
         "allow_network",
         "private_group",
+        "retention_days",
         "updated_at",
     ]
     search_fields = ["name", "description"]

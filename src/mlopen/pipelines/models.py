@@ -54,6 +54,13 @@ class Pipeline(models.Model):
     input_required = models.BooleanField(
         default=False, help_text="its runs and trainings must be given an input dataset"
     )
+    # Its runs' retention (mlopen.runs.retention): empty follows MLOPEN_RETENTION_DAYS, 0 keeps them forever.
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="finished runs older than this many days are deleted; empty: the platform's "
+        "MLOPEN_RETENTION_DAYS; 0: kept forever",
+    )
     is_demo = models.BooleanField(default=False)
     # PROTECT: deleting the group must not quietly make a private pipeline public.
     private_group = models.ForeignKey(

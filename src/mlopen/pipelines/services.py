@@ -346,6 +346,23 @@ def set_input_required(user, pipeline: Pipeline, required: bool) -> Pipeline:
     return pipeline
 
 
+# A bound on the setting, not a policy: ten years.
+MAX_RETENTION_DAYS = 3650
+
+
+def set_retention_days(user, pipeline: Pipeline, days: int | None) -> Pipeline:
+    """Whoever may publish the pipeline says how long its finished runs are kept (None: the platform's
+    MLOPEN_RETENTION_DAYS; 0: forever)."""
+    if not rules.can_manage(user, pipeline):
+        raise PipelineForbidden(rules.manage_refusal(pipeline))
+    if days is not None and not 0 <= days <= MAX_RETENTION_DAYS:
+        raise PipelineRejected(f"retention_days must be between 0 and {MAX_RETENTION_DAYS}, or null.", "retention_days")
+    if pipeline.retention_days != days:
+        pipeline.retention_days = days
+        pipeline.save(update_fields=["retention_days", "updated_at"])
+    return pipeline
+
+
 def _store_version(  # noqa: PLR0913 - the parts of one upload, checked by upload_pipeline
     name,
     description,

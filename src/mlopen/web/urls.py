@@ -4,21 +4,26 @@ from mlopen.web.views import (
     account,
     dashboard,
     datasets,
+    live,
     models,
+    notifications,
     pipeline_code,
     pipelines,
     run_catalog,
     run_labels,
     runs,
+    storage,
     webhooks,
 )
 
 app_name = "web"
 urlpatterns = [
     path("", dashboard.home, name="home"),
+    path("live/home/", dashboard.home_live, name="home-live"),
     path("pipelines/", pipelines.pipeline_list, name="pipeline-list"),
     path("pipelines/upload/", pipelines.pipeline_upload, name="pipeline-upload"),
     path("pipelines/<id:pk>/", pipelines.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/<id:pk>/runs/live/", live.pipeline_runs_live, name="pipeline-runs-live"),
     path("pipelines/<id:pk>/visibility/", pipelines.pipeline_visibility, name="pipeline-visibility"),
     path("pipelines/<id:pk>/first-run/", pipelines.pipeline_first_run, name="pipeline-first-run"),
     path("pipelines/<id:pk>/versions/<id:number>/files/", pipeline_code.version_files, name="pipeline-files"),
@@ -43,6 +48,7 @@ urlpatterns = [
     path("runs/", run_catalog.run_list, name="run-list"),
     path("runs/compare/", run_catalog.run_compare_page, name="run-compare"),
     path("runs/delete/", run_catalog.runs_delete, name="runs-delete"),
+    path("runs/live/", live.run_list_live, name="run-list-live"),
     path("runs/new/", runs.run_new, name="run-new"),
     path("runs/new/params/", runs.run_new_params, name="run-new-params"),
     path("runs/new/check/", runs.run_new_check, name="run-new-check"),
@@ -61,4 +67,6 @@ urlpatterns = [
     path("account/tokens/<id:pk>/revoke/", account.token_revoke, name="account-token-revoke"),
     path("account/password/", account.password_change, name="account-password"),
     path("account/webhooks/", webhooks.webhook_list, name="webhook-list"),
+    path("storage/", storage.storage_page, name="storage"),
+    path("account/notifications/", notifications.notification_preferences, name="notification-preferences"),
 ]

@@ -76,6 +76,9 @@ def world(db, django_user_model):
     pipeline = make_pipeline(f"{SECRET}-pipeline", created_by=alice, private_group=team)
     dataset = dataset_of(alice, f"{SECRET}-data")
     run = make_run(alice, pipeline, input=dataset, input_name=dataset.name, result=RESULT, images=RESULT_IMAGES)
+    from mlopen.notifications.models import NotificationPreference
+
+    NotificationPreference.objects.create(user=alice, pipeline=pipeline, email="all")
     return World(
         alice=alice,
         carol=carol,

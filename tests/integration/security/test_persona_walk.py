@@ -123,6 +123,20 @@ CASES = [
     Case("web:dataset-delete", "post", web("dataset-delete", pk=lambda w: w.dataset_to_delete.pk), 302, 404),
     Case("web:dataset-share", "post", web("dataset-share", **DATASET), 302, 404, data={"action": "private"}),
     Case("web:run-list", "get", web("run-list"), 200, 200),
+    Case("web:run-list-live", "get", web("run-list-live"), 200, 200),
+    Case("web:home-live", "get", web("home-live"), 200, 200),
+    Case("web:pipeline-runs-live", "get", web("pipeline-runs-live", **PIPELINE), 200, 404),
+    Case("web:notification-preferences", "get", web("notification-preferences"), 200, 200),
+    Case(
+        "web:notification-preferences",
+        "post",
+        web("notification-preferences"),
+        302,
+        302,
+        data={"email": "failures", "browser": "all"},
+    ),
+    Case("web:storage", "get", web("storage"), 403, 403),
+    Case("web:storage", "post", web("storage"), 403, 403, data={"action": "remove-orphans"}),
     Case(
         "web:run-new",
         "get",
@@ -239,6 +253,16 @@ CASES = [
     ),
     Case("run-compare", "get", lambda w: reverse("run-compare") + f"?ids={w.run.pk},{w.queued.pk}", 200, 404),
     Case("webhook-list", "get", api("webhook-list"), 200, 200),
+    Case("api-notifications", "get", api("api-notifications"), 200, 200),
+    Case("api-notifications", "put", api("api-notifications"), 200, 200, data={"email": "failures"}),
+    # alice has an override for her pipeline (the world's); mallory has none, and may not see it.
+    Case(
+        "api-notification-override",
+        "delete",
+        api("api-notification-override", pipeline_id=lambda w: w.pipeline.pk),
+        204,
+        404,
+    ),
     # A webhook to a name that does not resolve is refused before anything is stored.
     Case("webhook-list", "post", api("webhook-list"), 400, 400, data={"url": "https://nowhere.invalid/"}),
     Case("webhook-detail", "get", api("webhook-detail", **WEBHOOK), 200, 404),

@@ -529,8 +529,9 @@ def test_run_history_is_paged_with_a_fixed_number_of_queries(
 ):
     for _ in range(3):
         make_run(user, pipeline)
-    # session, user, count, page, the page's tags, the pipelines and the tags to choose from
-    with django_assert_num_queries(7) as few:
+    # session, user, count, page, the page's tags, the pipelines, the tags to choose from, and the
+    # live ETag (count, page) and the browser-notification choices
+    with django_assert_num_queries(10) as few:
         alice_client.get("/runs/")
     for _ in range(30):
         make_run(user, pipeline)

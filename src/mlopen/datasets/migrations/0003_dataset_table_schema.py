@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0002_sharing_and_storage_quota'),
+        ("datasets", "0002_sharing_and_storage_quota"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dataset',
-            name='table_schema',
+            model_name="dataset",
+            name="table_schema",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

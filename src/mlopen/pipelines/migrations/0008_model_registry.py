@@ -6,71 +6,129 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipelines', '0007_first_run'),
+        ("pipelines", "0007_first_run"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainedmodel',
-            name='environment',
+            model_name="trainedmodel",
+            name="environment",
             field=models.JSONField(blank=True, default=dict, help_text="the training run's runtime and packages"),
         ),
         migrations.AddField(
-            model_name='trainedmodel',
-            name='input_name',
+            model_name="trainedmodel",
+            name="input_name",
             field=models.CharField(blank=True, help_text="the training input's dataset name", max_length=200),
         ),
         migrations.AddField(
-            model_name='trainedmodel',
-            name='input_schema',
-            field=models.JSONField(blank=True, help_text="the training input's table: {columns: [{name, type}], rows, rows_estimated}; empty when it was not a table", null=True),
+            model_name="trainedmodel",
+            name="input_schema",
+            field=models.JSONField(
+                blank=True,
+                help_text="the training input's table: {columns: [{name, type}], rows, rows_estimated}; empty when it was not a table",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='trainedmodel',
-            name='input_sha256',
+            model_name="trainedmodel",
+            name="input_sha256",
             field=models.CharField(blank=True, help_text="SHA-256 of the training input's content", max_length=64),
         ),
         migrations.AddField(
-            model_name='trainedmodel',
-            name='metrics',
+            model_name="trainedmodel",
+            name="metrics",
             field=models.JSONField(blank=True, default=dict, help_text="each metric's last value in its training run"),
         ),
         migrations.AddField(
-            model_name='trainedmodel',
-            name='train_params',
+            model_name="trainedmodel",
+            name="train_params",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.CreateModel(
-            name='ModelAliasChange',
+            name="ModelAliasChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64)),
-                ('changed_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('from_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pipelines.trainedmodel')),
-                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='model_alias_changes', to='pipelines.pipeline')),
-                ('to_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pipelines.trainedmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64)),
+                ("changed_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "from_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="pipelines.trainedmodel",
+                    ),
+                ),
+                (
+                    "pipeline",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="model_alias_changes",
+                        to="pipelines.pipeline",
+                    ),
+                ),
+                (
+                    "to_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="pipelines.trainedmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ModelAlias',
+            name="ModelAlias",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64)),
-                ('set_at', models.DateTimeField(auto_now=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='aliases', to='pipelines.trainedmodel')),
-                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='model_aliases', to='pipelines.pipeline')),
-                ('set_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64)),
+                ("set_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="aliases", to="pipelines.trainedmodel"
+                    ),
+                ),
+                (
+                    "pipeline",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="model_aliases",
+                        to="pipelines.pipeline",
+                    ),
+                ),
+                (
+                    "set_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pipeline', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('pipeline', 'name'), name='unique_model_alias')],
+                "ordering": ["pipeline", "name"],
+                "constraints": [models.UniqueConstraint(fields=("pipeline", "name"), name="unique_model_alias")],
             },
         ),
     ]

@@ -13,10 +13,10 @@ BATCH = 200
 
 def logs_into_chunks(apps, schema_editor):
     """Every run's log, every character of it, into RunLogChunk rows (seq 0, 1, ... from offset 0)."""
-    Run = apps.get_model('runs', 'Run')
-    RunLogChunk = apps.get_model('runs', 'RunLogChunk')
+    Run = apps.get_model("runs", "Run")
+    RunLogChunk = apps.get_model("runs", "RunLogChunk")
     pending = []
-    logged = Run.objects.exclude(log='').order_by('pk').values_list('pk', 'log')
+    logged = Run.objects.exclude(log="").order_by("pk").values_list("pk", "log")
     for run_id, text in logged.iterator(chunk_size=BATCH):
         for seq, offset in enumerate(range(0, len(text), CHUNK_CHARS)):
             pending.append(RunLogChunk(run_id=run_id, seq=seq, offset=offset, text=text[offset : offset + CHUNK_CHARS]))
@@ -28,69 +28,70 @@ def logs_into_chunks(apps, schema_editor):
 
 def chunks_into_logs(apps, schema_editor):
     """Back: each run's chunks joined into its log field again."""
-    Run = apps.get_model('runs', 'Run')
-    RunLogChunk = apps.get_model('runs', 'RunLogChunk')
-    run_ids = RunLogChunk.objects.values_list('run_id', flat=True).distinct().order_by('run_id')
+    Run = apps.get_model("runs", "Run")
+    RunLogChunk = apps.get_model("runs", "RunLogChunk")
+    run_ids = RunLogChunk.objects.values_list("run_id", flat=True).distinct().order_by("run_id")
     for run_id in list(run_ids):
-        text = ''.join(RunLogChunk.objects.filter(run_id=run_id).order_by('seq').values_list('text', flat=True))
+        text = "".join(RunLogChunk.objects.filter(run_id=run_id).order_by("seq").values_list("text", flat=True))
         Run.objects.filter(pk=run_id).update(log=text)
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('datasets', '0002_sharing_and_storage_quota'),
-        ('pipelines', '0007_first_run'),
-        ('runs', '0007_pipeline_examples'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("datasets", "0002_sharing_and_storage_quota"),
+        ("pipelines", "0007_first_run"),
+        ("runs", "0007_pipeline_examples"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RunLogChunk',
+            name="RunLogChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('offset', models.PositiveBigIntegerField()),
-                ('text', models.TextField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.PositiveIntegerField()),
+                ("offset", models.PositiveBigIntegerField()),
+                ("text", models.TextField()),
             ],
             options={
-                'ordering': ['run', 'seq'],
+                "ordering": ["run", "seq"],
             },
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['status', 'created_at', 'id'], name='run_status_created'),
+            model_name="run",
+            index=models.Index(fields=["status", "created_at", "id"], name="run_status_created"),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['pipeline', 'created_at', 'id'], name='run_pipeline_created'),
+            model_name="run",
+            index=models.Index(fields=["pipeline", "created_at", "id"], name="run_pipeline_created"),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['pipeline', 'status', 'created_at', 'id'], name='run_pipeline_status_created'),
+            model_name="run",
+            index=models.Index(fields=["pipeline", "status", "created_at", "id"], name="run_pipeline_status_created"),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['owner', 'created_at', 'id'], name='run_owner_created'),
+            model_name="run",
+            index=models.Index(fields=["owner", "created_at", "id"], name="run_owner_created"),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['owner', 'status', 'created_at', 'id'], name='run_owner_status_created'),
+            model_name="run",
+            index=models.Index(fields=["owner", "status", "created_at", "id"], name="run_owner_status_created"),
         ),
         migrations.AddField(
-            model_name='runlogchunk',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_chunks', to='runs.run'),
+            model_name="runlogchunk",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="log_chunks", to="runs.run"
+            ),
         ),
         migrations.AddIndex(
-            model_name='runlogchunk',
-            index=models.Index(fields=['run', 'offset'], name='log_chunk_by_offset'),
+            model_name="runlogchunk",
+            index=models.Index(fields=["run", "offset"], name="log_chunk_by_offset"),
         ),
         migrations.AddConstraint(
-            model_name='runlogchunk',
-            constraint=models.UniqueConstraint(fields=('run', 'seq'), name='one_log_chunk_per_seq'),
+            model_name="runlogchunk",
+            constraint=models.UniqueConstraint(fields=("run", "seq"), name="one_log_chunk_per_seq"),
         ),
         migrations.RunPython(logs_into_chunks, chunks_into_logs, elidable=False),
     ]

@@ -5,14 +5,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0008_run_log_chunks'),
+        ("runs", "0008_run_log_chunks"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='run',
-            name='log',
+            model_name="run",
+            name="log",
         ),
     ]

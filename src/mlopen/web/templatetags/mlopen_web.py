@@ -114,3 +114,9 @@ def cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+@register.filter
+def get(mapping, key):
+    """mapping[key] in a template (a column chosen by a loop variable); empty when missing."""
+    return mapping.get(key, "") if hasattr(mapping, "get") else ""

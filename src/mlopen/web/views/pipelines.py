@@ -25,6 +25,7 @@ from mlopen.pipelines.visibility import set_private_group
 from mlopen.runs import first_run
 from mlopen.runs.models import Run
 from mlopen.web.forms import PipelineFirstRunForm, PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
+from mlopen.web.views import live as live_views
 
 
 @access(LOGGED_IN)
@@ -75,7 +76,7 @@ def pipeline_detail(request, pk: int):
     manageable = rules.can_manage(request.user, pipeline)
     examples = first_run.examples_of(request.user, pipeline)
     maintainers = list(pipeline.maintainers.order_by("username"))
-    recent_runs = Run.objects.visible_to(request.user).filter(pipeline=pipeline).select_related("version", "owner")[:10]
+    recent_runs = live_views.recent_runs_of(request, pipeline)
     return render(
         request,
         "web/pipelines/detail.html",
@@ -100,6 +101,7 @@ def pipeline_detail(request, pk: int):
             else None,
             "show_saved_as": any(model.label or model.model_names or model.arg_names for model in models),
             "recent_runs": recent_runs,
+            "live_etag": live_views.pipeline_etag(request, pipeline),
             "can_publish": manageable,
             "maintainers": maintainers,
             "maintainers_form": PipelineMaintainersForm(

@@ -13,11 +13,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, access
+from mlopen.core.numbers import parse_int
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs import compare as run_compare
 from mlopen.runs import removal, results
 from mlopen.runs import search as run_search
 from mlopen.runs.models import Run, RunTag
+from mlopen.web import live
 
 RUNS_PER_PAGE = 25
 # The compare page shows the first rows of each result, side by side.
@@ -59,9 +61,8 @@ def _column_headers(search: run_search.RunSearch) -> list[dict]:
     return headers
 
 
-@access(LOGGED_IN)
-@require_GET
-def run_list(request):
+def found_runs(request):
+    """The visible runs, those the query string asks for (in its order), the search and its errors."""
     visible = Run.objects.visible_to(request.user)
     runs = visible.select_related("pipeline", "version", "owner").prefetch_related("tags")
     errors: dict[str, str] = {}
@@ -70,20 +71,47 @@ def run_list(request):
     except run_search.SearchInvalid as exc:
         # The page says what is wrong (400) and shows no runs rather than the wrong ones.
         errors, search, runs = exc.errors, run_search.RunSearch(), runs.none()
+    return visible, runs, search, errors
+
+
+def rows_context(request, runs, search: run_search.RunSearch, errors: dict) -> dict:
+    """What the runs table (web/runs/_rows.html) needs, for the page and its live fragment alike:
+    one page of ``runs`` with their chosen columns, each run with what the page does when it ends."""
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    live.mark_for_notifications(request.user, page.object_list)
     rows = [{"run": run, "columns": list(run_search.column_values(run, search).values())} for run in page]
+    query = request.GET.urlencode()
+    return {
+        "page": page,
+        "rows": rows,
+        "search": search,
+        "errors": errors,
+        "filtered": search.filtered or bool(errors),
+        "headers": _column_headers(search),
+        # Where a bulk action comes back to: the list as filtered, also when the live fragment drew it.
+        "back": reverse("web:run-list") + (f"?{query}" if query else ""),
+    }
+
+
+def runs_etag(request) -> str:
+    """The live fragment's ETag: the count and the rows of the page it shows."""
+    _visible, runs, _search, _errors = found_runs(request)
+    page_number = parse_int(request.GET.get("page", "")) or 1
+    return live.etag_of(request, live.page_signature(runs, page_number, RUNS_PER_PAGE))
+
+
+@access(LOGGED_IN)
+@require_GET
+def run_list(request):
+    visible, runs, search, errors = found_runs(request)
     form = {key: request.GET.get(key, "") for key in (*run_search.FILTERS, "ordering", "columns")}
     return render(
         request,
         "web/runs/list.html",
         {
-            "page": page,
-            "rows": rows,
+            **rows_context(request, runs, search, errors),
+            "live_etag": live.quoted(runs_etag(request)),
             "form": form,
-            "search": search,
-            "errors": errors,
-            "filtered": search.filtered or bool(errors),
-            "headers": _column_headers(search),
             "ordering_choices": _ordering_choices(search),
             "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
             "known_tags": RunTag.objects.filter(run__in=visible.values("pk"))
@@ -92,7 +120,6 @@ def run_list(request):
             .distinct()[:200],
             "kinds": Run.Kind.choices,
             "statuses": Run.Status.choices,
-            "back": request.get_full_path(),
         },
         status=400 if errors else 200,
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from mlopen.runs import logs as run_logs
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run, RunMetric
-from mlopen.web import charts
+from mlopen.web import charts, live
 from mlopen.web.forms import PARAM_PREFIX, RunForm
 from mlopen.web.sanitize import format_pipeline_text
 from mlopen.web.views.run_labels import labels_context
@@ -465,6 +466,15 @@ def run_status(request, pk: int):
     )
     if run.is_finished and request.headers.get("HX-Request"):
         response["HX-Refresh"] = "true"
+        # Before the reload: the page tells its user the run ended (tab title, browser notification).
+        live.mark_for_notifications(request.user, [run])
+        finished = {
+            "id": run.pk,
+            "status": run.status,
+            "notify": run.notify,
+            "label": f"{run.pipeline.name} · {run.kind}",
+        }
+        response["HX-Trigger"] = json.dumps({"mlopen:run-finished": finished})
     return response
 
 

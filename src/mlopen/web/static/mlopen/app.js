@@ -180,11 +180,136 @@
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     rememberLogPositions(event.detail.target || document);
+    rememberTicked(event.detail.target);
+  });
+
+  /* A live list redrawn while runs are ticked keeps them ticked: the ids are read before the swap
+   * and ticked again after it (a run that left the page is simply not there any more). */
+  var ticked = null;
+  function rememberTicked(target) {
+    ticked = null;
+    if (!target || !target.querySelectorAll) { return; }
+    var boxes = target.querySelectorAll('input[type=checkbox][name="ids"]:checked');
+    if (boxes.length) { ticked = Array.prototype.map.call(boxes, function (box) { return box.value; }); }
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (!ticked || !target || !target.querySelectorAll) { return; }
+    target.querySelectorAll('input[type=checkbox][name="ids"]').forEach(function (box) {
+      if (ticked.indexOf(box.value) !== -1) { box.checked = true; }
+    });
+    ticked = null;
+  });
+
+  /* Live fragments (data-etag): each poll sends the ETag of what the page shows; the server answers
+   * 304, and nothing is swapped (htmx-config's responseHandling), until something changed. */
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    var etag = elt && elt.getAttribute && elt.getAttribute("data-etag");
+    if (etag) { event.detail.headers["If-None-Match"] = etag; }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    var elt = event.detail.elt;
+    if (xhr && xhr.status === 200 && elt && elt.hasAttribute && elt.hasAttribute("data-etag")) {
+      var etag = xhr.getResponseHeader("ETag");
+      if (etag) { elt.setAttribute("data-etag", etag); }
+    }
+  });
+
+  /* A run that ends while its page, the runs list, the home page or its pipeline's page is open:
+   * the tab's title says so and, when its owner allowed it (the notifications page's button) and
+   * chose it for this pipeline (data-notify: all, failures, off), the browser shows a notification. */
+  var FINISHED = { succeeded: "\u2713", failed: "\u2717", cancelled: "\u25a0" };
+  var seenStatus = {};
+  var TITLE_KEY = "mlopen:title:";
+
+  function wants(notify, status) {
+    return notify === "all" || (notify === "failures" && status === "failed");
+  }
+
+  function announce(run) {
+    if (!FINISHED[run.status] || !wants(run.notify, run.status)) { return; }
+    var title = FINISHED[run.status] + " run #" + run.id + " " + run.status + " \u2014 mlopen";
+    document.title = title;
+    try { window.sessionStorage.setItem(TITLE_KEY + window.location.pathname, title); } catch (err) { /* private mode */ }
+    if ("Notification" in window && window.Notification.permission === "granted") {
+      var note = new window.Notification("Run #" + run.id + " " + run.status, {
+        body: run.label || "", tag: "mlopen-run-" + run.id
+      });
+      note.onclick = function () {
+        window.focus();
+        if (run.url) { window.location.href = run.url; }
+      };
+    }
+  }
+
+  function scanRuns(root, tell) {
+    if (!root.querySelectorAll) { return; }
+    root.querySelectorAll("[data-run-id][data-run-status]").forEach(function (el) {
+      var id = el.getAttribute("data-run-id");
+      var status = el.getAttribute("data-run-status");
+      var before = seenStatus[id];
+      seenStatus[id] = status;
+      if (tell && before && !FINISHED[before] && FINISHED[status]) {
+        announce({
+          id: id, status: status, notify: el.getAttribute("data-notify"),
+          label: el.getAttribute("data-run-label"), url: el.getAttribute("data-run-url")
+        });
+      }
+    });
+  }
+
+  document.addEventListener("htmx:afterSwap", function (event) { scanRuns(event.detail.target || document, true); });
+  document.addEventListener("htmx:oobAfterSwap", function (event) { scanRuns(event.detail.target || document, true); });
+  document.addEventListener("mlopen:run-finished", function (event) {
+    var run = event.detail || {};
+    run.url = window.location.pathname;
+    announce(run);
+  });
+
+  function restoreTitle() {
+    var key = TITLE_KEY + window.location.pathname;
+    try {
+      var title = window.sessionStorage.getItem(key);
+      if (title) {
+        document.title = title;  // set before the run page reloaded to show the result
+        window.sessionStorage.removeItem(key);
+      }
+    } catch (err) { /* private mode */ }
+  }
+
+  /* The notifications page: what this browser allows, and the button that asks (never on load). */
+  function showPermission(panel) {
+    var text = panel.querySelector("[data-state-text]");
+    var button = panel.querySelector("[data-ask-notifications]");
+    if (!("Notification" in window)) {
+      text.textContent = "This browser cannot show notifications; the tab's title still changes.";
+      button.classList.add("d-none");
+      return;
+    }
+    var state = window.Notification.permission;
+    text.textContent = state === "granted" ? "This browser shows a notification when one of your runs ends."
+      : state === "denied" ? "Notifications from mlopen are blocked in this browser; allow them in its site settings."
+      : "This browser has not been allowed to show notifications yet.";
+    button.classList.toggle("d-none", state !== "default");
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-ask-notifications]");
+    if (!button || !("Notification" in window)) { return; }
+    var panel = button.closest("[data-notification-state]");
+    window.Notification.requestPermission().then(function () { showPermission(panel); });
   });
 
   /* htmx fires htmx:load for the page body once, then for every piece of content it swaps in. */
   function start(root) {
     drawFigures(root);
+    if (root === document.body || root === document) {
+      scanRuns(document, false);
+      restoreTitle();
+      document.querySelectorAll("[data-notification-state]").forEach(showPermission);
+    }
     scrollLogs(root);
     var runForm = document.getElementById("run-form");
     if (runForm) { syncStart(runForm); }
