@@ -271,6 +271,12 @@ MLOPEN_UV_CACHE_DIR = Path(env_str("MLOPEN_UV_CACHE_DIR")).resolve() if env_str(
 MLOPEN_RUNTIMES_DIR = Path(env_str("MLOPEN_RUNTIMES_DIR")).resolve() if env_str("MLOPEN_RUNTIMES_DIR") else None
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
+# Fair use of the workers: how many runs one user may have running and waiting at once (an admin
+# may set a user's own, "Run limits"); 0 = no limit. A run past the queued limit is refused (429).
+MLOPEN_USER_MAX_RUNNING = env_int("MLOPEN_USER_MAX_RUNNING", 4)
+MLOPEN_USER_MAX_QUEUED = env_int("MLOPEN_USER_MAX_QUEUED", 100)
+if MLOPEN_USER_MAX_RUNNING < 0 or MLOPEN_USER_MAX_QUEUED < 0:
+    raise ConfigError("MLOPEN_USER_MAX_RUNNING and MLOPEN_USER_MAX_QUEUED must be 0 (no limit) or more")
 # Requests that wait for a run to finish (the API's "wait"): each holds a web server thread, so a
 # web process lets this many wait at once (it runs 8 threads) and caps how long one waits.
 MLOPEN_MAX_WAITING_REQUESTS = env_int("MLOPEN_MAX_WAITING_REQUESTS", 6)

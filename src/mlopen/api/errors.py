@@ -30,6 +30,17 @@ def error_response(detail: str, errors: dict | None = None, status_code: int = s
     return Response({"detail": detail, "errors": errors or {}}, status=status_code)
 
 
+def refusal_response(exc) -> Response:
+    """A domain function's refusal (``message``, ``errors``, ``status``; ``retry_after`` for a 429,
+    sent as the Retry-After header and in the body)."""
+    response = error_response(exc.message, exc.errors, exc.status)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        response.data["retry_after"] = retry_after
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return error_response(

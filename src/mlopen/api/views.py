@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlopen.api import serializers as s
-from mlopen.api.errors import error_response
+from mlopen.api.errors import error_response, refusal_response
 from mlopen.api.pagination import MAX_PAGE_SIZE, positive_int
 from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
@@ -52,7 +52,7 @@ from mlopen.pipelines.services import (
     upload_pipeline,
 )
 from mlopen.runs import images as result_images
-from mlopen.runs import results, waiting
+from mlopen.runs import fairness, results, waiting
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
 
@@ -106,6 +106,7 @@ class MeView(ApiView, APIView):
                     "role": role_of(user),
                     "is_admin": user.is_superuser,
                     "can_upload_pipelines": can_upload_pipelines(user),
+                    "runs": fairness.usage_of(user),
                 }
             ).data
         )
@@ -435,7 +436,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
                 ),
             )
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         run = self._after_waiting(run, data.get("wait"))
         return Response(
             s.RunDetailSerializer(run, context={"request": request}).data,
@@ -501,7 +502,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         try:
             run = run_services.cancel_run(run)
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
     @extend_schema(request=s.RunWaitSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
@@ -519,7 +520,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
         try:
             new = run_services.rerun(request.user, run)
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         new = self._after_waiting(new, form.validated_data.get("wait"))
         return Response(
             s.RunDetailSerializer(new, context={"request": request}).data,

@@ -109,7 +109,12 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            # The fair claim (runs.fairness): each user's running runs, and when they were last served.
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["owner", "started_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.kind} {self.pipeline_id})"
@@ -165,6 +170,26 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RunLimits(models.Model):
+    """A user's own limits on runs at once, set by an admin; users without a row (or a field left
+    empty) get MLOPEN_USER_MAX_RUNNING and MLOPEN_USER_MAX_QUEUED. 0 means no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_limits")
+    max_running = models.PositiveIntegerField(
+        null=True, blank=True, help_text="runs of this user running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit"
+    )
+    max_queued = models.PositiveIntegerField(
+        null=True, blank=True, help_text="runs of this user waiting at once; empty: MLOPEN_USER_MAX_QUEUED; 0: no limit"
+    )
+
+    class Meta:
+        verbose_name = "run limits"
+        verbose_name_plural = "run limits"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.max_running} running, {self.max_queued} queued"
 
 
 class PipelineExample(models.Model):

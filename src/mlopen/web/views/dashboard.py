@@ -4,6 +4,7 @@ from mlopen.core.access import LOGGED_IN, access
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline
+from mlopen.runs import fairness
 from mlopen.runs.models import Run
 from mlopen.runs.workers import live_workers
 
@@ -22,5 +23,6 @@ def home(request):
         "trained_count": runs.filter(kind=Run.Kind.TRAIN, status=Run.Status.SUCCEEDED).count(),
         "worker_count": live_workers().count(),
         "can_upload": can_upload_pipelines(user),
+        "usage": fairness.usage_of(user),
     }
     return render(request, "web/home.html", context)
