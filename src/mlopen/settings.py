@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
+    "mlopen.api.throttling.FailedTokenThrottleMiddleware",
     # Last, so it sees a view's exception first: a lost database answers 503, a full disk 507
     # (JSON for the API, a plain page otherwise); what fails in middleware goes to handler500.
     "mlopen.core.outages.OutageMiddleware",
@@ -344,6 +345,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mlopen.api.errors.exception_handler",
+    # Rates: MLOPEN_THROTTLE_RATES below (mlopen.api.throttling reads them on every request).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mlopen.api.throttling.ReadThrottle",
+        "mlopen.api.throttling.WriteThrottle",
+        "mlopen.api.throttling.SubmitThrottle",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -354,6 +361,31 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "mlopen.api.parsers.MultiPartParser",
     ],
+}
+# API rate limits ("N/second", "N/minute", "N/hour" or "N/day"; empty turns one off): per user, or per
+# client address without a login; run submissions count on top of writes. A request past a limit
+# gets 429 with Retry-After. Failed token authentications are capped per client address.
+MLOPEN_THROTTLE_RATES = {
+    "user_read": env_str("MLOPEN_THROTTLE_USER_READ", "1200/minute"),
+    "anon_read": env_str("MLOPEN_THROTTLE_ANON_READ", "120/minute"),
+    "user_write": env_str("MLOPEN_THROTTLE_USER_WRITE", "300/minute"),
+    "anon_write": env_str("MLOPEN_THROTTLE_ANON_WRITE", "30/minute"),
+    "user_submit": env_str("MLOPEN_THROTTLE_USER_SUBMIT", "60/minute"),
+    "failed_auth": env_str("MLOPEN_THROTTLE_FAILED_AUTH", "30/minute"),
+}
+for _scope, _rate in MLOPEN_THROTTLE_RATES.items():
+    _count, _, _period = _rate.partition("/")
+    if _rate and not (_count.isascii() and _count.isdigit() and _period[:1] in ("s", "m", "h", "d")):
+        raise ConfigError(f"MLOPEN_THROTTLE_{_scope.upper()} must look like 60/minute, got {_rate!r}")
+# The throttles' counts: in each process's memory by default (`mlopen serve` runs one web process);
+# MLOPEN_CACHE_URL=redis://host:6379/1 shares them between web processes and hosts.
+MLOPEN_CACHE_URL = env_str("MLOPEN_CACHE_URL").strip()
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": MLOPEN_CACHE_URL}
+        if MLOPEN_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mlopen"}
+    )
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mlopen API",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -55,6 +57,17 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, Throttled):
+        # DRF's own words name no limit; the throttle (mlopen.api.throttling) left which it was.
+        limit = getattr(context.get("request"), "throttled_by", None) or "the request rate"
+        wait = max(1, math.ceil(exc.wait or 1))
+        response["Retry-After"] = str(wait)
+        response.data = {
+            "detail": f"Too many requests: the limit is {limit}. Try again in {wait} s.",
+            "errors": {},
+            "retry_after": wait,
+        }
+        return response
     if isinstance(exc, ValidationError):
         errors = _flatten(response.data)
         first = next(iter(errors.items()), ("", "Invalid request."))

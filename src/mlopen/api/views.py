@@ -51,8 +51,8 @@ from mlopen.pipelines.services import (
     set_input_required,
     upload_pipeline,
 )
-from mlopen.runs import images as result_images
 from mlopen.runs import fairness, results, waiting
+from mlopen.runs import images as result_images
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
 
@@ -360,6 +360,7 @@ class RunViewSet(ApiView, ShareMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    submit_actions = ("create", "rerun")  # counted by the run-submission throttle (api.throttling)
     openapi_links = {
         action: {
             "GetRun": "runs_retrieve",

@@ -232,7 +232,9 @@ class Client:
         cls = _ERROR_CLASSES.get(status, ApiError)
         if cls is TooManyRequests:
             wait = response.headers.get("Retry-After", "")
-            return TooManyRequests(status, detail, errors, body, int(wait) if wait.isascii() and wait.isdigit() else None)
+            return TooManyRequests(
+                status, detail, errors, body, int(wait) if wait.isascii() and wait.isdigit() else None
+            )
         return cls(status, detail, errors, body)
 
     def _json(self, method: str, path: str, **kwargs) -> Any:

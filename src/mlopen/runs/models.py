@@ -178,7 +178,9 @@ class RunLimits(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_limits")
     max_running = models.PositiveIntegerField(
-        null=True, blank=True, help_text="runs of this user running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit"
+        null=True,
+        blank=True,
+        help_text="runs of this user running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit",
     )
     max_queued = models.PositiveIntegerField(
         null=True, blank=True, help_text="runs of this user waiting at once; empty: MLOPEN_USER_MAX_QUEUED; 0: no limit"

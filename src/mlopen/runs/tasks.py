@@ -6,7 +6,6 @@ from celery import shared_task
 
 from mlopen.runs import execution, workers
 
-
 RUN_TASK = "mlopen.execute_run"
 
 
