@@ -6,6 +6,8 @@ only carries "please execute run N"; nothing about a run's state lives in the qu
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -180,11 +182,15 @@ class RunLimits(models.Model):
     max_running = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="runs of this user running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit",
+        help_text="runs running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit",
     )
     max_queued = models.PositiveIntegerField(
-        null=True, blank=True, help_text="runs of this user waiting at once; empty: MLOPEN_USER_MAX_QUEUED; 0: no limit"
+        null=True, blank=True, help_text="runs waiting at once; empty: MLOPEN_USER_MAX_QUEUED; 0: no limit"
     )
+
+    objects: ClassVar[models.Manager[RunLimits]] = (
+        models.Manager()
+    )  # named: mypy's Django plugin may load the models of another checkout
 
     class Meta:
         verbose_name = "run limits"

@@ -65,15 +65,18 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     old_enough = Q(enqueued_at__lt=now - timedelta(seconds=wait)) & Q(
         enqueued_at__lt=ExpressionWrapper(Value(now) - waited_before_last_send, output_field=DateTimeField())
     )
-    unsent = Q(enqueued_at__isnull=True)
+    never_sent = Q(enqueued_at__isnull=True)
     # A run marked unsent because its user was at their running limit (lifecycle.claim_next) waits
     # until the user may start one again, rather than bouncing between broker and worker.
     blocked = fairness.owners_at_running_limit(
-        Run.objects.filter(unsent, status=Run.Status.QUEUED).order_by().values_list("owner_id", flat=True).distinct()
+        Run.objects.filter(never_sent, status=Run.Status.QUEUED)
+        .order_by()
+        .values_list("owner_id", flat=True)
+        .distinct()
     )
     if blocked:
-        unsent &= ~Q(owner_id__in=blocked)
-    candidates = Run.objects.filter(unsent | old_enough, status=Run.Status.QUEUED)
+        never_sent &= ~Q(owner_id__in=blocked)
+    candidates = Run.objects.filter(never_sent | old_enough, status=Run.Status.QUEUED)
     rows = resend.take_due(candidates, "enqueued_at", ("queue", "enqueued_at"))
     sent = resend.send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
     lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]
