@@ -279,7 +279,7 @@ MLOPEN_USER_MAX_QUEUED = env_int("MLOPEN_USER_MAX_QUEUED", 100)
 if MLOPEN_USER_MAX_RUNNING < 0 or MLOPEN_USER_MAX_QUEUED < 0:
     raise ConfigError("MLOPEN_USER_MAX_RUNNING and MLOPEN_USER_MAX_QUEUED must be 0 (no limit) or more")
 # Requests that wait for a run to finish (the API's "wait"): each holds a web server thread, so a
-# web process lets this many wait at once (it runs 8 threads) and caps how long one waits.
+# web process lets this many wait at once (it runs MLOPEN_WEB_THREADS) and caps how long one waits.
 MLOPEN_MAX_WAITING_REQUESTS = env_int("MLOPEN_MAX_WAITING_REQUESTS", 6)
 MLOPEN_MAX_WAIT_SECONDS = env_float("MLOPEN_MAX_WAIT_SECONDS", 60.0)
 MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
@@ -297,6 +297,16 @@ MLOPEN_WARM_IDLE_SECONDS = env_float("MLOPEN_WARM_IDLE_SECONDS", 300.0)
 MLOPEN_SANDBOX = env_str("MLOPEN_SANDBOX").strip() or ("bubblewrap" if PRODUCTION else "auto")
 if MLOPEN_SANDBOX not in {"auto", "bubblewrap", "none"}:
     raise ConfigError(f"MLOPEN_SANDBOX must be auto, bubblewrap or none, got {MLOPEN_SANDBOX!r}")
+
+# --- The web server `mlopen serve` runs (waitress, mlopen.cli.web) ------------------------------
+# waitress reads each request whole (headers and body, a large body into a temporary file) in its
+# I/O loop before one of its threads runs Django: a slow or stalled client holds a socket, never a
+# thread. A connection that sends nothing for MLOPEN_WEB_CLIENT_TIMEOUT seconds is closed.
+MLOPEN_WEB_THREADS = env_int("MLOPEN_WEB_THREADS", 16)
+MLOPEN_WEB_CLIENT_TIMEOUT = env_int("MLOPEN_WEB_CLIENT_TIMEOUT", 60)
+MLOPEN_WEB_MAX_CONNECTIONS = env_int("MLOPEN_WEB_MAX_CONNECTIONS", 1000)
+if min(MLOPEN_WEB_THREADS, MLOPEN_WEB_CLIENT_TIMEOUT, MLOPEN_WEB_MAX_CONNECTIONS) < 1:
+    raise ConfigError("MLOPEN_WEB_THREADS, MLOPEN_WEB_CLIENT_TIMEOUT and MLOPEN_WEB_MAX_CONNECTIONS must be 1 or more")
 
 # --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -1,4 +1,5 @@
-"""`mlopen serve`: prepare the database, then run gunicorn and N workers, restarting any that die.
+"""`mlopen serve`: prepare the database, then run the web server (waitress) and N workers, restarting
+any that die.
 
 The supervisor itself runs no request and no pipeline; it only starts, watches and stops its
 children, so a crash in either can never take the others down.
@@ -65,34 +66,10 @@ def prepare(stdout=print) -> None:
         load_demo(stdout)
 
 
-def _children(host: str, port: int, workers: int, web_processes: int) -> list[Child]:
+def _children(host: str, port: int, workers: int) -> list[Child]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="mlopen.settings")
-    web = Child(
-        "web server",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "mlopen.wsgi:application",
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            str(max(1, web_processes)),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            "--timeout",
-            "300",
-            "--graceful-timeout",
-            "10",
-            "--access-logfile",
-            "-",
-            "--forwarded-allow-ips",
-            os.environ.get("MLOPEN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        ],
-        env,
-    )
+    # waitress, not a server that gives each connection a thread: see mlopen.cli.web.
+    web = Child("web server", [sys.executable, "-m", "mlopen.cli.web", "--host", host, "--port", str(port)], env)
     children = [web]
     base = os.environ.get("MLOPEN_WORKER_NAME") or socket.gethostname()
     from mlopen.runs.signals import EXIT_SANDBOX_UNAVAILABLE  # noqa: PLC0415 - after django.setup(): it imports models
@@ -122,7 +99,7 @@ def _sandbox_refusal() -> str | None:
     return None
 
 
-def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
+def serve(host: str, port: int, workers: int) -> int:
     if workers < 0:
         print("mlopen serve: --workers must be 0 or more", file=sys.stderr)
         return 2
@@ -139,7 +116,7 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
             flush=True,
         )
     prepare()
-    children = _children(host, port, workers, web_processes)
+    children = _children(host, port, workers)
     stopping = {"flag": False}
 
     def request_stop(signum, frame):
