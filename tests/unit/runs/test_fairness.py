@@ -70,7 +70,16 @@ def test_a_late_single_run_waits_for_at_most_one_run_of_a_busy_user(pipeline, pe
     assert lifecycle.claim_next(QUEUE, "w1", "none").pk == bobs.pk
 
 
-def test_a_user_at_their_running_limit_is_passed_over_not_failed(pipeline, people):
+class SentMessages(list):
+    """Stands in for the run task in the sweep: records the messages instead of sending them."""
+
+    def apply_async(self, kwargs, queue):
+        self.append((kwargs["run_id"], queue))
+
+
+def test_a_user_at_their_running_limit_is_passed_over_not_failed(pipeline, people, monkeypatch):
+    sent = SentMessages()
+    monkeypatch.setattr(sweep, "execute_run", sent)
     alice, bob, _ = people
     RunLimits.objects.create(user=alice, max_running=2)
     queue_runs(pipeline, alice, 4)
@@ -86,6 +95,7 @@ def test_a_user_at_their_running_limit_is_passed_over_not_failed(pipeline, peopl
     assert lifecycle.claim_next(QUEUE, "w3", "none").pk == bobs.pk
     finish(taken[0])
     assert len(sweep.requeue_lost_runs()) == 1  # alice may start one again: its message goes out
+    assert len(sent) == 1
     assert lifecycle.claim_next(QUEUE, "w1", "none").owner_id == alice.pk
 
 
