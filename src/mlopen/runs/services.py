@@ -43,7 +43,7 @@ class TooManyQueued(RunRefused):
 
     def __init__(self, queued: int, limit: int):
         super().__init__(
-            f"You have {queued} runs waiting, the most you may have queued at once ({limit}, "
+            f"You have {queued} run{'' if queued == 1 else 's'} waiting, the most you may have queued at once ({limit}, "
             "MLOPEN_USER_MAX_QUEUED or the limit an administrator set for you). Nothing was queued; "
             f"try again once some of them have started (in about {fairness.QUEUE_FULL_RETRY_SECONDS} s), "
             "or cancel some.",
