@@ -59,7 +59,7 @@ def execute_run(run_id: int, worker_name: str) -> str:
         log.error("no run of queue %r claimed: the database is unavailable (%s)", queue, exc)
         return "skipped (database unavailable)"
     if run is None:
-        log.info("message of run %s: no run of queue %r to take now", run_id, queue)
+        log.info("run %s not claimed: no run of queue %r to take now (taken, finished or waiting)", run_id, queue)
         return "skipped (nothing to take)"
     waiting = runtimes.waiting_on(run.version)
     if waiting is not None and waiting.build_status == Runtime.Status.BUILDING:
