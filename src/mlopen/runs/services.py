@@ -43,8 +43,8 @@ class TooManyQueued(RunRefused):
 
     def __init__(self, queued: int, limit: int):
         super().__init__(
-            f"You have {queued} run{'' if queued == 1 else 's'} waiting, the most you may have queued at once ({limit}, "
-            "MLOPEN_USER_MAX_QUEUED or the limit an administrator set for you). Nothing was queued; "
+            f"You have {queued} run{'' if queued == 1 else 's'} waiting, the most you may have queued at once "
+            f"({limit}, MLOPEN_USER_MAX_QUEUED or the limit an administrator set for you). Nothing was queued; "
             f"try again once some of them have started (in about {fairness.QUEUE_FULL_RETRY_SECONDS} s), "
             "or cancel some.",
             {"queued": f"At most {limit} runs may wait at once."},
