@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Scale bench: 100 000 runs with 20 KB logs, a 1 M-row result, and what the web server does with them.
 
-Starts its own `mlopen serve --workers 0 --web-processes 1` (a temporary MLOPEN_HOME; SQLite, or
+Starts its own `mlopen serve --workers 0` (a temporary MLOPEN_HOME; SQLite, or
 the PostgreSQL server named by DATABASE_URL, on a database of its own), writes the rows straight
 into that database (bulk_create, from this process), then measures over HTTP:
 
@@ -107,7 +107,7 @@ class Server:
         self.env = env
         home.mkdir(parents=True, exist_ok=True)
         self.log = open(home / "bench-serve.log", "ab")
-        command = [sys.executable, "-m", "mlopen.cli.main", "serve", "--workers", "0", "--web-processes", "1"]
+        command = [sys.executable, "-m", "mlopen.cli.main", "serve", "--workers", "0"]
         self.process = subprocess.Popen(
             [*command, "--port", str(self.port)],
             env=env,
@@ -127,18 +127,19 @@ class Server:
         raise RuntimeError("mlopen serve did not start")
 
     def web_worker_pid(self) -> int:
-        """The gunicorn worker (the process that serves requests), a grandchild of `mlopen serve`."""
+        """The web server (waitress, one process serving every request), a child of `mlopen serve`."""
         parents = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError):
                     stat = (entry / "stat").read_text()
                     parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        master = [pid for pid, parent in parents.items() if parent == self.process.pid and b"gunicorn" in _cmdline(pid)]
-        workers = [pid for pid, parent in parents.items() if master and parent == master[0]]
-        if len(workers) != 1:
-            raise RuntimeError(f"expected one gunicorn worker, found {workers}")
-        return workers[0]
+        servers = [
+            pid for pid, parent in parents.items() if parent == self.process.pid and b"mlopen.cli.web" in _cmdline(pid)
+        ]
+        if len(servers) != 1:
+            raise RuntimeError(f"expected one web server process, found {servers}")
+        return servers[0]
 
     def close(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -461,8 +462,8 @@ def report(backend: str, args, made: dict, out: dict) -> str:
         f"(written in {made['populate_seconds']:.0f} s), over {PIPELINES} pipelines; the list above matched "
         f"{count_text} runs. The result: {args.result_rows:,} rows × 4 columns, "
         f"{made['parquet_mb']:.1f} MB of Parquet. "
-        "Times are wall times of requests on loopback to `mlopen serve --web-processes 1` (gunicorn, 8 threads), "
-        f"{args.repeat} requests per list figure; RSS is the gunicorn worker's, sampled from /proc every 10 ms.",
+        "Times are wall times of requests on loopback to `mlopen serve` (waitress), "
+        f"{args.repeat} requests per list figure; RSS is the web server's, sampled from /proc every 10 ms.",
         "",
         "| what | measured | vs the issue's baseline | target | |",
         "| --- | --- | --- | --- | --- |",

@@ -47,6 +47,10 @@ def pytest_configure(config):
         "MLOPEN_UV_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"mlopen-test-uv-cache-{os.getuid()}")
     )
     os.environ.setdefault("MLOPEN_HEARTBEAT_TIMEOUT", "6")
+    # Tests post many runs and poll often: the API's rate limits are far out of their way (the
+    # throttle tests lower them with override_settings), and so is the per-user queued limit.
+    for scope in ("USER_READ", "ANON_READ", "USER_WRITE", "ANON_WRITE", "USER_SUBMIT", "FAILED_AUTH"):
+        os.environ.setdefault(f"MLOPEN_THROTTLE_{scope}", "100000/minute")
     # Runs of concurrent xdist workers sharing one Redis must not take each other's messages.
     os.environ["MLOPEN_DEFAULT_QUEUE"] = f"mlopen-test-{xdist}-{os.getpid()}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlopen.settings")

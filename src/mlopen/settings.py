@@ -116,6 +116,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
+    "mlopen.api.throttling.FailedTokenThrottleMiddleware",
     # Last, so it sees a view's exception first: a lost database answers 503, a full disk 507
     # (JSON for the API, a plain page otherwise); what fails in middleware goes to handler500.
     "mlopen.core.outages.OutageMiddleware",
@@ -297,8 +298,14 @@ MLOPEN_UV_CACHE_DIR = Path(env_str("MLOPEN_UV_CACHE_DIR")).resolve() if env_str(
 MLOPEN_RUNTIMES_DIR = Path(env_str("MLOPEN_RUNTIMES_DIR")).resolve() if env_str("MLOPEN_RUNTIMES_DIR") else None
 MLOPEN_DEFAULT_QUEUE = env_str("MLOPEN_DEFAULT_QUEUE", "mlopen")
 MLOPEN_RESULT_PAGE_SIZE = env_int("MLOPEN_RESULT_PAGE_SIZE", 50)
+# Fair use of the workers: how many runs one user may have running and waiting at once (an admin
+# may set a user's own, "Run limits"); 0 = no limit. A run past the queued limit is refused (429).
+MLOPEN_USER_MAX_RUNNING = env_int("MLOPEN_USER_MAX_RUNNING", 4)
+MLOPEN_USER_MAX_QUEUED = env_int("MLOPEN_USER_MAX_QUEUED", 100)
+if MLOPEN_USER_MAX_RUNNING < 0 or MLOPEN_USER_MAX_QUEUED < 0:
+    raise ConfigError("MLOPEN_USER_MAX_RUNNING and MLOPEN_USER_MAX_QUEUED must be 0 (no limit) or more")
 # Requests that wait for a run to finish (the API's "wait"): each holds a web server thread, so a
-# web process lets this many wait at once (it runs 8 threads) and caps how long one waits.
+# web process lets this many wait at once (it runs MLOPEN_WEB_THREADS) and caps how long one waits.
 MLOPEN_MAX_WAITING_REQUESTS = env_int("MLOPEN_MAX_WAITING_REQUESTS", 6)
 MLOPEN_MAX_WAIT_SECONDS = env_float("MLOPEN_MAX_WAIT_SECONDS", 60.0)
 MLOPEN_LOAD_DEMO = env_bool("MLOPEN_LOAD_DEMO", True)
@@ -349,6 +356,15 @@ if MLOPEN_RETENTION_DAYS < 0:
     raise ConfigError(f"MLOPEN_RETENTION_DAYS must be 0 (off) or more, got {MLOPEN_RETENTION_DAYS}")
 # How often `mlopen serve`'s scheduler (celery beat) asks a worker to prune.
 MLOPEN_PRUNE_INTERVAL_HOURS = env_float("MLOPEN_PRUNE_INTERVAL_HOURS", 6.0)
+# --- The web server `mlopen serve` runs (waitress, mlopen.cli.web) ------------------------------
+# waitress reads each request whole (headers and body, a large body into a temporary file) in its
+# I/O loop before one of its threads runs Django: a slow or stalled client holds a socket, never a
+# thread. A connection that sends nothing for MLOPEN_WEB_CLIENT_TIMEOUT seconds is closed.
+MLOPEN_WEB_THREADS = env_int("MLOPEN_WEB_THREADS", 16)
+MLOPEN_WEB_CLIENT_TIMEOUT = env_int("MLOPEN_WEB_CLIENT_TIMEOUT", 60)
+MLOPEN_WEB_MAX_CONNECTIONS = env_int("MLOPEN_WEB_MAX_CONNECTIONS", 1000)
+if min(MLOPEN_WEB_THREADS, MLOPEN_WEB_CLIENT_TIMEOUT, MLOPEN_WEB_MAX_CONNECTIONS) < 1:
+    raise ConfigError("MLOPEN_WEB_THREADS, MLOPEN_WEB_CLIENT_TIMEOUT and MLOPEN_WEB_MAX_CONNECTIONS must be 1 or more")
 
 # --- Celery: the queue is an engine, run state lives in our own Run rows -------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -407,6 +423,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mlopen.api.errors.exception_handler",
+    # Rates: MLOPEN_THROTTLE_RATES below (mlopen.api.throttling reads them on every request).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mlopen.api.throttling.ReadThrottle",
+        "mlopen.api.throttling.WriteThrottle",
+        "mlopen.api.throttling.SubmitThrottle",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -417,6 +439,31 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "mlopen.api.parsers.MultiPartParser",
     ],
+}
+# API rate limits ("N/second", "N/minute", "N/hour" or "N/day"; empty turns one off): per user, or per
+# client address without a login; run submissions count on top of writes. A request past a limit
+# gets 429 with Retry-After. Failed token authentications are capped per client address.
+MLOPEN_THROTTLE_RATES = {
+    "user_read": env_str("MLOPEN_THROTTLE_USER_READ", "1200/minute"),
+    "anon_read": env_str("MLOPEN_THROTTLE_ANON_READ", "120/minute"),
+    "user_write": env_str("MLOPEN_THROTTLE_USER_WRITE", "300/minute"),
+    "anon_write": env_str("MLOPEN_THROTTLE_ANON_WRITE", "30/minute"),
+    "user_submit": env_str("MLOPEN_THROTTLE_USER_SUBMIT", "60/minute"),
+    "failed_auth": env_str("MLOPEN_THROTTLE_FAILED_AUTH", "30/minute"),
+}
+for _scope, _rate in MLOPEN_THROTTLE_RATES.items():
+    _count, _, _period = _rate.partition("/")
+    if _rate and not (_count.isascii() and _count.isdigit() and _period[:1] in ("s", "m", "h", "d")):
+        raise ConfigError(f"MLOPEN_THROTTLE_{_scope.upper()} must look like 60/minute, got {_rate!r}")
+# The throttles' counts: in each process's memory by default (`mlopen serve` runs one web process);
+# MLOPEN_CACHE_URL=redis://host:6379/1 shares them between web processes and hosts.
+MLOPEN_CACHE_URL = env_str("MLOPEN_CACHE_URL").strip()
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": MLOPEN_CACHE_URL}
+        if MLOPEN_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mlopen"}
+    )
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mlopen API",

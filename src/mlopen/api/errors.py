@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -30,6 +32,17 @@ def error_response(detail: str, errors: dict | None = None, status_code: int = s
     return Response({"detail": detail, "errors": errors or {}}, status=status_code)
 
 
+def refusal_response(exc) -> Response:
+    """A domain function's refusal (``message``, ``errors``, ``status``; ``retry_after`` for a 429,
+    sent as the Retry-After header and in the body)."""
+    response = error_response(exc.message, exc.errors, exc.status)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        response.data["retry_after"] = retry_after
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return error_response(
@@ -44,6 +57,17 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, Throttled):
+        # DRF's own words name no limit; the throttle (mlopen.api.throttling) left which it was.
+        limit = getattr(context.get("request"), "throttled_by", None) or "the request rate"
+        wait = max(1, math.ceil(exc.wait or 1))
+        response["Retry-After"] = str(wait)
+        response.data = {
+            "detail": f"Too many requests: the limit is {limit}. Try again in {wait} s.",
+            "errors": {},
+            "retry_after": wait,
+        }
+        return response
     if isinstance(exc, ValidationError):
         errors = _flatten(response.data)
         first = next(iter(errors.items()), ("", "Invalid request."))

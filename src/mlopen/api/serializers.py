@@ -24,6 +24,15 @@ from mlopen.runs import search as run_search
 from mlopen.runs.models import Run
 
 
+class RunUsageSerializer(serializers.Serializer):
+    """A user's runs at once and their limits (runs.fairness); a limit of 0 means none."""
+
+    running = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    max_running = serializers.IntegerField(source="limits.max_running")
+    max_queued = serializers.IntegerField(source="limits.max_queued")
+
+
 class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
@@ -33,6 +42,7 @@ class MeSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["admin", "author", "user"])
     is_admin = serializers.BooleanField()
     can_upload_pipelines = serializers.BooleanField()
+    runs = RunUsageSerializer(help_text="runs running and queued now, and this user's limits on them")
 
 
 def _finite(value):

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlopen.api import serializers as s
-from mlopen.api.errors import error_response
+from mlopen.api.errors import error_response, refusal_response
 from mlopen.api.pagination import MAX_PAGE_SIZE, KeysetPagination, positive_int
 from mlopen.api.parsers import JSONParser, MultiPartParser  # DRF's, with a nesting limit and file paths kept
 from mlopen.api.permissions import LoggedIn, OwnerOrAdminToChange
@@ -56,8 +56,8 @@ from mlopen.pipelines.services import (
     upload_pipeline,
 )
 from mlopen.runs import compare as run_compare
+from mlopen.runs import fairness, labels, removal, result_queries, results, waiting
 from mlopen.runs import images as result_images
-from mlopen.runs import labels, removal, result_queries, results, waiting
 from mlopen.runs import logs as run_logs
 from mlopen.runs import search as run_search
 from mlopen.runs import services as run_services
@@ -119,6 +119,7 @@ class MeView(ApiView, APIView):
                     "role": role_of(user),
                     "is_admin": user.is_superuser,
                     "can_upload_pipelines": can_upload_pipelines(user),
+                    "runs": fairness.usage_of(user),
                 }
             ).data
         )
@@ -410,6 +411,7 @@ class RunViewSet(
     permission_classes = [LoggedIn, OwnerOrAdminToChange]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     pagination_class = KeysetPagination
+    submit_actions = ("create", "rerun")  # counted by the run-submission throttle (api.throttling)
     openapi_links = {
         action: {
             "GetRun": "runs_retrieve",
@@ -569,7 +571,7 @@ class RunViewSet(
                 ),
             )
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         run = self._after_waiting(run, data.get("wait"))
         return Response(
             s.RunDetailSerializer(run, context={"request": request}).data,
@@ -635,7 +637,7 @@ class RunViewSet(
         try:
             run = run_services.cancel_run(run)
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
     @extend_schema(request=s.RunRerunSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})
@@ -659,7 +661,7 @@ class RunViewSet(
         try:
             new = run_services.rerun(request.user, run, changes)
         except run_services.RunRefused as exc:
-            return error_response(exc.message, exc.errors, exc.status)
+            return refusal_response(exc)
         new = self._after_waiting(new, form.validated_data.get("wait"))
         return Response(
             s.RunDetailSerializer(new, context={"request": request}).data,

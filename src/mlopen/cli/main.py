@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="local Celery workers to run and restart (default MLOPEN_WORKERS or 1; 0 = web only)",
     )
-    serve.add_argument("--web-processes", type=int, default=int(os.environ.get("MLOPEN_WEB_PROCESSES", "2")))
 
     worker = sub.add_parser("worker", help="run one worker that executes queued runs")
     worker.add_argument("--name", default=os.environ.get("MLOPEN_WORKER_NAME"))
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlopen.cli.serve import serve as run_serve  # noqa: PLC0415 - each command loads only its own side
 
         workers = args.workers if args.workers is not None else int(os.environ.get("MLOPEN_WORKERS", "1"))
-        return run_serve(host=args.host, port=args.port, workers=workers, web_processes=args.web_processes)
+        return run_serve(host=args.host, port=args.port, workers=workers)
     if args.command == "worker":
         from mlopen.cli.worker import run_worker  # noqa: PLC0415 - each command loads only its own side
 

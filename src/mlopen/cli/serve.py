@@ -1,4 +1,5 @@
-"""`mlopen serve`: prepare the database, then run gunicorn and N workers, restarting any that die.
+"""`mlopen serve`: prepare the database, then run the web server (waitress) and N workers, restarting
+any that die.
 
 The supervisor itself runs no request and no pipeline; it only starts, watches and stops its
 children, so a crash in either can never take the others down.
@@ -71,34 +72,10 @@ def prepare(stdout=print) -> tuple[str, str] | None:
     return created
 
 
-def _children(host: str, port: int, workers: int, web_processes: int) -> list[Child]:
+def _children(host: str, port: int, workers: int) -> list[Child]:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="mlopen.settings")
-    web = Child(
-        "web server",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "mlopen.wsgi:application",
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            str(max(1, web_processes)),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            "--timeout",
-            "300",
-            "--graceful-timeout",
-            "10",
-            "--access-logfile",
-            "-",
-            "--forwarded-allow-ips",
-            os.environ.get("MLOPEN_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        ],
-        env,
-    )
+    # waitress, not a server that gives each connection a thread: see mlopen.cli.web.
+    web = Child("web server", [sys.executable, "-m", "mlopen.cli.web", "--host", host, "--port", str(port)], env)
     children = [web]
     # celery beat sends the periodic tasks (settings.CELERY_BEAT_SCHEDULE: retention's prune) to the
     # workers' queue; one per installation, so `mlopen serve` runs it and `mlopen worker` does not.
@@ -148,7 +125,7 @@ def _sandbox_refusal() -> str | None:
     return None
 
 
-def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
+def serve(host: str, port: int, workers: int) -> int:
     if workers < 0:
         print("mlopen serve: --workers must be 0 or more", file=sys.stderr)
         return 2
@@ -166,7 +143,7 @@ def serve(host: str, port: int, workers: int, web_processes: int = 2) -> int:
         )
     started = time.time()
     admin = prepare()
-    children = _children(host, port, workers, web_processes)
+    children = _children(host, port, workers)
     stopping = {"flag": False}
 
     def request_stop(signum, frame):

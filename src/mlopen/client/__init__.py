@@ -16,6 +16,7 @@ from mlopen.client.client import (
     MlopenError,
     NotFound,
     PermissionDenied,
+    TooManyRequests,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "MlopenError",
     "NotFound",
     "PermissionDenied",
+    "TooManyRequests",
 ]

@@ -81,7 +81,22 @@ class Conflict(ApiError):
     """409: the object's state does not allow this (e.g. cancelling a finished run)."""
 
 
-_ERROR_CLASSES = {401: AuthError, 403: PermissionDenied, 404: NotFound, 409: Conflict}
+class TooManyRequests(ApiError):
+    """429: a limit was reached (runs queued at once, the request rate); ``retry_after`` says in how
+    many seconds trying again may succeed (the server's Retry-After), or None."""
+
+    def __init__(self, status: int, detail: str, errors: dict | None = None, body: Any = None, retry_after=None):
+        self.retry_after: int | None = retry_after
+        super().__init__(status, detail, errors, body)
+
+    def _message(self) -> str:
+        message = super()._message()
+        if self.retry_after is not None and "try again" not in self.detail.lower():
+            message = f"{message}; try again in {self.retry_after} s"
+        return message
+
+
+_ERROR_CLASSES = {401: AuthError, 403: PermissionDenied, 404: NotFound, 409: Conflict, 429: TooManyRequests}
 
 
 def normalize_url(url: str) -> str:
@@ -216,6 +231,11 @@ class Client:
                 f"{detail.rstrip('.')}. The server did not accept the token; check MLOPEN_TOKEN or run `mlopen login`"
             )
         cls = _ERROR_CLASSES.get(status, ApiError)
+        if cls is TooManyRequests:
+            wait = response.headers.get("Retry-After", "")
+            return TooManyRequests(
+                status, detail, errors, body, int(wait) if wait.isascii() and wait.isdigit() else None
+            )
         return cls(status, detail, errors, body)
 
     def _json(self, method: str, path: str, **kwargs) -> Any:

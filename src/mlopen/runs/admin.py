@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from mlopen.runs.models import Run, Worker
+from mlopen.runs import fairness
+from mlopen.runs.models import Run, RunLimits, Worker
 
 
 @admin.register(Run)
@@ -57,3 +58,17 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def alive(self, worker: Worker) -> bool:
         return worker.last_seen >= timezone.now() - timedelta(seconds=settings.MLOPEN_HEARTBEAT_TIMEOUT)
+
+
+@admin.register(RunLimits)
+class RunLimitsAdmin(admin.ModelAdmin):
+    """A user's own limits on runs at once; users without a row get MLOPEN_USER_MAX_RUNNING/QUEUED."""
+
+    list_display = ["user", "max_running", "max_queued", "now"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="running / queued now")
+    def now(self, limits: RunLimits) -> str:
+        usage = fairness.usage_of(limits.user)
+        return f"{usage.running} / {usage.queued}"

@@ -39,25 +39,34 @@ FLUSH_SECONDS = 0.5
 
 
 def execute_run(run_id: int, worker_name: str) -> str:
-    """Run one queued run to completion on this worker; return its final status (or why it was skipped)."""
+    """Run the next queued run of ``run_id``'s queue to completion on this worker; return its final
+    status (or why nothing was taken).
+
+    The message names a run, but it stands for "a run of this queue is waiting": the worker takes
+    the fairest one (lifecycle.claim_next, users in turn), which is ``run_id`` itself only when it
+    is that user's turn. Each queued run sent one message, so every run is taken in the end.
+    """
+    queue = Run.objects.filter(pk=run_id).values_list("queue", flat=True).first()
+    if queue is None:
+        # Deleted with its message in flight; the message stood for it alone.
+        log.info("run %s not claimed: it no longer exists", run_id)
+        return "skipped (missing)"
     try:
-        waiting = _runtime_waited_for(run_id)
-        if waiting is not None and waiting.build_status == Runtime.Status.BUILDING:
-            # Stays queued: the runtime's build sends this run again once it ends (runs.signals).
-            log.info("run %s waits for runtime %s, still building", run_id, waiting)
-            return f"waiting (runtime {waiting.name} building)"
-        run = lifecycle.claim(run_id, worker_name, workers.sandbox_of_this_process()["kind"])
+        run = lifecycle.claim_next(queue or settings.MLOPEN_DEFAULT_QUEUE, worker_name, _sandbox_kind())
     except (OperationalError, InterfaceError) as exc:
         # Nothing was taken (the claim is one transaction): the run stays queued and the sweep
         # sends its message again once it is old enough.
-        log.error("run %s not claimed: the database is unavailable (%s)", run_id, exc)
+        log.error("no run of queue %r claimed: the database is unavailable (%s)", queue, exc)
         return "skipped (database unavailable)"
     if run is None:
-        current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
-        log.info("run %s not claimed (status %s): already taken, finished or deleted", run_id, current)
-        return f"skipped ({current or 'missing'})"
+        log.info("run %s not claimed: no run of queue %r to take now (taken, finished or waiting)", run_id, queue)
+        return "skipped (nothing to take)"
+    waiting = runtimes.waiting_on(run.version)
+    if waiting is not None and waiting.build_status == Runtime.Status.BUILDING:
+        # Its build started again between the choice and the claim: back to wait for it.
+        return _put_back(run, worker_name, f"runtime {waiting.name} is being built again")
     # The worker's own row learns what it runs from its heartbeat thread, off this path.
-    workers.set_current_run(worker_name, run_id, run.timeout_seconds)
+    workers.set_current_run(worker_name, run.pk, run.timeout_seconds)
     work_dir = settings.MLOPEN_WORK_DIR / "runs" / str(run.pk)
     recorder = RunRecorder(run)
     try:
@@ -101,18 +110,8 @@ def _put_back(run: Run, worker_name: str, reason: str) -> str:
     return Run.Status.QUEUED if requeued else "skipped (no longer running)"
 
 
-def _runtime_waited_for(run_id: int) -> Runtime | None:
-    # One small query on every run's path: the runtime's row (its lock and build log are long) is
-    # read only when it is not ready.
-    status = (
-        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED)
-        .values_list("version__runtime__build_status", flat=True)
-        .first()
-    )
-    if status is None or status == Runtime.Status.READY:
-        return None
-    run = Run.objects.select_related("version__runtime").filter(pk=run_id).first()
-    return runtimes.waiting_on(run.version) if run is not None else None
+def _sandbox_kind() -> str:
+    return workers.sandbox_of_this_process()["kind"]
 
 
 def _file_ref(dataset: Dataset) -> dict:

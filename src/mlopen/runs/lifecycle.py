@@ -4,8 +4,10 @@ queued
     ``services.submit_run`` creates the row (status defaults to queued) and sends its message once
     committed. A user may cancel it now: :func:`cancel_queued` ends it as cancelled.
 queued → running
-    A worker that receives the message calls :func:`claim` (``execution.execute_run``). Of several
-    workers given the same message only one wins; the others skip it. A message the broker lost is
+    A worker that receives a message of the run's queue calls :func:`claim_next`
+    (``execution.execute_run``), which takes the next run in fair order (``fairness``: users take
+    turns), not necessarily the one the message was sent for; each run is taken once, whoever
+    races for it, and a message that finds nothing to take is skipped. A message the broker lost is
     sent again on age alone (``sweep.requeue_lost_runs``), which changes no status.
 running → queued, before the pipeline started
     :func:`put_back`, once: the database went away while the worker prepared the run, or the worker
@@ -42,6 +44,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
+from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, connection, models, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
@@ -49,7 +52,7 @@ from django.utils import timezone
 
 from mlopen.pipelines import registry
 from mlopen.pipelines.models import ModelAlias, TrainedModel
-from mlopen.runs import events, logs, waiting
+from mlopen.runs import events, fairness, logs, waiting
 from mlopen.runs.models import Run, RunMetric
 
 log = logging.getLogger(__name__)
@@ -124,7 +127,7 @@ def _announce(run_ids: list[int]) -> None:
 
 
 def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
-    """queued → running: take the run for this worker; None when another worker (or a cancel) was first.
+    """queued → running: take this run for this worker; None when another worker (or a cancel) was first.
 
     One transaction takes the run (a conditional UPDATE that records where it runs, ``sandbox``, and
     gives a `run` the pipeline's current trained model) and reads the row back for the worker: a
@@ -132,51 +135,98 @@ def claim(run_id: int, worker_name: str, sandbox: str) -> Run | None:
     executing it. Tried for up to CLAIM_PATIENCE_SECONDS; if the database stays away the caller's
     error leaves the run queued, and the sweep sends its message again.
     """
+
+    def take() -> Run | None:
+        with transaction.atomic():
+            return _take(run_id, worker_name, sandbox)
+
+    return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
+
+
+def claim_next(queue: str, worker_name: str, sandbox: str) -> Run | None:
+    """queued → running: take the next run of ``queue`` in fair order (``fairness``: users take
+    turns, each user's oldest run first, a user at their running limit passed over); None when
+    there is none to take.
+
+    As :func:`claim`, one transaction per try. On PostgreSQL it locks the chosen user's row first,
+    so two workers cannot both start that user's last allowed run, and skips runs another worker
+    has locked; SQLite's IMMEDIATE transactions run one at a time. When runs wait but every one of
+    their users is at the limit, the message that found them is spent: one of those runs is marked
+    unsent (``enqueued_at`` empty), and the sweep sends it again once its user may start a run.
+    """
+
+    def take() -> Run | None:
+        with transaction.atomic():
+            free, blocked = fairness.owners_in_turn(queue)
+            for owner_id in free:
+                if connection.features.has_select_for_update:
+                    list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
+                    if owner_id in fairness.owners_at_running_limit([owner_id]):
+                        continue  # another worker started this user's last allowed run meanwhile
+                oldest = (
+                    fairness.waiting_on_queue(queue)
+                    .filter(owner_id=owner_id)
+                    .order_by("created_at", "pk")
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .values_list("pk", flat=True)
+                    .first()
+                )
+                if oldest is not None:
+                    run = _take(oldest, worker_name, sandbox)
+                    if run is not None:
+                        return run
+            if blocked:
+                parked = fairness.waiting_on_queue(queue).filter(owner_id=blocked[0], enqueued_at__isnull=False)
+                first = parked.order_by("created_at", "pk").values_list("pk", flat=True).first()
+                if first is not None:
+                    Run.objects.filter(pk=first, status=Run.Status.QUEUED).update(enqueued_at=None)
+            return None
+
+    return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
+
+
+def _take(run_id: int, worker_name: str, sandbox: str) -> Run | None:
+    """The claim's UPDATE and read-back, inside the caller's transaction."""
     # A run that named no model takes the pipeline's production alias's model, else its newest
     # (mlopen.pipelines.registry.default_model), as they are now: a training or a promotion since
     # it was submitted counts. A run that named one keeps it.
     newest = TrainedModel.objects.filter(pipeline=OuterRef("pipeline")).order_by("-number").values("pk")[:1]
     production = ModelAlias.objects.filter(pipeline=OuterRef("pipeline"), name=registry.PRODUCTION)
     chooses = Q(kind=Run.Kind.RUN, model_requested="")
-
-    def take() -> Run | None:
-        now = timezone.now()
-        with transaction.atomic():
-            taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-                status=Run.Status.RUNNING,
-                worker=worker_name,
-                started_at=now,
-                heartbeat_at=now,
-                attempt=F("attempt") + 1,
-                sandbox=sandbox,
-                trained_model=Case(
-                    When(
-                        chooses,
-                        then=Coalesce(
-                            Subquery(production.values("model_id")[:1]),
-                            Subquery(newest),
-                            F("trained_model"),
-                            output_field=models.BigIntegerField(),
-                        ),
-                    ),
-                    default=F("trained_model"),
+    now = timezone.now()
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING,
+        worker=worker_name,
+        started_at=now,
+        heartbeat_at=now,
+        attempt=F("attempt") + 1,
+        sandbox=sandbox,
+        trained_model=Case(
+            When(
+                chooses,
+                then=Coalesce(
+                    Subquery(production.values("model_id")[:1]),
+                    Subquery(newest),
+                    F("trained_model"),
                     output_field=models.BigIntegerField(),
                 ),
-                model_alias=Case(
-                    When(chooses & Q(Exists(production)), then=Value(registry.PRODUCTION)),
-                    When(chooses, then=Value("")),
-                    default=F("model_alias"),
-                ),
-            )
-            if taken != 1:
-                return None
-            return (
-                Run.objects.select_related("pipeline", "version", "version__runtime", "input", "trained_model")
-                .defer("version__runtime__lock", "version__runtime__build_log")  # long, rarely wanted
-                .get(pk=run_id)
-            )
-
-    return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
+            ),
+            default=F("trained_model"),
+            output_field=models.BigIntegerField(),
+        ),
+        model_alias=Case(
+            When(chooses & Q(Exists(production)), then=Value(registry.PRODUCTION)),
+            When(chooses, then=Value("")),
+            default=F("model_alias"),
+        ),
+    )
+    if taken != 1:
+        return None
+    return (
+        Run.objects.select_related("pipeline", "version", "version__runtime", "input", "trained_model")
+        .defer("version__runtime__lock", "version__runtime__build_log")  # long, rarely wanted
+        .get(pk=run_id)
+    )
 
 
 def put_back(run_id: int, worker_name: str, reason: str) -> bool:

@@ -6,6 +6,8 @@ only carries "please execute run N"; nothing about a run's state lives in the qu
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -136,6 +138,8 @@ class Run(models.Model):
             models.Index(fields=["pipeline", "status", "created_at", "id"], name="run_pipeline_status_created"),
             models.Index(fields=["owner", "created_at", "id"], name="run_owner_created"),
             models.Index(fields=["owner", "status", "created_at", "id"], name="run_owner_status_created"),
+            # The fair claim (runs.fairness): when each user was last served.
+            models.Index(fields=["owner", "started_at"]),
         ]
 
     def __str__(self) -> str:
@@ -258,6 +262,32 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RunLimits(models.Model):
+    """A user's own limits on runs at once, set by an admin; users without a row (or a field left
+    empty) get MLOPEN_USER_MAX_RUNNING and MLOPEN_USER_MAX_QUEUED. 0 means no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_limits")
+    max_running = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="runs running at once; empty: MLOPEN_USER_MAX_RUNNING; 0: no limit",
+    )
+    max_queued = models.PositiveIntegerField(
+        null=True, blank=True, help_text="runs waiting at once; empty: MLOPEN_USER_MAX_QUEUED; 0: no limit"
+    )
+
+    objects: ClassVar[models.Manager[RunLimits]] = (
+        models.Manager()
+    )  # named: mypy's Django plugin may load the models of another checkout
+
+    class Meta:
+        verbose_name = "run limits"
+        verbose_name_plural = "run limits"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.max_running} running, {self.max_queued} queued"
 
 
 class PipelineExample(models.Model):

@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 
 from mlopen.datasets import schemas
 from mlopen.datasets.models import Dataset
@@ -20,7 +20,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.runs import first_run, lifecycle, model_checks
+from mlopen.runs import fairness, first_run, lifecycle, model_checks
 from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
@@ -30,11 +30,29 @@ log = logging.getLogger(__name__)
 class RunRefused(ValueError):
     """A run request that cannot be accepted. ``errors`` maps field names to messages."""
 
-    def __init__(self, message: str, errors: dict[str, str] | None = None, status: int = 400):
+    def __init__(
+        self, message: str, errors: dict[str, str] | None = None, status: int = 400, retry_after: int | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.errors = errors or {}
         self.status = status
+        self.retry_after = retry_after  # seconds, for a 429: when trying again may succeed
+
+
+class TooManyQueued(RunRefused):
+    """429: the user has as many runs waiting as they may (MLOPEN_USER_MAX_QUEUED or their own limit)."""
+
+    def __init__(self, queued: int, limit: int):
+        super().__init__(
+            f"You have {queued} run{'' if queued == 1 else 's'} waiting, the most you may have queued at once "
+            f"({limit}, MLOPEN_USER_MAX_QUEUED or the limit an administrator set for you). Nothing was queued; "
+            f"try again once some of them have started (in about {fairness.QUEUE_FULL_RETRY_SECONDS} s), "
+            "or cancel some.",
+            {"queued": f"At most {limit} runs may wait at once."},
+            status=429,
+            retry_after=fairness.QUEUE_FULL_RETRY_SECONDS,
+        )
 
 
 class RunNotCancellable(RunRefused):
@@ -153,6 +171,13 @@ def submit_run(user, request: RunRequest) -> Run:
     # database's one write lock, and the runtime's row carries its long lock text and build log.
     runtime_failed = runtimes.build_failed(version)
     with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # Two submits of one user at once must not both take the last place (SQLite's
+            # IMMEDIATE transactions run one at a time already).
+            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        full = fairness.over_queued_limit(user.pk)
+        if full is not None:
+            raise TooManyQueued(*full)
         run = Run.objects.create(
             pipeline=pipeline,
             version=version,
@@ -230,14 +255,8 @@ def preview_warnings(user, pipeline: Pipeline, model_ref, input_ref) -> tuple[li
 
 
 def queue_position(run: Run) -> int | None:
-    """Where a queued run stands on its queue: 1 is next. Workers take messages in the order sent, so
-    this counts the queued runs of the same queue created before it; None once it is not queued."""
-    if run.status != Run.Status.QUEUED:
-        return None
-    ahead = Run.objects.filter(status=Run.Status.QUEUED, queue=run.queue).filter(
-        Q(created_at__lt=run.created_at) | Q(created_at=run.created_at, pk__lt=run.pk)
-    )
-    return ahead.count() + 1
+    """Where a queued run stands on its queue, users taking turns (fairness.queue_position); 1 is next."""
+    return fairness.queue_position(run)
 
 
 def release_waiting_runs(runtime_id: int) -> list[int]:

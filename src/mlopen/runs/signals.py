@@ -19,6 +19,7 @@ from django.dispatch import receiver
 from mlopen.pipelines import runtimes
 from mlopen.pipelines.tasks import BUILD_TASK
 from mlopen.runs import services, sweep, warm, workers
+from mlopen.runs.tasks import RUN_TASK
 from mlopen_runner import sandbox as runner_sandbox
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,17 @@ def build_started(sender=None, kwargs=None, **_) -> None:
 def build_ended(sender=None, **_) -> None:
     if getattr(sender, "name", None) == BUILD_TASK:
         workers.end_build()
+
+
+@task_postrun.connect
+def run_ended(sender=None, **_) -> None:
+    """A run ended on this worker, so its user may start another: send at once the messages spent
+    while they were at their running limit (the heartbeat's sweep would, a beat later)."""
+    if getattr(sender, "name", None) == RUN_TASK:
+        try:
+            sweep.requeue_lost_runs()
+        except Exception:  # noqa: BLE001 - logged; the heartbeat's sweep tries again
+            log.exception("sending runs that waited for their user's running limit failed")
 
 
 @receiver(runtimes.settled)

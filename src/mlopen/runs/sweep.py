@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from mlopen.core import resend
 from mlopen.pipelines import builds
-from mlopen.runs import execution, lifecycle, workers
+from mlopen.runs import execution, fairness, lifecycle, workers
 from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
@@ -52,7 +52,8 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     older than MLOPEN_REQUEUE_SECONDS and older than the time it had waited when that message was
     sent; so the wait doubles at each re-send (after 2, 4, 8... minutes) and a run waiting behind a
     long backlog gets a few duplicates, not one per beat. At once when it was never sent
-    (``enqueued_at`` empty: the broker was down at submit, or a worker put it back). Each re-send
+    (``enqueued_at`` empty: the broker was down at submit, a worker put it back, or its message found
+    its user at their running limit), unless its user is still at that limit. Each re-send
     stamps ``enqueued_at``. A duplicate is harmless: lifecycle.claim takes a run once, and a worker
     given a message of a run already taken skips it in a millisecond.
     """
@@ -64,7 +65,18 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     old_enough = Q(enqueued_at__lt=now - timedelta(seconds=wait)) & Q(
         enqueued_at__lt=ExpressionWrapper(Value(now) - waited_before_last_send, output_field=DateTimeField())
     )
-    candidates = Run.objects.filter(Q(enqueued_at__isnull=True) | old_enough, status=Run.Status.QUEUED)
+    never_sent = Q(enqueued_at__isnull=True)
+    # A run marked unsent because its user was at their running limit (lifecycle.claim_next) waits
+    # until the user may start one again, rather than bouncing between broker and worker.
+    blocked = fairness.owners_at_running_limit(
+        Run.objects.filter(never_sent, status=Run.Status.QUEUED)
+        .order_by()
+        .values_list("owner_id", flat=True)
+        .distinct()
+    )
+    if blocked:
+        never_sent &= ~Q(owner_id__in=blocked)
+    candidates = Run.objects.filter(never_sent | old_enough, status=Run.Status.QUEUED)
     rows = resend.take_due(candidates, "enqueued_at", ("queue", "enqueued_at"))
     sent = resend.send(rows, lambda pk, queue: execute_run.apply_async(kwargs={"run_id": pk}, queue=queue), "run")
     lost = [pk for pk, _queue, enqueued_at in rows if pk in sent and enqueued_at is not None]

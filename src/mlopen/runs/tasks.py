@@ -6,8 +6,10 @@ from celery import shared_task
 
 from mlopen.runs import execution, retention, workers
 
+RUN_TASK = "mlopen.execute_run"
 
-@shared_task(name="mlopen.execute_run", ignore_result=True, acks_late=True)
+
+@shared_task(name=RUN_TASK, ignore_result=True, acks_late=True)
 def execute_run(*, run_id: int) -> str:
     return execution.execute_run(run_id, worker_name=workers.current_worker_name())
 

@@ -40,6 +40,7 @@ def test_me_describes_the_token_owner(api, alice_api, api_for, author):
         "role": "admin",
         "is_admin": True,
         "can_upload_pipelines": True,
+        "runs": {"running": 0, "queued": 0, "max_running": 4, "max_queued": 100},
     }
     assert alice_api.get("/api/v1/me/").json()["role"] == "user"
     assert alice_api.get("/api/v1/me/").json()["can_upload_pipelines"] is False

@@ -249,3 +249,17 @@ def test_run_without_wait_prints_the_queued_run(server, token, mlopen, tmp_path)
     again = mlopen("runs", "cancel", queued.json["id"])
     assert again.code == 1
     assert "only queued or running runs can be cancelled. (HTTP 409)" in again.err
+
+
+def test_run_past_the_queued_limit_prints_the_limit_and_when_to_retry(server, mlopen, author, settings):
+    from mlopen.runs.models import Run, RunLimits
+
+    RunLimits.objects.create(user=author, max_queued=1)
+    assert mlopen("pipeline", "upload", PIPELINES / "client_count.py").code == 0
+    assert mlopen("run", "client_count", "--json").code == 0
+    refused = mlopen("run", "client_count")
+    assert refused.code == 1
+    _one_line_error(refused, "You have 1 run waiting, the most you may have queued at once (1, MLOPEN_USER_MAX_QUEUED")
+    assert "try again once some of them have started (in about 60 s)" in refused.err
+    assert refused.err.rstrip().endswith("(HTTP 429)")
+    assert Run.objects.filter(owner=author, status="queued").count() == 1

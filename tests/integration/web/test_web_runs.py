@@ -543,3 +543,29 @@ def test_run_history_is_paged_with_a_fixed_number_of_queries(
 def test_run_history_empty_state_points_to_new_run(alice_client):
     page = alice_client.get("/runs/").content.decode()
     assert "No runs yet" in page and "Start your first run" in page
+
+
+# --- fair use -----------------------------------------------------------------------------------------
+
+
+def test_past_the_queued_limit_the_form_answers_429_naming_the_limit_and_keeps_what_was_queued(
+    alice_client, user, pipeline, settings
+):
+    settings.MLOPEN_USER_MAX_QUEUED = 1
+    dataset = dataset_of(user)
+    assert alice_client.post("/runs/new/", form_data(pipeline, input=str(dataset.pk))).status_code == 302
+    response = alice_client.post("/runs/new/", form_data(pipeline, input=str(dataset.pk)))
+    assert response.status_code == 429
+    assert response["Retry-After"] == "60"
+    page = response.content.decode()
+    assert "You have 1 run waiting" in page and "MLOPEN_USER_MAX_QUEUED" in page
+    assert Run.objects.filter(owner=user, status="queued").count() == 1
+
+
+def test_the_home_page_shows_ones_runs_against_ones_limits(alice_client, user, pipeline):
+    from mlopen.runs.models import RunLimits
+
+    RunLimits.objects.create(user=user, max_running=2, max_queued=0)
+    alice_client.post("/runs/new/", form_data(pipeline, input=str(dataset_of(user).pk)))
+    page = alice_client.get("/").content.decode()
+    assert "Yours: 0 running of 2, 1 queued</div>" in page

@@ -7,7 +7,7 @@ from __future__ import annotations
 def test_serve_starts_one_scheduler_with_the_prune_schedule(settings):
     from mlopen.cli.serve import _children
 
-    children = _children("127.0.0.1", 8000, workers=2, web_processes=1)
+    children = _children("127.0.0.1", 8000, workers=2)
     labels = [child.label for child in children]
     assert labels[:2] == ["web server", "scheduler"] and len(labels) == 4
     scheduler = children[1]

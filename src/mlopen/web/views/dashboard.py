@@ -6,6 +6,7 @@ from mlopen.core.access import LOGGED_IN, access
 from mlopen.core.roles import can_upload_pipelines
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline
+from mlopen.runs import fairness
 from mlopen.runs.models import Run
 from mlopen.runs.workers import live_workers
 from mlopen.web import live
@@ -22,6 +23,9 @@ def _counts(user) -> dict:
         "pipeline_count": Pipeline.objects.visible_to(user).count(),
         "dataset_count": Dataset.objects.visible_to(user).count(),
         "worker_count": live_workers().count(),
+        # The user's own runs against their limits (runs.fairness): changes with their queued and
+        # running runs, which the ETag's active count follows.
+        "usage": fairness.usage_of(user),
     }
 
 

@@ -149,7 +149,11 @@ def run_new(request):
     context = _form_context(form)
     if request.method == "GET" and old is not None:
         context["from_run"] = old
-    return render(request, "web/runs/new.html", context, status=status)
+    retry_after = getattr(form, "retry_after", None)
+    response = render(request, "web/runs/new.html", context, status=429 if retry_after else status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @access(LOGGED_IN)
@@ -223,6 +227,9 @@ def _submit(request, form: RunForm) -> Run | None:
         )
     except dataset_services.DatasetRejected as exc:
         form.add_refusal(None, exc.message)
+    except run_services.TooManyQueued as exc:
+        form.add_refusal(None, exc.message)  # the whole message: the limit, and when to try again
+        form.retry_after = exc.retry_after
     except run_services.RunRefused as exc:
         if not exc.errors:
             form.add_refusal(None, exc.message)

@@ -1,0 +1,141 @@
+"""runs.fairness and lifecycle.claim_next: users take turns, each user's oldest run first, a user
+at their running limit is passed over (the run stays queued), and a run is taken once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from django.utils import timezone
+
+from mlopen.pipelines.models import Pipeline, PipelineVersion, Runtime
+from mlopen.runs import fairness, lifecycle, sweep
+from mlopen.runs.models import Run, RunLimits
+
+pytestmark = pytest.mark.django_db
+QUEUE = settings.MLOPEN_DEFAULT_QUEUE
+
+
+@pytest.fixture
+def pipeline(db):
+    pipeline = Pipeline.objects.create(name="iris", description="iris pipeline")
+    PipelineVersion.objects.create(
+        pipeline=pipeline, number=1, control_filename="iris.py", folder=f"pipelines/{pipeline.pk}/v1"
+    )
+    return pipeline
+
+
+@pytest.fixture
+def people(db):
+    make = get_user_model().objects.create_user
+    return make("alice", password="x"), make("bob", password="x"), make("carol", password="x")
+
+
+def queue_runs(pipeline, owner, count: int, queue: str = QUEUE) -> list[Run]:
+    return [
+        Run.objects.create(pipeline=pipeline, version=pipeline.latest_version, kind="run", owner=owner, queue=queue)
+        for _ in range(count)
+    ]
+
+
+def finish(run: Run) -> None:
+    assert lifecycle.finish(run.pk, Run.Status.SUCCEEDED)
+
+
+def test_claim_next_takes_turns_between_users_oldest_run_first(pipeline, people):
+    alice, bob, carol = people
+    alices = queue_runs(pipeline, alice, 5)
+    bobs = queue_runs(pipeline, bob, 1)
+    carols = queue_runs(pipeline, carol, 2)
+    order = []
+    for _ in range(8):
+        run = lifecycle.claim_next(QUEUE, "w1", "none")
+        order.append(run.pk)
+        finish(run)  # one worker: one run at a time
+    assert lifecycle.claim_next(QUEUE, "w1", "none") is None
+    # Nobody served yet: alice (lowest id) first, then those not yet served, then in turn.
+    assert order == [alices[0].pk, bobs[0].pk, carols[0].pk, alices[1].pk, carols[1].pk] + [r.pk for r in alices[2:]]
+
+
+def test_a_late_single_run_waits_for_at_most_one_run_of_a_busy_user(pipeline, people):
+    alice, bob, _ = people
+    alices = queue_runs(pipeline, alice, 30)
+    first = lifecycle.claim_next(QUEUE, "w1", "none")
+    assert first.pk == alices[0].pk
+    (bobs,) = queue_runs(pipeline, bob, 1)  # queued while alice's first run is running
+    finish(first)
+    assert lifecycle.claim_next(QUEUE, "w1", "none").pk == bobs.pk
+
+
+class SentMessages(list):
+    """Stands in for the run task in the sweep: records the messages instead of sending them."""
+
+    def apply_async(self, kwargs, queue):
+        self.append((kwargs["run_id"], queue))
+
+
+def test_a_user_at_their_running_limit_is_passed_over_not_failed(pipeline, people, monkeypatch):
+    sent = SentMessages()
+    monkeypatch.setattr(sweep, "execute_run", sent)
+    alice, bob, _ = people
+    RunLimits.objects.create(user=alice, max_running=2)
+    queue_runs(pipeline, alice, 4)
+    taken = [lifecycle.claim_next(QUEUE, f"w{i}", "none") for i in range(2)]
+    assert {run.owner_id for run in taken} == {alice.pk}
+    # A third worker finds only alice's runs, and alice at her limit: nothing, and the run stays queued.
+    assert lifecycle.claim_next(QUEUE, "w3", "none") is None
+    assert Run.objects.filter(owner=alice, status="queued").count() == 2
+    # The spent message is kept as a mark: one run to send again, but not while alice is at her limit.
+    assert Run.objects.filter(owner=alice, status="queued", enqueued_at__isnull=True).count() == 1
+    assert sweep.requeue_lost_runs() == []
+    (bobs,) = queue_runs(pipeline, bob, 1)
+    assert lifecycle.claim_next(QUEUE, "w3", "none").pk == bobs.pk
+    finish(taken[0])
+    assert len(sweep.requeue_lost_runs()) == 1  # alice may start one again: its message goes out
+    assert len(sent) == 1
+    assert lifecycle.claim_next(QUEUE, "w1", "none").owner_id == alice.pk
+
+
+@override_settings(MLOPEN_USER_MAX_RUNNING=1)
+def test_the_running_limit_comes_from_the_settings_and_zero_is_no_limit(pipeline, people):
+    alice, bob, _ = people
+    RunLimits.objects.create(user=bob, max_running=0)
+    queue_runs(pipeline, alice, 2)
+    queue_runs(pipeline, bob, 3)
+    owners = [lifecycle.claim_next(QUEUE, "w", "none") for _ in range(5)]
+    assert sorted(run.owner_id for run in owners if run) == [alice.pk, bob.pk, bob.pk, bob.pk]
+
+
+def test_claim_next_keeps_to_its_queue_and_skips_runs_waiting_for_their_runtime(pipeline, people):
+    alice, bob, _ = people
+    queue_runs(pipeline, alice, 1, queue="gpu")
+    runtime = Runtime.objects.create(digest="d" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
+    waiting_version = PipelineVersion.objects.create(
+        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=runtime
+    )
+    Run.objects.create(pipeline=pipeline, version=waiting_version, kind="run", owner=bob, queue=QUEUE)
+    assert lifecycle.claim_next(QUEUE, "w1", "none") is None
+    assert Run.objects.filter(status="queued").count() == 2
+    assert lifecycle.claim_next("gpu", "w1", "none").owner_id == alice.pk
+
+
+def test_queue_position_counts_turns(pipeline, people):
+    alice, bob, _ = people
+    alices = queue_runs(pipeline, alice, 10)
+    (bobs,) = queue_runs(pipeline, bob, 1)
+    assert fairness.queue_position(bobs) == 2  # alice's oldest, then bob
+    assert fairness.queue_position(alices[2]) == 4  # alice 0, 1, bob, alice 2
+    assert fairness.queue_position(alices[0]) == 1
+
+
+def test_usage_counts_running_and_queued_with_limits(pipeline, people):
+    alice, _, _ = people
+    RunLimits.objects.create(user=alice, max_queued=7)
+    queue_runs(pipeline, alice, 3)
+    lifecycle.claim_next(QUEUE, "w1", "none")
+    assert fairness.usage_of(alice) == fairness.Usage(1, 2, fairness.Limits(settings.MLOPEN_USER_MAX_RUNNING, 7))
+    old = Run.objects.filter(status="running").update(started_at=timezone.now() - timedelta(hours=1))
+    assert old == 1
