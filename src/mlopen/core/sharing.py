@@ -40,7 +40,7 @@ def _groups_named(user, refs) -> list[Group]:
     for ref in refs:
         query = (
             allowed.filter(pk=int(ref))
-            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit())
             else allowed.filter(name=ref)
         )
         group = query.first()

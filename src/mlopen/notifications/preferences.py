@@ -60,7 +60,7 @@ def _pipeline_of(user, ref) -> Pipeline | None:
         return None
     query = Pipeline.objects.visible_to(user)
     found = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
         number = int(ref)
         # Past a 64-bit id no row can match, and the database would refuse the number itself.
         found = query.filter(pk=number).first() if 0 < number < 2**63 else None

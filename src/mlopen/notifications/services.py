@@ -29,7 +29,7 @@ def _pipeline_of(owner, ref) -> Pipeline | None:
         return None
     query = Pipeline.objects.visible_to(owner)
     found = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
         found = query.filter(pk=int(ref)).first()
     if found is None and isinstance(ref, str):
         found = query.filter(name=ref).first()

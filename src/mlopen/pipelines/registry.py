@@ -37,7 +37,7 @@ def resolve_model(pipeline: Pipeline, ref, user=None) -> tuple[TrainedModel, str
     if isinstance(ref, bool) or ref is None or (isinstance(ref, str) and not ref.strip()):
         raise PipelineRejected("Name the model by its id or an alias such as 'production'.", field="model")
     text = str(ref).strip()
-    if isinstance(ref, int) or text.isdigit():
+    if isinstance(ref, int) or (text.isascii() and text.isdigit()):
         if len(text) > 18:
             raise PipelineRejected(f"There is no model {text[:40]}.", field="model")
         model = TrainedModel.objects.filter(pk=int(text)).select_related("pipeline").first()

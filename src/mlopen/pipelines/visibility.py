@@ -6,6 +6,7 @@ visible to whoever could see them (runs have their own sharing).
 
 from __future__ import annotations
 
+from mlopen.core.numbers import parse_id
 from mlopen.core.sharing import SharingRefused, shareable_groups
 from mlopen.pipelines.models import Pipeline
 
@@ -16,7 +17,7 @@ def set_private_group(pipeline: Pipeline, user, group_ref) -> Pipeline:
     if group_ref not in (None, ""):
         allowed = shareable_groups(user)
         ref = str(group_ref)
-        group = (allowed.filter(pk=int(ref)) if ref.isdigit() else allowed.filter(name=ref)).first()
+        group = (allowed.filter(pk=parse_id(ref)) if parse_id(ref) is not None else allowed.filter(name=ref)).first()
         if group is None:
             raise SharingRefused(
                 f"A pipeline can be private only to a group you belong to; {ref[:80]!r} is not one.", field="group"

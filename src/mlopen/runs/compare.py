@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mlopen.core.numbers import parse_id
 from mlopen.runs.models import Run, RunMetric
 
 MIN_RUNS = 2
@@ -28,10 +29,11 @@ def parse_ids(raw_values: list[str]) -> list[int]:
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit() or len(part) > 18:
+            run_id = parse_id(part)
+            if run_id is None:
                 raise CompareInvalid(f"ids: run ids are whole numbers, not {part[:20]!r}.")
-            if int(part) not in ids:
-                ids.append(int(part))
+            if run_id not in ids:
+                ids.append(run_id)
     if not MIN_RUNS <= len(ids) <= MAX_RUNS:
         raise CompareInvalid(f"ids: compare {MIN_RUNS} to {MAX_RUNS} runs, not {len(ids)}.")
     return ids

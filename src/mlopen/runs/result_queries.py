@@ -22,6 +22,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from mlopen.core.numbers import parse_int
+
 OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "contains": None}
 MAX_FILTERS = 10
 BATCH_ROWS = 10_000
@@ -76,8 +78,9 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _column_index(raw: str, names: Sequence[str], shown: Sequence[str] | None) -> int:
-    if raw.isdigit() and int(raw) < len(names):
-        return int(raw)
+    index = parse_int(raw)
+    if index is not None and index < len(names):
+        return index
     for candidates in (shown or [], names):
         if raw in candidates:
             return list(candidates).index(raw)

@@ -15,6 +15,7 @@ from django.db.models import DurationField, ExpressionWrapper, F, OuterRef, Q, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from mlopen.core.numbers import parse_id
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run, RunMetric, RunTag
 
@@ -111,8 +112,9 @@ def _moment(params, name: str, end_of_day: bool) -> dt.datetime | None:
 def _pipeline(value: str, user) -> Pipeline:
     query = Pipeline.objects.visible_to(user)
     pipeline = None
-    if value.isdigit() and int(value) <= _MAX_ID:
-        pipeline = query.filter(pk=int(value)).first()
+    pipeline_id = parse_id(value)
+    if pipeline_id is not None and pipeline_id <= _MAX_ID:
+        pipeline = query.filter(pk=pipeline_id).first()
     if pipeline is None:
         pipeline = query.filter(name=value).first()
     if pipeline is None:
@@ -155,9 +157,10 @@ def parse(params, user) -> RunSearch:
         search.pipeline = _pipeline(pipeline, user)
     version = _text(params, "version", 20).removeprefix("v")
     if version:
-        if not version.isdigit() or int(version) < 1 or int(version) > _MAX_ID:
+        number = parse_id(version)
+        if number is None or number > _MAX_ID:
             raise SearchInvalid({"version": f"Give a version number such as 3, not {version[:20]!r}."})
-        search.version = int(version)
+        search.version = number
     ordering = _text(params, "ordering", 110) or "-created"
     bare = ordering.removeprefix("-")
     if bare not in ORDERINGS and not (bare.startswith("metric.") and len(bare) > len("metric.")):

@@ -85,7 +85,7 @@ def resolve_pipeline(ref, user=None) -> Pipeline:
     if isinstance(ref, bool) or ref is None or ref == "":
         raise RunRefused("Name the pipeline to run by its id or name.", {"pipeline": "This field is required."})
     pipeline = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
         pipeline = query.filter(pk=int(ref)).first()
     if pipeline is None and isinstance(ref, str):
         pipeline = query.filter(name=ref).first()

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 
+from mlopen.core.numbers import parse_int
 from mlopen.core.sharing import shareable_groups
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
@@ -250,8 +251,9 @@ class RunForm(BootstrapMixin, forms.Form):
             (str(n), f"v{n}") for n in numbers
         ]
         raw = str((self.data.get("version") if self.is_bound else self.initial.get("version")) or "")
-        if raw.isdigit() and int(raw) in numbers:
-            return pipeline.versions.get(number=int(raw))
+        number = parse_int(raw)
+        if number is not None and number in numbers:
+            return pipeline.versions.get(number=number)
         return pipeline.latest_version
 
     def _model_choices(self, pipeline: Pipeline | None, kind: str) -> None:

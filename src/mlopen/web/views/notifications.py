@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 
 from mlopen.core.access import LOGGED_IN, access
+from mlopen.core.numbers import parse_id
 from mlopen.notifications import preferences
 from mlopen.notifications.models import DEFAULT_BROWSER, DEFAULT_EMAIL, NotificationPreference
 from mlopen.pipelines.models import Pipeline
@@ -33,8 +34,8 @@ class PreferenceForm(forms.Form):
 def notification_preferences(request):
     user = request.user
     if request.method == "POST" and request.POST.get("action") == "delete":
-        pipeline_id = request.POST.get("pipeline", "")
-        if pipeline_id.isdigit() and preferences.delete_preference(user, int(pipeline_id)):
+        pipeline_id = parse_id(request.POST.get("pipeline", ""))
+        if pipeline_id is not None and preferences.delete_preference(user, pipeline_id):
             messages.success(request, "That pipeline follows your default again.")
         return redirect("web:notification-preferences")
     if request.method == "POST":

@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, access
-from mlopen.core.numbers import parse_int
+from mlopen.core.numbers import parse_id, parse_int
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs import compare as run_compare
 from mlopen.runs import removal, results
@@ -201,9 +201,9 @@ def _posted_ids(request) -> list[int]:
     ids: list[int] = []
     for value in request.POST.getlist("ids"):
         for part in value.split(","):
-            part = part.strip()
-            if part.isdigit() and len(part) < 19 and int(part) not in ids:
-                ids.append(int(part))
+            run_id = parse_id(part)
+            if run_id is not None and run_id not in ids:
+                ids.append(run_id)
     return ids
 
 

@@ -98,12 +98,8 @@ def _initial(request, pipeline: Pipeline | None, kind: str) -> dict:
 
 def _from_run(request) -> Run | None:
     """The run "Run again with changes" starts from (``?from=<id>``), if the user may see it."""
-    raw = request.GET.get("from", "")
-    return (
-        _visible_runs(request).select_related("pipeline", "version").filter(pk=int(raw)).first()
-        if raw.isdigit()
-        else None
-    )
+    run_id = parse_id(request.GET.get("from", ""))
+    return _visible_runs(request).select_related("pipeline", "version").filter(pk=run_id).first() if run_id else None
 
 
 def _initial_from(run: Run) -> dict:
@@ -114,7 +110,7 @@ def _initial_from(run: Run) -> dict:
         "input": run.input_id,
         "version": str(run.version.number),
         "model": run.model_requested
-        if run.model_requested and not run.model_requested.isdigit()
+        if run.model_requested and parse_id(run.model_requested) is None
         else (str(run.trained_model_id) if run.trained_model_id and run.kind == Run.Kind.RUN else ""),
         "timeout": run.timeout_seconds,
         **{PARAM_PREFIX + name: value for name, value in (run.params or {}).items()},
