@@ -34,7 +34,7 @@ def _pipeline(name, **fields):
 
 def _run(owner, pipeline, days_ago, status="succeeded", kind="run", model=None, **fields):
     from mlopen.runs import results
-    from mlopen.runs.models import Run
+    from mlopen.runs.models import Run, RunLogChunk
 
     ended = timezone.now() - timedelta(days=days_ago)
     run = Run.objects.create(
@@ -46,9 +46,9 @@ def _run(owner, pipeline, days_ago, status="succeeded", kind="run", model=None, 
         started_at=ended - timedelta(minutes=1),
         finished_at=ended if status in Run.FINISHED else None,
         trained_model=model,
-        log="a line of log\n" * 10,
         **fields,
     )
+    RunLogChunk.objects.create(run=run, seq=0, offset=0, text="a line of log\n" * 10)
     if status == "succeeded":
         folder, rows = results.store_result(run.pk, dict(RESULT), [])
         Run.objects.filter(pk=run.pk).update(result_folder=folder, result_rows=rows)
@@ -153,6 +153,36 @@ def test_prune_deletes_what_expired_and_keeps_what_it_must(world):
     # What was freed: the logs, the result folders and the model's file.
     assert pruned.bytes > world["model_b"].size + 5 * len("a line of log\n" * 10)
     assert retention.prune().runs == 0  # nothing left to do
+
+
+def test_a_run_tagged_keep_stays_however_old(world):
+    from mlopen.runs import retention
+    from mlopen.runs.models import RunTag
+
+    RunTag.objects.create(run=world["old"], name="keep")
+    RunTag.objects.create(run=world["old_failed"], name="keeper")  # only the tag "keep" itself keeps
+
+    expired = retention.expired_runs()
+    assert world["old"].pk not in expired
+    assert world["old_failed"].pk in expired
+
+
+def test_a_run_given_an_aliased_model_stays_and_so_does_the_models_training(world, user):
+    from mlopen.pipelines.models import ModelAlias, TrainedModel
+    from mlopen.runs import retention
+    from mlopen.runs.models import Run
+
+    # model b is neither the latest nor given to a run that stays: without an alias it goes.
+    ModelAlias.objects.create(pipeline=world["model_b"].pipeline, name="production", model=world["model_b"], set_by=user)
+
+    expired = retention.expired_runs()
+    assert world["old_with_b"].pk not in expired  # it was given an aliased model
+    assert world["train_b"].pk not in expired  # the aliased model's training run
+    assert world["old"].pk in expired
+
+    retention.prune()
+    assert TrainedModel.objects.filter(pk=world["model_b"].pk).exists()
+    assert Run.objects.filter(pk__in=[world["old_with_b"].pk, world["train_b"].pk]).count() == 2
 
 
 def test_dry_run_changes_nothing_and_says_what_it_would_free(world):

@@ -5,9 +5,9 @@ and the models only they needed. `mlopen manage prune` and the periodic task `ml
 A finished run is expired when it ended more than its pipeline's ``retention_days`` ago (empty:
 MLOPEN_RETENTION_DAYS; 0 or unset: never). Of those, a run stays when it is
 
-- tagged ``keep`` (runs.RunTag, once that table exists),
+- tagged ``keep`` (runs.RunTag),
 - shared (with everyone or a group: others may rely on it),
-- given a model that has an alias (pipelines.ModelAlias, once that table exists), or
+- given a model that has an alias (pipelines.ModelAlias), or
 - the training run of a model still in use: its pipeline's latest model, an aliased one, or one
   given to a run that stays.
 
@@ -21,30 +21,21 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.apps import apps
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
 from mlopen.core import storage
-from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs.models import Run
+from mlopen.pipelines.models import ModelAlias, Pipeline, TrainedModel
+from mlopen.runs.models import Run, RunLogChunk, RunTag
 
 log = logging.getLogger(__name__)
 
 KEEP_TAG = "keep"
 # Runs deleted per transaction: SQLite's write lock is held for one batch, not for the whole prune.
 BATCH = 200
-
-
-def _model(label: str):
-    """A model another app adds (runs.RunTag, pipelines.ModelAlias), or None until it exists."""
-    try:
-        return apps.get_model(label)
-    except LookupError:
-        return None
 
 
 def _old_enough(now) -> Q | None:
@@ -59,10 +50,7 @@ def _old_enough(now) -> Q | None:
 
 
 def _aliased_models() -> QuerySet[TrainedModel]:
-    alias = _model("pipelines.ModelAlias")
-    if alias is None:
-        return TrainedModel.objects.none()
-    return TrainedModel.objects.filter(pk__in=alias.objects.values("model_id"))
+    return TrainedModel.objects.filter(pk__in=ModelAlias.objects.values("model_id"))
 
 
 def _latest_models() -> QuerySet[TrainedModel]:
@@ -82,10 +70,8 @@ def expired_runs(now=None) -> list[int]:
         .exclude(shared_with_all=True)
         .exclude(pk__in=Run.shared_groups.through.objects.values("run_id"))
         .exclude(trained_model__in=_aliased_models())
+        .exclude(pk__in=RunTag.objects.filter(name=KEEP_TAG).values("run_id"))
     )
-    tag = _model("runs.RunTag")
-    if tag is not None:
-        candidates = candidates.exclude(pk__in=tag.objects.filter(name=KEEP_TAG).values("run_id"))
     doomed = set(candidates.values_list("pk", flat=True))
     if not doomed:
         return []
@@ -147,6 +133,16 @@ def tree_size(storage_folder: str) -> int:
     return total
 
 
+# A run's log size: the characters of its chunks (runs.logs), one subquery per run.
+_log_size = (
+    RunLogChunk.objects.filter(run=OuterRef("pk"))
+    .order_by()
+    .values("run")
+    .annotate(total=Sum(Length("text")))
+    .values("total")
+)
+
+
 def prune(dry_run: bool = False, now=None) -> Pruned:
     """Delete the expired runs (``expired_runs``) with their results, logs and the models they alone
     trained; with ``dry_run``, only say what that would delete and free. Returns what was (or would be) freed."""
@@ -156,7 +152,7 @@ def prune(dry_run: bool = False, now=None) -> Pruned:
         batch = run_ids[start : start + BATCH]
         rows = list(
             Run.objects.filter(pk__in=batch)
-            .annotate(log_bytes=Length("log"))
+            .annotate(log_bytes=Subquery(_log_size))
             .values("pk", "result_folder", "log_bytes")
         )
         models = list(TrainedModel.objects.filter(run_id__in=batch).values("pk", "artifact", "size"))

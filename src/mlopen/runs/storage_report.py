@@ -23,7 +23,7 @@ from django.utils import timezone
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.runs.models import Run
+from mlopen.runs.models import Run, RunLogChunk
 
 ORPHAN_GRACE = timedelta(hours=1)
 KINDS = ("results", "models", "datasets", "logs", "code")
@@ -171,9 +171,10 @@ def report(now=None) -> Report:
         pipelines[model["pipeline_id"]]["models"] += model["size"] or 0
     for dataset in Dataset.objects.values("owner_id").annotate(size=Sum("size")):
         users[dataset["owner_id"]]["datasets"] += dataset["size"] or 0
-    for logs in Run.objects.values("owner_id", "pipeline_id").annotate(size=Sum(Length("log"))):
-        users[logs["owner_id"]]["logs"] += logs["size"] or 0
-        pipelines[logs["pipeline_id"]]["logs"] += logs["size"] or 0
+    chunks = RunLogChunk.objects.order_by().values("run__owner_id", "run__pipeline_id")
+    for logs in chunks.annotate(size=Sum(Length("text"))):
+        users[logs["run__owner_id"]]["logs"] += logs["size"] or 0
+        pipelines[logs["run__pipeline_id"]]["logs"] += logs["size"] or 0
         found.by_kind["logs"] += logs["size"] or 0
     user_names = dict(get_user_model().objects.filter(pk__in=[k for k in users if k]).values_list("pk", "username"))
     pipeline_names = dict(Pipeline.objects.filter(pk__in=list(pipelines)).values_list("pk", "name"))
