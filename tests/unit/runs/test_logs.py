@@ -1,4 +1,4 @@
-"""runs.logs and the 0008 migration: a run's log lives in append-only chunks, read by offset, and
+"""runs.logs and the 0010 migration: a run's log lives in append-only chunks, read by offset, and
 every log stored in the old Run.log column moves into chunks with every character kept."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mlopen.runs.models import Run, RunLogChunk
 
 pytestmark = pytest.mark.django_db
 
-migration = importlib.import_module("mlopen.runs.migrations.0008_run_log_chunks")
+migration = importlib.import_module("mlopen.runs.migrations.0010_run_log_chunks")
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_listing_runs_reads_no_log_column():
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_moves_every_existing_log_into_chunks_keeping_every_character():
     executor = MigrationExecutor(connection)
-    before = [("runs", "0007_pipeline_examples")]
+    before = [("runs", "0009_run_model_choice")]
     latest = executor.loader.graph.leaf_nodes()
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

@@ -1,4 +1,4 @@
-# The log column goes in a migration of its own, after 0008 copied it into RunLogChunk rows:
+# The log column goes in a migration of its own, after 0010 copied it into RunLogChunk rows:
 # PostgreSQL refuses to alter a table in the transaction that has pending deferred FK checks.
 
 from django.db import migrations
@@ -6,7 +6,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0008_run_log_chunks"),
+        ("runs", "0010_run_log_chunks"),
     ]
 
     operations = [

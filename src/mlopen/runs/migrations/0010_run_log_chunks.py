@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("datasets", "0002_sharing_and_storage_quota"),
         ("pipelines", "0007_first_run"),
-        ("runs", "0007_pipeline_examples"),
+        ("runs", "0009_run_model_choice"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

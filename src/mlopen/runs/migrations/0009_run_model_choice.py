@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0007_pipeline_examples"),
+        ("runs", "0008_run_name_notes_tags"),
     ]
 
     operations = [

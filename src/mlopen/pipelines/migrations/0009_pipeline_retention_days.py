@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pipelines", "0007_first_run"),
+        ("pipelines", "0008_model_registry"),
     ]
 
     operations = [

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
         ('auth', '0012_alter_user_first_name_max_length'),
         ('datasets', '0002_sharing_and_storage_quota'),
         ('pipelines', '0007_first_run'),
-        ('runs', '0007_pipeline_examples'),
+        ('runs', '0011_run_log_removed'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -27,10 +27,6 @@ class Migration(migrations.Migration):
                 'verbose_name': 'run limits',
                 'verbose_name_plural': 'run limits',
             },
-        ),
-        migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['owner', 'status'], name='runs_run_owner_i_873827_idx'),
         ),
         migrations.AddIndex(
             model_name='run',
