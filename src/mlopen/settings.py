@@ -484,6 +484,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetKindEnum": "mlopen.datasets.models.Dataset.Kind",
         "PreviewKindEnum": ["table", "text", "none"],
         "TokenStateEnum": ["active", "revoked", "expired"],
+        # e-mail and browser notifications take the same three choices: one enum, not two names.
+        "NotificationChoiceEnum": ["off", "all", "failures"],
     },
 }
 

@@ -173,7 +173,9 @@ def test_a_run_given_an_aliased_model_stays_and_so_does_the_models_training(worl
     from mlopen.runs.models import Run
 
     # model b is neither the latest nor given to a run that stays: without an alias it goes.
-    ModelAlias.objects.create(pipeline=world["model_b"].pipeline, name="production", model=world["model_b"], set_by=user)
+    ModelAlias.objects.create(
+        pipeline=world["model_b"].pipeline, name="production", model=world["model_b"], set_by=user
+    )
 
     expired = retention.expired_runs()
     assert world["old_with_b"].pk not in expired  # it was given an aliased model

@@ -43,10 +43,10 @@ def test_an_upload_marks_its_input_required_and_a_new_version_leaves_it_unchange
     assert response.json()["input_required"] is True
     again = api.post(
         f"/api/v1/pipelines/{response.json()['id']}/versions/",
-        {"control": SimpleUploadedFile("needs.py", SAVES_NOTHING)},
+        {"control": SimpleUploadedFile("needs.py", SAVES_NOTHING + b"# version 2\n")},  # identical: no version
         format="multipart",
     )
-    assert again.status_code == 201 and again.json()["input_required"] is True
+    assert again.status_code == 201 and again.json()["version"] == 2 and again.json()["input_required"] is True
 
 
 def test_an_upload_reads_whether_the_pipeline_saves_a_model(api):

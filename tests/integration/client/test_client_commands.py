@@ -150,13 +150,15 @@ def test_environment_overrides_the_profile(live_server, token, mlopen, monkeypat
 # --- pipelines and datasets ------------------------------------------------------------------------
 
 
-def test_pipeline_upload_list_show(server, token, mlopen):
+def test_pipeline_upload_list_show(server, token, mlopen, tmp_path):
     upload = mlopen("pipeline", "upload", PIPELINES / "client_count.py", "--name", "counter", "--json")
     assert upload.code == 0, upload.err
     assert upload.json == _api(server, token, f"pipelines/{upload.json['id']}/")
     assert upload.json["params"]["run"]["k"] == {"type": "integer", "default": 3}
 
-    human = mlopen("pipeline", "upload", PIPELINES / "client_count.py", "--name", "counter")
+    changed = tmp_path / "client_count.py"  # an identical upload makes no new version
+    changed.write_text((PIPELINES / "client_count.py").read_text() + "\n# version 2\n")
+    human = mlopen("pipeline", "upload", changed, "--name", "counter")
     assert human.code == 0
     assert human.out.startswith(f"Uploaded counter v2 (pipeline {upload.json['id']})")
 

@@ -142,7 +142,8 @@ def test_a_maintainer_publishes_a_new_version_via_api_and_web(world, tool, api_a
     tool.maintainers.add(world.mallory)
     response = api_new_version(api_as(world.mallory), tool)
     assert response.status_code == 201, response.content
-    response = web_upload(web_as(world.mallory), TOOL)
+    # A second, different file (an identical upload would just answer with v2, not publish v3).
+    response = web_upload(web_as(world.mallory), TOOL, source=EVIL + b"# and again\n")
     assert response.status_code == 302
     assert list(tool.versions.order_by("number").values_list("number", "created_by__username")) == [
         (1, "alice"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from web_pagecheck import inline_scripts, scan
 
 from mlopen.datasets.models import Dataset
@@ -43,7 +44,9 @@ def test_train_then_run_shows_table_graphs_and_text(client_for, author, worker, 
     train = wait_for_run(train.pk, timeout=60)
     assert train.status == "succeeded", train.error
     page = client.get(f"/runs/{train.pk}/").content.decode()
-    assert "Training saved <strong>model #1</strong>" in page
+    model = train.produced_model
+    model_page = reverse("web:model-detail", args=[pipeline.pk, model.pk])
+    assert f'Training saved <a href="{model_page}"><strong>model #1</strong></a>' in page
     assert "trained on 3 rows, mean value 3.00" in page
     assert 'id="metric-data-0"' in page  # the loss logged during training, drawn as a chart
 

@@ -54,6 +54,10 @@ def upload_command(args, out: Output) -> int:
             description=args.description,
             runtime=args.runtime,
         )
+    if pipeline.get("unchanged"):
+        # The same files as the latest version: the server made no new version and says so.
+        out.note(pipeline.get("message") or "Nothing changed: the latest version has these files.")
+        return emit(out, pipeline, show=partial(show_pipeline, verb="Unchanged:"))
     return emit(out, pipeline, show=partial(show_pipeline, verb="Uploaded"))
 
 
