@@ -345,8 +345,6 @@ EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
 EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
 EMAIL_TIMEOUT = env_int("MLOPEN_EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("MLOPEN_EMAIL_FROM", "mlopen <mlopen@localhost>")
-# The address links in e-mails start with (the server has no request to read it from).
-MLOPEN_BASE_URL = env_str("MLOPEN_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # --- Retention -----------------------------------------------------------------------------------
 # Finished runs older than this many days are deleted with their results and logs (a pipeline may

@@ -64,8 +64,9 @@ def wait_for_status(page, status: str, timeout: float = 90_000) -> None:
 
 
 def test_browser_upload_train_run_and_read_results(
-    live_server, author, worker, upload_pipeline, browser_page, tmp_path
+    live_server, author, worker, upload_pipeline, browser_page, tmp_path, settings
 ):
+    settings.MLOPEN_BASE_URL = live_server.url  # the graph frame loads plotly.js from the site's own URL
     page = browser_page
     base = live_server.url
     upload_pipeline("web_params.py")  # a second pipeline, to switch between in the run form

@@ -101,7 +101,8 @@ def test_an_open_page_tells_when_a_run_ends(live_server, api, worker, upload_pip
     page.wait_for_selector(f'tr[data-run-id="{first}"]', timeout=20_000)
     page.wait_for_selector(f'tr[data-run-id="{first}"][data-run-status="succeeded"]', timeout=90_000)
     page.wait_for_function("window.__notifications.length === 1")
-    assert page.evaluate("window.__notifications") == [{"title": f"Run #{first} succeeded", "body": "slow · run"}]
+    # The runs list labels a run by its display name ("<pipeline> #<id>" when nobody named it).
+    assert page.evaluate("window.__notifications") == [{"title": f"Run #{first} succeeded", "body": f"slow #{first}"}]
     assert page.title() == f"✓ run #{first} succeeded — mlopen"
 
     # The run page, open while its run goes: it reloads to show the result, keeping the title it set.

@@ -153,7 +153,7 @@ def test_result_table_page_size_and_jump_to_page(browser, live_server, content):
     page.select_option("#table-page-size", "25")
     expect(page.locator("#result-table tbody tr")).to_have_count(25)
     page.fill("#table-page", "3")
-    page.click("#result-table button[type=submit]")
+    page.click("#result-table .table-controls button[type=submit]")  # "Go", not the search box's button
     expect(page.locator("#result-table tbody td").first).to_have_text("50")
     assert page.url == f"{url}?page=3&page_size=25"
     assert page.input_value("#table-page") == "3"
