@@ -158,7 +158,7 @@ def test_plain_tokens_from_before_hashing_are_imported_and_keep_working(alice):
     migration = importlib.import_module("mlopen.core.migrations.0002_import_plain_tokens")
     key = "0123456789abcdef0123456789abcdef01234567"
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created datetime, user_id integer)")
+        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp, user_id integer)")
         cursor.execute("INSERT INTO authtoken_token VALUES (%s, %s, %s)", [key, "2025-01-02 03:04:05", alice.pk])
     try:
         from django.apps import apps

@@ -160,16 +160,17 @@ def test_runs_whose_messages_the_broker_lost_under_steady_load_run_before_the_lo
 ):
     pipeline_from("steady", STEADY.replace("time.sleep(0.4)", "time.sleep(0.1)"))
     fast = {"MLOPEN_REQUEUE_SECONDS": "2"}
-    start_worker(extra_env=fast)
-    start_worker(extra_env=fast)
-    # A backlog the two workers cannot take at once, then the broker forgets it (Redis restarted
-    # without persistence; a folder-broker file deleted).
+    # A backlog, then the broker forgets it (Redis restarted without persistence; a folder-broker
+    # file deleted) before the workers come: with warm and pre-imported processes two workers
+    # would drain six quick runs before the purge, and nothing would be lost.
     lost = [submit("steady") for _ in range(6)]
     from django.conf import settings
 
     with app.connection_for_write() as broker:
         purged = broker.default_channel.queue_purge(settings.MLOPEN_DEFAULT_QUEUE)
     assert purged, "nothing was waiting in the queue when the broker lost it"
+    start_worker(extra_env=fast)
+    start_worker(extra_env=fast)
     # Steady load: a new run every 0.3 s for 12 s keeps both workers busy the whole time.
     load = []
     load_ends = time.monotonic() + 12
