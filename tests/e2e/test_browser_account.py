@@ -57,7 +57,11 @@ def test_tokens_are_made_rotated_and_revoked_on_the_account_page(live_server, au
     page.screenshot(path=str(SCREENSHOTS / "account.png"), full_page=True)
 
     page.click("#tokens tr:has-text('laptop') button:has-text('Rotate')")
-    page.locator("#new-token:has-text('rotate')").or_(page.locator("#new-token")).first.wait_for()
+    # The first token's box is still there until htmx swaps in the rotated one: wait for a new value.
+    page.wait_for_function(
+        "first => { const box = document.querySelector('#new-token input'); return box && box.value !== first; }",
+        arg=first,
+    )
     second = page.locator("#new-token input").input_value()
     assert second != first and _works(live_server.url, second) and not _works(live_server.url, first)
 

@@ -535,6 +535,8 @@ class RunViewSet(
     @extend_schema(parameters=[s.RunWaitSerializer])
     def retrieve(self, request, *args, **kwargs):
         """A run: status, progress, error, parameters, the first page of its result and its metrics."""
+        if request.query_params.get("wait") == "":  # the schema says number: an empty one is malformed
+            raise ValidationError({"wait": "Give a number of seconds (at most the server's limit), or leave wait out."})
         query = s.RunWaitSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         run = self._after_waiting(self.get_object(), query.validated_data.get("wait"))
