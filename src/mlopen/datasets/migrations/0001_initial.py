@@ -6,6 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -14,36 +15,22 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Dataset",
+            name='Dataset',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=200)),
-                ("filename", models.CharField(help_text="the uploaded file's name, sanitized", max_length=255)),
-                ("file", models.CharField(help_text="storage name of the stored file", max_length=400)),
-                ("size", models.BigIntegerField(default=0)),
-                ("content_type", models.CharField(blank=True, max_length=120)),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("csv", "CSV table"), ("text", "text"), ("zip", "zip archive"), ("other", "file")],
-                        default="other",
-                        max_length=8,
-                    ),
-                ),
-                ("sha256", models.CharField(blank=True, max_length=64)),
-                ("is_demo", models.BooleanField(default=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "owner",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="datasets",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200)),
+                ('filename', models.CharField(help_text="the uploaded file's name, sanitized", max_length=255)),
+                ('file', models.CharField(help_text='storage name of the stored file', max_length=400)),
+                ('size', models.BigIntegerField(default=0)),
+                ('content_type', models.CharField(blank=True, max_length=120)),
+                ('kind', models.CharField(choices=[('csv', 'CSV table'), ('text', 'text'), ('zip', 'zip archive'), ('other', 'file')], default='other', max_length=8)),
+                ('sha256', models.CharField(blank=True, max_length=64)),
+                ('is_demo', models.BooleanField(default=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='datasets', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
     ]

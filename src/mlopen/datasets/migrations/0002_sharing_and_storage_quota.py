@@ -6,46 +6,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
-        ("datasets", "0001_initial"),
+        ('auth', '0012_alter_user_first_name_max_length'),
+        ('datasets', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="dataset",
-            name="shared_groups",
-            field=models.ManyToManyField(
-                blank=True, help_text="visible to the members of these groups", related_name="+", to="auth.group"
-            ),
+            model_name='dataset',
+            name='shared_groups',
+            field=models.ManyToManyField(blank=True, help_text='visible to the members of these groups', related_name='+', to='auth.group'),
         ),
         migrations.AddField(
-            model_name="dataset",
-            name="shared_with_all",
-            field=models.BooleanField(default=False, help_text="visible to every logged-in user"),
+            model_name='dataset',
+            name='shared_with_all',
+            field=models.BooleanField(default=False, help_text='visible to every logged-in user'),
         ),
         migrations.CreateModel(
-            name="StorageQuota",
+            name='StorageQuota',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "megabytes",
-                    models.PositiveIntegerField(
-                        help_text="the most this user's datasets may take, in MB; 0 = no limit"
-                    ),
-                ),
-                (
-                    "user",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="storage_quota",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('megabytes', models.PositiveIntegerField(help_text="the most this user's datasets may take, in MB; 0 = no limit")),
+                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='storage_quota', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "storage quota",
+                'verbose_name': 'storage quota',
             },
         ),
     ]

@@ -6,103 +6,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("pipelines", "0006_runtimes"),
-        ("runs", "0006_runtimes"),
+        ('pipelines', '0006_runtimes'),
+        ('runs', '0006_runtimes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Webhook",
+            name='Webhook',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("url", models.CharField(max_length=2048)),
-                (
-                    "events",
-                    models.JSONField(
-                        default=list, help_text="the events it is called for: run.succeeded, run.failed..."
-                    ),
-                ),
-                (
-                    "secret",
-                    models.CharField(help_text="signs each call (HMAC-SHA256); shown once, at creation", max_length=64),
-                ),
-                ("active", models.BooleanField(default=True)),
-                (
-                    "failing",
-                    models.BooleanField(default=False, help_text="its last delivery gave up after every retry"),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "owner",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="webhooks",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "pipeline",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="only this pipeline's runs; empty: every run of the owner",
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="webhooks",
-                        to="pipelines.pipeline",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('url', models.CharField(max_length=2048)),
+                ('events', models.JSONField(default=list, help_text='the events it is called for: run.succeeded, run.failed...')),
+                ('secret', models.CharField(help_text='signs each call (HMAC-SHA256); shown once, at creation', max_length=64)),
+                ('active', models.BooleanField(default=True)),
+                ('failing', models.BooleanField(default=False, help_text='its last delivery gave up after every retry')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to=settings.AUTH_USER_MODEL)),
+                ('pipeline', models.ForeignKey(blank=True, help_text="only this pipeline's runs; empty: every run of the owner", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to='pipelines.pipeline')),
             ],
             options={
-                "ordering": ["-created_at", "-pk"],
+                'ordering': ['-created_at', '-pk'],
             },
         ),
         migrations.CreateModel(
-            name="WebhookDelivery",
+            name='WebhookDelivery',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("event", models.CharField(max_length=32)),
-                (
-                    "state",
-                    models.CharField(
-                        choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")],
-                        default="pending",
-                        max_length=9,
-                    ),
-                ),
-                (
-                    "status_code",
-                    models.PositiveIntegerField(blank=True, help_text="the receiver's last answer", null=True),
-                ),
-                ("attempts", models.PositiveIntegerField(default=0)),
-                ("error", models.TextField(blank=True, help_text="why the last try failed")),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("delivered_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "run",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="runs.run",
-                    ),
-                ),
-                (
-                    "webhook",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="deliveries",
-                        to="notifications.webhook",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('event', models.CharField(max_length=32)),
+                ('state', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=9)),
+                ('status_code', models.PositiveIntegerField(blank=True, help_text="the receiver's last answer", null=True)),
+                ('attempts', models.PositiveIntegerField(default=0)),
+                ('error', models.TextField(blank=True, help_text='why the last try failed')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('delivered_at', models.DateTimeField(blank=True, null=True)),
+                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='runs.run')),
+                ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='notifications.webhook')),
             ],
             options={
-                "ordering": ["-created_at", "-pk"],
-                "indexes": [models.Index(fields=["webhook", "-created_at"], name="notificatio_webhook_8656a3_idx")],
+                'ordering': ['-created_at', '-pk'],
+                'indexes': [models.Index(fields=['webhook', '-created_at'], name='notificatio_webhook_8656a3_idx')],
             },
         ),
     ]

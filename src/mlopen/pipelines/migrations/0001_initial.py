@@ -6,6 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -14,114 +15,62 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Pipeline",
+            name='Pipeline',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100, unique=True)),
-                ("description", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                ("timeout_seconds", models.PositiveIntegerField(blank=True, null=True)),
-                ("memory_mb", models.PositiveIntegerField(blank=True, null=True)),
-                (
-                    "queue",
-                    models.CharField(
-                        blank=True,
-                        help_text="Celery queue its runs go to (e.g. gpu); empty for the default queue",
-                        max_length=64,
-                    ),
-                ),
-                ("allow_network", models.BooleanField(default=False)),
-                ("is_demo", models.BooleanField(default=False)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100, unique=True)),
+                ('description', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('timeout_seconds', models.PositiveIntegerField(blank=True, null=True)),
+                ('memory_mb', models.PositiveIntegerField(blank=True, null=True)),
+                ('queue', models.CharField(blank=True, help_text='Celery queue its runs go to (e.g. gpu); empty for the default queue', max_length=64)),
+                ('allow_network', models.BooleanField(default=False)),
+                ('is_demo', models.BooleanField(default=False)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="PipelineVersion",
+            name='PipelineVersion',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("number", models.PositiveIntegerField()),
-                ("control_filename", models.CharField(max_length=200)),
-                ("support_files", models.JSONField(blank=True, default=list)),
-                (
-                    "folder",
-                    models.CharField(help_text="storage folder holding the control and support files", max_length=300),
-                ),
-                ("description", models.TextField(blank=True)),
-                ("params_train", models.JSONField(blank=True, default=dict)),
-                ("params_run", models.JSONField(blank=True, default=dict)),
-                ("requirements", models.TextField(blank=True)),
-                ("env_hash", models.CharField(blank=True, max_length=64)),
-                (
-                    "env_status",
-                    models.CharField(
-                        choices=[
-                            ("none", "platform environment"),
-                            ("building", "building"),
-                            ("ready", "ready"),
-                            ("failed", "failed"),
-                        ],
-                        default="none",
-                        max_length=10,
-                    ),
-                ),
-                ("env_log", models.TextField(blank=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "pipeline",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="versions", to="pipelines.pipeline"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('number', models.PositiveIntegerField()),
+                ('control_filename', models.CharField(max_length=200)),
+                ('support_files', models.JSONField(blank=True, default=list)),
+                ('folder', models.CharField(help_text='storage folder holding the control and support files', max_length=300)),
+                ('description', models.TextField(blank=True)),
+                ('params_train', models.JSONField(blank=True, default=dict)),
+                ('params_run', models.JSONField(blank=True, default=dict)),
+                ('requirements', models.TextField(blank=True)),
+                ('env_hash', models.CharField(blank=True, max_length=64)),
+                ('env_status', models.CharField(choices=[('none', 'platform environment'), ('building', 'building'), ('ready', 'ready'), ('failed', 'failed')], default='none', max_length=10)),
+                ('env_log', models.TextField(blank=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='pipelines.pipeline')),
             ],
             options={
-                "ordering": ["pipeline", "-number"],
+                'ordering': ['pipeline', '-number'],
             },
         ),
         migrations.CreateModel(
-            name="TrainedModel",
+            name='TrainedModel',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("number", models.PositiveIntegerField()),
-                ("artifact", models.CharField(help_text="storage name of the pickled models and args", max_length=300)),
-                ("label", models.CharField(blank=True, help_text="the name passed to save_pipeline", max_length=200)),
-                ("model_names", models.JSONField(blank=True, default=list)),
-                ("arg_names", models.JSONField(blank=True, default=list)),
-                ("size", models.BigIntegerField(default=0)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "pipeline",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="trained_models",
-                        to="pipelines.pipeline",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('number', models.PositiveIntegerField()),
+                ('artifact', models.CharField(help_text='storage name of the pickled models and args', max_length=300)),
+                ('label', models.CharField(blank=True, help_text='the name passed to save_pipeline', max_length=200)),
+                ('model_names', models.JSONField(blank=True, default=list)),
+                ('arg_names', models.JSONField(blank=True, default=list)),
+                ('size', models.BigIntegerField(default=0)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trained_models', to='pipelines.pipeline')),
             ],
             options={
-                "ordering": ["pipeline", "-number"],
+                'ordering': ['pipeline', '-number'],
             },
         ),
     ]

@@ -5,40 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("pipelines", "0001_initial"),
-        ("runs", "0001_initial"),
+        ('pipelines', '0001_initial'),
+        ('runs', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="trainedmodel",
-            name="run",
-            field=models.OneToOneField(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="produced_model",
-                to="runs.run",
-            ),
+            model_name='trainedmodel',
+            name='run',
+            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='produced_model', to='runs.run'),
         ),
         migrations.AddField(
-            model_name="trainedmodel",
-            name="version",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="trained_models",
-                to="pipelines.pipelineversion",
-            ),
+            model_name='trainedmodel',
+            name='version',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='trained_models', to='pipelines.pipelineversion'),
         ),
         migrations.AddConstraint(
-            model_name="pipelineversion",
-            constraint=models.UniqueConstraint(fields=("pipeline", "number"), name="unique_pipeline_version"),
+            model_name='pipelineversion',
+            constraint=models.UniqueConstraint(fields=('pipeline', 'number'), name='unique_pipeline_version'),
         ),
         migrations.AddConstraint(
-            model_name="trainedmodel",
-            constraint=models.UniqueConstraint(fields=("pipeline", "number"), name="unique_trained_model"),
+            model_name='trainedmodel',
+            constraint=models.UniqueConstraint(fields=('pipeline', 'number'), name='unique_trained_model'),
         ),
     ]

@@ -5,22 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
-        ("pipelines", "0002_initial"),
+        ('auth', '0012_alter_user_first_name_max_length'),
+        ('pipelines', '0002_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="pipeline",
-            name="private_group",
-            field=models.ForeignKey(
-                blank=True,
-                help_text="only this group's members (and admins) see the pipeline; empty: every logged-in user",
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="+",
-                to="auth.group",
-            ),
+            model_name='pipeline',
+            name='private_group',
+            field=models.ForeignKey(blank=True, help_text="only this group's members (and admins) see the pipeline; empty: every logged-in user", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='auth.group'),
         ),
     ]

@@ -4,21 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("pipelines", "0003_private_group"),
+        ('pipelines', '0003_private_group'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="pipelineversion",
-            name="env_heartbeat_at",
-            field=models.DateTimeField(blank=True, help_text="last sign of life of a worker building it", null=True),
+            model_name='pipelineversion',
+            name='env_heartbeat_at',
+            field=models.DateTimeField(blank=True, help_text='last sign of life of a worker building it', null=True),
         ),
         migrations.AddField(
-            model_name="pipelineversion",
-            name="env_requested_at",
-            field=models.DateTimeField(
-                blank=True, help_text="when its build message was last sent; empty: it could not be", null=True
-            ),
+            model_name='pipelineversion',
+            name='env_requested_at',
+            field=models.DateTimeField(blank=True, help_text='when its build message was last sent; empty: it could not be', null=True),
         ),
     ]

@@ -5,20 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("pipelines", "0004_environment_liveness"),
+        ('pipelines', '0004_environment_liveness'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="pipeline",
-            name="maintainers",
-            field=models.ManyToManyField(
-                blank=True,
-                help_text="besides its creator (and admins), who may publish new versions and change its settings",
-                related_name="maintained_pipelines",
-                to=settings.AUTH_USER_MODEL,
-            ),
+            model_name='pipeline',
+            name='maintainers',
+            field=models.ManyToManyField(blank=True, help_text='besides its creator (and admins), who may publish new versions and change its settings', related_name='maintained_pipelines', to=settings.AUTH_USER_MODEL),
         ),
     ]

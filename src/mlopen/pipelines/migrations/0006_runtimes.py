@@ -26,63 +26,39 @@ def pin_existing_versions(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("pipelines", "0005_maintainers"),
+        ('pipelines', '0005_maintainers'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Runtime",
+            name='Runtime',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "digest",
-                    models.CharField(help_text="sha256 of the Python version and the lock", max_length=64, unique=True),
-                ),
-                ("name", models.CharField(max_length=64)),
-                ("lock", models.TextField(help_text="the locked requirements (uv pip compile --generate-hashes)")),
-                (
-                    "build_status",
-                    models.CharField(
-                        choices=[("building", "building"), ("ready", "ready"), ("failed", "failed")],
-                        default="building",
-                        max_length=10,
-                    ),
-                ),
-                ("progress_fraction", models.FloatField(blank=True, null=True)),
-                ("progress_message", models.CharField(blank=True, max_length=200)),
-                ("build_log", models.TextField(blank=True)),
-                (
-                    "requested_at",
-                    models.DateTimeField(
-                        blank=True, help_text="when its build message was last sent; empty: it could not be", null=True
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('digest', models.CharField(help_text='sha256 of the Python version and the lock', max_length=64, unique=True)),
+                ('name', models.CharField(max_length=64)),
+                ('lock', models.TextField(help_text='the locked requirements (uv pip compile --generate-hashes)')),
+                ('build_status', models.CharField(choices=[('building', 'building'), ('ready', 'ready'), ('failed', 'failed')], default='building', max_length=10)),
+                ('progress_fraction', models.FloatField(blank=True, null=True)),
+                ('progress_message', models.CharField(blank=True, max_length=200)),
+                ('build_log', models.TextField(blank=True)),
+                ('requested_at', models.DateTimeField(blank=True, help_text='when its build message was last sent; empty: it could not be', null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["name", "-created_at"],
+                'ordering': ['name', '-created_at'],
             },
         ),
         migrations.AlterField(
-            model_name="pipelineversion",
-            name="env_status",
-            field=models.CharField(
-                choices=[("none", "runtime only"), ("building", "building"), ("ready", "ready"), ("failed", "failed")],
-                default="none",
-                max_length=10,
-            ),
+            model_name='pipelineversion',
+            name='env_status',
+            field=models.CharField(choices=[('none', 'runtime only'), ('building', 'building'), ('ready', 'ready'), ('failed', 'failed')], default='none', max_length=10),
         ),
         migrations.AddField(
-            model_name="pipelineversion",
-            name="runtime",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="versions",
-                to="pipelines.runtime",
-            ),
+            model_name='pipelineversion',
+            name='runtime',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='pipelines.runtime'),
         ),
         migrations.RunPython(pin_existing_versions, migrations.RunPython.noop),
     ]

@@ -4,19 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("pipelines", "0006_runtimes"),
+        ('pipelines', '0006_runtimes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="pipeline",
-            name="input_required",
-            field=models.BooleanField(default=False, help_text="its runs and trainings must be given an input dataset"),
+            model_name='pipeline',
+            name='input_required',
+            field=models.BooleanField(default=False, help_text='its runs and trainings must be given an input dataset'),
         ),
         migrations.AddField(
-            model_name="pipelineversion",
-            name="saves_model",
+            model_name='pipelineversion',
+            name='saves_model',
             field=models.BooleanField(blank=True, null=True),
         ),
     ]

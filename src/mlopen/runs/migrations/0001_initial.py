@@ -6,160 +6,84 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("datasets", "0001_initial"),
-        ("pipelines", "0001_initial"),
+        ('datasets', '0001_initial'),
+        ('pipelines', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Run",
+            name='Run',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("kind", models.CharField(choices=[("train", "train"), ("run", "run")], max_length=5)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "queued"),
-                            ("running", "running"),
-                            ("succeeded", "succeeded"),
-                            ("failed", "failed"),
-                            ("cancelled", "cancelled"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=9,
-                    ),
-                ),
-                (
-                    "input_name",
-                    models.CharField(blank=True, help_text="kept if the dataset is deleted", max_length=200),
-                ),
-                ("params", models.JSONField(blank=True, default=dict)),
-                ("timeout_seconds", models.PositiveIntegerField(blank=True, null=True)),
-                ("queue", models.CharField(blank=True, max_length=64)),
-                ("attempt", models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")),
-                ("worker", models.CharField(blank=True, max_length=200)),
-                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("cancel_requested", models.BooleanField(default=False)),
-                ("error", models.TextField(blank=True, null=True)),
-                ("log", models.TextField(blank=True)),
-                ("progress_fraction", models.FloatField(blank=True, null=True)),
-                ("progress_message", models.CharField(blank=True, max_length=500)),
-                (
-                    "result_folder",
-                    models.CharField(blank=True, help_text="storage folder of the result", max_length=300),
-                ),
-                ("result_rows", models.PositiveIntegerField(blank=True, null=True)),
-                ("peak_memory_mb", models.FloatField(blank=True, null=True)),
-                (
-                    "input",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="runs",
-                        to="datasets.dataset",
-                    ),
-                ),
-                (
-                    "owner",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "pipeline",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="pipelines.pipeline"
-                    ),
-                ),
-                (
-                    "retry_of",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="retries",
-                        to="runs.run",
-                    ),
-                ),
-                (
-                    "trained_model",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="the model a run was given",
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="used_by_runs",
-                        to="pipelines.trainedmodel",
-                    ),
-                ),
-                (
-                    "version",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="runs", to="pipelines.pipelineversion"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('train', 'train'), ('run', 'run')], max_length=5)),
+                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='queued', max_length=9)),
+                ('input_name', models.CharField(blank=True, help_text='kept if the dataset is deleted', max_length=200)),
+                ('params', models.JSONField(blank=True, default=dict)),
+                ('timeout_seconds', models.PositiveIntegerField(blank=True, null=True)),
+                ('queue', models.CharField(blank=True, max_length=64)),
+                ('attempt', models.PositiveIntegerField(default=0, help_text='how many times a worker claimed it')),
+                ('worker', models.CharField(blank=True, max_length=200)),
+                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('cancel_requested', models.BooleanField(default=False)),
+                ('error', models.TextField(blank=True, null=True)),
+                ('log', models.TextField(blank=True)),
+                ('progress_fraction', models.FloatField(blank=True, null=True)),
+                ('progress_message', models.CharField(blank=True, max_length=500)),
+                ('result_folder', models.CharField(blank=True, help_text='storage folder of the result', max_length=300)),
+                ('result_rows', models.PositiveIntegerField(blank=True, null=True)),
+                ('peak_memory_mb', models.FloatField(blank=True, null=True)),
+                ('input', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='datasets.dataset')),
+                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to=settings.AUTH_USER_MODEL)),
+                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='pipelines.pipeline')),
+                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='runs.run')),
+                ('trained_model', models.ForeignKey(blank=True, help_text='the model a run was given', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='used_by_runs', to='pipelines.trainedmodel')),
+                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='pipelines.pipelineversion')),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="RunMetric",
+            name='RunMetric',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100)),
-                ("step", models.IntegerField(blank=True, null=True)),
-                ("value", models.FloatField()),
-                ("recorded_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "run",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="metrics", to="runs.run"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100)),
+                ('step', models.IntegerField(blank=True, null=True)),
+                ('value', models.FloatField()),
+                ('recorded_at', models.DateTimeField(auto_now_add=True)),
+                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metrics', to='runs.run')),
             ],
             options={
-                "ordering": ["run", "name", "step", "id"],
+                'ordering': ['run', 'name', 'step', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="Worker",
+            name='Worker',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=200, unique=True)),
-                ("hostname", models.CharField(blank=True, max_length=200)),
-                ("pid", models.IntegerField(blank=True, null=True)),
-                ("queues", models.JSONField(blank=True, default=list)),
-                ("sandbox", models.CharField(blank=True, max_length=200)),
-                ("started_at", models.DateTimeField(auto_now_add=True)),
-                ("last_seen", models.DateTimeField(db_index=True)),
-                (
-                    "current_run",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="runs.run",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200, unique=True)),
+                ('hostname', models.CharField(blank=True, max_length=200)),
+                ('pid', models.IntegerField(blank=True, null=True)),
+                ('queues', models.JSONField(blank=True, default=list)),
+                ('sandbox', models.CharField(blank=True, max_length=200)),
+                ('started_at', models.DateTimeField(auto_now_add=True)),
+                ('last_seen', models.DateTimeField(db_index=True)),
+                ('current_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='runs.run')),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.AddIndex(
-            model_name="run",
-            index=models.Index(fields=["status", "heartbeat_at"], name="runs_run_status_334c94_idx"),
+            model_name='run',
+            index=models.Index(fields=['status', 'heartbeat_at'], name='runs_run_status_334c94_idx'),
         ),
     ]

@@ -4,22 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
-        ("runs", "0001_initial"),
+        ('auth', '0012_alter_user_first_name_max_length'),
+        ('runs', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="shared_groups",
-            field=models.ManyToManyField(
-                blank=True, help_text="visible to the members of these groups", related_name="+", to="auth.group"
-            ),
+            model_name='run',
+            name='shared_groups',
+            field=models.ManyToManyField(blank=True, help_text='visible to the members of these groups', related_name='+', to='auth.group'),
         ),
         migrations.AddField(
-            model_name="run",
-            name="shared_with_all",
-            field=models.BooleanField(default=False, help_text="visible to every logged-in user"),
+            model_name='run',
+            name='shared_with_all',
+            field=models.BooleanField(default=False, help_text='visible to every logged-in user'),
         ),
     ]

@@ -5,26 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("runs", "0002_sharing"),
+        ('runs', '0002_sharing'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="enqueued_at",
-            field=models.DateTimeField(
-                blank=True,
-                default=django.utils.timezone.now,
-                help_text="when its last message was sent; empty: it could not be sent",
-                null=True,
-            ),
+            model_name='run',
+            name='enqueued_at',
+            field=models.DateTimeField(blank=True, default=django.utils.timezone.now, help_text='when its last message was sent; empty: it could not be sent', null=True),
         ),
         migrations.AddField(
-            model_name="worker",
-            name="idle_since",
-            field=models.DateTimeField(
-                blank=True, help_text="since when it has had nothing to do; empty while it runs or builds", null=True
-            ),
+            model_name='worker',
+            name='idle_since',
+            field=models.DateTimeField(blank=True, help_text='since when it has had nothing to do; empty while it runs or builds', null=True),
         ),
     ]

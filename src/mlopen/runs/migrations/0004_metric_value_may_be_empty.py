@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("runs", "0003_lost_messages"),
+        ('runs', '0003_lost_messages'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="runmetric",
-            name="value",
-            field=models.FloatField(blank=True, help_text="empty when the pipeline sent NaN or infinity", null=True),
+            model_name='runmetric',
+            name='value',
+            field=models.FloatField(blank=True, help_text='empty when the pipeline sent NaN or infinity', null=True),
         ),
     ]

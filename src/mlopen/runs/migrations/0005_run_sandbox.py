@@ -4,18 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("runs", "0004_metric_value_may_be_empty"),
+        ('runs', '0004_metric_value_may_be_empty'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="sandbox",
-            field=models.CharField(
-                blank=True,
-                help_text="where its pipeline code ran: bubblewrap, or none (with the worker's own access to its host); empty until a worker takes it",
-                max_length=20,
-            ),
+            model_name='run',
+            name='sandbox',
+            field=models.CharField(blank=True, help_text="where its pipeline code ran: bubblewrap, or none (with the worker's own access to its host); empty until a worker takes it", max_length=20),
         ),
     ]

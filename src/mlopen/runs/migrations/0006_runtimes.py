@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("runs", "0005_run_sandbox"),
+        ('runs', '0005_run_sandbox'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="run",
-            name="environment",
+            model_name='run',
+            name='environment',
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

@@ -6,46 +6,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("datasets", "0002_sharing_and_storage_quota"),
-        ("pipelines", "0007_first_run"),
-        ("runs", "0006_runtimes"),
+        ('datasets', '0002_sharing_and_storage_quota'),
+        ('pipelines', '0007_first_run'),
+        ('runs', '0006_runtimes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="PipelineExample",
+            name='PipelineExample',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("kind", models.CharField(choices=[("train", "train"), ("run", "run")], max_length=5)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "dataset",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="datasets.dataset"
-                    ),
-                ),
-                (
-                    "pipeline",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="examples", to="pipelines.pipeline"
-                    ),
-                ),
-                (
-                    "set_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('train', 'train'), ('run', 'run')], max_length=5)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='datasets.dataset')),
+                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='examples', to='pipelines.pipeline')),
+                ('set_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["pipeline", "kind"],
-                "constraints": [models.UniqueConstraint(fields=("pipeline", "kind"), name="one_example_per_kind")],
+                'ordering': ['pipeline', 'kind'],
+                'constraints': [models.UniqueConstraint(fields=('pipeline', 'kind'), name='one_example_per_kind')],
             },
         ),
     ]
