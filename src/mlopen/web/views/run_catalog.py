@@ -93,9 +93,11 @@ def rows_context(request, runs, search: run_search.RunSearch, errors: dict) -> d
     }
 
 
-def runs_etag(request) -> str:
-    """The live fragment's ETag: the count and the rows of the page it shows."""
-    _visible, runs, _search, _errors = found_runs(request)
+def runs_etag(request, runs=None) -> str:
+    """The live fragment's ETag: the count and the rows of the page it shows (``runs``: the found
+    runs, when the caller has them already)."""
+    if runs is None:
+        _visible, runs, _search, _errors = found_runs(request)
     page_number = parse_int(request.GET.get("page", "")) or 1
     return live.etag_of(request, live.page_signature(runs, page_number, RUNS_PER_PAGE))
 
@@ -110,7 +112,7 @@ def run_list(request):
         "web/runs/list.html",
         {
             **rows_context(request, runs, search, errors),
-            "live_etag": live.quoted(runs_etag(request)),
+            "live_etag": live.quoted(runs_etag(request, runs)),
             "form": form,
             "ordering_choices": _ordering_choices(search),
             "pipelines": Pipeline.objects.visible_to(request.user).order_by("name").only("pk", "name"),
