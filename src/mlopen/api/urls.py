@@ -45,6 +45,7 @@ urlpatterns = [
         name="pipeline-model-download",
     ),
     path("", include(router.urls)),
-    # Last: anything else under /api/v1/ is a JSON 404, not the site's HTML page.
-    re_path(r"^(?P<path>.*)$", views.not_found),
+    # Last: anything else under /api/v1/ is a JSON 404, not the site's HTML page. DOTALL and \Z
+    # because a path may hold a percent-encoded newline, which a plain ".*$" does not match.
+    re_path(r"^(?P<path>(?s:.*))\Z", views.not_found),
 ]
