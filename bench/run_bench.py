@@ -203,6 +203,12 @@ class Mlopen:
             MLOPEN_DEFAULT_QUEUE=f"bench-{os.getpid()}",
             MLOPEN_LOG_LEVEL="WARNING",
             MLOPEN_RESULT_PAGE_SIZE=str(ROWS),
+            # One client measures the platform's capacity, not fair use between users: the per-user
+            # throttles and queue limit (issue 15) would answer a burst with 429s.
+            MLOPEN_THROTTLE_USER_SUBMIT="100000/minute",
+            MLOPEN_THROTTLE_USER_READ="100000/minute",
+            MLOPEN_THROTTLE_USER_WRITE="100000/minute",
+            MLOPEN_USER_MAX_QUEUED="0",
             PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
         )
         if backend == "postgres-redis":
@@ -282,7 +288,8 @@ class Mlopen:
         self.log.close()
         if self.database:
             subprocess.run(
-                ["psql", PG_URL + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.database}"], check=False
+                ["psql", PG_URL + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)"],
+                check=False,
             )
             self._forget_queue()
 

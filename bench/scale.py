@@ -504,7 +504,9 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
         if created_db:
-            subprocess.run(["psql", base + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {created_db}"], check=False)
+            subprocess.run(
+                ["psql", base + "/postgres", "-qc", f"DROP DATABASE IF EXISTS {created_db} WITH (FORCE)"], check=False
+            )
     output = args.output or BENCH / "results" / f"scale-{backend.lower()}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

@@ -4,6 +4,10 @@ DuckDB reads the Parquet file itself: a sorted first page of a million rows is a
 sort of the whole table in Python, and a download is a stream of record batches, never the whole
 table in memory.
 
+A page in stored order (no sort, filter or search: every run's first page, on the path of a warm
+run's answer) is read with pyarrow instead: opening a DuckDB database costs ~16 ms, reading the
+first rows of a file ~1-3 ms, whatever its size.
+
 The table is untrusted content (a pipeline named its columns): no column name ever enters SQL.
 The file's columns are renamed by position (``AS t(c0, c1, ...)``) and every value a request
 gives is a bound parameter. Each query runs on a fresh in-memory connection that may read that
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mlopen.core.numbers import parse_int
 
@@ -30,6 +35,9 @@ BATCH_ROWS = 10_000
 # One query's working memory (a sort spills to a temporary folder past it): a web process serves
 # many such requests, and a download must not grow with the table.
 MEMORY_LIMIT = "256MB"
+# A page in stored order that starts before this row is read by pyarrow, batch by batch from the
+# row group that holds it; deeper pages go to DuckDB, which skips to them.
+STORED_ORDER_MAX_SKIP = 50_000
 _ROW = "_mlopen_row"  # the file's row number, to keep ties in stored order (sorts are not stable)
 
 
@@ -182,6 +190,10 @@ def page(
     problem = None
     if not schema.names:
         return [], None
+    if query.sort is None and not query.narrows:
+        stored = _stored_order_page(path, offset, limit)
+        if stored is not None:
+            return _python_rows(stored, len(schema.names)), None
     with connect(path) as con:
         for sort_ok in (True, False):
             sql, params, _source_sql, _where_sql = _select(path, schema, query, shown, sort_ok)
@@ -195,8 +207,41 @@ def page(
                 problem = (
                     f"Column {query.sort + 1} holds values that cannot be sorted; the rows are in their stored order."
                 )
-    columns = [table.column(i).to_pylist() for i in range(len(schema.names))]
-    return [list(row) for row in zip(*columns, strict=True)], problem
+    return _python_rows(table, len(schema.names)), problem
+
+
+def _python_rows(table: pa.Table, width: int) -> list[list]:
+    columns = [table.column(i).to_pylist() for i in range(width)]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
+    """Rows ``offset`` to ``offset + limit`` in stored order, read a batch at a time from the row
+    group that holds row ``offset`` (a buffered stream: only the pages read are decompressed); None
+    when that row lies more than STORED_ORDER_MAX_SKIP rows into its row group."""
+    with pq.ParquetFile(path, buffer_size=1 << 16, pre_buffer=False) as table_file:
+        metadata = table_file.metadata
+        group_start = 0
+        for first_group in range(metadata.num_row_groups):
+            group_rows = metadata.row_group(first_group).num_rows
+            if offset < group_start + group_rows:
+                break
+            group_start += group_rows
+        else:
+            return table_file.schema_arrow.empty_table()
+        skip = offset - group_start
+        if skip > STORED_ORDER_MAX_SKIP:
+            return None
+        wanted, seen = [], 0
+        groups = range(first_group, metadata.num_row_groups)
+        for batch in table_file.iter_batches(batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups):
+            start = max(0, skip - seen)
+            seen += batch.num_rows
+            if start < batch.num_rows:
+                wanted.append(batch.slice(start, limit - sum(b.num_rows for b in wanted)))
+            if sum(b.num_rows for b in wanted) >= limit:
+                break
+        return pa.Table.from_batches(wanted, schema=table_file.schema_arrow)
 
 
 def batches(path: Path, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
