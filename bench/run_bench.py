@@ -445,16 +445,17 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         mlopen.stop_workers()
         mlopen.start_workers(1, warm=True)
         print("   warm latency", flush=True)
-        out["series"].append(
-            measure_api(
-                mlopen,
-                pipeline,
-                datasets["input.csv"],
-                args.runs,
-                f"API end to end, warm ({BACKENDS[backend]})",
-                warmup=2,
+        with profiled(mlopen, backend, args.profile_latency, "latency"):
+            out["series"].append(
+                measure_api(
+                    mlopen,
+                    pipeline,
+                    datasets["input.csv"],
+                    args.runs,
+                    f"API end to end, warm ({BACKENDS[backend]})",
+                    warmup=2,
+                )
             )
-        )
         if args.poll_ms:
             out["series"].append(
                 measure_api(
@@ -498,17 +499,22 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
 
 
 @contextlib.contextmanager
-def profiled(mlopen: Mlopen, backend: str, enabled: bool):
+def profiled(mlopen: Mlopen, backend: str, enabled: bool, phase: str = "burst"):
     """py-spy flame graphs (bench extra) of the web server and the worker, with their children, while
-    the block runs: bench/results/profile-warm-{web,worker}-<backend>.svg."""
+    the block runs: bench/results/profile-warm-{web,worker}-<backend>.svg (the burst; the one-at-a-time
+    latency runs: profile-warm-latency-...). BENCH_PROFILE_FORMAT=raw
+    writes collapsed stacks (.txt) instead, for reading the figures as text."""
     if not enabled:
         yield
         return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     recorders = []
+    form = os.environ.get("BENCH_PROFILE_FORMAT", "flamegraph")
     for name, process in (("web", mlopen.web), ("worker", mlopen.workers[0])):
-        output = BENCH / "results" / f"profile-warm-{name}-{backend}.svg"
+        stem = f"profile-warm-{name}-{backend}" if phase == "burst" else f"profile-warm-{phase}-{name}-{backend}"
+        output = BENCH / "results" / f"{stem}.{'txt' if form == 'raw' else 'svg'}"
         command = [py_spy, "record", "--subprocesses", "--rate", "250", "--pid", str(process.pid), "-o", str(output)]
+        command += ["--format", form]
         recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1)  # py-spy attaches
     try:
@@ -696,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="store_true",
         help="flame graphs of the web server and the worker during the 1-worker warm burst (needs py-spy)",
+    )
+    parser.add_argument(
+        "--profile-latency",
+        action="store_true",
+        help="the same during the warm latency runs, one at a time (profile-warm-latency-*)",
     )
     parser.add_argument(
         "--preimport-pool",
