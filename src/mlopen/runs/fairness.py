@@ -16,6 +16,7 @@ import functools
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
@@ -173,6 +174,36 @@ def _oldest_sql(vendor: str, default_queue: bool) -> prepared.Prepared:
         queue=_QUEUE_STAND_IN,
         owner=_OWNER_STAND_IN,
     )
+
+
+@functools.cache
+def _running_and_limit_sql(vendor: str) -> str:
+    run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
+    owner, status = prepared.columns(Run, "owner", "status")
+    user, max_running = prepared.columns(RunLimits, "user", "max_running")
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(running)s), "
+        f"(SELECT {max_running} FROM {limits} WHERE {user} = %(owner)s)"
+    )
+
+
+@functools.cache
+def _lock_user_sql(vendor: str) -> prepared.Prepared:
+    return prepared.prepare(
+        lambda owner: get_user_model().objects.select_for_update().filter(pk=owner).values_list("pk"),
+        owner=_OWNER_STAND_IN,
+    )
+
+
+def lock_and_check_running_limit(owner_id: int) -> bool:
+    """Inside a claim's transaction on a database with row locks: lock the user's row (two workers
+    then cannot both start their last allowed run) and say whether they are at their running limit."""
+    _lock_user_sql(connection.vendor).rows(owner=owner_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_running_and_limit_sql(connection.vendor), {"owner": owner_id, "running": Run.Status.RUNNING})
+        running, own_limit = cursor.fetchone()
+    limit = settings.MLOPEN_USER_MAX_RUNNING if own_limit is None else own_limit
+    return bool(limit) and running >= limit
 
 
 def oldest_waiting(queue: str, owner_id: int) -> int | None:

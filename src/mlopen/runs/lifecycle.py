@@ -45,7 +45,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -159,10 +158,8 @@ def claim_next(queue: str, worker_name: str, sandbox: str) -> Run | None:
         with transaction.atomic():
             free, blocked = fairness.owners_in_turn(queue)
             for owner_id in free:
-                if connection.features.has_select_for_update:
-                    list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
-                    if owner_id in fairness.owners_at_running_limit([owner_id]):
-                        continue  # another worker started this user's last allowed run meanwhile
+                if connection.features.has_select_for_update and fairness.lock_and_check_running_limit(owner_id):
+                    continue  # another worker started this user's last allowed run meanwhile
                 oldest = fairness.oldest_waiting(queue, owner_id)
                 if oldest is not None:
                     run = _take(oldest, worker_name, sandbox)

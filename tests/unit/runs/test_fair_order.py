@@ -139,3 +139,31 @@ def test_usage_counts_running_and_queued_with_limits(pipeline, people):
     assert fairness.usage_of(alice) == fairness.Usage(1, 2, fairness.Limits(settings.MLOPEN_USER_MAX_RUNNING, 7))
     old = Run.objects.filter(status="running").update(started_at=timezone.now() - timedelta(hours=1))
     assert old == 1
+
+
+def test_a_run_with_no_queue_is_taken_by_the_default_queue_only(pipeline, people):
+    alice, _, _ = people
+    (unnamed,) = queue_runs(pipeline, alice, 1, queue="")
+    assert lifecycle.claim_next("gpu", "w1", "none") is None
+    assert lifecycle.claim_next(QUEUE, "w1", "none").pk == unnamed.pk
+
+
+def test_the_user_served_longest_ago_goes_first_among_equals(pipeline, people):
+    alice, bob, carol = people
+    queue_runs(pipeline, alice, 1)
+    queue_runs(pipeline, bob, 1)
+    queue_runs(pipeline, carol, 1)
+    long_ago = timezone.now() - timedelta(days=3)
+    # bob was served three days ago, alice an hour ago, carol never: carol, bob, alice.
+    for owner, started in ((bob, long_ago), (alice, timezone.now() - timedelta(hours=1))):
+        Run.objects.create(
+            pipeline=pipeline,
+            version=pipeline.latest_version,
+            kind="run",
+            owner=owner,
+            status="succeeded",
+            started_at=started,
+            finished_at=started,
+        )
+    free, blocked = fairness.owners_in_turn(QUEUE)
+    assert (free, blocked) == ([carol.pk, bob.pk, alice.pk], [])
