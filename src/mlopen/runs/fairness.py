@@ -122,7 +122,8 @@ def owners_in_turn(queue: str) -> tuple[list[int], list[int]]:
     One statement, compiled once per process (mlopen.core.prepared): it runs on every claim.
     """
     default = settings.MLOPEN_USER_MAX_RUNNING
-    free, blocked = [], []
+    free: list[int] = []
+    blocked: list[int] = []
     for owner_id, running, own_limit in _turns_statement(queue == settings.MLOPEN_DEFAULT_QUEUE).rows(queue=queue):
         limit = default if own_limit is None else own_limit
         (blocked if limit and running >= limit else free).append(owner_id)

@@ -232,7 +232,8 @@ def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
         skip = offset - group_start
         if skip > STORED_ORDER_MAX_SKIP:
             return None
-        wanted, seen = [], 0
+        wanted: list[pa.RecordBatch] = []
+        seen = 0
         groups = range(first_group, metadata.num_row_groups)
         for batch in table_file.iter_batches(batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups):
             start = max(0, skip - seen)
