@@ -112,5 +112,5 @@ def test_an_open_page_tells_when_a_run_ends(live_server, api, worker, upload_pip
     assert re.fullmatch(rf"✓ run #{second} succeeded — mlopen", page.title())
     # The notification was shown just before the reload (the page after it has recorded none).
     assert page.evaluate("window.__notifications") == []
-    assert browser_context.shown[-1] == {"title": f"Run #{second} succeeded", "body": "slow · run"}
+    assert browser_context.shown[-1] == {"title": f"Run #{second} succeeded", "body": f"slow #{second}"}
     assert len(browser_context.shown) == 2

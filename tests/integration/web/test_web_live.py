@@ -125,5 +125,17 @@ def test_the_run_status_fragment_announces_the_end_before_the_reload(alice_clien
     response = alice_client.get(f"/runs/{run.pk}/status/", HTTP_HX_REQUEST="true")
     assert response["HX-Refresh"] == "true"
     assert json.loads(response["HX-Trigger"]) == {
-        "mlopen:run-finished": {"id": run.pk, "status": "failed", "notify": "all", "label": "iris · run"}
+        "mlopen:run-finished": {"id": run.pk, "status": "failed", "notify": "all", "label": f"iris #{run.pk}"}
     }
+
+
+def test_every_list_labels_a_run_by_its_display_name(alice_client, user, make_pipeline, make_run):
+    """Home, pipeline and runs lists, and the run page's end notice, all say "iris #7" or the run's name."""
+    pipeline = make_pipeline()
+    unnamed = make_run(user, pipeline)
+    make_run(user, pipeline, name="baseline")
+
+    for url in ("/live/home/", f"/pipelines/{pipeline.pk}/runs/live/", "/runs/live/"):
+        html = alice_client.get(url).content.decode()
+        assert f'data-run-label="iris #{unnamed.pk}"' in html, url
+        assert 'data-run-label="baseline"' in html, url

@@ -32,7 +32,8 @@ def pipeline_runs(request, pipeline: Pipeline):
 
 
 def recent_runs_of(request, pipeline: Pipeline) -> list[Run]:
-    recent = list(pipeline_runs(request, pipeline).select_related("version", "owner")[:PIPELINE_RECENT_RUNS])
+    runs = pipeline_runs(request, pipeline).select_related("pipeline", "version", "owner")
+    recent = list(runs[:PIPELINE_RECENT_RUNS])
     live.mark_for_notifications(request.user, recent)
     return recent
 

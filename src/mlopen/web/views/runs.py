@@ -475,7 +475,7 @@ def run_status(request, pk: int):
             "id": run.pk,
             "status": run.status,
             "notify": run.notify,
-            "label": f"{run.pipeline.name} · {run.kind}",
+            "label": run.display_name,  # as every list labels it
         }
         response["HX-Trigger"] = json.dumps({"mlopen:run-finished": finished})
     return response
