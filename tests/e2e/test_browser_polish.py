@@ -135,6 +135,28 @@ def test_lists_on_a_phone_keep_status_and_time_in_view(browser, live_server, con
     shot(page, f"{name}-phone.png")
 
 
+def test_runs_filters_fold_away_on_a_phone_and_stay_open_on_a_desktop(browser, live_server, content):
+    phone = signed_in(browser, live_server, viewport=PHONE)
+    phone.goto(f"{live_server.url}/runs/")
+    assert phone.is_visible("#f-q") and not phone.is_visible("#f-status")
+    # The list starts on the first screen, not below a dozen fields.
+    assert phone.locator("tbody tr").first.bounding_box()["y"] < PHONE["height"]
+    phone.click("#toggle-filters")
+    phone.wait_for_selector("#f-status", state="visible")
+    shot(phone, "runs-phone-filters.png")
+    # Filtered, the fields come back open, so the user sees what narrows the list.
+    phone.goto(f"{live_server.url}/runs/?status=failed")
+    assert phone.is_visible("#f-status") and "(on)" in phone.inner_text("#toggle-filters")
+
+    desktop = signed_in(browser, live_server)
+    desktop.goto(f"{live_server.url}/runs/")
+    assert not desktop.is_visible("#toggle-filters")
+    for field in ("#f-q", "#f-tag", "#f-status", "#f-ordering", "#f-columns", "#apply-filters"):
+        assert desktop.is_visible(field), field
+    # The fields still share rows as before: search, tag, pipeline, version and kind on the first.
+    assert desktop.locator("#f-q").bounding_box()["y"] == desktop.locator("#f-kind").bounding_box()["y"]
+
+
 def test_pipelines_list_on_a_phone(browser, live_server, content):
     page = signed_in(browser, live_server, viewport=PHONE)
     page.goto(f"{live_server.url}/pipelines/")
