@@ -233,14 +233,17 @@ def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
         if skip > STORED_ORDER_MAX_SKIP:
             return None
         wanted: list[pa.RecordBatch] = []
-        seen = 0
+        taken = 0
         groups = range(first_group, metadata.num_row_groups)
         for batch in table_file.iter_batches(batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups):
-            start = max(0, skip - seen)
-            seen += batch.num_rows
-            if start < batch.num_rows:
-                wanted.append(batch.slice(start, limit - sum(b.num_rows for b in wanted)))
-            if sum(b.num_rows for b in wanted) >= limit:
+            if skip >= batch.num_rows:  # still before the page
+                skip -= batch.num_rows
+                continue
+            piece = batch.slice(skip, limit - taken)
+            skip = 0
+            wanted.append(piece)
+            taken += piece.num_rows
+            if taken >= limit:
                 break
         return pa.Table.from_batches(wanted, schema=table_file.schema_arrow)
 
