@@ -163,14 +163,13 @@ def claim_next(queue: str, worker_name: str, sandbox: str) -> Run | None:
                     list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
                     if owner_id in fairness.owners_at_running_limit([owner_id]):
                         continue  # another worker started this user's last allowed run meanwhile
-                oldest = (
-                    fairness.waiting_on_queue(queue)
-                    .filter(owner_id=owner_id)
-                    .order_by("created_at", "pk")
-                    .select_for_update(skip_locked=True, of=("self",))
-                    .values_list("pk", flat=True)
-                    .first()
-                )
+                oldest = _oldest_waiting(queue, owner_id, skip_locked=True)
+                if oldest is None and connection.features.has_select_for_update:
+                    # Every waiting run of this user is locked. Not always by a worker's claim: a
+                    # label edit or the sweep's stamp holds a run's row for a moment, and skipping
+                    # it would spend this message and leave the run to the sweep, minutes later.
+                    # So wait for that lock; a run another worker took no longer matches once free.
+                    oldest = _oldest_waiting(queue, owner_id, skip_locked=False)
                 if oldest is not None:
                     run = _take(oldest, worker_name, sandbox)
                     if run is not None:
@@ -183,6 +182,18 @@ def claim_next(queue: str, worker_name: str, sandbox: str) -> Run | None:
             return None
 
     return _retrying(take, patience=CLAIM_PATIENCE_SECONDS)
+
+
+def _oldest_waiting(queue: str, owner_id: int, *, skip_locked: bool) -> int | None:
+    """The id of ``owner_id``'s oldest run waiting on ``queue``, locked for the caller's transaction."""
+    return (
+        fairness.waiting_on_queue(queue)
+        .filter(owner_id=owner_id)
+        .order_by("created_at", "pk")
+        .select_for_update(skip_locked=skip_locked, of=("self",))
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _take(run_id: int, worker_name: str, sandbox: str) -> Run | None:

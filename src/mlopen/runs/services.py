@@ -73,6 +73,9 @@ class RunRequest:
     model: object = None
     # A version by number; empty: the latest.
     version: object = None
+    # The run this one repeats (a rerun). Written with the row, never after it is sent: a second
+    # write to a sent run could hold its row lock just as a worker looks for it.
+    retry_of: Run | None = None
 
 
 def resolve_pipeline(ref, user=None) -> Pipeline:
@@ -195,6 +198,7 @@ def submit_run(user, request: RunRequest) -> Run:
             version_requested=version.number if request.version not in (None, "") else None,
             model_alias=alias,
             warnings=warnings,
+            retry_of=request.retry_of,
         )
         if runtime_failed and version.runtime is not None:
             # Built again (the registry may be reachable now): the run waits for it, queued.
@@ -338,6 +342,7 @@ def rerun(user, run: Run, changes: dict | None = None) -> Run:
         timeout_seconds=run.timeout_seconds,
         model=run.model_requested or None,
         version=run.version_requested,
+        retry_of=run,
     )
     if "pipeline" in changes:
         # Another pipeline: its own defaults, none of the old run's choices that belong to the old one.
@@ -351,10 +356,7 @@ def rerun(user, run: Run, changes: dict | None = None) -> Run:
         request.params = {**(request.params or {}), **changes["params"]}
     if "pipeline" not in changes and request.params:
         request.params = _params_taken(user, request, set(changes.get("params") or {}))
-    new = submit_run(user, request)
-    Run.objects.filter(pk=new.pk).update(retry_of=run)
-    new.retry_of = run
-    return new
+    return submit_run(user, request)
 
 
 def _params_taken(user, request: RunRequest, given: set) -> dict:
