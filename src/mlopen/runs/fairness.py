@@ -12,12 +12,15 @@ Everything here only reads; ``lifecycle`` makes the change.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 
+from mlopen.core import prepared
 from mlopen.pipelines.models import Runtime
 from mlopen.runs.models import Run, RunLimits
 
@@ -99,8 +102,12 @@ def owners_at_running_limit(user_ids) -> set[int]:
 def waiting_on_queue(queue: str) -> QuerySet[Run]:
     """Queued runs a worker of ``queue`` could take now: not waiting for their runtime's build (the
     build sends them again when it ends). A run of a failed build is taken, and fails saying why."""
+    return _waiting(queue, queue == settings.MLOPEN_DEFAULT_QUEUE)
+
+
+def _waiting(queue: str, default_queue: bool) -> QuerySet[Run]:
     in_queue = Q(queue=queue)
-    if queue == settings.MLOPEN_DEFAULT_QUEUE:  # a run without a queue goes to the default one
+    if default_queue:  # a run without a queue goes to the default one
         in_queue |= Q(queue="")
     return Run.objects.filter(in_queue, status=Run.Status.QUEUED).exclude(
         version__runtime__build_status=Runtime.Status.BUILDING
@@ -109,29 +116,102 @@ def waiting_on_queue(queue: str) -> QuerySet[Run]:
 
 def owners_in_turn(queue: str) -> tuple[list[int], list[int]]:
     """The users with runs waiting on ``queue``, in the order they are served: (those who may start
-    a run now, those at their running limit). Fewest running first, then least recently served."""
-    owners = set(waiting_on_queue(queue).order_by().values_list("owner_id", flat=True).distinct())
-    if not owners:
-        return [], []
-    limits = limits_of(owners)
-    running = _running_counts(owners)
-    served = dict(
-        Run.objects.filter(owner_id__in=owners, started_at__isnull=False)
-        .order_by()
-        .values("owner_id")
-        .annotate(last=Max("started_at"))
-        .values_list("owner_id", "last")
-    )
-    never = datetime.min.replace(tzinfo=None)
+    a run now, those at their running limit). Fewest running first, then least recently served
+    (never served first), then the lowest id.
 
-    def turn(uid: int) -> tuple:
-        last = served.get(uid)
-        return (running.get(uid, 0), last.replace(tzinfo=None) if last else never, uid)
-
-    ordered = sorted(owners, key=turn)
-    free = [uid for uid in ordered if not limits[uid].max_running or running.get(uid, 0) < limits[uid].max_running]
-    blocked = [uid for uid in ordered if uid not in free]
+    One statement, compiled once per process (mlopen.core.prepared): it runs on every claim.
+    """
+    default = settings.MLOPEN_USER_MAX_RUNNING
+    free: list[int] = []
+    blocked: list[int] = []
+    for owner_id, running, own_limit in _turns_statement(queue == settings.MLOPEN_DEFAULT_QUEUE).rows(queue=queue):
+        limit = default if own_limit is None else own_limit
+        (blocked if limit and running >= limit else free).append(owner_id)
     return free, blocked
+
+
+_QUEUE_STAND_IN = "\x00mlopen-queue\x00"
+_OWNER_STAND_IN = -2_000_000_123  # within every integer column's range: the ORM drops out-of-range lookups
+
+
+@functools.cache
+def _turns_sql(vendor: str, default_queue: bool) -> prepared.Prepared:
+    owners = prepared.prepare(
+        lambda queue: _waiting(queue, default_queue).order_by().values_list("owner_id", flat=True).distinct(),
+        queue=_QUEUE_STAND_IN,
+    )
+    run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
+    owner, status, started = prepared.columns(Run, "owner", "status", "started_at")
+    user, max_running = prepared.columns(RunLimits, "user", "max_running")
+    running = f"(SELECT COUNT(*) FROM {run} r WHERE r.{owner} = w.owner_id AND r.{status} = %s)"
+    # The index on (owner, started_at) answers this with one seek, however many runs a user has.
+    last = (
+        f"(SELECT r.{started} FROM {run} r WHERE r.{owner} = w.owner_id AND r.{started} IS NOT NULL "
+        f"ORDER BY r.{started} DESC LIMIT 1)"
+    )
+    sql = (
+        f"SELECT w.owner_id, {running} AS running, l.{max_running} FROM ({owners.sql}) w "
+        f"LEFT JOIN {limits} l ON l.{user} = w.owner_id "
+        f"ORDER BY running, {last} IS NOT NULL, {last}, w.owner_id"
+    )
+    # Parameters in the order they appear: the running count's status, then the owners' query's.
+    return prepared.Prepared(sql, (Run.Status.RUNNING, *owners.params), {i + 1: n for i, n in owners.slots.items()})
+
+
+def _turns_statement(default_queue: bool) -> prepared.Prepared:
+    return _turns_sql(connection.vendor, default_queue)
+
+
+@functools.cache
+def _oldest_sql(vendor: str, default_queue: bool, skip_locked: bool) -> prepared.Prepared:
+    return prepared.prepare(
+        lambda queue, owner: (
+            _waiting(queue, default_queue)
+            .filter(owner_id=owner)
+            .order_by("created_at", "pk")
+            .select_for_update(skip_locked=skip_locked, of=("self",))
+            .values_list("pk", flat=True)[:1]
+        ),
+        queue=_QUEUE_STAND_IN,
+        owner=_OWNER_STAND_IN,
+    )
+
+
+@functools.cache
+def _running_and_limit_sql(vendor: str) -> str:
+    run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
+    owner, status = prepared.columns(Run, "owner", "status")
+    user, max_running = prepared.columns(RunLimits, "user", "max_running")
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(running)s), "
+        f"(SELECT {max_running} FROM {limits} WHERE {user} = %(owner)s)"
+    )
+
+
+@functools.cache
+def _lock_user_sql(vendor: str) -> prepared.Prepared:
+    return prepared.prepare(
+        lambda owner: get_user_model().objects.select_for_update().filter(pk=owner).values_list("pk"),
+        owner=_OWNER_STAND_IN,
+    )
+
+
+def lock_and_check_running_limit(owner_id: int) -> bool:
+    """Inside a claim's transaction on a database with row locks: lock the user's row (two workers
+    then cannot both start their last allowed run) and say whether they are at their running limit."""
+    _lock_user_sql(connection.vendor).rows(owner=owner_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_running_and_limit_sql(connection.vendor), {"owner": owner_id, "running": Run.Status.RUNNING})
+        running, own_limit = cursor.fetchone()
+    limit = settings.MLOPEN_USER_MAX_RUNNING if own_limit is None else own_limit
+    return bool(limit) and running >= limit
+
+
+def oldest_waiting(queue: str, owner_id: int, *, skip_locked: bool) -> int | None:
+    """The id of ``owner_id``'s oldest run waiting on ``queue``, locked for the caller's transaction:
+    one nobody else holds locked (``skip_locked``), or the oldest, once its lock is free."""
+    statement = _oldest_sql(connection.vendor, queue == settings.MLOPEN_DEFAULT_QUEUE, skip_locked)
+    return statement.first_value(queue=queue, owner=owner_id)
 
 
 def queue_position(run: Run) -> int | None:

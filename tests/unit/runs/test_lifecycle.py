@@ -78,7 +78,15 @@ def first_update_fails(monkeypatch) -> list[str]:
             raise OperationalError("server closed the connection unexpectedly")
         return real_update(self, **kwargs)
 
+    def take(*args):  # the claim's UPDATE is written by hand, not by the ORM
+        if not raised:
+            raised.append("connection lost")
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_take(*args)
+
+    real_take = lifecycle._take_statement
     monkeypatch.setattr(QuerySet, "update", update)
+    monkeypatch.setattr(lifecycle, "_take_statement", take)
     return raised
 
 
@@ -233,11 +241,12 @@ def test_finish_is_retried_after_a_dropped_connection(make_run, announced, first
 def _database_down(monkeypatch) -> list[int]:
     tries: list[int] = []
 
-    def update(self, **kwargs):
+    def update(self, *args, **kwargs):
         tries.append(1)
         raise OperationalError("the database is down")
 
     monkeypatch.setattr(QuerySet, "update", update)
+    monkeypatch.setattr(lifecycle, "_take_statement", update)  # the claim's UPDATE, written by hand
     return tries
 
 
