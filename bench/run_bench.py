@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from mlopen_runner import sandbox_status
 from mlopen_runner.inputs import InputFile
@@ -107,12 +108,23 @@ class Throughput:
     backend: str
     mode: str
     workers: int
-    runs: int
-    seconds: float
+    runs: int  # per burst
+    seconds: list[float]  # one per burst
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per run, by part, over all bursts
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.runs / seconds for seconds in self.seconds]
 
     @property
     def per_second(self) -> float:
-        return self.runs / self.seconds
+        return statistics.median(self.rates)
+
+    @property
+    def spread(self) -> str:
+        if len(self.rates) < 2:
+            return ""
+        return f"{min(self.rates):.1f}–{max(self.rates):.1f}"
 
 
 def write_data(folder: Path) -> tuple[Path, Path]:
@@ -227,6 +239,28 @@ class Mlopen:
         )
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {TOKEN}"}, timeout=60)
         self.wait_healthy(0)
+
+    def cpu_seconds(self) -> dict[tuple[str, int], float]:
+        """CPU seconds (user + system) so far of each process, keyed by (part, pid)."""
+        seen: dict[tuple[str, int], float] = {}
+
+        def note(part: str, process: psutil.Process) -> None:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen[(part, process.pid)] = times.user + times.system
+
+        note("bench client", psutil.Process())
+        with contextlib.suppress(psutil.Error):
+            web = psutil.Process(self.web.pid)
+            for process in [web, *web.children(recursive=True)]:
+                note("web server", process)
+        for worker in self.workers:
+            with contextlib.suppress(psutil.Error):
+                parent = psutil.Process(worker.pid)
+                note("worker", parent)
+                for process in parent.children(recursive=True):  # bwrap and the sandboxed pythons
+                    note("pipeline processes", process)
+        return seen
 
     def health(self) -> dict:
         return self.client.get("/healthz").json()
@@ -388,16 +422,34 @@ def measure_api(
 
 
 def measure_throughput(
-    mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int, warmup: int
+    mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int, warmup: int, repeats: int = 1
 ) -> Throughput:
+    """``repeats`` bursts of ``runs`` runs each, and the CPU each part of the system spent per run."""
     if warmup:  # every worker gets its warm process (or its first run) before the clock starts
         for run_id in [mlopen.submit(pipeline, dataset)["id"] for _ in range(warmup)]:
             mlopen.wait(run_id, poll_s=0)
-    started = time.perf_counter()
-    ids = [mlopen.submit(pipeline, dataset)["id"] for _ in range(runs)]
-    for run_id in ids:
-        mlopen.wait(run_id, poll_s=0)
-    return Throughput(mlopen.backend, mode, workers, runs, time.perf_counter() - started)
+    result = Throughput(mlopen.backend, mode, workers, runs, [])
+    before = mlopen.cpu_seconds()
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ids = [mlopen.submit(pipeline, dataset)["id"] for _ in range(runs)]
+        for run_id in ids:
+            mlopen.wait(run_id, poll_s=0)
+        result.seconds.append(time.perf_counter() - started)
+    result.cpu_ms = cpu_per_run(before, mlopen.cpu_seconds(), runs * repeats)
+    return result
+
+
+def cpu_per_run(before: dict, after: dict, runs: int) -> dict[str, float]:
+    """CPU ms per run of each part, from two ``Mlopen.cpu_seconds`` readings; a process that was
+    not there before counts from zero, one that is gone by the end is left out."""
+    spent: dict[str, float] = dict.fromkeys(CPU_PARTS, 0.0)
+    for (part, pid), seconds in after.items():
+        spent[part] += seconds - before.get((part, pid), 0.0)
+    return {part: 1000 * seconds / runs for part, seconds in spent.items()}
+
+
+CPU_PARTS = ("web server", "worker", "pipeline processes", "bench client")
 
 
 # --- the bench ---------------------------------------------------------------------------------
@@ -471,11 +523,15 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         print("   warm throughput", flush=True)
         with profiled(mlopen, backend, args.profile):
             out["throughput"].append(
-                measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0)
+                measure_throughput(
+                    mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0, repeats=args.bursts
+                )
             )
         mlopen.start_workers(1, warm=True)
         out["throughput"].append(
-            measure_throughput(mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4)
+            measure_throughput(
+                mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4, repeats=args.bursts
+            )
         )
         if backend == "embedded" and args.fast_poll_ms:
             # What the folder broker's polling costs: the same warm runs with a worker polling faster.
@@ -588,12 +644,19 @@ def target_lines(spawn: Series, api: list[Series], throughput: list[Throughput])
             lines.append(f"- {series.label}: {ratio:.2f} × a fresh process: {'met' if ratio <= 0.25 else 'NOT met'}.")
     lines += ["", "Target: 2 warm workers at least as fast as 1."]
     for backend in BACKENDS:
-        rates = {
-            item.workers: item.per_second for item in throughput if item.backend == backend and item.mode == "warm"
-        }
-        if 1 in rates and 2 in rates:
-            verdict = "met" if rates[2] >= rates[1] else "NOT met"
-            lines.append(f"- {BACKENDS[backend]}: {rates[1]:.1f} → {rates[2]:.1f} runs/s: {verdict}.")
+        bursts = {item.workers: item for item in throughput if item.backend == backend and item.mode == "warm"}
+        if 1 in bursts and 2 in bursts:
+            one, two = bursts[1], bursts[2]
+            verdict = "met" if two.per_second >= one.per_second else "NOT met"
+            overlap = (
+                " (the ranges overlap)"
+                if len(one.rates) > 1 and min(two.rates) <= max(one.rates) and min(one.rates) <= max(two.rates)
+                else ""
+            )
+            lines.append(
+                f"- {BACKENDS[backend]}: {one.per_second:.1f} → {two.per_second:.1f} runs/s (medians){overlap}: "
+                f"{verdict}."
+            )
     return lines
 
 
@@ -654,14 +717,24 @@ def report(
         lines.append(f"| {series.label} | {submit:.1f} | {queue:.1f} | {run:.1f} | {series.p50 - queue - run:.1f} |")
     lines += [
         "",
-        "Throughput: a burst of runs submitted back to back, until the last result is seen.",
+        f"Throughput: a burst of runs submitted back to back, until the last result is seen; warm bursts "
+        f"{args.bursts} times each, the median shown with the range. CPU: milliseconds of CPU per run (user + "
+        "system) of each part over those bursts; *cores busy* = their sum × runs/s, out of "
+        f"{os.cpu_count()}.",
         "",
-        "| backend | runs | workers | burst | runs/s |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| backend | runs | workers | burst | runs/s | range | "
+        + " | ".join(f"CPU {part} ms" for part in CPU_PARTS)
+        + " | cores busy |",
+        "| --- | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in CPU_PARTS) + " | ---: |",
     ]
     for item in throughput:
+        cpu = [item.cpu_ms.get(part) for part in CPU_PARTS]
+        busy = sum(value or 0.0 for value in cpu) * item.per_second / 1000
         lines.append(
-            f"| {BACKENDS[item.backend]} | {item.mode} | {item.workers} | {item.runs} | {item.per_second:.2f} |"
+            f"| {BACKENDS[item.backend]} | {item.mode} | {item.workers} | {item.runs} | {item.per_second:.2f} | "
+            f"{item.spread} | "
+            + " | ".join("" if value is None else f"{value:.1f}" for value in cpu)
+            + f" | {busy:.2f} |"
         )
     warm = [s for s in api if ", warm (" in s.label]
     lines += ["", f"Target: warm p50 within 30 ms of the direct call ({floor:.1f} ms)."]
@@ -681,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=8, help="cold API runs measured (default 8)")
     parser.add_argument("--spawn-runs", type=int, default=8, help="fresh-process runs measured (default 8)")
     parser.add_argument("--burst", type=int, default=60, help="warm runs per throughput burst (default 60)")
+    parser.add_argument(
+        "--bursts", type=int, default=3, help="warm bursts per worker count; the median is reported (default 3)"
+    )
     parser.add_argument(
         "--cold-burst", type=int, default=3, help="cold runs per worker in a throughput burst (default 3)"
     )

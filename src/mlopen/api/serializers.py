@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 from django.conf import settings
@@ -531,7 +532,25 @@ class ResultRowsSerializer(serializers.Serializer):
     data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()))
 
 
-class RunSerializer(serializers.ModelSerializer):
+class FieldsBuiltOnce:
+    """For a ModelSerializer: build its fields from the model once per class, not per instance.
+
+    DRF rebuilds a ModelSerializer's fields from the model's metadata for every instance (about a
+    millisecond for a run, on every run's detail). They depend only on the class, so the first
+    instance's are kept, unbound, and each instance gets its own deep copy, as DRF itself gives
+    each instance copies of the declared fields.
+    """
+
+    def get_fields(self):
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built_once")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built_once = built
+        return copy.deepcopy(built)
+
+
+class RunSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
     pipeline_name = serializers.CharField(source="pipeline.name", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)

@@ -66,3 +66,13 @@ def quoted(name: str) -> str:
 def columns(model, *fields: str) -> Sequence[str]:
     """The quoted column names of ``model``'s ``fields``, for statements written by hand."""
     return [quoted(model._meta.get_field(field).column) for field in fields]
+
+
+def unique_match(queryset: QuerySet):
+    """The one row a lookup on a unique key finds, or None.
+
+    What ``.first()`` gives, without its ORDER BY (the model's ordering, else the primary key):
+    compiling that ordering cost ~0.15 ms a query on every request's path, for nothing when at
+    most one row can match.
+    """
+    return next(iter(queryset.order_by()[:1]), None)

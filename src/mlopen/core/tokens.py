@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from mlopen.core import prepared
 from mlopen.core.models import ApiToken
 
 TOKEN_PREFIX = "mlo_"
@@ -98,7 +99,7 @@ def active_tokens(user):
 
 def authenticate(raw: str) -> ApiToken:
     """The live token ``raw`` is, or TokenRefused saying why not."""
-    token = ApiToken.objects.select_related("user").filter(digest=digest_of(raw)).first()
+    token = prepared.unique_match(ApiToken.objects.select_related("user").filter(digest=digest_of(raw)))
     if token is None:
         raise TokenRefused("Invalid token.")
     if token.revoked_at is not None:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
+from mlopen.core import prepared
 from mlopen.pipelines import rules
 from mlopen.pipelines.control import PipelineForbidden, PipelineRejected
 from mlopen.pipelines.models import ModelAlias, ModelAliasChange, Pipeline, TrainedModel
@@ -23,7 +24,7 @@ MAX_ALIASES_PER_MODEL = 20
 
 def default_model(pipeline: Pipeline) -> tuple[TrainedModel | None, str]:
     """The model a run that names none uses, and the alias it came through ("" for the newest)."""
-    alias = ModelAlias.objects.filter(pipeline=pipeline, name=PRODUCTION).select_related("model").first()
+    alias = prepared.unique_match(ModelAlias.objects.filter(pipeline=pipeline, name=PRODUCTION).select_related("model"))
     if alias is not None:
         return alias.model, PRODUCTION
     return pipeline.trained_models.order_by("-number").first(), ""

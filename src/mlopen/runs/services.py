@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
+from mlopen.core import prepared
 from mlopen.datasets import schemas
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import builds, registry, runtimes
@@ -89,9 +90,9 @@ def resolve_pipeline(ref, user=None) -> Pipeline:
         raise RunRefused("Name the pipeline to run by its id or name.", {"pipeline": "This field is required."})
     pipeline = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-        pipeline = query.filter(pk=int(ref)).first()
+        pipeline = prepared.unique_match(query.filter(pk=int(ref)))
     if pipeline is None and isinstance(ref, str):
-        pipeline = query.filter(name=ref).first()
+        pipeline = prepared.unique_match(query.filter(name=ref))
     if pipeline is None:
         raise RunRefused(f"There is no pipeline {ref!r}.", {"pipeline": f"Unknown pipeline {ref!r}."})
     return pipeline
@@ -107,7 +108,7 @@ def _resolve_dataset(user, ref, field: str) -> Dataset | None:
             dataset_id = params_mod._to_dataset_id(ref)
         except ValueError as exc:
             raise RunRefused(str(exc), {field: str(exc)}) from None
-    dataset = Dataset.objects.visible_to(user).filter(pk=dataset_id).first()
+    dataset = prepared.unique_match(Dataset.objects.visible_to(user).filter(pk=dataset_id))
     if dataset is None:
         raise RunRefused(f"There is no dataset {dataset_id} you can use.", {field: f"Unknown dataset {dataset_id}."})
     return dataset
