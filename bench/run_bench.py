@@ -260,6 +260,10 @@ class Mlopen:
                 note("worker", parent)
                 for process in parent.children(recursive=True):  # bwrap and the sandboxed pythons
                     note("pipeline processes", process)
+        if self.database:  # the servers on this machine: PostgreSQL's processes and Redis (all of them)
+            for process in psutil.process_iter(["name"]):
+                if (process.info["name"] or "").startswith(("postgres", "redis-server")):
+                    note("database and broker", process)
         return seen
 
     def health(self) -> dict:
@@ -443,13 +447,13 @@ def measure_throughput(
 def cpu_per_run(before: dict, after: dict, runs: int) -> dict[str, float]:
     """CPU ms per run of each part, from two ``Mlopen.cpu_seconds`` readings; a process that was
     not there before counts from zero, one that is gone by the end is left out."""
-    spent: dict[str, float] = dict.fromkeys(CPU_PARTS, 0.0)
+    spent: dict[str, float] = {}
     for (part, pid), seconds in after.items():
-        spent[part] += seconds - before.get((part, pid), 0.0)
+        spent[part] = spent.get(part, 0.0) + seconds - before.get((part, pid), 0.0)
     return {part: 1000 * seconds / runs for part, seconds in spent.items()}
 
 
-CPU_PARTS = ("web server", "worker", "pipeline processes", "bench client")
+CPU_PARTS = ("web server", "worker", "pipeline processes", "bench client", "database and broker")
 
 
 # --- the bench ---------------------------------------------------------------------------------
@@ -719,8 +723,9 @@ def report(
         "",
         f"Throughput: a burst of runs submitted back to back, until the last result is seen; warm bursts "
         f"{args.bursts} times each, the median shown with the range. CPU: milliseconds of CPU per run (user + "
-        "system) of each part over those bursts; *cores busy* = their sum × runs/s, out of "
-        f"{os.cpu_count()}.",
+        "system) of each part over those bursts (with SQLite the database works inside the web server and "
+        "the worker; *database and broker* are PostgreSQL's and Redis's processes on this machine); "
+        f"*cores busy* = their sum × runs/s, out of {os.cpu_count()}.",
         "",
         "| backend | runs | workers | burst | runs/s | range | "
         + " | ".join(f"CPU {part} ms" for part in CPU_PARTS)
