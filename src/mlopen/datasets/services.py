@@ -159,7 +159,10 @@ def _stage_and_record(
         guessed = content_type or mimetypes.guess_type(safe)[0] or "application/octet-stream"
         with transaction.atomic():
             # Lock the owner's row so that two uploads at once cannot both fit in the last space.
-            list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+            # NO KEY UPDATE: runs being inserted for this user (a KEY SHARE lock each) need not wait.
+            list(
+                get_user_model().objects.select_for_update(no_key=True).filter(pk=owner.pk).values_list("pk", flat=True)
+            )
             check_quota(owner, staged.size)
             staged.commit()
             return Dataset.objects.create(

@@ -69,6 +69,25 @@ def usage_of(user) -> Usage:
     return Usage(counts.get(Run.Status.RUNNING, 0), counts.get(Run.Status.QUEUED, 0), limits_of([user.pk])[user.pk])
 
 
+# pg_advisory_xact_lock's first key for "this user's submits" (the second is the user's id).
+SUBMITS_LOCK = 0x6D6C6F70
+
+
+def lock_queued_limit(user_id: int) -> None:
+    """Inside a submit's transaction: let one submit of ``user_id`` at a time count their queued runs
+    and add one, so two at once cannot both take the last place.
+
+    On PostgreSQL a transaction-level advisory lock, not the user's row: workers' claims lock that
+    row (the running limit, :func:`lock_and_check_running_limit`), and submits queued behind claims
+    made a second worker slower than one. SQLite's IMMEDIATE transactions run one at a time already.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SUBMITS_LOCK, user_id % 2**31])
+    elif connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk"))
+
+
 def over_queued_limit(user_id: int) -> tuple[int, int] | None:
     """(queued now, limit) when ``user_id`` may queue no more runs, else None."""
     limit = limits_of([user_id])[user_id].max_queued
@@ -169,7 +188,7 @@ def _oldest_sql(vendor: str, default_queue: bool, skip_locked: bool) -> prepared
             _waiting(queue, default_queue)
             .filter(owner_id=owner)
             .order_by("created_at", "pk")
-            .select_for_update(skip_locked=skip_locked, of=("self",))
+            .select_for_update(skip_locked=skip_locked, of=("self",), no_key=True)
             .values_list("pk", flat=True)[:1]
         ),
         queue=_QUEUE_STAND_IN,
@@ -191,7 +210,9 @@ def _running_and_limit_sql(vendor: str) -> str:
 @functools.cache
 def _lock_user_sql(vendor: str) -> prepared.Prepared:
     return prepared.prepare(
-        lambda owner: get_user_model().objects.select_for_update().filter(pk=owner).values_list("pk"),
+        # NO KEY UPDATE: it excludes other claims, but not a run being inserted for this user,
+        # whose foreign key check takes a KEY SHARE lock on the same row.
+        lambda owner: get_user_model().objects.select_for_update(no_key=True).filter(pk=owner).values_list("pk"),
         owner=_OWNER_STAND_IN,
     )
 

@@ -10,8 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 
 from mlopen.core import prepared
 from mlopen.datasets import schemas
@@ -175,10 +174,7 @@ def submit_run(user, request: RunRequest) -> Run:
     # database's one write lock, and the runtime's row carries its long lock text and build log.
     runtime_failed = runtimes.build_failed(version)
     with transaction.atomic():
-        if connection.features.has_select_for_update:
-            # Two submits of one user at once must not both take the last place (SQLite's
-            # IMMEDIATE transactions run one at a time already).
-            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        fairness.lock_queued_limit(user.pk)
         full = fairness.over_queued_limit(user.pk)
         if full is not None:
             raise TooManyQueued(*full)
