@@ -26,9 +26,11 @@ Writes bench/results/latest.md and prints it. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime
 import importlib.util
+import itertools
 import os
 import pickle
 import platform
@@ -111,6 +113,7 @@ class Throughput:
     runs: int  # per burst
     seconds: list[float]  # one per burst
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per run, by part, over all bursts
+    clients: int = 1
 
     @property
     def rates(self) -> list[float]:
@@ -426,22 +429,48 @@ def measure_api(
 
 
 def measure_throughput(
-    mlopen: Mlopen, pipeline: int, dataset: int, runs: int, mode: str, workers: int, warmup: int, repeats: int = 1
+    mlopen: Mlopen,
+    pipeline: int,
+    dataset: int,
+    runs: int,
+    mode: str,
+    workers: int,
+    warmup: int,
+    repeats: int = 1,
+    clients: int = 1,
 ) -> Throughput:
     """``repeats`` bursts of ``runs`` runs each, and the CPU each part of the system spent per run."""
     if warmup:  # every worker gets its warm process (or its first run) before the clock starts
         for run_id in [mlopen.submit(pipeline, dataset)["id"] for _ in range(warmup)]:
             mlopen.wait(run_id, poll_s=0)
-    result = Throughput(mlopen.backend, mode, workers, runs, [])
+    result = Throughput(mlopen.backend, mode, workers, runs, [], clients=clients)
     before = mlopen.cpu_seconds()
     for _ in range(repeats):
         started = time.perf_counter()
-        ids = [mlopen.submit(pipeline, dataset)["id"] for _ in range(runs)]
-        for run_id in ids:
-            mlopen.wait(run_id, poll_s=0)
+        burst(mlopen, pipeline, dataset, runs, clients)
         result.seconds.append(time.perf_counter() - started)
     result.cpu_ms = cpu_per_run(before, mlopen.cpu_seconds(), runs * repeats)
     return result
+
+
+def burst(mlopen: Mlopen, pipeline: int, dataset: int, runs: int, clients: int) -> None:
+    """``runs`` runs until every result is in. One client: submitted back to back, then collected.
+    Several: each client POSTs a run asking to wait for it, then the next, as the peer's clients do."""
+    if clients <= 1:
+        ids = [mlopen.submit(pipeline, dataset)["id"] for _ in range(runs)]
+        for run_id in ids:
+            mlopen.wait(run_id, poll_s=0)
+        return
+    tickets = itertools.count()
+
+    def client() -> None:
+        while next(tickets) < runs:
+            run = mlopen.submit(pipeline, dataset, wait=30)
+            _succeeded(run if run["status"] in FINISHED else mlopen.wait(run["id"], poll_s=0))
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for done in [pool.submit(client) for _ in range(clients)]:
+            done.result()
 
 
 def cpu_per_run(before: dict, after: dict, runs: int) -> dict[str, float]:
@@ -528,13 +557,29 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
         with profiled(mlopen, backend, args.profile):
             out["throughput"].append(
                 measure_throughput(
-                    mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 1, warmup=0, repeats=args.bursts
+                    mlopen,
+                    pipeline,
+                    datasets["input.csv"],
+                    args.burst,
+                    "warm",
+                    1,
+                    warmup=0,
+                    repeats=args.bursts,
+                    clients=args.burst_clients,
                 )
             )
         mlopen.start_workers(1, warm=True)
         out["throughput"].append(
             measure_throughput(
-                mlopen, pipeline, datasets["input.csv"], args.burst, "warm", 2, warmup=4, repeats=args.bursts
+                mlopen,
+                pipeline,
+                datasets["input.csv"],
+                args.burst,
+                "warm",
+                2,
+                warmup=4,
+                repeats=args.bursts,
+                clients=args.burst_clients,
             )
         )
         if backend == "embedded" and args.fast_poll_ms:
@@ -721,8 +766,14 @@ def report(
         lines.append(f"| {series.label} | {submit:.1f} | {queue:.1f} | {run:.1f} | {series.p50 - queue - run:.1f} |")
     lines += [
         "",
-        f"Throughput: a burst of runs submitted back to back, until the last result is seen; warm bursts "
-        f"{args.bursts} times each, the median shown with the range. CPU: milliseconds of CPU per run (user + "
+        "Throughput: a burst of runs until the last result is in. "
+        + (
+            f"Warm bursts: {args.burst_clients} clients at once, each POSTing a run that waits for its result, "
+            "then the next (as the MLflow peer's clients send theirs)"
+            if args.burst_clients > 1
+            else "Warm bursts: one client submits every run back to back, then collects the results"
+        )
+        + f"; {args.bursts} bursts each, the median shown with the range. CPU: milliseconds of CPU per run (user + "
         "system) of each part over those bursts (with SQLite the database works inside the web server and "
         "the worker; *database and broker* are PostgreSQL's and Redis's processes on this machine); "
         f"*cores busy* = their sum × runs/s, out of {os.cpu_count()}.",
@@ -761,6 +812,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=60, help="warm runs per throughput burst (default 60)")
     parser.add_argument(
         "--bursts", type=int, default=3, help="warm bursts per worker count; the median is reported (default 3)"
+    )
+    parser.add_argument(
+        "--burst-clients",
+        type=int,
+        default=peer_mlflow.BURST_CLIENTS,
+        help="clients at once in a warm burst, each POSTing a run and waiting for it (default "
+        f"{peer_mlflow.BURST_CLIENTS}, as the MLflow peer's; 1: one client submits all, then collects)",
     )
     parser.add_argument(
         "--cold-burst", type=int, default=3, help="cold runs per worker in a throughput burst (default 3)"
