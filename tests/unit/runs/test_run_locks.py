@@ -1,8 +1,9 @@
-"""A worker's claim and row locks held by others (PostgreSQL; SQLite has no row locks).
+"""Locks on a run's path (PostgreSQL; SQLite has no row locks).
 
 A queued run's row can be locked for a moment by something that is not a claim: a label edit,
 the sweep's stamp. The claim must wait that lock out rather than skip the run, or the message it
-received is spent and the run waits for the sweep's resend, minutes later.
+received is spent and the run waits for the sweep's resend, minutes later. And a submit must not
+wait for workers' claims, which lock the user's row: submits serialize on a lock of their own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from mlopen.pipelines.models import Pipeline, PipelineVersion
-from mlopen.runs import lifecycle
+from mlopen.runs import fairness, lifecycle
 from mlopen.runs.models import Run
 
 pytestmark = [
@@ -102,3 +103,69 @@ def test_a_run_taken_by_another_claim_while_waiting_is_not_taken_twice(queued_ru
     assert taken is None
     queued_run.refresh_from_db()
     assert queued_run.worker == "w2"
+
+
+def hold_in_thread(hold, released_by_main: threading.Event):
+    """Run ``hold(locked, done)`` in a thread; it holds its lock until ``done`` or 15 s."""
+    locked, done = threading.Event(), threading.Event()
+
+    def body() -> None:
+        try:
+            with transaction.atomic():
+                hold()
+                locked.set()
+                if done.wait(15):
+                    released_by_main.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    assert locked.wait(10)
+    return thread, done
+
+
+def test_a_submit_inserts_its_run_while_a_claim_holds_the_users_row(queued_run):
+    owner = queued_run.owner
+    released_by_main = threading.Event()
+    claim = lambda: fairness.lock_and_check_running_limit(owner.pk)  # noqa: E731 - what a claim locks
+    thread, done = hold_in_thread(claim, released_by_main)
+    try:
+        with transaction.atomic():  # what submit_run writes, under its own lock
+            fairness.lock_queued_limit(owner.pk)
+            Run.objects.create(
+                pipeline=queued_run.pipeline, version=queued_run.version, kind="run", owner=owner, queue=QUEUE
+            )
+    finally:
+        done.set()
+        thread.join(20)
+    assert released_by_main.is_set()  # the submit finished while the claim's lock was held
+
+
+def test_two_submits_of_one_user_take_turns(queued_run):
+    owner = queued_run.owner
+    released_by_main = threading.Event()
+    thread, done = hold_in_thread(lambda: fairness.lock_queued_limit(owner.pk), released_by_main)
+    waited = threading.Event()
+
+    def second_submit() -> None:
+        try:
+            with transaction.atomic():
+                fairness.lock_queued_limit(owner.pk)
+                waited.set()
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=second_submit)
+    second.start()
+    try:
+        for _ in range(200):
+            if someone_waits_on_a_lock():
+                break
+            done.wait(0.05)
+        assert not waited.is_set()  # still waiting for the first submit's lock
+    finally:
+        done.set()
+        thread.join(20)
+        second.join(20)
+    assert waited.is_set()
