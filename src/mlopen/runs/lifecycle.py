@@ -148,8 +148,10 @@ def claim_next(queue: str, worker_name: str, sandbox: str) -> Run | None:
     there is none to take.
 
     As :func:`claim`, one transaction per try. On PostgreSQL it locks the chosen user's row first,
-    so two workers cannot both start that user's last allowed run, and skips runs another worker
-    has locked; SQLite's IMMEDIATE transactions run one at a time. When runs wait but every one of
+    so two workers cannot both start that user's last allowed run, and takes their oldest run
+    nobody holds locked; when every one is locked (a label edit or the sweep's stamp holds a row for
+    a moment) it waits for the lock rather than spend the message. SQLite's IMMEDIATE transactions
+    run one at a time. When runs wait but every one of
     their users is at the limit, the message that found them is spent: one of those runs is marked
     unsent (``enqueued_at`` empty), and the sweep sends it again once its user may start a run.
     """

@@ -280,8 +280,14 @@ def _type_depth(schema: pa.Schema) -> int:
     return deepest
 
 
+# Cells JSON holds as they are; checked first, by exact type: most cells are one of these.
+_JSON_AS_IS = frozenset({int, str, bool, type(None)})
+
+
 def _json_cell(value):
     """A cell as JSON can hold it. Nested cells (lists, structs) recurse: the schema bounds their depth."""
+    if type(value) in _JSON_AS_IS:
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "isoformat"):
