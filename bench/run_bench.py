@@ -554,34 +554,24 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                 )
             )
         print("   warm throughput", flush=True)
-        with profiled(mlopen, backend, args.profile):
-            out["throughput"].append(
-                measure_throughput(
-                    mlopen,
-                    pipeline,
-                    datasets["input.csv"],
-                    args.burst,
-                    "warm",
-                    1,
-                    warmup=0,
-                    repeats=args.bursts,
-                    clients=args.burst_clients,
-                )
-            )
-        mlopen.start_workers(1, warm=True)
-        out["throughput"].append(
-            measure_throughput(
+
+        def warm_burst(workers: int, warmup: int) -> Throughput:
+            return measure_throughput(
                 mlopen,
                 pipeline,
                 datasets["input.csv"],
                 args.burst,
                 "warm",
-                2,
-                warmup=4,
+                workers,
+                warmup=warmup,
                 repeats=args.bursts,
                 clients=args.burst_clients,
             )
-        )
+
+        with profiled(mlopen, backend, args.profile):
+            out["throughput"].append(warm_burst(1, warmup=0))
+        mlopen.start_workers(1, warm=True)
+        out["throughput"].append(warm_burst(2, warmup=4))  # the second worker's warm process first
         if backend == "embedded" and args.fast_poll_ms:
             # What the folder broker's polling costs: the same warm runs with a worker polling faster.
             mlopen.stop_workers()

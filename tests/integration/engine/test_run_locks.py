@@ -44,8 +44,9 @@ def someone_waits_on_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def hold_row_lock(run_id: int, locked: threading.Event, done: threading.Event) -> None:
-    """Lock the run's row as a label edit would, until the claim waits on it (or 10 s)."""
+def hold_row_lock(run_id: int, locked: threading.Event, done: threading.Event, **changes) -> None:
+    """Lock the run's row (as a label edit or another worker's claim would) until the claim waits on
+    it (or 10 s), then write ``changes`` to it and let go."""
     try:
         with transaction.atomic():
             list(Run.objects.select_for_update().filter(pk=run_id).values_list("pk"))
@@ -54,21 +55,27 @@ def hold_row_lock(run_id: int, locked: threading.Event, done: threading.Event) -
                 if someone_waits_on_a_lock():
                     break
                 done.wait(0.05)
-            Run.objects.filter(pk=run_id).update(name="renamed while queued")
+            Run.objects.filter(pk=run_id).update(**changes)
     finally:
         connection.close()
 
 
-def test_a_claim_waits_for_a_run_locked_by_an_edit_instead_of_skipping_it(queued_run):
+def claim_while_locked(run_id: int, **changes):
+    """What a worker's claim takes while another connection holds the run's row and then writes
+    ``changes`` to it."""
     locked, done = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_row_lock, args=(queued_run.pk, locked, done))
+    holder = threading.Thread(target=hold_row_lock, args=(run_id, locked, done), kwargs=changes)
     holder.start()
     assert locked.wait(10)
     try:
-        taken = lifecycle.claim_next(QUEUE, "w1", "none")
+        return lifecycle.claim_next(QUEUE, "w1", "none")
     finally:
         done.set()
         holder.join(10)
+
+
+def test_a_claim_waits_for_a_run_locked_by_an_edit_instead_of_skipping_it(queued_run):
+    taken = claim_while_locked(queued_run.pk, name="renamed while queued")
 
     assert taken is not None and taken.pk == queued_run.pk
     queued_run.refresh_from_db()
@@ -76,29 +83,7 @@ def test_a_claim_waits_for_a_run_locked_by_an_edit_instead_of_skipping_it(queued
 
 
 def test_a_run_taken_by_another_claim_while_waiting_is_not_taken_twice(queued_run):
-    locked, done = threading.Event(), threading.Event()
-
-    def other_worker_claims() -> None:
-        try:
-            with transaction.atomic():
-                list(Run.objects.select_for_update().filter(pk=queued_run.pk).values_list("pk"))
-                locked.set()
-                for _ in range(200):
-                    if someone_waits_on_a_lock():
-                        break
-                    done.wait(0.05)
-                Run.objects.filter(pk=queued_run.pk).update(status=Run.Status.RUNNING, worker="w2")
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=other_worker_claims)
-    holder.start()
-    assert locked.wait(10)
-    try:
-        taken = lifecycle.claim_next(QUEUE, "w1", "none")
-    finally:
-        done.set()
-        holder.join(10)
+    taken = claim_while_locked(queued_run.pk, status=Run.Status.RUNNING, worker="w2")
 
     assert taken is None
     queued_run.refresh_from_db()
@@ -106,7 +91,8 @@ def test_a_run_taken_by_another_claim_while_waiting_is_not_taken_twice(queued_ru
 
 
 def hold_in_thread(hold, released_by_main: threading.Event):
-    """Run ``hold(locked, done)`` in a thread; it holds its lock until ``done`` or 15 s."""
+    """Run ``hold()`` in a transaction of its own thread, which keeps its locks until the returned
+    ``done`` is set (``released_by_main`` then says so) or 15 s pass."""
     locked, done = threading.Event(), threading.Event()
 
     def body() -> None:
