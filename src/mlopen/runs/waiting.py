@@ -3,11 +3,13 @@
 `POST /api/v1/runs/` with ``"wait": seconds`` and `GET /api/v1/runs/<id>/?wait=seconds` answer as
 soon as the run has finished (or when the wait is over, with the run as it is then).
 
-On PostgreSQL the waiting thread LISTENs, and the worker that finishes a run NOTIFYs its id: no
-polling, so waiting takes no CPU from the workers. Elsewhere (SQLite) it checks the run's row, an
-indexed primary-key lookup: every 2 ms for the first quarter second (a warm run takes tens of
-milliseconds, and every millisecond of notice is latency the client sees), then every 25 ms, and
-after 10 s four times a second.
+The waiting thread sleeps until the worker that finishes the run says so, then reads the run's
+row: no polling, so waiting takes no CPU from the workers, and the answer leaves as soon as the
+run has finished. On PostgreSQL it LISTENs and the worker NOTIFYs the run's id. On SQLite (one
+host) it rings a doorbell (mlopen.core.doorbell), a Unix socket beside the database file. Either
+way the row is read every second too, in case a notice was lost. Where neither works (a folder
+that cannot hold a socket), the thread checks the row: every 2 ms for the first quarter second
+(a warm run takes tens of milliseconds), then every 25 ms, and after 10 s four times a second.
 
 A waiting request holds one of the web server's threads, so each web process lets at most
 MLOPEN_MAX_WAITING_REQUESTS requests wait at once; past that a request answers at once with the
@@ -20,10 +22,12 @@ import functools
 import logging
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from mlopen.core import doorbell
 from mlopen.runs.models import Run
 
 FAST_CHECK_SECONDS = 0.002
@@ -87,7 +91,26 @@ def _watch(run_id: int, seconds: float) -> bool:
             return _watch_notified(run_id, seconds)
         except DatabaseError:
             log.warning("waiting for run %s by LISTEN failed; checking its row instead", run_id, exc_info=True)
+    folder = _doorbells_folder()
+    if folder is not None:
+        try:
+            bell = doorbell.Doorbell.open(folder, str(run_id))
+        except OSError:
+            log.warning("waiting for run %s by a doorbell in %s failed; checking its row instead", run_id, folder)
+        else:
+            with bell:  # the first look comes after the bell exists, so a finish before it is not missed
+                return _check_until(
+                    run_id, seconds, lambda elapsed, remaining: bell.wait(min(MISSED_NOTICE_CHECK_SECONDS, remaining))
+                )
     return _check_until(run_id, seconds, _polling_pause())
+
+
+def _doorbells_folder() -> Path | None:
+    """SQLite: the folder beside the database file, which every process using it can reach."""
+    name = str(connection.settings_dict.get("NAME") or "")
+    if connection.vendor != "sqlite" or not name or name.startswith("file:") or name == ":memory:":
+        return None
+    return Path(name + "-waiting")
 
 
 def _check_until(run_id: int, seconds: float, pause) -> bool:
@@ -144,8 +167,11 @@ def _notice_for(wanted: str, timeout: float) -> bool:
 
 
 def announce_finished(run_id: int) -> None:
-    """Tell requests waiting for run ``run_id`` that it has finished (PostgreSQL; elsewhere they poll)."""
+    """Tell requests waiting for run ``run_id`` that it has finished."""
     if connection.vendor != "postgresql":
+        folder = _doorbells_folder()
+        if folder is not None:
+            doorbell.ring(folder, str(run_id))
         return
     try:
         with connection.cursor() as cursor:

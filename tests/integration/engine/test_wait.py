@@ -11,6 +11,7 @@ import threading
 import pytest
 from django.db import connection
 
+from mlopen.core import doorbell
 from mlopen.runs import waiting
 from mlopen.runs.models import Run
 
@@ -164,3 +165,44 @@ def test_on_postgresql_a_waiting_request_is_notified_instead_of_polling(
 
     assert run["status"] == "succeeded"
     assert notices and notices[-1] is True  # woken by the worker's notice, not by a second look
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's waiting requests use a doorbell")
+def test_on_sqlite_a_waiting_request_is_woken_by_the_worker_instead_of_polling(
+    pipeline_from, submit, module_worker, monkeypatch
+):
+    pipeline_from(
+        "slowish",
+        """
+        import time
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            time.sleep(1.5)
+            return {"text": "done"}
+        """,
+    )
+    rings = []
+    wait = doorbell.Doorbell.wait
+    monkeypatch.setattr(doorbell.Doorbell, "wait", lambda bell, timeout: rings.append(wait(bell, timeout)) or rings[-1])
+
+    run = submit("slowish", wait=60)
+
+    assert run["status"] == "succeeded"
+    assert rings and rings[-1] is True  # woken by the worker's ring, not by the once-a-second look
+    assert list(waiting._doorbells_folder().iterdir()) == []  # the request's doorbell went with it
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's waiting requests use a doorbell")
+def test_without_a_doorbell_a_waiting_request_checks_the_row_instead(pipeline_from, submit, module_worker, monkeypatch):
+    pipeline_from("quick", QUICK)
+
+    def refuse(cls, folder, topic):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(doorbell.Doorbell, "open", classmethod(refuse))
+
+    run = submit("quick", wait=60)
+
+    assert run["status"] == "succeeded"
+    assert run["result"]["data"] == [[1], [2]]
