@@ -133,10 +133,30 @@ def _where(query: TableQuery, schema: pa.Schema, shown: Sequence[str] | None) ->
         compared, bound = _typed_value(schema.field(index).type, value, label)
         sql.where.append(f"{compared.format(c=f'c{index}')} {OPS[op]} {sql.bind(bound)}")
     if query.search:
-        needle = sql.bind(query.search)
-        any_cell = " OR ".join(f"contains(lower(CAST(c{i} AS VARCHAR)), lower({needle}))" for i in range(len(names)))
+        searched = [i for i in range(len(names)) if _may_contain(schema.field(i).type, query.search)]
+        needle = sql.bind(query.search) if searched else ""  # DuckDB refuses a parameter left unused
+        any_cell = " OR ".join(f"contains(lower(CAST(c{i} AS VARCHAR)), lower({needle}))" for i in searched)
         sql.where.append(f"({any_cell or 'false'})")
     return sql
+
+
+# Every character of a number as DuckDB writes it ("-1.5e+20", "inf", "nan", "infinity").
+_NUMBER_CHARACTERS = frozenset("0123456789-+.eEinfatyINFATY")
+
+
+def _may_contain(kind: pa.DataType, text: str) -> bool:
+    """Whether a cell of this type, written as text, can contain ``text`` (ignoring case).
+
+    Searching every cell means writing every number of the table as text, most of the work of a
+    search on a million rows; a needle with a letter no number has ("row12") cannot match one,
+    so those columns are not read at all. The answer is the same either way.
+    """
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return set(text) <= _NUMBER_CHARACTERS
+    if pa.types.is_boolean(kind):
+        lowered = text.lower()
+        return lowered in "true" or lowered in "false"
+    return True
 
 
 def _numbered(schema: pa.Schema) -> bool:
@@ -180,6 +200,23 @@ def count(path: Path, schema: pa.Schema, total: int, query: TableQuery, shown: S
     with connect(path) as con:
         [(kept,)] = con.sql(f"SELECT count(*) FROM {source}{where}", params=params).fetchall()
     return int(kept)
+
+
+def counted_page(
+    path: Path, schema: pa.Schema, total: int, query: TableQuery, shown: Sequence[str] | None, offset: int, limit: int
+) -> tuple[int, list[list], str | None]:
+    """How many rows the query keeps, and :func:`page` of them (empty past the last row).
+
+    A filter or search reads the whole file to count what it keeps. The page is read first: when
+    it holds the query's last row (the usual answer to a search that finds a few), the count
+    follows from it and the file is read once, not twice.
+    """
+    if not query.narrows:
+        return total, *(page(path, schema, query, shown, offset, limit) if offset < total else ([], None))
+    rows, problem = page(path, schema, query, shown, offset, limit)
+    if len(rows) < limit and (rows or offset == 0):
+        return offset + len(rows), rows, problem
+    return count(path, schema, total, query, shown), rows, problem
 
 
 def page(

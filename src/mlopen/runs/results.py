@@ -350,12 +350,8 @@ def page_of(
         return out
     query = queries.TableQuery(tuple(filters), search, sort, descending)
     try:
-        rows = queries.count(table.path, table.schema, table.rows, query, meta["columns"])
-        start = (page - 1) * page_size
-        chunk, sort_problem = (
-            queries.page(table.path, table.schema, query, meta["columns"], start, page_size)
-            if start < rows
-            else ([], None)
+        rows, chunk, sort_problem = queries.counted_page(
+            table.path, table.schema, table.rows, query, meta["columns"], (page - 1) * page_size, page_size
         )
     except duckdb.Error as exc:
         problems["table"] = str(_unreadable_rows(exc))

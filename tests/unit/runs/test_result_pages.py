@@ -66,3 +66,46 @@ def test_a_sorted_or_filtered_page_still_goes_to_duckdb(table_file, monkeypatch)
     assert [row[0] for row in top] == [4_999, 4_998]
     assert [row[0] for row in kept] == [0, 1, 2]
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "needle",
+    ["row1", "ROW49", "33", "1.6", "-", "e", "inf", "nan", "3.0", "tru", "fal", "x", "row4999", "99"],
+)
+def test_a_search_finds_what_searching_every_cell_as_text_finds(table_file, needle, monkeypatch):
+    """Columns a needle cannot be in (a number column and "row1") are not read: same answer either way."""
+    path, schema = table_file
+    query = queries.TableQuery(search=needle)
+    pruned = queries.counted_page(path, schema, 5_000, query, None, 0, 5_000)
+    monkeypatch.setattr(queries, "_may_contain", lambda kind, text: True)
+    every_cell = queries.counted_page(path, schema, 5_000, query, None, 0, 5_000)
+
+    assert pruned == every_cell
+
+
+def test_a_boolean_column_is_searched_as_true_and_false(tmp_path):
+    path = tmp_path / "flags.parquet"
+    pq.write_table(pa.table({"flag": [True, False, None]}), path)
+    schema = pq.read_schema(path)
+
+    def found(needle):
+        return queries.counted_page(path, schema, 3, queries.TableQuery(search=needle), None, 0, 10)[1]
+
+    assert found("RU") == [[True]]
+    assert found("als") == [[False]]
+    assert found("1") == []
+
+
+@pytest.mark.parametrize(
+    ("offset", "limit", "rows_on_page"),
+    [(0, 100, 100), (0, 20, 20), (100, 20, 20), (940, 20, 13), (953, 20, 0), (5_000, 20, 0), (0, 2_000, 953)],
+)
+def test_a_searched_page_counts_every_row_kept_whichever_page_it_is(table_file, offset, limit, rows_on_page):
+    path, schema = table_file
+    query = queries.TableQuery(search="row1")  # row1, row10-19, row100-199, row1000-1999 but every 7th (None): 953
+
+    rows, page, problem = queries.counted_page(path, schema, 5_000, query, None, offset, limit)
+
+    assert rows == queries.count(path, schema, 5_000, query, None) == 953
+    assert len(page) == rows_on_page
+    assert problem is None
