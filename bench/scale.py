@@ -6,7 +6,7 @@ the PostgreSQL server named by DATABASE_URL, on a database of its own), writes t
 into that database (bulk_create, from this process), then measures over HTTP:
 
   list         GET /api/v1/runs/?status=succeeded&pipeline=N            p50 / p95
-  deep pages   the same list 200 pages deep: by cursor (keyset), and by ?page=200 (OFFSET)
+  deep pages   the same list 200 pages deep: by cursor (keyset), and by ?page=200 (page numbers, read keys first)
   sorted page  GET /api/v1/runs/<id>/result/?sort=2&order=desc on the 1 M-row result
   filtered     GET .../result/?filter=score:gt:0.999 and ?search=row99999
   json         GET .../download/?format=json: growth of the web process's RSS (sampled from
@@ -396,7 +396,7 @@ def report(backend: str, args, made: dict, out: dict) -> str:
             verdict("deep page", cursor_p95),
         ),
         (
-            "runs list `?page=200` (OFFSET, kept for clients paging by number)",
+            "runs list `?page=200` (page numbers, keys first)",
             f"p50 {out['deep offset'][0]:.1f} ms, p95 {out['deep offset'][1]:.1f} ms",
             "",
             "",

@@ -19,6 +19,7 @@ from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagina
 from rest_framework.response import Response
 
 from mlopen.core.numbers import MAX_INT, parse_int
+from mlopen.core.paging import KeysFirstPaginator
 
 MAX_PAGE_SIZE = 1000
 
@@ -33,6 +34,7 @@ def positive_int(raw, name: str, maximum: int | None = None) -> int:
 
 
 class StandardPagination(PageNumberPagination):
+    django_paginator_class = KeysFirstPaginator  # deep page numbers skip keys, not whole rows
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
@@ -103,7 +105,8 @@ class KeysetPagination(CursorPagination):
     COUNT_THRESHOLD and null past it, ``count_text`` says the same for people ("10 000+").
 
     A request that gives ``page`` gets page-number pagination as before (StandardPagination), for
-    clients that page by number; deep page numbers cost an OFFSET scan, cursors do not.
+    clients that page by number; deep page numbers skip index entries (KeysFirstPaginator), cursors
+    skip nothing.
     """
 
     ordering = ("-created_at", "-id")

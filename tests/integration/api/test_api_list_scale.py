@@ -8,6 +8,7 @@ import base64
 
 import pytest
 from django.db import connection
+from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
 from mlopen.api import pagination
@@ -126,3 +127,53 @@ def test_the_query_count_of_the_runs_page_does_not_grow_with_its_rows(client, ad
     few = _queries(client, "/runs/")
     runs_of(20, owner=admin_user)
     assert _queries(client, "/runs/") == few
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "&status=failed&pipeline=many", "&ordering=-metric.loss", "&ordering=metric.loss&columns=metric.loss"],
+)
+def test_deep_page_numbers_read_keys_first_and_show_what_an_offset_shows(api, runs_of, monkeypatch, query):
+    from mlopen.core import paging
+    from mlopen.runs.models import RunMetric
+
+    made = runs_of(9)
+    for index, run in enumerate(made):  # ties and a missing value, as real metrics have
+        if index != 4:
+            RunMetric.objects.create(run=run, name="loss", step=0, value=float(index % 3))
+
+    def pages() -> list[list[int]]:
+        return [
+            [run["id"] for run in api.get(f"/api/v1/runs/?page={number}&page_size=2{query}").json()["results"]]
+            for number in range(1, 6)
+        ]
+
+    by_offset = pages()
+    monkeypatch.setattr(paging, "KEYS_FIRST_FROM", 1)  # every page but the first keys first
+    fetched = []
+    in_bulk = QuerySet.in_bulk
+    monkeypatch.setattr(QuerySet, "in_bulk", lambda rows, keys: fetched.append(keys) or in_bulk(rows, keys))
+    keys_first = pages()
+
+    assert keys_first == by_offset
+    assert fetched == keys_first[1:]  # pages 2 to 5 were read by their keys
+    assert sorted(sum(keys_first, [])) == sorted(run.pk for run in made)
+
+
+def test_a_deep_runs_page_of_the_web_reads_keys_first_and_shows_the_same_runs(client, admin_user, runs_of, monkeypatch):
+    from mlopen.core import paging
+    from mlopen.web.views import run_catalog
+
+    client.force_login(admin_user)
+    made = runs_of(7, owner=admin_user)
+    monkeypatch.setattr(run_catalog, "RUNS_PER_PAGE", 3)
+    monkeypatch.setattr(paging, "KEYS_FIRST_FROM", 1)
+    fetched = []
+    in_bulk = QuerySet.in_bulk
+    monkeypatch.setattr(QuerySet, "in_bulk", lambda rows, keys: fetched.append(keys) or in_bulk(rows, keys))
+
+    page = client.get("/runs/?page=2").content.decode()
+
+    shown = [run.pk for run in made if f'href="/runs/{run.pk}/"' in page]
+    assert shown == [made[1].pk, made[2].pk, made[3].pk]
+    assert fetched == [[made[3].pk, made[2].pk, made[1].pk]]

@@ -1,9 +1,9 @@
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mlopen.core.access import LOGGED_IN, MANAGE, VIEW, access
+from mlopen.core.paging import KeysFirstPaginator
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services, stats
 from mlopen.datasets.models import Dataset
@@ -27,7 +27,7 @@ def _may_manage(user, dataset: Dataset) -> bool:
 @access(LOGGED_IN)
 def dataset_list(request):
     datasets = _visible(request).select_related("owner")
-    page = Paginator(datasets, 50).get_page(request.GET.get("page"))
+    page = KeysFirstPaginator(datasets, 50).get_page(request.GET.get("page"))
     for dataset in page:
         dataset.deletable = _may_manage(request.user, dataset)
     return render(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from mlopen.core.access import VIEW, access
+from mlopen.core.paging import KeysFirstPaginator
 from mlopen.pipelines import registry, rules
 from mlopen.pipelines.control import PipelineForbidden, PipelineRejected
 from mlopen.pipelines.models import Pipeline, TrainedModel
@@ -38,7 +38,7 @@ def _model(request, pk: int, model_id: int) -> TrainedModel:
 def model_detail(request, pk: int, model_id: int):
     model = _model(request, pk, model_id)
     pipeline = model.pipeline
-    runs = Paginator(lineage.runs_using(request.user, model), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    runs = KeysFirstPaginator(lineage.runs_using(request.user, model), RUNS_PER_PAGE).get_page(request.GET.get("page"))
     training_visible = lineage.can_see_training(request.user, model)
     packages = sorted((model.environment.get("packages") or {}).items()) if training_visible else []
     return render(

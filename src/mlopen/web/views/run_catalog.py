@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mlopen.core.access import LOGGED_IN, access
 from mlopen.core.numbers import parse_id, parse_int
+from mlopen.core.paging import KeysFirstPaginator
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs import compare as run_compare
 from mlopen.runs import removal, results
@@ -77,7 +77,7 @@ def found_runs(request):
 def rows_context(request, runs, search: run_search.RunSearch, errors: dict) -> dict:
     """What the runs table (web/runs/_rows.html) needs, for the page and its live fragment alike:
     one page of ``runs`` with their chosen columns, each run with what the page does when it ends."""
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    page = KeysFirstPaginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     live.mark_for_notifications(request.user, page.object_list)
     rows = [{"run": run, "columns": list(run_search.column_values(run, search).values())} for run in page]
     query = request.GET.urlencode()
