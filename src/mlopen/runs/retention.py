@@ -38,6 +38,14 @@ KEEP_TAG = "keep"
 BATCH = 200
 
 
+def days_kept(pipeline: Pipeline) -> tuple[int | None, bool]:
+    """How many days ``pipeline``'s finished runs are kept (None: until someone deletes them), and
+    whether that is the pipeline's own setting rather than MLOPEN_RETENTION_DAYS."""
+    if pipeline.retention_days is not None:
+        return pipeline.retention_days or None, True
+    return settings.MLOPEN_RETENTION_DAYS or None, False
+
+
 def _old_enough(now) -> Q | None:
     """Finished runs past their pipeline's retention, as one condition; None when nothing expires."""
     conditions = Q()

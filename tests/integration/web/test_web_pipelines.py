@@ -122,3 +122,27 @@ def test_upload_without_a_control_file_says_it_is_required(client_for, author):
     response = client_for(author).post("/pipelines/upload/", {"name": "x"})
     assert response.status_code == 400
     assert response.context["form"].errors["control"] == ["This field is required."]
+
+
+@pytest.mark.parametrize(
+    ("own", "platform", "says"),
+    [
+        (None, 0, "kept <strong>until someone deletes them</strong>"),
+        (None, 30, "kept <strong>30 days</strong>"),
+        (7, 30, "kept <strong>7 days</strong>"),
+        (0, 30, "kept <strong>until someone deletes them</strong>"),
+        (1, 0, "kept <strong>1 day</strong>"),
+    ],
+)
+def test_pipeline_detail_says_how_long_finished_runs_are_kept(
+    client_for, user, make_pipeline, settings, own, platform, says
+):
+    settings.MLOPEN_RETENTION_DAYS = platform
+    pipeline = make_pipeline("iris")
+    Pipeline.objects.filter(pk=pipeline.pk).update(retention_days=own)
+
+    page = client_for(user).get(f"/pipelines/{pipeline.pk}/").content.decode()
+
+    assert says in page
+    assert ("this pipeline's setting" in page) == (own is not None)
+    assert ("the platform's <code>MLOPEN_RETENTION_DAYS</code>" in page) == (own is None)

@@ -22,7 +22,7 @@ from mlopen.pipelines.services import (
     upload_pipeline,
 )
 from mlopen.pipelines.visibility import set_private_group
-from mlopen.runs import first_run
+from mlopen.runs import first_run, retention
 from mlopen.runs.models import Run
 from mlopen.web.forms import PipelineFirstRunForm, PipelineMaintainersForm, PipelineUploadForm, PipelineVisibilityForm
 from mlopen.web.views import live as live_views
@@ -77,6 +77,7 @@ def pipeline_detail(request, pk: int):
     examples = first_run.examples_of(request.user, pipeline)
     maintainers = list(pipeline.maintainers.order_by("username"))
     recent_runs = live_views.recent_runs_of(request, pipeline)
+    days_kept, own_retention = retention.days_kept(pipeline)
     return render(
         request,
         "web/pipelines/detail.html",
@@ -103,6 +104,9 @@ def pipeline_detail(request, pk: int):
             "recent_runs": recent_runs,
             "live_etag": live_views.pipeline_etag(request, pipeline),
             "can_publish": manageable,
+            "can_manage": manageable,
+            "days_kept": days_kept,
+            "own_retention": own_retention,
             "maintainers": maintainers,
             "maintainers_form": PipelineMaintainersForm(
                 initial={"maintainers": ", ".join(person.get_username() for person in maintainers)}
