@@ -154,11 +154,13 @@ SQLITE_OPTIONS = {
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": MLOPEN_HOME / "db.sqlite3"}}
+    DATABASES = {"default": {"ENGINE": "mlopen.core.sqlite", "NAME": MLOPEN_HOME / "db.sqlite3"}}
 # A kept connection is checked before a request reuses it: one cut between requests (a database
 # restart, pg_terminate_backend) is replaced there, instead of failing that request.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # sqlite:// in DATABASE_URL
+    DATABASES["default"]["ENGINE"] = "mlopen.core.sqlite"
+if DATABASES["default"]["ENGINE"] == "mlopen.core.sqlite":
     # Kept between requests and tasks, as on PostgreSQL: opening one (with its PRAGMAs) cost ~1 ms
     # of every request and every run. WAL readers in autocommit hold no snapshot between statements.
     DATABASES["default"]["CONN_MAX_AGE"] = 60
