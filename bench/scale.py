@@ -418,7 +418,7 @@ def report(backend: str, args, made: dict, out: dict) -> str:
         ),
         ("same, `?filter=score:gt:0.999`", "p50 {:.1f} ms, p95 {:.1f} ms".format(*out["filtered page"]), "", "", ""),
         (
-            "same, `?search=row99999` (every column)",
+            "same, `?search=row99999` (any cell)",
             "p50 {:.1f} ms, p95 {:.1f} ms".format(*out["searched page"]),
             "",
             "",
