@@ -6,6 +6,8 @@ import os
 import socket
 import threading
 
+import pytest
+
 from mlopen.core import doorbell
 
 
@@ -67,3 +69,22 @@ def test_a_folder_deeper_than_a_socket_path_may_be_still_works(tmp_path):
     with doorbell.Doorbell.open(deep, "4") as bell:
         assert doorbell.ring(deep, "4") == 1
         assert bell.wait(5) is True
+
+
+def test_a_database_named_two_ways_has_one_doorbells_folder(tmp_path, monkeypatch):
+    """A web server on MLOPEN_HOME and a worker given DATABASE_URL through a link must meet."""
+    from django.db import connection
+
+    from mlopen.runs import waiting
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's doorbells only")
+    (tmp_path / "db.sqlite3").touch()
+    (tmp_path / "link").symlink_to(tmp_path)
+    (tmp_path / "sub").mkdir()
+    folders = set()
+    for name in (tmp_path / "db.sqlite3", tmp_path / "link" / "db.sqlite3", tmp_path / "sub" / ".." / "db.sqlite3"):
+        monkeypatch.setitem(connection.settings_dict, "NAME", str(name))
+        folders.add(waiting._doorbells_folder())
+
+    assert folders == {tmp_path.resolve() / "db.sqlite3-waiting"}

@@ -7,6 +7,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections, transaction
@@ -19,7 +20,8 @@ pytestmark = [
 
 def _lock_is_free() -> bool:
     """Whether another holder could take the writers' lock now (asked on a descriptor of its own)."""
-    fd = os.open(str(connection.settings_dict["NAME"]) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = str(Path(connection.settings_dict["NAME"]).resolve()) + "-writer.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -6,7 +6,8 @@ soon as the run has finished (or when the wait is over, with the run as it is th
 The waiting thread sleeps until the worker that finishes the run says so, then reads the run's
 row: no polling, so waiting takes no CPU from the workers, and the answer leaves as soon as the
 run has finished. On PostgreSQL it LISTENs and the worker NOTIFYs the run's id. On SQLite (one
-host) it rings a doorbell (mlopen.core.doorbell), a Unix socket beside the database file. Either
+host) it sleeps on a doorbell (mlopen.core.doorbell), a Unix socket beside the database file,
+which the worker rings. Either
 way the row is read every second too, in case a notice was lost. Where neither works (a folder
 that cannot hold a socket), the thread checks the row: every 2 ms for the first quarter second
 (a warm run takes tens of milliseconds), then every 25 ms, and after 10 s four times a second.
@@ -106,11 +107,15 @@ def _watch(run_id: int, seconds: float) -> bool:
 
 
 def _doorbells_folder() -> Path | None:
-    """SQLite: the folder beside the database file, which every process using it can reach."""
+    """SQLite: the folder beside the database file, which every process using it can reach.
+
+    Resolved, so that a web server and a worker naming the same file differently (a relative path,
+    a link, DATABASE_URL against MLOPEN_HOME) still meet in one folder."""
     name = str(connection.settings_dict.get("NAME") or "")
     if connection.vendor != "sqlite" or not name or name.startswith("file:") or name == ":memory:":
         return None
-    return Path(name + "-waiting")
+    database = Path(name).resolve()
+    return database.with_name(database.name + "-waiting")
 
 
 def _check_until(run_id: int, seconds: float, pause) -> bool:

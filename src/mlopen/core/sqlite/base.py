@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from pathlib import Path
 
 from django.db.backends.sqlite3 import base
 
@@ -28,7 +29,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _writer_lock(self) -> int | None:
         name = str(self.settings_dict.get("NAME") or "")
         if self._writer_fd is None and name and not self.is_in_memory_db():
-            self._writer_fd = os.open(name + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Resolved: processes that name one database file differently must share one lock.
+            self._writer_fd = os.open(
+                str(Path(name).resolve()) + "-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
         return self._writer_fd
 
     def _start_transaction_under_autocommit(self) -> None:
