@@ -283,6 +283,29 @@ class DatasetPreviewSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True)
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True})
+class NumberOrTextField(serializers.JSONField):
+    """A column's minimum or maximum: a number for a number column, text for a text column."""
+
+
+class DatasetColumnStatsSerializer(serializers.Serializer):
+    name = serializers.CharField(allow_blank=True)
+    type = serializers.ChoiceField(choices=["integer", "number", "boolean", "text"])
+    missing = serializers.IntegerField(help_text="empty cells")
+    distinct = serializers.IntegerField(help_text="distinct values, empty cells not counted")
+    min = NumberOrTextField(allow_null=True)
+    max = NumberOrTextField(allow_null=True)
+    mean = serializers.FloatField(allow_null=True, help_text="for a boolean column, the share of true values")
+
+
+class DatasetStatsSerializer(serializers.Serializer):
+    rows = serializers.IntegerField(help_text="the file's rows; an estimate when complete is false")
+    rows_exact = serializers.BooleanField()
+    sampled_rows = serializers.IntegerField(help_text="the rows the statistics were computed from")
+    complete = serializers.BooleanField(help_text="false: computed from the file's first 8 MB (50 000 rows)")
+    columns = DatasetColumnStatsSerializer(many=True)
+
+
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "the pipeline's id or name"})
 class PipelineRefField(serializers.JSONField):
     """A pipeline's id (a number, or digits as text) or its name; the run service resolves it."""

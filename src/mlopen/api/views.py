@@ -39,6 +39,7 @@ from mlopen.core.numbers import MAX_INT, parse_id, parse_int
 from mlopen.core.roles import can_upload_pipelines, role_of
 from mlopen.datasets import rules as dataset_rules
 from mlopen.datasets import services as dataset_services
+from mlopen.datasets import stats as dataset_stats
 from mlopen.datasets.models import Dataset
 from mlopen.notifications import services as notification_services
 from mlopen.notifications.models import Webhook
@@ -354,6 +355,32 @@ class DatasetViewSet(
     def preview(self, request, pk=None):
         """The first rows of a CSV, the first lines of a text file, or a zip file's entries."""
         return Response(dataset_services.preview(self.get_object()))
+
+    @extend_schema(
+        responses={
+            200: s.DatasetStatsSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="not a CSV dataset, or its file is missing"),
+            422: OpenApiResponse(ErrorSerializer, description="the CSV cannot be parsed"),
+        }
+    )
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """A CSV's row count and, per column, its type, empty and distinct values, min, max and mean,
+        from at most the file's first 8 MB (50 000 rows): ``complete`` says whether that was all of it."""
+        dataset = self.get_object()
+        if dataset.kind != Dataset.Kind.CSV:
+            return error_response(
+                f"Statistics are computed for CSV tables only; {dataset.filename!r} is not one "
+                f"(GET /api/v1/datasets/{dataset.pk}/preview/ shows what it holds).",
+                status_code=404,
+            )
+        if not storage.exists(dataset.file):
+            return error_response(f"The file of dataset {dataset.pk} is missing from storage.", status_code=404)
+        found = dataset_stats.column_stats(dataset)
+        if found is None or "problem" in found:
+            problem = (found or {}).get("problem") or "The statistics could not be computed."
+            return error_response(problem, status_code=422)
+        return Response(s.DatasetStatsSerializer(found).data)
 
 
 def _non_negative_int(raw: str, name: str) -> int:

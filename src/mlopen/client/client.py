@@ -411,6 +411,10 @@ class Client:
     def preview_dataset(self, dataset_id: int) -> dict:
         return self.get(f"datasets/{int(dataset_id)}/preview/")
 
+    def dataset_stats(self, dataset_id: int) -> dict:
+        """A CSV dataset's row count and per-column statistics (see GET /api/v1/datasets/<id>/stats/)."""
+        return self.get(f"datasets/{int(dataset_id)}/stats/")
+
     def download_dataset(self, dataset_id: int, destination: str | Path | BinaryIO) -> int:
         return self._download(f"datasets/{int(dataset_id)}/download/", {}, destination)
 

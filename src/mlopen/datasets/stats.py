@@ -96,7 +96,9 @@ def _column(name: str, values) -> dict[str, Any]:
     }
     present = values.dropna()
     if kind in ("integer", "number") and len(present):
-        out["min"], out["max"], out["mean"] = _plain(present.min()), _plain(present.max()), float(present.mean())
+        out["min"], out["max"] = _plain(present.min()), _plain(present.max())
+        if out["min"] is not None and out["max"] is not None:  # no infinity, so a mean that is a number
+            out["mean"] = _plain(present.mean(), whole=False)
     elif kind == "boolean" and len(present):
         out["mean"] = float(present.astype(float).mean())  # the share of true values
     elif kind == "text" and len(present):
@@ -115,10 +117,14 @@ def _type_of(values) -> str:
     if pd.api.types.is_float_dtype(values):
         # A column of whole numbers with gaps is read as floats: still integers to the reader.
         present = values.dropna()
-        return "integer" if len(present) and (present == present.round()).all() else "number"
+        whole = len(present) and (present == present.round()).all() and present.abs().max() < float("inf")
+        return "integer" if whole else "number"
     return "text"
 
 
-def _plain(value) -> float | int:
+def _plain(value, whole: bool = True) -> float | int | None:
+    """A plain number for JSON; None for an infinity or NaN (a CSV may hold "inf"), which JSON has not."""
     number = float(value)
-    return int(number) if number.is_integer() and math.isfinite(number) else number
+    if not math.isfinite(number):
+        return None
+    return int(number) if whole and number.is_integer() else number
