@@ -223,6 +223,7 @@ CASES = [
     Case("dataset-detail", "delete", api("dataset-detail", pk=lambda w: w.dataset_to_delete_api.pk), 204, 404),
     Case("dataset-download", "get", api("dataset-download", **DATASET), 200, 404, download=True),
     Case("dataset-preview", "get", api("dataset-preview", **DATASET), 200, 404),
+    Case("dataset-stats", "get", api("dataset-stats", **DATASET), 200, 404),
     Case("dataset-share", "get", api("dataset-share", **DATASET), 200, 404),
     Case("dataset-share", "post", api("dataset-share", **DATASET), 200, 404, data={"everyone": False}),
     Case("dataset-share", "patch", api("dataset-share", **DATASET), 200, 404, data={"groups": []}),
