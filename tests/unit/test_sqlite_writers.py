@@ -33,6 +33,13 @@ def _lock_is_free() -> bool:
         os.close(fd)
 
 
+def _fresh_probe_table() -> None:
+    """A table of our own, empty: the test database's flush between tests does not know it."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS lock_probe")
+        cursor.execute("CREATE TABLE lock_probe (n INTEGER)")
+
+
 def test_the_engine_is_mlopens():
     assert connection.settings_dict["ENGINE"] == "mlopen.core.sqlite"
 
@@ -69,7 +76,7 @@ def test_a_closed_connection_lets_the_lock_go():
 
 
 def test_a_second_writer_waits_for_the_first_and_then_writes():
-    connection.cursor().execute("CREATE TABLE IF NOT EXISTS lock_probe (n INTEGER)")
+    _fresh_probe_table()
     order: list[str] = []
     started = threading.Event()
 
@@ -94,17 +101,33 @@ def test_a_second_writer_waits_for_the_first_and_then_writes():
 
 
 def test_a_writer_that_is_not_mlopen_still_gets_its_turn():
-    """The sqlite3 shell takes no lock file: it meets SQLite's own lock (and busy timeout) as before."""
-    connection.cursor().execute("CREATE TABLE IF NOT EXISTS lock_probe (n INTEGER)")
-    outsider = sqlite3.connect(str(connection.settings_dict["NAME"]), timeout=30)
+    """The sqlite3 shell takes no lock file: mlopen's writer meets SQLite's own lock (and busy
+    timeout) behind it, as before, and the outsider's write is never lost."""
+    _fresh_probe_table()
+    outsider = sqlite3.connect(str(connection.settings_dict["NAME"]), timeout=30, isolation_level=None)
+    written: list[str] = []
+
+    def mlopen_writer():
+        with transaction.atomic():  # the lock file is free: SQLite's own lock is what it waits on
+            connection.cursor().execute("INSERT INTO lock_probe VALUES (8)")
+        written.append("mlopen")
+        connections.close_all()
+
     try:
+        outsider.execute("BEGIN IMMEDIATE")
         outsider.execute("INSERT INTO lock_probe VALUES (7)")
-        outsider.commit()
+        writer = threading.Thread(target=mlopen_writer)
+        writer.start()
+        writer.join(0.3)
+        assert written == []  # still waiting behind the outsider's transaction
+        outsider.execute("COMMIT")
+        writer.join(30)
     finally:
         outsider.close()
-    with transaction.atomic():
-        rows = connection.cursor().execute("SELECT n FROM lock_probe").fetchall()
-    assert (7,) in rows
+
+    assert written == ["mlopen"]
+    rows = connection.cursor().execute("SELECT n FROM lock_probe ORDER BY rowid").fetchall()
+    assert rows == [(7,), (8,)]
 
 
 def test_a_sqlite_database_url_gets_the_same_engine(tmp_path):

@@ -368,18 +368,17 @@ class DatasetViewSet(
         """A CSV's row count and, per column, its type, empty and distinct values, min, max and mean,
         from at most the file's first 8 MB (50 000 rows): ``complete`` says whether that was all of it."""
         dataset = self.get_object()
-        if dataset.kind != Dataset.Kind.CSV:
+        if not storage.exists(dataset.file):
+            return error_response(f"The file of dataset {dataset.pk} is missing from storage.", status_code=404)
+        found = dataset_stats.column_stats(dataset)
+        if found is None:  # the domain's answer for a file that is not a CSV
             return error_response(
                 f"Statistics are computed for CSV tables only; {dataset.filename!r} is not one "
                 f"(GET /api/v1/datasets/{dataset.pk}/preview/ shows what it holds).",
                 status_code=404,
             )
-        if not storage.exists(dataset.file):
-            return error_response(f"The file of dataset {dataset.pk} is missing from storage.", status_code=404)
-        found = dataset_stats.column_stats(dataset)
-        if found is None or "problem" in found:
-            problem = (found or {}).get("problem") or "The statistics could not be computed."
-            return error_response(problem, status_code=422)
+        if "problem" in found:
+            return error_response(found["problem"], status_code=422)
         return Response(s.DatasetStatsSerializer(found).data)
 
 

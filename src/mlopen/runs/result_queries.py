@@ -211,8 +211,11 @@ def counted_page(
     it holds the query's last row (the usual answer to a search that finds a few), the count
     follows from it and the file is read once, not twice.
     """
-    if not query.narrows:
-        return total, *(page(path, schema, query, shown, offset, limit) if offset < total else ([], None))
+    if not query.narrows:  # the file's own count: no scan
+        if offset >= total:
+            return total, [], None
+        rows, problem = page(path, schema, query, shown, offset, limit)
+        return total, rows, problem
     rows, problem = page(path, schema, query, shown, offset, limit)
     if len(rows) < limit and (rows or offset == 0):
         return offset + len(rows), rows, problem

@@ -114,7 +114,13 @@ def _doorbells_folder() -> Path | None:
     name = str(connection.settings_dict.get("NAME") or "")
     if connection.vendor != "sqlite" or not name or name.startswith("file:") or name == ":memory:":
         return None
-    database = Path(name).resolve()
+    return _doorbells_folder_of(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _doorbells_folder_of(database_name: str) -> Path:
+    # Resolving walks every folder of the path: once per name, not on every run's finish and wait.
+    database = Path(database_name).resolve()
     return database.with_name(database.name + "-waiting")
 
 

@@ -24,6 +24,16 @@ QUICK = """
         return {"columns": ["n"], "data": [[1], [2]], "text": "two rows"}
     """
 
+# Long enough that the request is already asleep when the run finishes.
+SLOWISH = """
+    import time
+    def train(inpt, params=None):
+        pass
+    def run_pipeline(input, model, args, params=None):
+        time.sleep(1.5)
+        return {"text": "done"}
+    """
+
 HANGS = """
     import time
     def train(inpt, params=None):
@@ -146,17 +156,7 @@ def test_a_rerun_that_waits_answers_with_the_finished_new_run(pipeline_from, sub
 def test_on_postgresql_a_waiting_request_is_notified_instead_of_polling(
     pipeline_from, submit, module_worker, monkeypatch
 ):
-    pipeline_from(
-        "slowish",
-        """
-        import time
-        def train(inpt, params=None):
-            pass
-        def run_pipeline(input, model, args, params=None):
-            time.sleep(1.5)
-            return {"text": "done"}
-        """,
-    )
+    pipeline_from("slowish", SLOWISH)
     notices = []
     notice_for = waiting._notice_for
     monkeypatch.setattr(waiting, "_notice_for", lambda *args: notices.append(notice_for(*args)) or notices[-1])
@@ -171,17 +171,7 @@ def test_on_postgresql_a_waiting_request_is_notified_instead_of_polling(
 def test_on_sqlite_a_waiting_request_is_woken_by_the_worker_instead_of_polling(
     pipeline_from, submit, module_worker, monkeypatch
 ):
-    pipeline_from(
-        "slowish",
-        """
-        import time
-        def train(inpt, params=None):
-            pass
-        def run_pipeline(input, model, args, params=None):
-            time.sleep(1.5)
-            return {"text": "done"}
-        """,
-    )
+    pipeline_from("slowish", SLOWISH)
     rings = []
     wait = doorbell.Doorbell.wait
     monkeypatch.setattr(doorbell.Doorbell, "wait", lambda bell, timeout: rings.append(wait(bell, timeout)) or rings[-1])

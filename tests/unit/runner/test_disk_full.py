@@ -52,15 +52,16 @@ def test_free_space_is_measured_on_the_nearest_folder_that_exists(tmp_path, monk
     real_statvfs = os.statvfs
 
     def statvfs(path):
+        real_statvfs(path)  # a folder that does not exist raises, as the real one does
         asked.append(path)
-        return real_statvfs(path)
+        # A figure of the folder alone: two real readings of a shared disk differ by whatever other
+        # processes wrote between them.
+        return SimpleNamespace(f_bavail=len(str(path)), f_frsize=4096)
 
     monkeypatch.setattr(os, "statvfs", statvfs)
 
-    # Two real measurements of a shared disk may differ by what other processes wrote between them:
-    # the folder measured is what must match.
-    assert free_bytes(str(missing)) is not None
-    assert asked[-1] == str(tmp_path)
+    assert free_bytes(str(missing)) == free_bytes(str(tmp_path)) == len(str(tmp_path)) * 4096
+    assert asked == [str(tmp_path), str(tmp_path)]
 
 
 def test_only_enospc_and_edquot_count_as_a_full_disk():
