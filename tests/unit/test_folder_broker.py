@@ -84,3 +84,87 @@ def test_a_folder_that_cannot_be_watched_falls_back_to_polling(folder, monkeypat
 
         assert transport._folder_watch() is None
         assert transport._watch_failed
+
+
+def _wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_idle_consumers_of_one_queue_take_turns_and_only_the_one_in_turn_lists_the_folder(folder, monkeypatch):
+    from mlopen.core import broker
+
+    events: list[tuple[str, object]] = []  # ("list", transport) / ("pass", turn), in order
+    real_get, real_pass_on = broker.Channel._get, broker.ListenerTurn.pass_on
+
+    def listing(channel, queue):
+        events.append(("list", channel.connection))
+        return real_get(channel, queue)
+
+    def passing(turn):
+        events.append(("pass", turn))
+        return real_pass_on(turn)
+
+    monkeypatch.setattr(broker.Channel, "_get", listing)
+    monkeypatch.setattr(broker.ListenerTurn, "pass_on", passing)
+    received: dict[str, list] = {"a": [], "b": []}
+
+    with _connection(folder) as a, _connection(folder) as b, _connection(folder) as producer_connection:
+        queues = {"a": a.SimpleQueue("turns"), "b": b.SimpleQueue("turns")}
+        producer = producer_connection.SimpleQueue("turns")
+
+        def consume(name):
+            message = queues[name].get(block=True, timeout=60)
+            received[name].append(message.payload)
+            message.ack()
+
+        first = threading.Thread(target=consume, args=("a",))
+        first.start()
+        _wait_for(lambda: a.transport._turn is not None and a.transport._turn.held)
+        second = threading.Thread(target=consume, args=("b",))
+        second.start()
+        time.sleep(0.3)  # b has woken, found the turn taken and gone to sleep on the folder
+        assert b.transport._turn is not None and not b.transport._turn.held
+        events.clear()
+
+        producer.put({"run_id": 1})
+        first.join(30)
+        assert received["a"] == [{"run_id": 1}]
+        # b listed nothing until a had taken the message and passed the turn on ...
+        passed = events.index(("pass", a.transport._turn))
+        assert ("list", b.transport) not in events[:passed]
+        # ... and then took the turn, and is the one that gets the next message.
+        _wait_for(lambda: b.transport._turn.held)
+        producer.put({"run_id": 2})
+        second.join(30)
+        assert received["b"] == [{"run_id": 2}]
+        for queue in (*queues.values(), producer):
+            queue.close()
+
+
+def test_consumers_of_different_queues_each_have_a_turn(folder):
+    with _connection(folder) as a, _connection(folder) as b, _connection(folder) as producer_connection:
+        on_a, on_b = a.SimpleQueue("only-a"), b.SimpleQueue("only-b")
+        received = []
+
+        def consume():
+            message = on_b.get(block=True, timeout=60)
+            received.append(message.payload)
+            message.ack()
+
+        idle_a = threading.Thread(target=lambda: pytest.raises(on_a.Empty, on_a.get, block=True, timeout=3))
+        idle_a.start()
+        _wait_for(lambda: a.transport._turn is not None and a.transport._turn.held)
+        thread = threading.Thread(target=consume)
+        thread.start()
+        # a listens for its queue; b, listening for another, holds a turn of its own and gets its message.
+        _wait_for(lambda: b.transport._turn is not None and b.transport._turn.held)
+        producer = producer_connection.SimpleQueue("only-b")
+        producer.put({"run_id": 3})
+        thread.join(30)
+        idle_a.join(30)
+        assert received == [{"run_id": 3}]
+        for queue in (on_a, on_b, producer):
+            queue.close()

@@ -571,7 +571,7 @@ class RunViewSet(
     def _after_waiting(self, run: Run, seconds: float | None) -> Run:
         """`run` re-read once it has finished, waiting at most `seconds`; as it was if it did not finish."""
         if seconds and not run.is_finished and waiting.wait_until_finished(run.pk, seconds):
-            return Run.objects.select_related("pipeline", "version", "owner").get(pk=run.pk)
+            return waiting.read_back(run.pk) or run  # None only if it was deleted meanwhile
         return run
 
     @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunDetailSerializer, **_RUN_ERRORS})

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.db.models.query import ModelIterable, get_related_populators
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,120 @@ class Prepared:
 def prepare(build: Callable[..., QuerySet], **stand_ins) -> Prepared:
     """Compile ``build(**stand_ins)`` (a queryset) and note where each stand-in's value went."""
     sql, params = build(**stand_ins).query.sql_with_params()
+    return Prepared(sql, tuple(params), _slots(params, stand_ins))
+
+
+def _slots(params, stand_ins: dict) -> dict[int, str]:
     slots: dict[int, str] = {}
     for name, stand_in in stand_ins.items():
         places = [i for i, param in enumerate(params) if type(param) is type(stand_in) and param == stand_in]
         if not places:
             raise ValueError(f"the stand-in for {name!r} is not a parameter of the compiled query")
         slots.update(dict.fromkeys(places, name))
-    return Prepared(sql, tuple(params), slots)
+    return slots
+
+
+@dataclass(frozen=True)
+class _ModelsStatement:
+    """What turning a compiled queryset's rows into model instances needs, worked out once."""
+
+    prepared: Prepared
+    model: type[Model]
+    fields_start: int
+    fields_end: int
+    attnames: tuple[str, ...]
+    related_populators: tuple
+    converters: tuple  # (position, (converter functions, expression)) for the columns that have any
+
+
+class Compiled:
+    """A model queryset compiled once per database (and process), run again with new values,
+    giving model instances as the ORM would, related objects of ``select_related`` included.
+
+    ``build(**stand_ins)`` must return a plain model queryset (no ``values()``, annotations or
+    prefetches: :class:`Prepared` is for rows). The populating follows Django's ModelIterable; the
+    statement is compiled on first use, since the database is only known then.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **stand_ins) -> None:
+        self._build = build
+        self._stand_ins = stand_ins
+        self._statements: dict[tuple[str, str], _ModelsStatement] = {}
+
+    def objects(self, **values) -> list[Any]:
+        statement = self._statement()
+        with connection.cursor() as cursor:
+            cursor.execute(statement.prepared.sql, statement.prepared.bind(**values))
+            rows = cursor.fetchall()
+        found = []
+        start, end, model, db = statement.fields_start, statement.fields_end, statement.model, connection.alias
+        for raw in rows:
+            row = list(raw)
+            for position, (functions, expression) in statement.converters:
+                value = row[position]
+                for convert in functions:
+                    value = convert(value, expression, connection)
+                row[position] = value
+            instance = model.from_db(db, statement.attnames, row[start:end])
+            for populator in statement.related_populators:
+                populator.populate(row, instance)
+            found.append(instance)
+        return found
+
+    def first(self, **values):
+        """The first instance found, or None (the queryset should hold its own order and [:1])."""
+        found = self.objects(**values)
+        return found[0] if found else None
+
+    def _statement(self) -> _ModelsStatement:
+        key = (connection.alias, connection.vendor)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._compile()
+        return statement
+
+    def _compile(self) -> _ModelsStatement:
+        queryset = self._build(**self._stand_ins)
+        if queryset._iterable_class is not ModelIterable or queryset._prefetch_related_lookups:
+            raise ValueError("Compiled takes a plain model queryset; use prepare() for values")
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        sql, params = compiler.as_sql()
+        if compiler.annotation_col_map:
+            raise ValueError("Compiled takes no annotations")
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        converters = compiler.get_converters([column for column, _sql, _alias in select])
+        return _ModelsStatement(
+            prepared=Prepared(sql, tuple(params), _slots(params, self._stand_ins)),
+            model=klass_info["model"],
+            fields_start=start,
+            fields_end=end,
+            attnames=tuple(column[0].target.attname for column in select[start:end]),
+            related_populators=tuple(get_related_populators(klass_info, select, queryset.db)),
+            converters=tuple(converters.items()),
+        )
+
+
+class CompiledRows:
+    """:class:`Prepared` for a values_list queryset, compiled once per database on first use."""
+
+    def __init__(self, build: Callable[..., QuerySet], **stand_ins) -> None:
+        self._build = build
+        self._stand_ins = stand_ins
+        self._statements: dict[tuple[str, str], Prepared] = {}
+
+    def statement(self) -> Prepared:
+        key = (connection.alias, connection.vendor)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = prepare(self._build, **self._stand_ins)
+        return statement
+
+    def rows(self, **values) -> list[tuple]:
+        return self.statement().rows(**values)
+
+    def first_value(self, **values):
+        return self.statement().first_value(**values)
 
 
 def quoted(name: str) -> str:

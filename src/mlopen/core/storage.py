@@ -17,6 +17,7 @@ deleting host's cache; a copy cached by another host names something no new row 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -188,11 +189,17 @@ def _evict(storage_name: str) -> None:
 
 
 def _ensure_inside(path: Path) -> Path:
-    root = Path(default_storage.location).resolve()
+    root = _resolved_root(default_storage.location)
     resolved = path.resolve()
     if root != resolved and root not in resolved.parents:
         raise ValueError(f"refusing to write outside storage: {path}")
     return resolved
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_root(location: str) -> Path:
+    # Resolved once per storage folder, not on every write: the folder itself does not move.
+    return Path(location).resolve()
 
 
 class StagedFile:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from mlopen.core import prepared
 from mlopen.notifications import preferences, targets
 from mlopen.notifications.models import DELIVERIES_KEPT, EVENTS, NotificationPreference, Webhook, WebhookDelivery
 from mlopen.notifications.tasks import deliver_webhook, send_run_email
@@ -71,10 +72,17 @@ def _trim_log(webhook_id: int) -> None:
         WebhookDelivery.objects.filter(pk__in=stale).delete()
 
 
+# Asked at the end of every run: compiled once (building them with the ORM cost ~0.6 ms a run).
+_ANY_ACTIVE_WEBHOOK = prepared.CompiledRows(lambda: Webhook.objects.filter(active=True).values_list("pk")[:1])
+_ANY_EMAIL_WANTED = prepared.CompiledRows(
+    lambda: NotificationPreference.objects.exclude(email=NotificationPreference.Choice.OFF).values_list("pk")[:1]
+)
+
+
 def dispatch_finished(run_id: int) -> list[int]:
     """Queue a delivery for each active webhook of the run's owner that wants this ending (and this
     pipeline); sent once the caller's transaction commits. Returns the deliveries' ids."""
-    if not Webhook.objects.filter(active=True).exists():  # the usual case: one cheap query
+    if _ANY_ACTIVE_WEBHOOK.first_value() is None:  # the usual case: one cheap query
         return []
     run = Run.objects.filter(pk=run_id).only("pk", "status", "owner_id", "pipeline_id", "queue").first()
     if run is None or run.status not in Run.FINISHED:
@@ -105,7 +113,7 @@ def _enqueue_email(run_id: int, queue: str) -> None:
 
 def queue_email(run_id: int) -> bool:
     """Queue the e-mail about this finished run when its owner asked for one (and has an address)."""
-    if not NotificationPreference.objects.exclude(email=NotificationPreference.Choice.OFF).exists():
+    if _ANY_EMAIL_WANTED.first_value() is None:
         return False  # the usual case: nobody asked for e-mail, one cheap query
     run = (
         Run.objects.filter(pk=run_id)

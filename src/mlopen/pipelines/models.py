@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from mlopen.core import prepared
+
 
 class PipelineQuerySet(models.QuerySet):
     def visible_to(self, user) -> PipelineQuerySet:
@@ -89,7 +91,10 @@ class Pipeline(models.Model):
 
     @property
     def latest_version(self) -> PipelineVersion | None:
-        return self.versions.order_by("-number").first()
+        version = _LATEST_VERSION.first(pipeline_id=self.pk)
+        if version is not None:
+            version.pipeline = self  # as self.versions would have set it: no query to read it back
+        return version
 
     @property
     def current_model(self) -> TrainedModel | None:
@@ -263,3 +268,10 @@ class ModelAliasChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.from_model_id} -> {self.to_model_id}"
+
+
+# Every run that names no version asks (Pipeline.latest_version): compiled once (mlopen.core.prepared).
+_LATEST_VERSION = prepared.Compiled(
+    lambda pipeline_id: PipelineVersion.objects.filter(pipeline_id=pipeline_id).order_by("-number")[:1],
+    pipeline_id=-2_000_000_123,
+)

@@ -24,10 +24,27 @@ MAX_ALIASES_PER_MODEL = 20
 
 def default_model(pipeline: Pipeline) -> tuple[TrainedModel | None, str]:
     """The model a run that names none uses, and the alias it came through ("" for the newest)."""
-    alias = prepared.unique_match(ModelAlias.objects.filter(pipeline=pipeline, name=PRODUCTION).select_related("model"))
+    alias = _PRODUCTION_ALIAS.first(pipeline_id=pipeline.pk)
     if alias is not None:
         return alias.model, PRODUCTION
-    return pipeline.trained_models.order_by("-number").first(), ""
+    newest = _NEWEST_MODEL.first(pipeline_id=pipeline.pk)
+    if newest is not None:
+        newest.pipeline = pipeline  # as the related manager would have set it: no query to read it back
+    return newest, ""
+
+
+# Every run that names no model asks both: compiled once (mlopen.core.prepared).
+_PIPELINE_STAND_IN = -2_000_000_123
+_PRODUCTION_ALIAS = prepared.Compiled(
+    lambda pipeline_id: (
+        ModelAlias.objects.filter(pipeline_id=pipeline_id, name=PRODUCTION).select_related("model").order_by()[:1]
+    ),
+    pipeline_id=_PIPELINE_STAND_IN,
+)
+_NEWEST_MODEL = prepared.Compiled(
+    lambda pipeline_id: TrainedModel.objects.filter(pipeline_id=pipeline_id).order_by("-number")[:1],
+    pipeline_id=_PIPELINE_STAND_IN,
+)
 
 
 def resolve_model(pipeline: Pipeline, ref, user=None) -> tuple[TrainedModel, str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from django.conf import settings
 from django.dispatch import Signal
 
+from mlopen.core import prepared
 from mlopen.pipelines import environments
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.interpreters import describe_interpreter
@@ -103,10 +104,14 @@ def waiting_on(version: PipelineVersion) -> Runtime | None:
 
 def build_failed(version: PipelineVersion) -> bool:
     """Whether the version's runtime failed to build here last time (one small query)."""
-    return (
-        bool(version.runtime_id)
-        and Runtime.objects.filter(pk=version.runtime_id, build_status=Runtime.Status.FAILED).exists()
-    )
+    return bool(version.runtime_id) and _FAILED_RUNTIME.first_value(runtime_id=version.runtime_id) is not None
+
+
+# Every submit asks: compiled once (mlopen.core.prepared).
+_FAILED_RUNTIME = prepared.CompiledRows(
+    lambda runtime_id: Runtime.objects.filter(pk=runtime_id, build_status=Runtime.Status.FAILED).values_list("pk")[:1],
+    runtime_id=-2_000_000_123,
+)
 
 
 def root() -> Path:

@@ -90,11 +90,25 @@ def lock_queued_limit(user_id: int) -> None:
 
 def over_queued_limit(user_id: int) -> tuple[int, int] | None:
     """(queued now, limit) when ``user_id`` may queue no more runs, else None."""
-    limit = limits_of([user_id])[user_id].max_queued
+    # One statement written once per process: every submit asks.
+    with connection.cursor() as cursor:
+        cursor.execute(_queued_and_limit_sql(connection.vendor), {"owner": user_id, "queued": Run.Status.QUEUED})
+        queued, own_limit = cursor.fetchone()
+    limit = settings.MLOPEN_USER_MAX_QUEUED if own_limit is None else own_limit
     if not limit:
         return None
-    queued = Run.objects.filter(owner_id=user_id, status=Run.Status.QUEUED).count()
     return (queued, limit) if queued >= limit else None
+
+
+@functools.cache
+def _queued_and_limit_sql(vendor: str) -> str:
+    run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
+    owner, status = prepared.columns(Run, "owner", "status")
+    user, max_queued = prepared.columns(RunLimits, "user", "max_queued")
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(queued)s), "
+        f"(SELECT {max_queued} FROM {limits} WHERE {user} = %(owner)s)"
+    )
 
 
 def _running_counts(user_ids) -> dict[int, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from mlopen.core import prepared
 from mlopen.runs.models import NAME_MAX, Run, RunTag
 
 TAG_MAX = 64
@@ -110,5 +111,10 @@ def tag_names(run: Run) -> list[str]:
     """The run's tags by name; uses a prefetch of ``tags`` when there is one."""
     if "tags" in getattr(run, "_prefetched_objects_cache", {}):
         return sorted(tag.name for tag in run.tags.all())
-    # Names only, unordered, without the related manager: every run's detail asks (~1.5 ms less).
-    return sorted(RunTag.objects.filter(run_id=run.pk).order_by().values_list("name", flat=True))
+    # Names only, without the related manager, compiled once: every run's detail asks.
+    return sorted(name for (name,) in _TAG_NAMES.rows(run_id=run.pk))
+
+
+_TAG_NAMES = prepared.CompiledRows(
+    lambda run_id: RunTag.objects.filter(run_id=run_id).order_by().values_list("name"), run_id=-2_000_000_123
+)

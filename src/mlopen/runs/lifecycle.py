@@ -187,11 +187,20 @@ def _take(run_id: int, worker_name: str, sandbox: str) -> Run | None:
     """The claim's UPDATE and read-back, inside the caller's transaction."""
     if _take_statement(run_id, worker_name, sandbox) != 1:
         return None
-    return (
+    return _TAKEN_RUN.first(run_id=run_id)
+
+
+# The claimed run with what the worker needs of it, compiled once (compiling this five-join query
+# cost ~1.5 ms of every claim).
+_TAKEN_RUN = prepared.Compiled(
+    lambda run_id: (
         Run.objects.select_related("pipeline", "version", "version__runtime", "input", "trained_model")
         .defer("version__runtime__lock", "version__runtime__build_log")  # long, rarely wanted
-        .get(pk=run_id)
-    )
+        .filter(pk=run_id)
+        .order_by()[:1]
+    ),
+    run_id=-2_000_000_123,  # a stand-in: within every integer column's range, never a real id
+)
 
 
 def _take_statement(run_id: int, worker_name: str, sandbox: str) -> int:

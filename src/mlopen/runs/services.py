@@ -6,10 +6,12 @@ looks for a run that does not exist yet (or was rolled back).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from mlopen.core import prepared
@@ -80,21 +82,51 @@ class RunRequest:
 
 def resolve_pipeline(ref, user=None) -> Pipeline:
     """A pipeline by object, id or name; with ``user``, only one that user may see."""
-    query = Pipeline.objects.all() if user is None else Pipeline.objects.visible_to(user)
     if isinstance(ref, Pipeline):
-        if user is not None and not query.filter(pk=ref.pk).exists():
+        if user is not None and not Pipeline.objects.visible_to(user).filter(pk=ref.pk).exists():
             raise RunRefused(f"There is no pipeline {ref.pk} you can use.", {"pipeline": f"Unknown pipeline {ref.pk}."})
         return ref
     if isinstance(ref, bool) or ref is None or ref == "":
         raise RunRefused("Name the pipeline to run by its id or name.", {"pipeline": "This field is required."})
     pipeline = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-        pipeline = prepared.unique_match(query.filter(pk=int(ref)))
+        pipeline = _visible_match(user, Pipeline, "pk", int(ref))
     if pipeline is None and isinstance(ref, str):
-        pipeline = prepared.unique_match(query.filter(name=ref))
+        pipeline = _visible_match(user, Pipeline, "name", ref)
     if pipeline is None:
         raise RunRefused(f"There is no pipeline {ref!r}.", {"pipeline": f"Unknown pipeline {ref!r}."})
     return pipeline
+
+
+def _visible_match(user, model, field: str, value):
+    """The one pipeline or dataset (``model``) that ``user`` may see (everyone's, with no user) whose
+    unique ``field`` is ``value``, or None. Every submit asks this of its pipeline and dataset, so for
+    a logged-in user the query is compiled once per model, field and kind of user (mlopen.core.prepared)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "pk", None):
+        visible = model.objects.all() if user is None else model.objects.visible_to(user)
+        return prepared.unique_match(visible.filter(**{field: value}))
+    if field == "pk" and not (-(2**63) <= value < 2**63):
+        return None  # no such id; the ORM drops an out-of-range lookup, a bound value would overflow
+    superuser = bool(user.is_superuser)
+    statement = _VISIBLE_MATCH.get((model, field, superuser))
+    if statement is None:
+        # An admin sees every row: their query has no user in it to stand in for.
+        stand_ins = {"value": _VALUE_STAND_INS[field], **({} if superuser else {"user_id": _USER_STAND_IN})}
+        statement = _VISIBLE_MATCH.setdefault(
+            (model, field, superuser),
+            prepared.Compiled(functools.partial(_visible_query, model, field, superuser), **stand_ins),
+        )
+    return statement.first(user_id=user.pk, value=value)
+
+
+_USER_STAND_IN = -2_000_000_123
+_VALUE_STAND_INS = {"pk": -2_000_000_124, "name": "\x00mlopen-name-stand-in\x00"}
+_VISIBLE_MATCH: dict[tuple, prepared.Compiled] = {}
+
+
+def _visible_query(model, field: str, superuser: bool, value, user_id: int = 0):
+    stand_in = get_user_model()(pk=user_id, is_superuser=superuser)
+    return model.objects.visible_to(stand_in).filter(**{field: value}).order_by()[:1]
 
 
 def _resolve_dataset(user, ref, field: str) -> Dataset | None:
@@ -107,7 +139,7 @@ def _resolve_dataset(user, ref, field: str) -> Dataset | None:
             dataset_id = params_mod._to_dataset_id(ref)
         except ValueError as exc:
             raise RunRefused(str(exc), {field: str(exc)}) from None
-    dataset = prepared.unique_match(Dataset.objects.visible_to(user).filter(pk=dataset_id))
+    dataset = _visible_match(user, Dataset, "pk", dataset_id)
     if dataset is None:
         raise RunRefused(f"There is no dataset {dataset_id} you can use.", {field: f"Unknown dataset {dataset_id}."})
     return dataset

@@ -286,16 +286,16 @@ def test_a_flush_tries_twice_only_since_the_next_flush_is_its_retry(make_run, mo
 
 def test_a_claim_whose_read_back_fails_takes_nothing(make_run, monkeypatch):
     run = make_run()
-    real_get = QuerySet.get
+    real_read_back = lifecycle._TAKEN_RUN.first
     failures: list[str] = []
 
-    def get(self, *args, **kwargs):
+    def read_back(**values):
         if not failures:
             failures.append("lost after the UPDATE")
             raise OperationalError("server closed the connection unexpectedly")
-        return real_get(self, *args, **kwargs)
+        return real_read_back(**values)
 
-    monkeypatch.setattr(QuerySet, "get", get)
+    monkeypatch.setattr(lifecycle._TAKEN_RUN, "first", read_back)
     taken = lifecycle.claim(run.pk, "w1", "none")
 
     # The first try's UPDATE was rolled back with its failed read; the second took the run once.
