@@ -21,6 +21,7 @@ from mlopen.notifications.models import Webhook, WebhookDelivery
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
 from mlopen.pipelines.params import spec_as_dict
 from mlopen.runs import labels, results
+from mlopen.runs import metrics as run_metrics
 from mlopen.runs import search as run_search
 from mlopen.runs.models import Run
 
@@ -694,8 +695,8 @@ class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):
         series: dict[str, list] = {}
         if run.started_at is None:  # a run logs metrics only once started: no query for a queued one
             return series
-        for metric in run.metrics.all():
-            series.setdefault(metric.name, []).append({"step": metric.step, "value": _finite(metric.value)})
+        for name, step, value in run_metrics.points_of(run.pk):
+            series.setdefault(name, []).append({"step": step, "value": _finite(value)})
         return series
 
 
