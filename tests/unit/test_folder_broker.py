@@ -161,6 +161,7 @@ def test_consumers_of_different_queues_each_have_a_turn(folder):
         thread.start()
         # a listens for its queue; b, listening for another, holds a turn of its own and gets its message.
         _wait_for(lambda: b.transport._turn is not None and b.transport._turn.held)
+        assert a.transport._turn.held  # both at once: the turns are not shared
         producer = producer_connection.SimpleQueue("only-b")
         producer.put({"run_id": 3})
         thread.join(30)

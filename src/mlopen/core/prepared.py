@@ -78,19 +78,32 @@ class _ModelsStatement:
     converters: tuple  # (position, (converter functions, expression)) for the columns that have any
 
 
-class Compiled:
-    """A model queryset compiled once per database (and process), run again with new values,
-    giving model instances as the ORM would, related objects of ``select_related`` included.
-
-    ``build(**stand_ins)`` must return a plain model queryset (no ``values()``, annotations or
-    prefetches: :class:`Prepared` is for rows). The populating follows Django's ModelIterable; the
-    statement is compiled on first use, since the database is only known then.
-    """
+class _CompiledOnce:
+    """``build(**stand_ins)`` compiled on first use for each database, the database being known only then."""
 
     def __init__(self, build: Callable[..., QuerySet], **stand_ins) -> None:
         self._build = build
         self._stand_ins = stand_ins
-        self._statements: dict[tuple[str, str], _ModelsStatement] = {}
+        self._statements: dict[tuple[str, str], Any] = {}
+
+    def _statement(self):
+        key = (connection.alias, connection.vendor)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._compile()
+        return statement
+
+    def _compile(self):
+        raise NotImplementedError
+
+
+class Compiled(_CompiledOnce):
+    """A model queryset compiled once per database (and process), run again with new values,
+    giving model instances as the ORM would, related objects of ``select_related`` included.
+
+    ``build(**stand_ins)`` must return a plain model queryset (no ``values()``, annotations or
+    prefetches: :class:`CompiledRows` is for rows). The populating follows Django's ModelIterable.
+    """
 
     def objects(self, **values) -> list[Any]:
         statement = self._statement()
@@ -117,13 +130,6 @@ class Compiled:
         found = self.objects(**values)
         return found[0] if found else None
 
-    def _statement(self) -> _ModelsStatement:
-        key = (connection.alias, connection.vendor)
-        statement = self._statements.get(key)
-        if statement is None:
-            statement = self._statements[key] = self._compile()
-        return statement
-
     def _compile(self) -> _ModelsStatement:
         queryset = self._build(**self._stand_ins)
         if queryset._iterable_class is not ModelIterable or queryset._prefetch_related_lookups:
@@ -146,20 +152,15 @@ class Compiled:
         )
 
 
-class CompiledRows:
-    """:class:`Prepared` for a values_list queryset, compiled once per database on first use."""
-
-    def __init__(self, build: Callable[..., QuerySet], **stand_ins) -> None:
-        self._build = build
-        self._stand_ins = stand_ins
-        self._statements: dict[tuple[str, str], Prepared] = {}
+class CompiledRows(_CompiledOnce):
+    """:class:`Prepared` for a values_list queryset, compiled once per database on first use (values
+    come back as the database gives them: no converters)."""
 
     def statement(self) -> Prepared:
-        key = (connection.alias, connection.vendor)
-        statement = self._statements.get(key)
-        if statement is None:
-            statement = self._statements[key] = prepare(self._build, **self._stand_ins)
-        return statement
+        return self._statement()
+
+    def _compile(self) -> Prepared:
+        return prepare(self._build, **self._stand_ins)
 
     def rows(self, **values) -> list[tuple]:
         return self.statement().rows(**values)

@@ -90,24 +90,30 @@ def lock_queued_limit(user_id: int) -> None:
 
 def over_queued_limit(user_id: int) -> tuple[int, int] | None:
     """(queued now, limit) when ``user_id`` may queue no more runs, else None."""
-    # One statement written once per process: every submit asks.
-    with connection.cursor() as cursor:
-        cursor.execute(_queued_and_limit_sql(connection.vendor), {"owner": user_id, "queued": Run.Status.QUEUED})
-        queued, own_limit = cursor.fetchone()
+    queued, own_limit = _count_and_own_limit(user_id, Run.Status.QUEUED, "max_queued")
     limit = settings.MLOPEN_USER_MAX_QUEUED if own_limit is None else own_limit
     if not limit:
         return None
     return (queued, limit) if queued >= limit else None
 
 
+def _count_and_own_limit(owner_id: int, status: str, limit_field: str) -> tuple[int, int | None]:
+    """How many of the owner's runs have ``status``, and the owner's own ``limit_field`` of
+    RunLimits (None: the settings' default). One statement, written once per process: every submit
+    and every claim on PostgreSQL asks."""
+    with connection.cursor() as cursor:
+        cursor.execute(_count_and_own_limit_sql(connection.vendor, limit_field), {"owner": owner_id, "status": status})
+        return cursor.fetchone()
+
+
 @functools.cache
-def _queued_and_limit_sql(vendor: str) -> str:
+def _count_and_own_limit_sql(vendor: str, limit_field: str) -> str:
     run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
     owner, status = prepared.columns(Run, "owner", "status")
-    user, max_queued = prepared.columns(RunLimits, "user", "max_queued")
+    user, own_limit = prepared.columns(RunLimits, "user", limit_field)
     return (
-        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(queued)s), "
-        f"(SELECT {max_queued} FROM {limits} WHERE {user} = %(owner)s)"
+        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(status)s), "
+        f"(SELECT {own_limit} FROM {limits} WHERE {user} = %(owner)s)"
     )
 
 
@@ -211,17 +217,6 @@ def _oldest_sql(vendor: str, default_queue: bool, skip_locked: bool) -> prepared
 
 
 @functools.cache
-def _running_and_limit_sql(vendor: str) -> str:
-    run, limits = prepared.quoted(Run._meta.db_table), prepared.quoted(RunLimits._meta.db_table)
-    owner, status = prepared.columns(Run, "owner", "status")
-    user, max_running = prepared.columns(RunLimits, "user", "max_running")
-    return (
-        f"SELECT (SELECT COUNT(*) FROM {run} WHERE {owner} = %(owner)s AND {status} = %(running)s), "
-        f"(SELECT {max_running} FROM {limits} WHERE {user} = %(owner)s)"
-    )
-
-
-@functools.cache
 def _lock_user_sql(vendor: str) -> prepared.Prepared:
     return prepared.prepare(
         # NO KEY UPDATE: it excludes other claims, but not a run being inserted for this user,
@@ -235,9 +230,7 @@ def lock_and_check_running_limit(owner_id: int) -> bool:
     """Inside a claim's transaction on a database with row locks: lock the user's row (two workers
     then cannot both start their last allowed run) and say whether they are at their running limit."""
     _lock_user_sql(connection.vendor).rows(owner=owner_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_running_and_limit_sql(connection.vendor), {"owner": owner_id, "running": Run.Status.RUNNING})
-        running, own_limit = cursor.fetchone()
+    running, own_limit = _count_and_own_limit(owner_id, Run.Status.RUNNING, "max_running")
     limit = settings.MLOPEN_USER_MAX_RUNNING if own_limit is None else own_limit
     return bool(limit) and running >= limit
 

@@ -125,6 +125,8 @@ _VISIBLE_MATCH: dict[tuple, prepared.Compiled] = {}
 
 
 def _visible_query(model, field: str, superuser: bool, value, user_id: int = 0):
+    # The statement is kept per kind of user, so visible_to may tell users apart by
+    # is_authenticated, is_superuser and their id only (the id reaches SQL: groups, ownership).
     stand_in = get_user_model()(pk=user_id, is_superuser=superuser)
     return model.objects.visible_to(stand_in).filter(**{field: value}).order_by()[:1]
 
