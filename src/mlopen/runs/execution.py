@@ -18,7 +18,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.db.models import Max
 from django.utils import timezone
 
-from mlopen.core import storage
+from mlopen.core import prepared, storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import runtimes
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 
 
+# The first query of every message: compiled once (built by the ORM it cost ~0.3 ms a run).
+_QUEUE_OF_RUN = prepared.CompiledRows(
+    lambda run_id: Run.objects.filter(pk=run_id).values_list("queue")[:1], run_id=-2_000_000_301
+)
+
+
 def execute_run(run_id: int, worker_name: str) -> str:
     """Run the next queued run of ``run_id``'s queue to completion on this worker; return its final
     status (or why nothing was taken).
@@ -46,8 +52,9 @@ def execute_run(run_id: int, worker_name: str) -> str:
     the fairest one (lifecycle.claim_next, users in turn), which is ``run_id`` itself only when it
     is that user's turn. Each queued run sent one message, so every run is taken in the end.
     """
-    queue = Run.objects.filter(pk=run_id).values_list("queue", flat=True).first()
-    if queue is None:
+    found = _QUEUE_OF_RUN.rows(run_id=run_id)
+    queue = found[0][0] if found else None
+    if not found:
         # Deleted with its message in flight; the message stood for it alone.
         log.info("run %s not claimed: it no longer exists", run_id)
         return "skipped (missing)"

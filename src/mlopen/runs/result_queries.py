@@ -275,7 +275,12 @@ def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
         wanted: list[pa.RecordBatch] = []
         taken = 0
         groups = range(first_group, metadata.num_row_groups)
-        for batch in table_file.iter_batches(batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups):
+        # Without Arrow's thread pool: a page is a batch or two, read 3x faster on this thread than
+        # handed to pool threads that must wake on a busy machine (0.06 against 0.15-0.19 ms here).
+        batches = table_file.iter_batches(
+            batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups, use_threads=False
+        )
+        for batch in batches:
             if skip >= batch.num_rows:  # still before the page
                 skip -= batch.num_rows
                 continue

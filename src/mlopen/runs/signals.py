@@ -101,7 +101,7 @@ def run_ended(sender=None, **_) -> None:
     while they were at their running limit (the heartbeat's sweep would, a beat later)."""
     if getattr(sender, "name", None) == RUN_TASK:
         try:
-            sweep.requeue_lost_runs()
+            sweep.send_unsent_runs()
         except Exception:  # noqa: BLE001 - logged; the heartbeat's sweep tries again
             log.exception("sending runs that waited for their user's running limit failed")
 

@@ -120,6 +120,12 @@ def test_a_run_whose_database_went_away_before_its_pipeline_started_goes_back_to
     )
 
 
+def test_the_message_of_a_run_deleted_in_flight_is_skipped_and_other_runs_stay_queued(queued, monkeypatch):
+    monkeypatch.setattr(execution.lifecycle, "claim_next", lambda *args: pytest.fail("nothing may be claimed"))
+    assert execution.execute_run(queued.pk + 1000, "w1") == "skipped (missing)"
+    assert Run.objects.get(pk=queued.pk).status == "queued"
+
+
 def test_a_run_claimed_by_a_worker_that_is_shutting_down_goes_back_to_the_queue_unstarted(queued, monkeypatch):
     monkeypatch.setattr(execution, "build_job", lambda run, work_dir, recorder=None: object())
     monkeypatch.setattr(workers, "shutdown_due", lambda: True)

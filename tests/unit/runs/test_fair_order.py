@@ -99,6 +99,24 @@ def test_a_user_at_their_running_limit_is_passed_over_not_failed(pipeline, peopl
     assert lifecycle.claim_next(QUEUE, "w1", "none").owner_id == alice.pk
 
 
+def test_after_a_run_ends_only_runs_without_a_message_are_sent(pipeline, people, monkeypatch):
+    sent = SentMessages()
+    monkeypatch.setattr(sweep, "execute_run", sent)
+    alice, _, _ = people
+    # A run whose message went out long ago (the broker may have lost it) waits for the heartbeat's
+    # sweep: the end of another run does not look for it.
+    (old,) = queue_runs(pipeline, alice, 1)
+    Run.objects.filter(pk=old.pk).update(enqueued_at=timezone.now() - timedelta(days=1))
+    assert sweep.send_unsent_runs() == []
+    assert sent == []
+    # A run put back without a message is sent, and the sweep then takes the lost one along.
+    (unsent,) = queue_runs(pipeline, alice, 1)
+    Run.objects.filter(pk=unsent.pk).update(enqueued_at=None)
+    assert sweep.send_unsent_runs() == sorted([old.pk, unsent.pk])
+    assert sorted(pk for pk, _queue in sent) == sorted([old.pk, unsent.pk])
+    assert sweep.send_unsent_runs() == []  # both stamped as sent
+
+
 @override_settings(MLOPEN_USER_MAX_RUNNING=1)
 def test_the_running_limit_comes_from_the_settings_and_zero_is_no_limit(pipeline, people):
     alice, bob, _ = people
