@@ -61,6 +61,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def access_log_handler(target: str) -> dict:
+    """The logging handler of MLOPEN_ACCESS_LOG: "-" (or "off") the console, else a file that
+    logrotate may move (WatchedFileHandler reopens it), opened on the first line written, so that
+    processes that serve no request (workers) never create it."""
+    if target == "-" or target.lower() == "off":
+        return {"class": "logging.StreamHandler", "formatter": "access"}
+    path = Path(target).expanduser()
+    if not path.is_absolute():
+        path = mlopen_home() / path
+    return {"class": "logging.handlers.WatchedFileHandler", "formatter": "access", "filename": str(path), "delay": True}
+
+
 def mlopen_home() -> Path:
     """Where mlopen keeps its database, broker folders and stored files.
 

@@ -15,6 +15,7 @@ import dj_database_url
 
 from mlopen.config import (
     ConfigError,
+    access_log_handler,
     broker_folder,
     email_settings,
     env_bool,
@@ -100,6 +101,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: X-Forwarded-* count only from a configured proxy (mlopen.core.clients).
     "mlopen.core.clients.ForwardedHeadersMiddleware",
+    # Second: the access log times everything after it (mlopen.core.access_log, MLOPEN_ACCESS_LOG).
+    "mlopen.core.access_log.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "mlopen.core.uploads.UploadLimitMiddleware",
     "mlopen.core.uploads.UploadPathsMiddleware",  # before CsrfViewMiddleware, the first to parse a body
@@ -544,11 +547,27 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# The web server's access log (mlopen.core.access_log): "-" the console (what `mlopen serve` prints),
+# a file path (reopened when logrotate moves it), or "off".
+MLOPEN_ACCESS_LOG = env_str("MLOPEN_ACCESS_LOG", "-").strip() or "-"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "access": {"format": "%(asctime)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "access": access_log_handler(MLOPEN_ACCESS_LOG),
+    },
     "root": {"handlers": ["console"], "level": env_str("MLOPEN_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "mlopen.access": {
+            "handlers": ["access"],
+            "level": "WARNING" if MLOPEN_ACCESS_LOG.lower() == "off" else "INFO",
+            "propagate": False,
+        },
+    },
 }

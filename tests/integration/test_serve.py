@@ -5,6 +5,7 @@ and a worker killed with SIGKILL is replaced while the run it held is failed, no
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -138,6 +139,10 @@ def test_serve_starts_web_and_worker_and_runs_a_demo_pipeline(server):
     login_page = server.client.get("/accounts/login/")
     assert login_page.status_code == 200
     assert server.client.get("/static/vendor/plotly/plotly.min.js").status_code == 200
+    # The access log, in what serve prints: who asked what, the answer, its size and time.
+    log = server.output()
+    assert re.search(r'127\.0\.0\.1 boss "POST /api/v1/runs/ HTTP/1\.1" 20\d \d+ [\d.]+ms', log), log[-3000:]
+    assert re.search(r'127\.0\.0\.1 - "GET /accounts/login/ HTTP/1\.1" 200 \d+ [\d.]+ms', log)
 
 
 def test_sigkilled_worker_is_restarted_and_its_run_is_marked_failed(server):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 # Room above the upload limit for a multipart body's own bytes; past it waitress answers 413 before
 # Django sees the request (below it, Django's own limit answers with its message).
@@ -37,6 +38,16 @@ def options() -> dict:
     }
 
 
+def _make_access_log_folder() -> None:
+    """MLOPEN_ACCESS_LOG may name a file in a folder not made yet: made here, once, rather than
+    every request's line failing to be written."""
+    from django.conf import settings  # noqa: PLC0415 - Django is set up by now
+
+    filename = settings.LOGGING["handlers"]["access"].get("filename")
+    if filename:
+        Path(filename).parent.mkdir(parents=True, exist_ok=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlopen.cli.web", description="mlopen's web server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -47,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mlopen.wsgi import application  # noqa: PLC0415 - sets Django up
 
+    _make_access_log_folder()
     waitress.serve(application, host=args.host, port=args.port, **options())
 
 
