@@ -190,3 +190,45 @@ def test_dataset_page_shows_its_shape_and_column_statistics(browser, live_server
     assert row.locator("td").all_inner_texts() == ["number", "1", "3", "2.7", "3.5", "3.1667"]
     assert page.inner_text("#dataset-stats-scope") == "Computed over all 4 rows."
     shot(page, "dataset-stats.png")
+
+
+def test_a_wide_result_table_on_a_phone_scrolls_inside_its_box_with_its_first_column_kept(
+    browser, live_server, content
+):
+    from mlopen.runs import results
+    from mlopen.runs.models import Run
+
+    wide = Run.objects.get(pk=content["run"].pk)
+    columns = ["customer", "region", "segment", "revenue 2024", "revenue 2025", "growth", "churn risk", "orders"]
+    data = [[f"C-{1000 + i}", "north", "enterprise", 12000 + i, 13100 + i, 0.05, "low", i] for i in range(30)]
+    folder, rows = results.store_result(
+        wide.pk, {"columns": columns, "data": data, "graphs": [], "text": None, "warnings": []}, []
+    )
+    Run.objects.filter(pk=wide.pk).update(result_folder=folder, result_rows=rows)
+
+    page = signed_in(browser, live_server, viewport=PHONE)
+    page.goto(f"{live_server.url}/runs/{wide.pk}/")
+    frame = page.locator("[data-table-frame]")
+    box = page.locator("#result-table .table-responsive")
+    # The page itself never scrolls sideways: the table does, inside its box, which says so.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert box.evaluate("el => el.scrollWidth > el.clientWidth")
+    assert frame.get_attribute("class").split() == ["table-frame", "more-right"]
+    first_cell = page.locator("#result-table tbody tr").first.locator("td").first
+    third_cell = page.locator("#result-table tbody tr").first.locator("td").nth(2)
+    left_before, third_before = first_cell.bounding_box()["x"], third_cell.bounding_box()["x"]
+    box.evaluate("el => { el.scrollLeft = 200; el.dispatchEvent(new Event('scroll')); }")
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect(frame).to_have_class("table-frame more-right more-left")
+    assert first_cell.bounding_box()["x"] == left_before  # the first column stays
+    assert third_cell.bounding_box()["x"] < third_before  # the others moved
+    box.evaluate("el => { el.scrollLeft = el.scrollWidth; el.dispatchEvent(new Event('scroll')); }")
+    expect(frame).to_have_class("table-frame more-left")
+    box.evaluate("el => { el.scrollLeft = 0; el.dispatchEvent(new Event('scroll')); }")
+    expect(frame).to_have_class("table-frame more-right")
+    # Sorted through htmx, the new table is watched as well.
+    page.locator("#result-table thead th").nth(3).locator("a").click()
+    expect(page.locator("#result-table thead th").nth(3)).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator("[data-table-frame]")).to_have_class("table-frame more-right")
+    page.locator("#result-table").scroll_into_view_if_needed()
+    page.locator("#result-table").screenshot(path=str(SHOTS / "run-table-phone.png"))

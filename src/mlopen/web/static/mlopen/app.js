@@ -302,6 +302,27 @@
     window.Notification.requestPermission().then(function () { showPermission(panel); });
   });
 
+  /* A result table wider than its box: shade the side with more columns (CSS .more-left/.more-right). */
+  function shadeTableFrame(frame) {
+    var box = frame.querySelector(".table-responsive");
+    if (!box) { return; }
+    var first = box.querySelector("tbody td:first-child, thead th:first-child");
+    frame.style.setProperty("--first-column-width", first ? first.offsetWidth + "px" : "0px");
+    frame.classList.toggle("more-left", box.scrollLeft > 1);
+    frame.classList.toggle("more-right", box.scrollLeft + box.clientWidth < box.scrollWidth - 1);
+  }
+  function watchTableFrames(root) {
+    root.querySelectorAll("[data-table-frame]:not([data-shaded])").forEach(function (frame) {
+      frame.setAttribute("data-shaded", "");
+      var box = frame.querySelector(".table-responsive");
+      if (box) { box.addEventListener("scroll", function () { shadeTableFrame(frame); }, { passive: true }); }
+      shadeTableFrame(frame);
+    });
+  }
+  window.addEventListener("resize", function () {
+    document.querySelectorAll("[data-table-frame]").forEach(shadeTableFrame);
+  });
+
   /* htmx fires htmx:load for the page body once, then for every piece of content it swaps in. */
   function start(root) {
     drawFigures(root);
@@ -311,6 +332,7 @@
       document.querySelectorAll("[data-notification-state]").forEach(showPermission);
     }
     scrollLogs(root);
+    watchTableFrames(root);
     var runForm = document.getElementById("run-form");
     if (runForm) { syncStart(runForm); }
   }
