@@ -561,8 +561,13 @@ class FieldsBuiltOnce:
 
     DRF rebuilds a ModelSerializer's fields from the model's metadata for every instance (about a
     millisecond for a run, on every run's detail). They depend only on the class, so the first
-    instance's are kept, unbound, and each instance gets its own deep copy, as DRF itself gives
-    each instance copies of the declared fields.
+    instance's are kept, unbound, and each instance gets its own copies, as DRF itself gives each
+    instance copies of the declared fields.
+
+    A plain field's only per-instance state is what ``bind`` sets on it (its name, parent, source),
+    so a shallow copy is its own; DRF's deep copy builds each field again from its arguments (0.25
+    of the 1.3 ms a run's detail took). A field holding other fields (a nested serializer, a list,
+    a dict, a many-relation) binds them to itself, so it is deep-copied as DRF does.
     """
 
     def get_fields(self):
@@ -571,7 +576,14 @@ class FieldsBuiltOnce:
         if built is None:
             built = super().get_fields()
             cls._fields_built_once = built
-        return copy.deepcopy(built)
+        return {name: _own_copy(field) for name, field in built.items()}
+
+
+def _own_copy(field: serializers.Field) -> serializers.Field:
+    holds_fields = isinstance(field, serializers.BaseSerializer) or any(
+        hasattr(field, attribute) for attribute in ("child", "child_relation", "fields")
+    )
+    return copy.deepcopy(field) if holds_fields else copy.copy(field)
 
 
 class RunSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
