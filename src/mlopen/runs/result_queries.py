@@ -276,7 +276,8 @@ def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
         taken = 0
         groups = range(first_group, metadata.num_row_groups)
         # Without Arrow's thread pool: a page is a batch or two, read 3x faster on this thread than
-        # handed to pool threads that must wake on a busy machine (0.06 against 0.15-0.19 ms here).
+        # handed to pool threads that must wake on a busy machine (0.06 against 0.15-0.19 ms for a
+        # 100-row result; a million-row table's first page 1.7 against 1.2 ms, deep pages faster).
         batches = table_file.iter_batches(
             batch_size=max(1024, min(limit, BATCH_ROWS)), row_groups=groups, use_threads=False
         )
