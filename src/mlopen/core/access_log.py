@@ -10,7 +10,7 @@ the server: a streamed download's bytes go out after it.
 
 Written by hand rather than with Paste's ``TransLogger``, the middleware waitress's documentation
 points to: that one logs no duration and no user, and takes ``X-Forwarded-For`` at its word.
-``MLOPEN_ACCESS_LOG`` chooses where the lines go (settings.access_log_handler).
+``MLOPEN_ACCESS_LOG`` chooses where the lines go (mlopen.config.access_log_handler).
 """
 
 from __future__ import annotations

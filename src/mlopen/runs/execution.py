@@ -53,11 +53,11 @@ def execute_run(run_id: int, worker_name: str) -> str:
     is that user's turn. Each queued run sent one message, so every run is taken in the end.
     """
     found = _QUEUE_OF_RUN.rows(run_id=run_id)
-    queue = found[0][0] if found else None
     if not found:
         # Deleted with its message in flight; the message stood for it alone.
         log.info("run %s not claimed: it no longer exists", run_id)
         return "skipped (missing)"
+    ((queue,),) = found
     try:
         run = lifecycle.claim_next(queue or settings.MLOPEN_DEFAULT_QUEUE, worker_name, _sandbox_kind())
     except (OperationalError, InterfaceError) as exc:
