@@ -73,6 +73,11 @@ def access_log_handler(target: str) -> dict:
     return {"class": "logging.handlers.WatchedFileHandler", "formatter": "access", "filename": str(path), "delay": True}
 
 
+def access_log_level(target: str) -> str:
+    """The level of the ``mlopen.access`` logger for MLOPEN_ACCESS_LOG: above its lines when "off"."""
+    return "WARNING" if target.lower() == "off" else "INFO"
+
+
 def mlopen_home() -> Path:
     """Where mlopen keeps its database, broker folders and stored files.
 

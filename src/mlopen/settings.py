@@ -16,6 +16,7 @@ import dj_database_url
 from mlopen.config import (
     ConfigError,
     access_log_handler,
+    access_log_level,
     broker_folder,
     email_settings,
     env_bool,
@@ -566,7 +567,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "mlopen.access": {
             "handlers": ["access"],
-            "level": "WARNING" if MLOPEN_ACCESS_LOG.lower() == "off" else "INFO",
+            "level": access_log_level(MLOPEN_ACCESS_LOG),
             "propagate": False,
         },
     },

@@ -9,7 +9,7 @@ import re
 import pytest
 from django.test import Client
 
-from mlopen.config import access_log_handler
+from mlopen.config import access_log_handler, access_log_level
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +61,14 @@ def test_secret_looking_query_values_and_encoded_line_breaks_stay_out_of_the_log
     assert health[3] == "/healthz?token=***&page=2"
     assert "s3cret" not in health[3]
     assert forged[3] == "/accounts/login/%0A127.0.0.1%20-%20forged" and forged[4] == "404"
+
+
+def test_off_writes_no_line(caplog):
+    assert access_log_level("off") == "WARNING" and access_log_level("OFF") == "WARNING"
+    assert access_log_level("-") == "INFO" and access_log_level("/var/log/mlopen/access.log") == "INFO"
+    caplog.set_level(access_log_level("off"), logger="mlopen.access")
+    assert Client().get("/healthz").status_code == 200
+    assert [record for record in caplog.records if record.name == "mlopen.access"] == []
 
 
 def test_the_log_goes_to_the_console_or_to_a_file_under_mlopen_home(settings, tmp_path):
