@@ -428,6 +428,47 @@ def measure_api(
     return series
 
 
+def measure_web_floor(mlopen: Mlopen, pipeline: int, dataset: int, count: int, burst: int, clients: int) -> dict:
+    """What the web server costs with no run at all: the lowest any run's round trip could go.
+
+    ``GET /api/v1/me/`` is the smallest answer that goes the way a run's POST goes (waitress, the
+    middleware, token authentication, DRF, one query); ``GET /api/v1/runs/<id>/`` reads back a
+    finished run with its 100-row result, the answer a waiting POST ends with. Both one at a time,
+    then ``burst`` requests for ``me/`` from ``clients`` clients at once, as the peer is measured.
+    """
+    finished = mlopen.submit(pipeline, dataset, wait=30)
+    finished = _succeeded(finished if finished["status"] in FINISHED else mlopen.wait(finished["id"], poll_s=0))
+    paths = {
+        "me": "/api/v1/me/",
+        "detail": f"/api/v1/runs/{finished['id']}/",
+    }
+    labels = {
+        "me": f"web server alone, `GET /api/v1/me/` ({BACKENDS[mlopen.backend]})",
+        "detail": f"web server alone, `GET /api/v1/runs/<id>/` of a finished run ({BACKENDS[mlopen.backend]})",
+    }
+    out: dict = {"backend": mlopen.backend}
+    for key, path in paths.items():
+        series = Series(labels[key])
+        for index in range(3 + count):
+            started = time.perf_counter()
+            mlopen.client.get(path).raise_for_status()
+            if index >= 3:
+                series.seconds.append(time.perf_counter() - started)
+        out[key] = series
+    sessions = [httpx.Client(base_url=mlopen.url, headers=mlopen.client.headers, timeout=60) for _ in range(clients)]
+    try:
+        for session in sessions:  # connections open before the clock starts
+            session.get(paths["me"]).raise_for_status()
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda index: sessions[index % clients].get(paths["me"]).raise_for_status(), range(burst)))
+        out["per_second"] = burst / (time.perf_counter() - started)
+    finally:
+        for session in sessions:
+            session.close()
+    return out
+
+
 def measure_throughput(
     mlopen: Mlopen,
     pipeline: int,
@@ -553,6 +594,10 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                     poll_s=args.poll_ms / 1000,
                 )
             )
+        print("   web server alone", flush=True)
+        out["web_floor"] = measure_web_floor(
+            mlopen, pipeline, datasets["input.csv"], args.runs, args.burst, args.burst_clients
+        )
         print("   warm throughput", flush=True)
 
         def warm_burst(workers: int, warmup: int) -> Throughput:
@@ -640,7 +685,9 @@ def bench_peer(work: Path, args, train_csv: Path, input_csv: Path) -> dict:
         peer.close()
 
 
-def peer_lines(peer: dict, api: list[Series], throughput: list[Throughput]) -> list[str]:
+def peer_lines(
+    peer: dict, api: list[Series], throughput: list[Throughput], web_floor: list[dict], floor: float
+) -> list[str]:
     """mlopen's ratios to the peer, and the targets of issue 13 that compare with it."""
     mlflow = peer["series"]
     lines = [
@@ -666,6 +713,41 @@ def peer_lines(peer: dict, api: list[Series], throughput: list[Throughput]) -> l
             lines.append(
                 f"| {BACKENDS[item.backend]}, {item.workers} worker(s), runs/s | {item.per_second:.1f} | "
                 f"{peer['per_second']:.1f} | {ratio:.2f}x | ≥ MLflow's: {'met' if ratio >= 1 else 'NOT met'} |"
+            )
+    for item in web_floor:
+        me = item["me"]
+        lines.append(
+            f"| {me.label} p50, plus the direct call | {me.p50 + floor:.1f} ms | {mlflow.p50:.1f} ms | "
+            f"{(me.p50 + floor) / mlflow.p50:.2f}x | the lowest a run's p50 could go here |"
+        )
+        lines.append(
+            f"| {me.label}, req/s | {item['per_second']:.1f} | {peer['per_second']:.1f} | "
+            f"{item['per_second'] / peer['per_second']:.2f}x | the most runs/s could go here |"
+        )
+    return lines
+
+
+def web_floor_lines(web_floor: list[dict], floor: float, clients: int) -> list[str]:
+    """The web server's own cost with no run: requests that go the way a run's POST goes."""
+    if not web_floor:
+        return []
+    lines = [
+        "",
+        "The web server alone, no run: `GET /api/v1/me/` goes the way a run's POST goes (waitress, "
+        "middleware, token authentication, DRF, one query) and `GET /api/v1/runs/<id>/` reads back a finished "
+        "run with its 100-row result, the answer a waiting POST ends with. One at a time, then a burst of "
+        f"`me/` from {clients} clients at once. A run through this web server cannot take less than `me/` "
+        f"plus the pipeline's own call ({floor:.1f} ms).",
+        "",
+        "| request | n | p50 ms | p95 ms | req/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for item in web_floor:
+        for key in ("me", "detail"):
+            series = item[key]
+            rate = f"{item['per_second']:.1f}" if key == "me" else ""
+            lines.append(
+                f"| {series.label} | {len(series.seconds)} | {series.p50:.1f} | {series.p(0.95):.1f} | {rate} |"
             )
     return lines
 
@@ -711,6 +793,7 @@ def report(
     args,
     elapsed: float,
     peer: dict | None = None,
+    web_floor: list[dict] | None = None,
 ) -> str:
     floor = direct.p50
     cpu = next(
@@ -782,6 +865,7 @@ def report(
             + " | ".join("" if value is None else f"{value:.1f}" for value in cpu)
             + f" | {busy:.2f} |"
         )
+    lines += web_floor_lines(web_floor or [], floor, args.burst_clients)
     warm = [s for s in api if ", warm (" in s.label]
     lines += ["", f"Target: warm p50 within 30 ms of the direct call ({floor:.1f} ms)."]
     for series in warm:
@@ -789,7 +873,7 @@ def report(
         lines.append(f"- {series.label}: {gap:.1f} ms over the floor: {'met' if gap <= 30 else 'NOT met'}.")
     lines += target_lines(spawn, api, throughput)
     if peer:
-        lines += peer_lines(peer, api, throughput)
+        lines += peer_lines(peer, api, throughput, web_floor or [], floor)
     return "\n".join(lines) + "\n"
 
 
@@ -866,8 +950,9 @@ def main(argv: list[str] | None = None) -> int:
         spawn = measure_spawn(model_path, input_csv, args.spawn_runs)
         api = [series for backend in backends for series in results[backend]["series"]]
         throughput = [item for backend in backends for item in results[backend]["throughput"]]
+        web_floor = [results[backend]["web_floor"] for backend in backends]
         peer = bench_peer(work, args, train_csv, input_csv) if args.peer else None
-        text = report(direct, spawn, api, throughput, args, time.monotonic() - started, peer)
+        text = report(direct, spawn, api, throughput, args, time.monotonic() - started, peer, web_floor)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

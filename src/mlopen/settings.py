@@ -25,6 +25,7 @@ from mlopen.config import (
     env_list,
     env_str,
     mlopen_home,
+    prepared_statement_options,
     s3_storage_options,
     storage_dir,
 )
@@ -171,6 +172,9 @@ if DATABASES["default"]["ENGINE"] == "mlopen.core.sqlite":
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
     # Tests use a file (not :memory:) so that real worker processes can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(MLOPEN_HOME / "test-db.sqlite3")}
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    prepared_statement_options(DATABASES["default"]["ENGINE"], env_bool("MLOPEN_DATABASE_PREPARED", True))
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -61,3 +61,14 @@ def test_an_unknown_email_scheme_stops_the_start_with_its_name(tmp_path):
 
     with pytest.raises(ConfigError, match="EMAIL_URL must start with smtp:"):
         email_settings("sendgrid://key", tmp_path)
+
+
+def test_postgresql_prepares_statements_unless_turned_off_for_a_transaction_pooler():
+    from mlopen.config import prepared_statement_options
+
+    assert prepared_statement_options("django.db.backends.postgresql", True) == {
+        "server_side_binding": True,
+        "prepare_threshold": 5,
+    }
+    assert prepared_statement_options("django.db.backends.postgresql", False) == {}
+    assert prepared_statement_options("mlopen.core.sqlite", True) == {}

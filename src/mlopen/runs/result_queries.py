@@ -134,10 +134,28 @@ def _where(query: TableQuery, schema: pa.Schema, shown: Sequence[str] | None) ->
         sql.where.append(f"{compared.format(c=f'c{index}')} {OPS[op]} {sql.bind(bound)}")
     if query.search:
         searched = [i for i in range(len(names)) if _may_contain(schema.field(i).type, query.search)]
-        needle = sql.bind(query.search) if searched else ""  # DuckDB refuses a parameter left unused
-        any_cell = " OR ".join(f"contains(lower(CAST(c{i} AS VARCHAR)), lower({needle}))" for i in searched)
-        sql.where.append(f"({any_cell or 'false'})")
+        cells = []
+        needle = lowered = ""  # each bound only if used: DuckDB refuses a parameter left unused
+        for i in searched:
+            if _written_in_lower_case(schema.field(i).type):
+                # Numbers and true/false are written in lower case ("1e+20", "inf"), and a needle
+                # that can match them is ASCII (_may_contain): lowering each cell is wasted work.
+                lowered = lowered or sql.bind(query.search.lower())
+                cells.append(f"contains(CAST(c{i} AS VARCHAR), {lowered})")
+            else:
+                needle = needle or sql.bind(query.search)
+                cells.append(f"contains(lower(CAST(c{i} AS VARCHAR)), lower({needle}))")
+        sql.where.append(f"({' OR '.join(cells) or 'false'})")
     return sql
+
+
+def _written_in_lower_case(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_boolean(kind)
+    )
 
 
 # Every character of a number as DuckDB writes it ("-1.5e+20", "inf", "nan", "infinity").

@@ -83,6 +83,41 @@ def test_a_search_finds_what_searching_every_cell_as_text_finds(table_file, need
     assert pruned == every_cell
 
 
+@pytest.mark.parametrize("needle", ["INF", "NaN", "1E+20", "e-07", "-1.5", "1.2", "TRUE", "7", "Ab"])
+def test_number_and_true_false_cells_are_searched_without_lowering_each_one_with_the_same_answer(tmp_path, needle):
+    """Those cells are written in lower case, so only the needle is lowered: the rows kept are the
+    ones lowering every cell as text keeps."""
+    import decimal
+
+    import duckdb
+
+    path = tmp_path / "numbers.parquet"
+    rows = 8
+    pq.write_table(
+        pa.table(
+            {
+                "row": [f"r{n}" for n in range(rows)],
+                "f": [float("inf"), float("-inf"), float("nan"), 1e20, 1e-07, -1.5, 1.25, None],
+                "i": [7, -17, 0, 70, None, 12, 3, 4],
+                "d": pa.array(
+                    [decimal.Decimal("1.20"), None, *[decimal.Decimal(n) for n in range(6)]], pa.decimal128(5, 2)
+                ),
+                "flag": [True, False, None, True, False, True, False, True],
+                "text": ["Abc", "INF row", "nan", "x", "E-07", "y", None, "TRUE"],
+            }
+        ),
+        path,
+    )
+    schema = pq.read_schema(path)
+    kept = queries.counted_page(path, schema, rows, queries.TableQuery(search=needle), None, 0, rows)[1]
+
+    every_cell = " OR ".join(f"contains(lower(CAST({name} AS VARCHAR)), lower($n))" for name in schema.names)
+    sql = f"SELECT row FROM read_parquet('{path}') WHERE {every_cell}"
+    expected = [row for (row,) in duckdb.sql(sql, params={"n": needle}).fetchall()]
+    assert [row[0] for row in kept] == expected
+    assert expected  # every needle finds something
+
+
 def test_a_boolean_column_is_searched_as_true_and_false(tmp_path):
     path = tmp_path / "flags.parquet"
     pq.write_table(pa.table({"flag": [True, False, None]}), path)
