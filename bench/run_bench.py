@@ -479,11 +479,15 @@ def measure_throughput(
     warmup: int,
     repeats: int = 1,
     clients: int = 1,
+    settle_s: float = 0.0,
 ) -> Throughput:
     """``repeats`` bursts of ``runs`` runs each, and the CPU each part of the system spent per run."""
     if warmup:  # every worker gets its warm process (or its first run) before the clock starts
         for run_id in [mlopen.submit(pipeline, dataset)["id"] for _ in range(warmup)]:
             mlopen.wait(run_id, poll_s=0)
+        # A worker whose first run took its blank pre-imported process starts the next one at once:
+        # about a second of imports that would land in the first burst. Bursts measure steady state.
+        time.sleep(settle_s)
     result = Throughput(mlopen.backend, mode, workers, runs, [], clients=clients)
     before = mlopen.cpu_seconds()
     for _ in range(repeats):
@@ -611,6 +615,7 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                 warmup=warmup,
                 repeats=args.bursts,
                 clients=args.burst_clients,
+                settle_s=args.cold_pause,
             )
 
         with profiled(mlopen, backend, args.profile):

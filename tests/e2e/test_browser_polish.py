@@ -213,22 +213,29 @@ def test_a_wide_result_table_on_a_phone_scrolls_inside_its_box_with_its_first_co
     # The page itself never scrolls sideways: the table does, inside its box, which says so.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert box.evaluate("el => el.scrollWidth > el.clientWidth")
-    assert frame.get_attribute("class").split() == ["table-frame", "more-right"]
+    assert frame.get_attribute("class").split() == ["table-frame", "overflows", "more-right"]
     first_cell = page.locator("#result-table tbody tr").first.locator("td").first
     third_cell = page.locator("#result-table tbody tr").first.locator("td").nth(2)
     left_before, third_before = first_cell.bounding_box()["x"], third_cell.bounding_box()["x"]
     box.evaluate("el => { el.scrollLeft = 200; el.dispatchEvent(new Event('scroll')); }")
     expect = pytest.importorskip("playwright.sync_api").expect
-    expect(frame).to_have_class("table-frame more-right more-left")
+    expect(frame).to_have_class("table-frame overflows more-right more-left")
     assert first_cell.bounding_box()["x"] == left_before  # the first column stays
     assert third_cell.bounding_box()["x"] < third_before  # the others moved
     box.evaluate("el => { el.scrollLeft = el.scrollWidth; el.dispatchEvent(new Event('scroll')); }")
-    expect(frame).to_have_class("table-frame more-left")
+    expect(frame).to_have_class("table-frame overflows more-left")
     box.evaluate("el => { el.scrollLeft = 0; el.dispatchEvent(new Event('scroll')); }")
-    expect(frame).to_have_class("table-frame more-right")
+    expect(frame).to_have_class("table-frame overflows more-right")
+    edge = "el => getComputedStyle(el).boxShadow.includes('-1px')"  # the rule at the kept column's edge
+    assert first_cell.evaluate(edge)
     # Sorted through htmx, the new table is watched as well.
     page.locator("#result-table thead th").nth(3).locator("a").click()
     expect(page.locator("#result-table thead th").nth(3)).to_have_attribute("aria-sort", "ascending")
-    expect(page.locator("[data-table-frame]")).to_have_class("table-frame more-right")
+    expect(page.locator("[data-table-frame]")).to_have_class("table-frame overflows more-right")
     page.locator("#result-table").scroll_into_view_if_needed()
     page.locator("#result-table").screenshot(path=str(SHOTS / "run-table-phone.png"))
+    # Wide enough for every column: nothing scrolls, so no shade and no rule at the first column.
+    page.set_viewport_size({"width": 1600, "height": 900})
+    page.evaluate("window.dispatchEvent(new Event('resize'))")
+    expect(page.locator("[data-table-frame]")).to_have_class("table-frame")
+    assert not page.locator("#result-table tbody tr").first.locator("td").first.evaluate(edge)

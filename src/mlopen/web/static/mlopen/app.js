@@ -308,6 +308,7 @@
     if (!box) { return; }
     var first = box.querySelector("tbody td:first-child, thead th:first-child");
     frame.style.setProperty("--first-column-width", first ? first.offsetWidth + "px" : "0px");
+    frame.classList.toggle("overflows", box.scrollWidth > box.clientWidth + 1);
     frame.classList.toggle("more-left", box.scrollLeft > 1);
     frame.classList.toggle("more-right", box.scrollLeft + box.clientWidth < box.scrollWidth - 1);
   }
