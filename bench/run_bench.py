@@ -432,8 +432,9 @@ def measure_web_floor(mlopen: Mlopen, pipeline: int, dataset: int, count: int, b
     """What the web server costs with no run at all: the lowest any run's round trip could go.
 
     ``GET /api/v1/me/`` is the smallest answer that goes the way a run's POST goes (waitress, the
-    middleware, token authentication, DRF, one query); ``GET /api/v1/runs/<id>/`` reads back a
-    finished run with its 100-row result, the answer a waiting POST ends with. Both one at a time,
+    middleware, token authentication, DRF; then it reads the user's run counts, ~0.5 ms);
+    ``GET /api/v1/runs/<id>/`` reads back a finished run with its 100-row result, the answer a
+    waiting POST ends with. Both one at a time,
     then ``burst`` requests for ``me/`` from ``clients`` clients at once, as the peer is measured.
     """
     finished = mlopen.submit(pipeline, dataset, wait=30)
@@ -739,7 +740,8 @@ def web_floor_lines(web_floor: list[dict], floor: float, clients: int) -> list[s
     lines = [
         "",
         "The web server alone, no run: `GET /api/v1/me/` goes the way a run's POST goes (waitress, "
-        "middleware, token authentication, DRF, one query) and `GET /api/v1/runs/<id>/` reads back a finished "
+        "middleware, token authentication, DRF; it also reads the user's run counts, ~0.5 ms) and "
+        "`GET /api/v1/runs/<id>/` reads back a finished "
         "run with its 100-row result, the answer a waiting POST ends with. One at a time, then a burst of "
         f"`me/` from {clients} clients at once. A run through this web server cannot take less than `me/` "
         f"plus the pipeline's own call ({floor:.1f} ms).",
