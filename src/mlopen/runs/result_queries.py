@@ -98,7 +98,7 @@ def _column_index(raw: str, names: Sequence[str], shown: Sequence[str] | None) -
 
 def _typed_value(kind: pa.DataType, raw: str, column: str) -> tuple[str, object]:
     """(how the column is compared, the value to bind) for a comparison of column ``kind`` with ``raw``."""
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if _holds_numbers(kind):
         try:
             number = float(raw)
         except ValueError:
@@ -149,13 +149,12 @@ def _where(query: TableQuery, schema: pa.Schema, shown: Sequence[str] | None) ->
     return sql
 
 
+def _holds_numbers(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
 def _written_in_lower_case(kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_decimal(kind)
-        or pa.types.is_boolean(kind)
-    )
+    return _holds_numbers(kind) or pa.types.is_boolean(kind)
 
 
 # Every character of a number as DuckDB writes it ("-1.5e+20", "inf", "nan", "infinity").
@@ -169,7 +168,7 @@ def _may_contain(kind: pa.DataType, text: str) -> bool:
     search on a million rows; a needle with a letter no number has ("row12") cannot match one,
     so those columns are not read at all. The answer is the same either way.
     """
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if _holds_numbers(kind):
         return set(text) <= _NUMBER_CHARACTERS
     if pa.types.is_boolean(kind):
         lowered = text.lower()
