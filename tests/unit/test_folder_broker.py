@@ -169,3 +169,43 @@ def test_consumers_of_different_queues_each_have_a_turn(folder):
         assert received == [{"run_id": 3}]
         for queue in (on_a, on_b, producer):
             queue.close()
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_consumer_told_to_stop_returns_from_its_sleep_instead_of_waiting_out_celerys_timeout(
+    folder, monkeypatch, exit_code
+):
+    """Celery's SIGTERM handler only sets celery.worker.state.should_stop (to the exit code, 0
+    included) and reads it once drain_events returns; a consumer that kept sleeping until its 2 s
+    timeout made every worker take seconds to stop."""
+    from celery.worker import state
+
+    from mlopen.core import broker
+
+    sleeps = []
+
+    def sleep(self, seconds):
+        sleeps.append(seconds)
+        if len(sleeps) > 5:
+            raise AssertionError("still sleeping on the folder after being told to stop")
+        return set()
+
+    monkeypatch.setattr(broker.FolderWatch, "sleep", sleep)
+    with _connection(folder) as connection:
+        queue = connection.SimpleQueue("stopping")
+        # Not told to stop: it sleeps on (and the fake sleep gives up after five naps).
+        with pytest.raises(AssertionError, match="still sleeping"):
+            connection.drain_events(timeout=None)
+        sleeps.clear()
+        queue.put({"run_id": 9})
+        monkeypatch.setattr(state, "should_stop", exit_code)
+        with pytest.raises(TimeoutError):
+            connection.drain_events(timeout=None)
+        assert sleeps == []  # back to Celery at once, without a nap
+        # A worker that is stopping takes no new message: it stays for another worker.
+        assert [name for name in os.listdir(folder) if name.endswith(".stopping.msg")]
+        monkeypatch.setattr(state, "should_stop", None)
+        message = queue.get(timeout=5)
+        message.ack()
+        assert message.payload == {"run_id": 9}
+        queue.close()

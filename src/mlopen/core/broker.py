@@ -28,6 +28,7 @@ import os
 import uuid
 from time import sleep
 
+from celery.worker import state as worker_state
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.transport.virtual.base import Empty
 from kombu.utils.encoding import str_to_bytes
@@ -117,6 +118,13 @@ class ListenerTurn:
         self.held = False
 
 
+def _shutdown_asked() -> bool:
+    # The flags hold the exit code, 0 (EX_OK) included: set means neither None nor False, as
+    # celery.worker.state.maybe_shutdown reads them.
+    flags = (worker_state.should_stop, worker_state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)
+
+
 class Transport(filesystem.Transport):
     Channel = Channel
 
@@ -162,6 +170,11 @@ class Transport(filesystem.Transport):
             interval = timeout
         look = True
         while True:
+            if _shutdown_asked():
+                # Celery's signal handler only sets a flag, which its loop reads when this returns:
+                # without this look, a worker told to stop slept out the loop's 2 s timeout first,
+                # and could take another run meanwhile.
+                raise TimeoutError()
             holding = turn is None or turn.held
             if turn is None or turn.take():
                 look = look or not holding  # a turn just taken: look, whatever woke us
