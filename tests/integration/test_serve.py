@@ -1,4 +1,4 @@
-"""`mlopen serve` end to end: a real gunicorn, real supervised workers, the demo registered once,
+"""`mlopen serve` end to end: a real waitress, real supervised workers, the demo registered once,
 and a worker killed with SIGKILL is replaced while the run it held is failed, not left running.
 """
 
@@ -105,9 +105,12 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = Server(tmp_path / "home")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One `mlopen serve` for the module's tests, in file order: a fresh installation takes tens of
+    seconds to start (migrations, static files, the default runtime, the demo). The test that kills
+    a worker comes last, and checks that the server recovers."""
+    running = Server(tmp_path_factory.mktemp("serve") / "home")
     yield running
     running.stop()
 
