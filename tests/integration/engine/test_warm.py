@@ -12,6 +12,7 @@ import json
 import re
 
 import pytest
+from django.conf import settings
 from engine_support import poll
 
 from mlopen.pipelines.models import Pipeline
@@ -89,6 +90,9 @@ def test_a_second_run_of_a_trained_pipeline_is_served_by_the_same_process(traine
     assert second.log == f"serving {_token(first)} ok\n"
     assert list(second.metrics.values_list("name", "value")) == [("weight", 2.0)]
     assert re.search(rf"run {second.pk}: warm process reused \(pid \d+", module_worker.log_text())
+    # Each warm job's folders are deleted after it, off the run's path (mlopen_runner.warm_pool._Trash).
+    trash = settings.MLOPEN_WORK_DIR / "warm" / f"worker-{module_worker.process.pid}" / "trash"
+    poll(lambda: trash.is_dir() and not any(trash.iterdir()), timeout=30, message="the warm jobs' folders deleted")
 
 
 def test_a_new_training_replaces_the_warm_process_and_runs_use_the_new_model(
