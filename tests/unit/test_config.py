@@ -72,3 +72,27 @@ def test_postgresql_prepares_statements_unless_turned_off_for_a_transaction_pool
     }
     assert prepared_statement_options("django.db.backends.postgresql", False) == {}
     assert prepared_statement_options("mlopen.core.sqlite", True) == {}
+
+
+def test_a_redis_consumer_waits_a_quarter_second_per_brpop_so_a_stopping_worker_is_not_held_a_second(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def transport_options(broker: str) -> dict:
+        env = {**os.environ, "MLOPEN_HOME": str(tmp_path), "CELERY_BROKER_URL": broker}
+        env["DJANGO_SETTINGS_MODULE"] = "mlopen.settings"
+        code = "import json\nfrom django.conf import settings as s\n"
+        code += "print(json.dumps(s.CELERY_BROKER_TRANSPORT_OPTIONS))"
+        shown = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(shown.stdout)
+
+    assert transport_options("redis://127.0.0.1:6379/3") == {"polling_interval": 0.25}
+    assert transport_options("amqp://guest:guest@127.0.0.1:5672//") == {}
