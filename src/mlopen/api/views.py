@@ -60,6 +60,7 @@ from mlopen.runs import compare as run_compare
 from mlopen.runs import fairness, labels, removal, result_queries, results, waiting
 from mlopen.runs import images as result_images
 from mlopen.runs import logs as run_logs
+from mlopen.runs import lookups as run_lookups
 from mlopen.runs import search as run_search
 from mlopen.runs import services as run_services
 from mlopen.runs.models import Run
@@ -459,6 +460,20 @@ class RunViewSet(
         if getattr(self, "action_map", {}).get(method.lower()) in self.JSON_ONLY_ACTIONS:
             return [JSONParser()]
         return super().get_parsers()
+
+    # Detail actions that clients repeat while they watch a run: found by a statement compiled once
+    # (mlopen.runs.lookups) rather than by get_queryset's, which the ORM builds anew each time.
+    COMPILED_LOOKUP_ACTIONS = {"retrieve", "logs"}
+
+    def get_object(self):
+        if self.action not in self.COMPILED_LOOKUP_ACTIONS:
+            return super().get_object()
+        run_id = parse_id(str(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")))
+        run = run_lookups.visible_run(self.request.user, run_id) if run_id is not None else None
+        if run is None:
+            raise NotFound()  # the answer DRF's lookup gives, for a run that is not there or not yours
+        self.check_object_permissions(self.request, run)
+        return run
 
     def get_queryset(self):
         runs = (
