@@ -394,7 +394,7 @@ if _broker_dir is not None:
         # a few directory listings per second per worker.
         "polling_interval": env_float("MLOPEN_BROKER_POLL_SECONDS", 0.1),
     }
-elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
     # A Redis consumer waits in BRPOP for up to this long, and a stopping worker waits for that
     # BRPOP to return before it closes the connection: with kombu's 1 s an idle worker took 1.4-1.6 s
     # to stop here, with 0.25 s 0.7-0.9 s. A message ends the wait at once either way; an idle
