@@ -28,7 +28,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from mlopen.core import doorbell, prepared
+from mlopen.core import doorbell
+from mlopen.runs import lookups
 from mlopen.runs.models import Run
 
 FAST_CHECK_SECONDS = 0.002
@@ -73,13 +74,7 @@ def _finished_sql() -> str:
 def read_back(run_id: int) -> Run | None:
     """The run as it is now, with its pipeline, version and owner: what a request that waited for it
     answers with."""
-    return _READ_BACK.first(run_id=run_id)
-
-
-_READ_BACK = prepared.Compiled(
-    lambda run_id: Run.objects.select_related("pipeline", "version", "owner").filter(pk=run_id).order_by()[:1],
-    run_id=-2_000_000_123,
-)
+    return lookups.any_run(run_id)  # the request checked that its user may see it
 
 
 def wait_until_finished(run_id: int, seconds: float) -> bool:

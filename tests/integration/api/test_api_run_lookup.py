@@ -53,15 +53,20 @@ def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_shar
         assert lookups.visible_run(user, 10**9) is None
 
 
+def _answer(client, url: str) -> tuple[int, bytes]:
+    response = client.get(url)
+    return response.status_code, response.content
+
+
 def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(people, runs, api_for, monkeypatch):
     for name in ("admin", "alice", "bob"):
         client = api_for(people[name])
         urls = [f"/api/v1/runs/{run.pk}/" for run in runs] + [f"/api/v1/runs/{run.pk}/logs/" for run in runs]
         urls += ["/api/v1/runs/999999/", "/api/v1/runs/abc/", "/api/v1/runs/99999999999999999999/"]
-        compiled = [(client.get(url).status_code, client.get(url).content) for url in urls]
+        compiled = [_answer(client, url) for url in urls]
         with monkeypatch.context() as patch:
             patch.setattr(RunViewSet, "COMPILED_LOOKUP_ACTIONS", set())
-            orm_built = [(client.get(url).status_code, client.get(url).content) for url in urls]
+            orm_built = [_answer(client, url) for url in urls]
         assert compiled == orm_built, name
     # The owner's tag comes through although the compiled lookup prefetches none.
     body = api_for(people["alice"]).get(f"/api/v1/runs/{runs[0].pk}/").json()
