@@ -277,6 +277,9 @@ MLOPEN_RUN_MAX_PROCESSES = env_int("MLOPEN_RUN_MAX_PROCESSES", 256)
 MLOPEN_PARAMS_TIMEOUT = env_int("MLOPEN_PARAMS_TIMEOUT", 60)
 MLOPEN_MAX_LOG_KB = env_int("MLOPEN_MAX_LOG_KB", 2048)
 MLOPEN_MAX_RESULT_MB = env_int("MLOPEN_MAX_RESULT_MB", 100)
+# A result up to this size (its table as Parquet and the rest as JSON, no images) is kept in the
+# database with the run's outcome instead of as files in storage; 0 keeps every result in files.
+MLOPEN_RESULT_IN_DATABASE_KB = env_int("MLOPEN_RESULT_IN_DATABASE_KB", 64)
 # The text part of a result is cut to this (run pages and the run API carry it whole).
 MLOPEN_MAX_TEXT_KB = env_int("MLOPEN_MAX_TEXT_KB", 1024)
 # Images in a result (matplotlib figures, PIL images, image bytes and files): the size of each and

@@ -283,3 +283,40 @@ def test_the_report_adds_up_usage_by_kind_user_and_pipeline(world, user):
     by_pipeline = {row["name"]: row for row in report.by_pipeline}
     assert set(by_pipeline) == {"main", "forever", "short"}
     assert sum(row["total"] for row in report.by_user) + sum(row["code"] for row in report.by_pipeline) == report.total
+
+
+def _kept_in_database(run):
+    """Turn ``run``'s result into one kept in the database, as a worker keeps a small one."""
+    from mlopen.core import storage
+    from mlopen.runs import results
+    from mlopen.runs.models import Run
+
+    folder = storage.local_path(run.result_folder)
+    file_bytes = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    storage.delete_tree(run.result_folder)
+    kept = results.keep(run.pk, {"columns": ["n"], "data": [[i] for i in range(50)], "text": "small"})
+    kept.in_database.save(force_insert=True)
+    Run.objects.filter(pk=run.pk).update(**kept.run_fields())
+    return len(kept.in_database.meta) + len(kept.in_database.table), file_bytes
+
+
+def test_results_kept_in_the_database_are_counted_freed_and_reported_as_results(world, user):
+    from mlopen.runs import retention, storage_report
+    from mlopen.runs.models import RunResult
+
+    report_before = storage_report.report()
+    freed_before = retention.prune(dry_run=True).bytes
+    old_row, old_files = _kept_in_database(world["old"])  # expires
+    young_row, young_files = _kept_in_database(world["young"])  # stays
+
+    assert retention.prune(dry_run=True).bytes == freed_before - old_files + old_row
+    report = storage_report.report()
+    moved = old_row + young_row - old_files - young_files
+    assert report.by_kind["results"] == report_before.by_kind["results"] + moved
+    by_user = {row["name"]: row for row in report.by_user}
+    assert by_user["alice"]["results"] == {r["name"]: r for r in report_before.by_user}["alice"]["results"] + moved
+    assert report.orphan_count == report_before.orphan_count
+
+    retention.prune()
+    assert not RunResult.objects.filter(run_id=world["old"].pk).exists()
+    assert RunResult.objects.filter(run_id=world["young"].pk).exists()

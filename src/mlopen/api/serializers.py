@@ -677,11 +677,10 @@ class RunDetailSerializer(RunSerializer, rs.RunEnvironmentFields):
 
     @extend_schema_field(ResultSummarySerializer(allow_null=True))
     def get_result(self, run) -> dict | None:
-        if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+        source = results.source_of(run)
+        if source is None:
             return None
-        page = results.page_of(
-            run.result_folder, 1, settings.MLOPEN_RESULT_PAGE_SIZE, expect_table=run.result_rows is not None
-        )
+        page = results.page_of(source, 1, settings.MLOPEN_RESULT_PAGE_SIZE, expect_table=run.result_rows is not None)
         summary = {
             key: page[key] for key in ("columns", "data", "rows", "graphs", "text", "page_size", "warnings", "problems")
         }

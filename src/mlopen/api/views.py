@@ -712,11 +712,12 @@ class RunViewSet(
             headers={"Location": reverse("run-detail", args=[new.pk])},
         )
 
-    def _result_folder(self, run: Run) -> str:
-        if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+    def _result_source(self, run: Run) -> results.Source:
+        source = results.source_of(run)
+        if source is None:
             reason = "it returned no result" if run.status == Run.Status.SUCCEEDED else f"it is {run.status}"
             raise NotFound(f"Run {run.pk} has no result: {reason}.")
-        return run.result_folder
+        return source
 
     @extend_schema(
         parameters=[
@@ -734,7 +735,7 @@ class RunViewSet(
     def result(self, request, pk=None):
         """One page of the run's result table (sorted, filtered), with its graphs and text."""
         run = self.get_object()
-        folder = self._result_folder(run)
+        source = self._result_source(run)
         params = request.query_params
         page = positive_int(params["page"], "page") if params.get("page") else 1
         page_size = (
@@ -746,7 +747,7 @@ class RunViewSet(
         # A stored part that cannot be read is null, with why in body["problems"]: still a 200.
         try:
             body = results.page_of(
-                folder,
+                source,
                 page,
                 page_size,
                 query.sort,
@@ -804,14 +805,14 @@ class RunViewSet(
         if fmt not in (*results.DOWNLOAD_TYPES, "zip"):
             raise ValidationError({"format": f"Use csv, json, ndjson or zip, not {fmt[:40]!r}."})
         query = _table_query(request.query_params)
-        folder = self._result_folder(run)
+        source = self._result_source(run)
         if fmt == "zip":
-            return self._archive(run, folder)
+            return self._archive(run, source)
         if run.result_rows is None:
             raise NotFound(f"Run {run.pk}'s result has no table to download, only graphs or text.")
         # The table is the whole answer here: one that cannot be read is a 422 saying why, never a 500.
         try:
-            chunks = results.download(folder, fmt, query)  # checks the table and the query now
+            chunks = results.download(source, fmt, query)  # checks the table and the query now
         except results.ResultUnreadable as exc:
             return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
         except result_queries.QueryInvalid as exc:
@@ -837,12 +838,12 @@ class RunViewSet(
     def image(self, request, pk=None, index=None):
         """Image number `index` (from 0) of the run's result, as listed in its `images`: PNG, JPEG or SVG."""
         run = self.get_object()
-        folder = self._result_folder(run)
-        entry = results.image_at(folder, int(index))
-        if entry is None:
+        source = self._result_source(run)
+        entry = results.image_at(source, int(index))
+        if entry is None or not isinstance(source, str):
             raise NotFound(f"Run {run.pk}'s result has no image {index}.")
         try:
-            handle = result_images.open_image(folder, entry)
+            handle = result_images.open_image(source, entry)
         except FileNotFoundError:
             return error_response(f"Image {index} of run {run.pk} is missing from storage.", status_code=404)
         response = FileResponse(
@@ -851,11 +852,11 @@ class RunViewSet(
         response["Content-Security-Policy"] = _IMAGE_CSP
         return response
 
-    def _archive(self, run: Run, folder: str):
+    def _archive(self, run: Run, source: results.Source):
         """The table (if any) and the images of a result as one zip, built before anything is sent."""
         archive = tempfile.SpooledTemporaryFile(max_size=_ARCHIVE_IN_MEMORY_BYTES)
         try:
-            images = results.write_archive(folder, archive, f"run-{run.pk}.csv", run.result_rows is not None)
+            images = results.write_archive(source, archive, f"run-{run.pk}.csv", run.result_rows is not None)
         except results.ResultUnreadable as exc:
             archive.close()
             return error_response(str(exc), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)

@@ -351,9 +351,8 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
         if run.kind == Run.Kind.TRAIN:
             _store_trained_model(run, outcome, recorder)
         elif outcome.result is not None:
-            extra["result_folder"], extra["result_rows"] = _store_result(
-                run.pk, outcome.result, getattr(outcome, "images", None) or []
-            )
+            kept = _keep_result(run.pk, outcome.result, getattr(outcome, "images", None) or [])
+            extra.update(kept.run_fields(), stored_result=kept.in_database)
     except results.ResultInvalid as exc:
         _finish_row(run, Run.Status.FAILED, error=str(exc), outcome=outcome, **recorded)
         return Run.Status.FAILED
@@ -368,10 +367,10 @@ def finish(run: Run, outcome, recorder: RunRecorder) -> str:
     return Run.Status.SUCCEEDED
 
 
-def _store_result(run_id: int, result: dict, images: list[dict]) -> tuple[str, int | None]:
-    """results.store_result, leaving nothing behind when it fails: half a result is no result."""
+def _keep_result(run_id: int, result: dict, images: list[dict]) -> results.Kept:
+    """results.keep, leaving no files behind when it fails: half a result is no result."""
     try:
-        return results.store_result(run_id, result, images)
+        return results.keep(run_id, result, images)
     except BaseException:
         storage.delete_tree(results.folder_of(run_id))
         raise

@@ -52,7 +52,7 @@ from mlopen.core import prepared
 from mlopen.pipelines import registry
 from mlopen.pipelines.models import ModelAlias, TrainedModel
 from mlopen.runs import events, fairness, logs, waiting
-from mlopen.runs.models import Run, RunMetric
+from mlopen.runs.models import Run, RunMetric, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -340,10 +340,12 @@ def finish(
     metrics: list[RunMetric] | None = None,
     patience: float = FINISH_PATIENCE_SECONDS,
     log_chunk: logs.Chunk | None = None,
+    stored_result: RunResult | None = None,
     **fields,
 ) -> bool:
     """running → succeeded, failed or cancelled, as its worker saw it end; ``fields`` (error,
-    result, peak memory...), ``metrics`` and the log's last chunk are stored in the same transaction. False when the run
+    result, peak memory...), ``metrics``, the log's last chunk and a result kept in the database
+    (``stored_result``, runs.results.keep) are stored in the same transaction. False when the run
     was no longer running (failed as lost meanwhile, say): then nothing is written.
 
     Tried for ``patience`` seconds through transient errors (then the error reaches the caller, who
@@ -361,6 +363,8 @@ def finish(
             )
             if done and metrics:
                 RunMetric.objects.bulk_create(metrics)
+            if done and stored_result is not None:
+                stored_result.save(force_insert=True)
             if done:
                 logs.append(log_chunk)
         return done

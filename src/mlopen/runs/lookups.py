@@ -20,7 +20,7 @@ _RUN = -2_000_000_123
 
 
 def visible_run(user, run_id: int) -> Run | None:
-    """Run ``run_id`` with its pipeline, version and owner, if ``user`` may see it; else None.
+    """Run ``run_id`` with its pipeline, version, owner and stored result, if ``user`` may see it; else None.
 
     What ``Run.objects.visible_to(user).select_related(...).filter(pk=run_id)`` finds, without its
     tags prefetched (the serializer reads them itself when they are not)."""
@@ -32,14 +32,17 @@ def visible_run(user, run_id: int) -> Run | None:
 
 
 def any_run(run_id: int) -> Run | None:
-    """Run ``run_id`` with its pipeline, version and owner, whoever asks (an admin sees every run;
+    """Run ``run_id`` with its pipeline, version, owner and stored result, whoever asks (an admin sees every run;
     a request that waited for a run it was allowed to see reads it back so)."""
     return _ANY.first(run_id=run_id)
 
 
 def _one_run(user_id: int, admin: bool, run_id: int):
     user = get_user_model()(pk=user_id, is_superuser=admin)  # never saved: only its id is compiled
-    return Run.objects.visible_to(user).select_related("pipeline", "version", "owner").filter(pk=run_id).order_by()[:1]
+    # With its result when that is kept in the database (runs.results.source_of): the run's
+    # detail shows the result's first page, and this spares it a second query.
+    related = ("pipeline", "version", "owner", "stored_result")
+    return Run.objects.visible_to(user).select_related(*related).filter(pk=run_id).order_by()[:1]
 
 
 _ANY = prepared.Compiled(lambda run_id: _one_run(_USER, True, run_id), run_id=_RUN)

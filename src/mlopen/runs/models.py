@@ -111,6 +111,9 @@ class Run(models.Model):
     progress_message = models.CharField(max_length=500, blank=True)
 
     result_folder = models.CharField(max_length=300, blank=True, help_text="storage folder of the result")
+    # A small result (MLOPEN_RESULT_IN_DATABASE_KB, no images) is a RunResult row instead of files:
+    # written in the run's final transaction, no files to create, upload or delete.
+    result_in_database = models.BooleanField(default=False, db_default=False)
     result_rows = models.PositiveIntegerField(null=True, blank=True)
     peak_memory_mb = models.FloatField(null=True, blank=True)
     # What the run's interpreter held, read from its environment when the run started:
@@ -188,6 +191,21 @@ class Run(models.Model):
         if self.progress_fraction is None and not self.progress_message:
             return None
         return {"fraction": self.progress_fraction, "message": self.progress_message or None}
+
+
+class RunResult(models.Model):
+    """A small run result kept in the database (runs.results decides which): the bytes its files
+    would hold, result.json's text and table.parquet's bytes, read as untrusted as those files are.
+
+    Its own table, not columns of Run: lists and counts of runs never read result bytes.
+    """
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, primary_key=True, related_name="stored_result")
+    meta = models.TextField(help_text="result.json: columns, text, graphs, warnings")
+    table = models.BinaryField(null=True, help_text="table.parquet; empty when the result has no table")
+
+    def __str__(self) -> str:
+        return f"result of run {self.run_id}"
 
 
 class RunLogChunk(models.Model):

@@ -12,6 +12,10 @@ The table is untrusted content (a pipeline named its columns): no column name ev
 The file's columns are renamed by position (``AS t(c0, c1, ...)``) and every value a request
 gives is a bound parameter. Each query runs on a fresh in-memory connection that may read that
 one file and nothing else (``allowed_paths`` with external access off), with a memory limit.
+
+A small result's table kept in the database comes as the file's bytes instead of its path
+(:data:`TableFile`): DuckDB then reads it as an Arrow table registered on the connection, which
+may read no file at all.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlopen.core.numbers import parse_int
+
+# A table.parquet: its path in storage, or its bytes (a result kept in the database).
+TableFile = Path | bytes
+_IN_MEMORY = "kept_table"  # the name a table given as bytes is registered under
 
 OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "contains": None}
 MAX_FILTERS = 10
@@ -76,10 +84,22 @@ class _Sql:
         return f"${name}"
 
 
-def connect(path: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that may read ``path`` only."""
+def readable(file: TableFile) -> Path | pa.BufferReader:
+    """What pyarrow's ParquetFile opens for ``file``."""
+    return file if isinstance(file, Path) else pa.BufferReader(file)
+
+
+def connect(file: TableFile) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that may read ``file`` only (no file at all when it is given as bytes)."""
     con = duckdb.connect(config={"threads": 2, "memory_limit": MEMORY_LIMIT})
-    con.execute("SET allowed_paths = $paths", {"paths": [str(path)]})
+    if isinstance(file, Path):
+        con.execute("SET allowed_paths = $paths", {"paths": [str(file)]})
+    else:
+        table = pq.read_table(readable(file), use_threads=False)
+        if _numbered(table.schema):  # read_parquet's file_row_number, for the same ties in sorts
+            row_numbers = pa.array(range(table.num_rows), type=pa.int64())
+            table = table.append_column("file_row_number", row_numbers)
+        con.register(_IN_MEMORY, table)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
@@ -189,14 +209,16 @@ def check(schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None) -> 
     _where(query, schema, shown)
 
 
-def _source(path: Path, schema: pa.Schema, sql: _Sql) -> str:
+def _source(file: TableFile, schema: pa.Schema, sql: _Sql) -> str:
     numbered = _numbered(schema)
     columns = ", ".join([*(f"c{i}" for i in range(len(schema.names))), *([_ROW] if numbered else [])])
+    if not isinstance(file, Path):
+        return f"(SELECT * FROM {_IN_MEMORY}) AS t({columns})"
     options = ", file_row_number = true" if numbered else ""
-    return f"(SELECT * FROM read_parquet({sql.bind(str(path))}{options})) AS t({columns})"
+    return f"(SELECT * FROM read_parquet({sql.bind(str(file))}{options})) AS t({columns})"
 
 
-def _select(path: Path, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None, sort_ok: bool) -> tuple:
+def _select(path: TableFile, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None, sort_ok: bool) -> tuple:
     sql = _where(query, schema, shown)
     source = _source(path, schema, sql)
     where = f" WHERE {' AND '.join(sql.where)}" if sql.where else ""
@@ -209,18 +231,24 @@ def _select(path: Path, schema: pa.Schema, query: TableQuery, shown: Sequence[st
     return f"SELECT {outputs} FROM {source}{where}{order}", sql.params, source, where
 
 
-def count(path: Path, schema: pa.Schema, total: int, query: TableQuery, shown: Sequence[str] | None) -> int:
+def count(path: TableFile, schema: pa.Schema, total: int, query: TableQuery, shown: Sequence[str] | None) -> int:
     """How many rows the query keeps (the file's own count when nothing narrows it)."""
     if not query.narrows or not schema.names:  # DuckDB reads no file without a column
         return total
-    _sql, params, source, where = _select(Path(path), schema, query, shown, sort_ok=False)
+    _sql, params, source, where = _select(path, schema, query, shown, sort_ok=False)
     with connect(path) as con:
         [(kept,)] = con.sql(f"SELECT count(*) FROM {source}{where}", params=params).fetchall()
     return int(kept)
 
 
 def counted_page(
-    path: Path, schema: pa.Schema, total: int, query: TableQuery, shown: Sequence[str] | None, offset: int, limit: int
+    path: TableFile,
+    schema: pa.Schema,
+    total: int,
+    query: TableQuery,
+    shown: Sequence[str] | None,
+    offset: int,
+    limit: int,
 ) -> tuple[int, list[list], str | None]:
     """How many rows the query keeps, and :func:`page` of them (empty past the last row).
 
@@ -240,7 +268,7 @@ def counted_page(
 
 
 def page(
-    path: Path, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None, offset: int, limit: int
+    path: TableFile, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None, offset: int, limit: int
 ) -> tuple[list[list], str | None]:
     """Rows ``offset`` to ``offset + limit`` of the query's answer, as Python values; and a message
     when the sort column could not be sorted (the rows then come in stored order)."""
@@ -272,11 +300,11 @@ def _python_rows(table: pa.Table, width: int) -> list[list]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
+def _stored_order_page(path: TableFile, offset: int, limit: int) -> pa.Table | None:
     """Rows ``offset`` to ``offset + limit`` in stored order, read a batch at a time from the row
     group that holds row ``offset`` (a buffered stream: only the pages read are decompressed); None
     when that row lies more than STORED_ORDER_MAX_SKIP rows into its row group."""
-    with pq.ParquetFile(path, buffer_size=1 << 16, pre_buffer=False) as table_file:
+    with pq.ParquetFile(readable(path), buffer_size=1 << 16, pre_buffer=False) as table_file:
         metadata = table_file.metadata
         group_start = 0
         for first_group in range(metadata.num_row_groups):
@@ -311,7 +339,9 @@ def _stored_order_page(path: Path, offset: int, limit: int) -> pa.Table | None:
         return pa.Table.from_batches(wanted, schema=table_file.schema_arrow)
 
 
-def batches(path: Path, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+def batches(
+    path: TableFile, schema: pa.Schema, query: TableQuery, shown: Sequence[str] | None
+) -> Iterator[pa.RecordBatch]:
     """The query's rows as record batches of at most BATCH_ROWS, read as they are consumed."""
     if not schema.names:
         return

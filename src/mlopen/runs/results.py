@@ -1,7 +1,12 @@
-"""A run's result on disk: the table as Parquet (paged, sorted, filtered and streamed by DuckDB in
-runs.result_queries), the graphs
-and text as JSON, its images as files (mlopen.runs.images). Written once by the worker, read by the
-web pages, the API and downloads.
+"""A run's result: the table as Parquet (paged, sorted, filtered and streamed by DuckDB in
+runs.result_queries), the graphs and text as JSON, its images as files (mlopen.runs.images).
+Written once by the worker, read by the web pages, the API and downloads.
+
+Where it is kept (:class:`Source`): in a storage folder (``result.json``, ``table.parquet``,
+``images/``), or, when it is small and has no images, in the database as a RunResult row holding
+the same bytes (:func:`keep`). A warm run's result is usually a few KB: two files written and
+renamed (on S3, two uploads) cost more than the rest of storing it, and a run page then reads
+them back. In the database it is written in the run's final transaction and read with the run.
 
 Reading never trusts the files: one that is missing, cut short, not JSON or Parquet, of the wrong
 shape or nested too deeply costs its part of the result (a message in ``problems``), never the
@@ -26,10 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 
-from mlopen.core import storage
+from mlopen.core import prepared, storage
 from mlopen.core.nesting import MAX_JSON_DEPTH, too_deep
 from mlopen.runs import images as result_images
 from mlopen.runs import result_queries as queries
+from mlopen.runs.models import Run, RunResult
 
 TABLE = "table.parquet"
 META = "result.json"
@@ -86,32 +92,126 @@ def folder_of(run_id: int) -> str:
     return f"results/{run_id}"
 
 
-def store_result(run_id: int, result: dict, images: Sequence[dict] = ()) -> tuple[str, int | None]:
-    """Store a normalized result (see mlopen_runner.results) and the runner's checked images
-    (Outcome.images); return (storage folder, row count)."""
-    folder = folder_of(run_id)
+@dataclass(frozen=True)
+class InDatabase:
+    """A result kept in the database (a RunResult row): result.json's text and table.parquet's
+    bytes. ``meta`` is None when the row is gone."""
+
+    meta: str | None
+    table: bytes | None = None
+
+
+# Where a result is: a storage folder's name, or the database.
+Source = str | InDatabase
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Where :func:`keep` put a run's result: the Run fields that say so, and the RunResult row to
+    write with them (None when it went to files)."""
+
+    folder: str
+    rows: int | None
+    in_database: RunResult | None
+
+    def run_fields(self) -> dict:
+        return {
+            "result_folder": self.folder,
+            "result_rows": self.rows,
+            "result_in_database": self.in_database is not None,
+        }
+
+
+def _table_bytes(result: dict) -> tuple[bytes | None, int | None, list[str] | None]:
+    """The normalized result's table as Parquet bytes, its row count and its column names as shown
+    (None, None, the given names: no table)."""
     data = result.get("data")
     columns = result.get("columns")
-    rows = None
-    if data is not None:
-        table = _arrow_table(columns, data)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, row_group_size=ROW_GROUP_ROWS)
-        storage.write_stream(f"{folder}/{TABLE}", [buffer.getvalue()])
-        rows = table.num_rows
-        # Names as given (repeats and all), then the generated ones for any extra data columns.
-        given = [str(c) for c in columns or []]
-        columns = given + table.column_names[len(given) :]
+    if data is None:
+        return None, None, columns
+    table = _arrow_table(columns, data)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=ROW_GROUP_ROWS)
+    # Names as given (repeats and all), then the generated ones for any extra data columns.
+    given = [str(c) for c in columns or []]
+    return buffer.getvalue(), table.num_rows, given + table.column_names[len(given) :]
+
+
+def _meta_text(result: dict, columns, stored_images: list[dict]) -> str:
     text, warnings = _capped_text(result.get("text"), list(result.get("warnings") or []))
     meta = {
         "columns": columns if columns else None,
         "graphs": result.get("graphs") or [],
-        "images": result_images.store(folder, list(images)),
+        "images": stored_images,
         "text": text,
         "warnings": warnings,
     }
-    storage.write_stream(f"{folder}/{META}", [json.dumps(meta).encode()])
+    return json.dumps(meta)
+
+
+def keep(run_id: int, result: dict, images: Sequence[dict] = ()) -> Kept:
+    """Keep a run's normalized result (see mlopen_runner.results) and the runner's checked images:
+    in the database when it has no images and its table and JSON together take at most
+    MLOPEN_RESULT_IN_DATABASE_KB, else in files (:func:`store_result`). Nothing is written to the
+    database here: the caller writes ``in_database`` with the run's outcome."""
+    limit = settings.MLOPEN_RESULT_IN_DATABASE_KB * 1024
+    if images or limit <= 0:
+        return Kept(*store_result(run_id, result, images), None)
+    folder = folder_of(run_id)
+    table, rows, columns = _table_bytes(result)
+    if table is not None and len(table) > limit:
+        _write_table(folder, table)
+        _write_meta(folder, _meta_text(result, columns, []))
+        return Kept(folder, rows, None)
+    meta = _meta_text(result, columns, [])
+    if len(meta) + len(table or b"") > limit:
+        _write_table(folder, table)
+        _write_meta(folder, meta)
+        return Kept(folder, rows, None)
+    return Kept("", rows, RunResult(run_id=run_id, meta=meta, table=table))
+
+
+def store_result(run_id: int, result: dict, images: Sequence[dict] = ()) -> tuple[str, int | None]:
+    """Store a normalized result (see mlopen_runner.results) and the runner's checked images
+    (Outcome.images) as files, whatever its size; return (storage folder, row count)."""
+    folder = folder_of(run_id)
+    table, rows, columns = _table_bytes(result)
+    _write_table(folder, table)
+    _write_meta(folder, _meta_text(result, columns, result_images.store(folder, list(images))))
     return folder, rows
+
+
+def _write_table(folder: str, table: bytes | None) -> None:
+    if table is not None:
+        storage.write_stream(f"{folder}/{TABLE}", [table])
+
+
+def _write_meta(folder: str, meta: str) -> None:
+    storage.write_stream(f"{folder}/{META}", [meta.encode()])
+
+
+# Every run page and run detail of a result kept in the database reads it: compiled once.
+_STORED_RESULT = prepared.CompiledRows(
+    lambda run_id: RunResult.objects.filter(run_id=run_id).values_list("meta", "table"), run_id=-2_000_000_321
+)
+
+
+def source_of(run: Run) -> Source | None:
+    """Where a run's result is; None when it has none (it did not succeed, or returned nothing)."""
+    if run.status != Run.Status.SUCCEEDED:
+        return None
+    if run.result_in_database:
+        relation = Run.stored_result.related
+        if relation.is_cached(run):  # read with the run (select_related, runs.lookups)
+            row = relation.get_cached_value(run)
+            found = [] if row is None else [(row.meta, row.table)]
+        else:
+            found = _STORED_RESULT.rows(run_id=run.pk)
+        if not found:
+            return InDatabase(None)
+        meta, table = found[0]
+        return InDatabase(meta, None if table is None else bytes(table))
+    return run.result_folder or None
 
 
 def _capped_text(text, warnings: list[str]) -> tuple[object, list[str]]:
@@ -132,14 +232,19 @@ def _max_bytes() -> int:
     return settings.MLOPEN_MAX_RESULT_MB * 1024 * 1024
 
 
-def _load_meta(folder: str) -> dict:
+def _load_meta(source: Source) -> dict:
     """result.json as a dict, or ResultUnreadable saying why not."""
     limit = _max_bytes()
-    try:
-        with storage.open_stored(f"{folder}/{META}") as handle:
-            raw = handle.read(limit + 1)
-    except FileNotFoundError:
-        raise ResultUnreadable(f"its file {META} is missing from storage.") from None
+    if isinstance(source, InDatabase):
+        if source.meta is None:
+            raise ResultUnreadable("it is missing from the database.")
+        raw = source.meta
+    else:
+        try:
+            with storage.open_stored(f"{source}/{META}") as handle:
+                raw = handle.read(limit + 1)
+        except FileNotFoundError:
+            raise ResultUnreadable(f"its file {META} is missing from storage.") from None
     if len(raw) > limit:
         raise ResultUnreadable(f"{META} is larger than MLOPEN_MAX_RESULT_MB ({settings.MLOPEN_MAX_RESULT_MB} MB).")
     try:
@@ -160,7 +265,7 @@ def _a(value) -> str:
     return names.get(type(value), "a number")
 
 
-def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
+def _read_meta(source: Source) -> tuple[dict, dict[str, str]]:
     """The parts of result.json that can be shown, and {part: why not} for those that cannot.
 
     Parts: "result" (the file as a whole), "table" (its column names), "text", "warnings", "graphs"
@@ -169,7 +274,7 @@ def _read_meta(folder: str) -> tuple[dict, dict[str, str]]:
     """
     shown: dict[str, Any] = {"columns": None, "graphs": [], "images": [], "text": None, "warnings": []}
     try:
-        meta = _load_meta(folder)
+        meta = _load_meta(source)
     except ResultUnreadable as exc:
         return shown, {"result": str(exc)}
     problems = {}
@@ -230,27 +335,38 @@ def _graph_problem(graph) -> str | None:
 
 @dataclass(frozen=True)
 class StoredTable:
-    """A result's Parquet file, checked: its path, Arrow schema and row count (read from its footer)."""
+    """A result's Parquet table, checked: its file (a path, or its bytes when it is kept in the
+    database), Arrow schema and row count (read from its footer)."""
 
-    path: Path
+    file: queries.TableFile
     schema: pa.Schema
     rows: int
 
 
-def _stored_table(folder: str, expected: bool = False) -> StoredTable | None:
-    """The result table's file; None when there is none (and none was ``expected``); else
+def _stored_table(source: Source, expected: bool = False) -> StoredTable | None:
+    """The result's table; None when there is none (and none was ``expected``); else
     ResultUnreadable. Only the footer is read here: DuckDB reads the rows a request needs."""
-    name = f"{folder}/{TABLE}"
-    if not storage.exists(name):
-        if expected:
-            raise ResultUnreadable(f"its table file {TABLE} is missing from storage.")
-        return None
     limit = _max_bytes()
+    if isinstance(source, InDatabase):
+        if source.table is None:
+            if expected:
+                raise ResultUnreadable("its table is missing from the database.")
+            return None
+        file: queries.TableFile = source.table
+        size = len(source.table)
+    else:
+        name = f"{source}/{TABLE}"
+        if not storage.exists(name):
+            if expected:
+                raise ResultUnreadable(f"its table file {TABLE} is missing from storage.")
+            return None
+        file = storage.local_path(name)
     try:
-        path = storage.local_path(name)
-        if path.stat().st_size > limit:
+        if isinstance(file, Path):
+            size = file.stat().st_size
+        if size > limit:
             raise ResultUnreadable(f"{TABLE} is larger than MLOPEN_MAX_RESULT_MB ({settings.MLOPEN_MAX_RESULT_MB} MB).")
-        with pq.ParquetFile(path) as table_file:
+        with pq.ParquetFile(queries.readable(file)) as table_file:
             metadata = table_file.metadata
             # A file's own account of its size, checked before anything is decompressed into memory.
             unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
@@ -258,7 +374,7 @@ def _stored_table(folder: str, expected: bool = False) -> StoredTable | None:
                 raise ResultUnreadable(f"{TABLE} would take {unpacked // 1024 // 1024:,} MB of memory to read.")
             if _type_depth(table_file.schema_arrow) > MAX_JSON_DEPTH:
                 raise ResultUnreadable(f"{TABLE} has cells nested more than {MAX_JSON_DEPTH} levels deep.")
-            return StoredTable(path, table_file.schema_arrow, metadata.num_rows)
+            return StoredTable(file, table_file.schema_arrow, metadata.num_rows)
     except ResultUnreadable:
         raise
     except (pa.ArrowException, OSError, ValueError, TypeError, NotImplementedError) as exc:
@@ -302,7 +418,7 @@ def _json_cell(value):
 
 
 def page_of(
-    folder: str,
+    source: Source,
     page: int = 1,
     page_size: int = 50,
     sort: int | None = None,
@@ -323,7 +439,7 @@ def page_of(
     "graphs", "graphs.N", "images", "images.N", "sort") to a message; that part is null (or left out)
     in the page. Images are {"name", "file", "type"} (None for one that cannot be shown).
     """
-    meta, problems = _read_meta(folder)
+    meta, problems = _read_meta(source)
     out = {
         "columns": meta["columns"],
         "data": None,
@@ -341,7 +457,7 @@ def page_of(
         out["columns"] = None
         return out
     try:
-        table = _stored_table(folder, expected=expect_table)
+        table = _stored_table(source, expected=expect_table)
     except ResultUnreadable as exc:
         problems["table"] = str(exc)
         out["columns"] = None
@@ -351,7 +467,7 @@ def page_of(
     query = queries.TableQuery(tuple(filters), search, sort, descending)
     try:
         rows, chunk, sort_problem = queries.counted_page(
-            table.path, table.schema, table.rows, query, meta["columns"], (page - 1) * page_size, page_size
+            table.file, table.schema, table.rows, query, meta["columns"], (page - 1) * page_size, page_size
         )
     except duckdb.Error as exc:
         problems["table"] = str(_unreadable_rows(exc))
@@ -374,20 +490,20 @@ DOWNLOAD_TYPES = {
 }
 
 
-def download(folder: str, fmt: str, query: queries.TableQuery | None = None) -> Iterator[bytes]:
+def download(source: Source, fmt: str, query: queries.TableQuery | None = None) -> Iterator[bytes]:
     """The result table (sorted and filtered as ``query`` asks) as ``fmt`` (a key of DOWNLOAD_TYPES),
     streamed a batch of rows at a time: memory does not grow with the table.
 
     The file is checked and the query built when this is called (ResultUnreadable, QueryInvalid then),
     not when the bytes are consumed: a streamed download cannot turn into an error once it began.
     """
-    meta, problems = _read_meta(folder)
-    table = _stored_table(folder, expected=True)
+    meta, problems = _read_meta(source)
+    table = _stored_table(source, expected=True)
     assert table is not None  # expected=True raises instead
     shown = None if "result" in problems or "table" in problems else meta["columns"]
     query = query or queries.TableQuery()
     queries.check(table.schema, query, shown)
-    rows = queries.batches(table.path, table.schema, query, shown)
+    rows = queries.batches(table.file, table.schema, query, shown)
     if fmt == "csv":
         text = queries.csv_chunks(shown or table.schema.names, rows)
     elif fmt == "json":
@@ -397,18 +513,19 @@ def download(folder: str, fmt: str, query: queries.TableQuery | None = None) -> 
     return (piece.encode() for piece in text)
 
 
-def iter_csv(folder: str) -> Iterator[str]:
+def iter_csv(source: Source) -> Iterator[str]:
     """The whole result table as CSV (a batch of lines at a time), with formula-like cells neutralized;
     ResultUnreadable when it is called, if the table cannot be read."""
-    return (piece.decode() for piece in download(folder, "csv"))
+    return (piece.decode() for piece in download(source, "csv"))
 
 
-def write_archive(folder: str, target: IO[bytes], table_name: str, with_table: bool) -> int:
+def write_archive(source: Source, target: IO[bytes], table_name: str, with_table: bool) -> int:
     """The result as a zip in `target`: the table as CSV (named `table_name`, when `with_table`) and
     each image under images/ by its name; returns how many images went in. The table is read
     before anything is written (ResultUnreadable then); an image whose file is gone is left out."""
-    lines = iter_csv(folder) if with_table else None
-    stored = [entry for entry in _read_meta(folder)[0]["images"] if entry is not None]
+    lines = iter_csv(source) if with_table else None
+    # A result kept in the database has no images (keep() sends results with images to files).
+    stored = [] if isinstance(source, InDatabase) else [e for e in _read_meta(source)[0]["images"] if e is not None]
     written = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         if lines is not None:
@@ -417,26 +534,28 @@ def write_archive(folder: str, target: IO[bytes], table_name: str, with_table: b
                     table_file.write(line.encode())
         for entry in stored:
             try:
-                source = result_images.open_image(folder, entry)
+                image = result_images.open_image(source, entry)
             except FileNotFoundError:
                 continue
             info = zipfile.ZipInfo(f"images/{entry['name']}", date_time=time.localtime()[:6])
             # PNG and JPEG are compressed already; deflating them again only costs time.
             info.compress_type = zipfile.ZIP_DEFLATED if entry["type"] == "svg" else zipfile.ZIP_STORED
-            with source, archive.open(info, "w") as image_file:
-                shutil.copyfileobj(source, image_file, 1024 * 1024)
+            with image, archive.open(info, "w") as image_file:
+                shutil.copyfileobj(image, image_file, 1024 * 1024)
             written += 1
     return written
 
 
-def graph_at(folder: str, index: int) -> dict | None:
+def graph_at(source: Source, index: int) -> dict | None:
     """The result's graph number ``index`` (0-based), or None if there is no such graph or it cannot be read."""
-    graphs = _read_meta(folder)[0]["graphs"]
+    graphs = _read_meta(source)[0]["graphs"]
     return graphs[index] if 0 <= index < len(graphs) else None
 
 
-def image_at(folder: str, index: int) -> dict | None:
+def image_at(source: Source, index: int) -> dict | None:
     """The result's image number ``index`` (0-based) as {"name", "file", "type"}, or None if there
-    is no such image or its entry cannot be read."""
-    stored = _read_meta(folder)[0]["images"]
+    is no such image or its entry cannot be read (a result kept in the database has none)."""
+    if isinstance(source, InDatabase):
+        return None
+    stored = _read_meta(source)[0]["images"]
     return stored[index] if 0 <= index < len(stored) else None

@@ -24,7 +24,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Length
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 from mlopen.core import storage
@@ -150,6 +150,9 @@ _log_size = (
     .values("total")
 )
 
+# A small result kept in the database (RunResult): its JSON and table bytes.
+_kept_result_size = Coalesce(Length("stored_result__meta"), 0) + Coalesce(Length("stored_result__table"), 0)
+
 
 def prune(dry_run: bool = False, now=None) -> Pruned:
     """Delete the expired runs (``expired_runs``) with their results, logs and the models they alone
@@ -160,13 +163,15 @@ def prune(dry_run: bool = False, now=None) -> Pruned:
         batch = run_ids[start : start + BATCH]
         rows = list(
             Run.objects.filter(pk__in=batch)
-            .annotate(log_bytes=Subquery(_log_size))
-            .values("pk", "result_folder", "log_bytes")
+            .annotate(log_bytes=Subquery(_log_size), kept_bytes=_kept_result_size)
+            .values("pk", "result_folder", "log_bytes", "kept_bytes")
         )
         models = list(TrainedModel.objects.filter(run_id__in=batch).values("pk", "artifact", "size"))
         done.runs += len(rows)
         done.models += len(models)
-        done.bytes += sum((row["log_bytes"] or 0) + tree_size(row["result_folder"]) for row in rows)
+        done.bytes += sum(
+            (row["log_bytes"] or 0) + (row["kept_bytes"] or 0) + tree_size(row["result_folder"]) for row in rows
+        )
         done.bytes += sum(model["size"] for model in models)
         if dry_run:
             continue

@@ -2,7 +2,8 @@
 
 Every stored name starts with the kind of thing it is (see where each is written):
 ``datasets/<owner>/<uuid>/<file>`` (Dataset.file), ``pipelines/<pk>/v<n>/...`` (PipelineVersion.folder),
-``models/<pipeline>/<n>-run<id>.pkl`` (TrainedModel.artifact) and ``results/<run>/...`` (Run.result_folder).
+``models/<pipeline>/<n>-run<id>.pkl`` (TrainedModel.artifact) and ``results/<run>/...`` (Run.result_folder;
+small results are RunResult rows instead, counted with the results).
 A file under one of those no row refers to is an orphan (an upload that failed half-way, a deletion
 cut short); a file younger than ORPHAN_GRACE is never one (its row may not be committed yet), and
 a name outside those four folders is left alone, whatever it is.
@@ -17,13 +18,13 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Sum
-from django.db.models.functions import Length
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.datasets.models import Dataset
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.runs.models import Run, RunLogChunk
+from mlopen.runs.models import Run, RunLogChunk, RunResult
 
 ORPHAN_GRACE = timedelta(hours=1)
 KINDS = ("results", "models", "datasets", "logs", "code")
@@ -176,6 +177,12 @@ def report(now=None) -> Report:
         users[logs["run__owner_id"]]["logs"] += logs["size"] or 0
         pipelines[logs["run__pipeline_id"]]["logs"] += logs["size"] or 0
         found.by_kind["logs"] += logs["size"] or 0
+    # Small results kept in the database (RunResult) count as results, as their files would.
+    kept = RunResult.objects.order_by().values("run__owner_id", "run__pipeline_id")
+    for result in kept.annotate(size=Sum(Coalesce(Length("meta"), 0) + Coalesce(Length("table"), 0))):
+        users[result["run__owner_id"]]["results"] += result["size"] or 0
+        pipelines[result["run__pipeline_id"]]["results"] += result["size"] or 0
+        found.by_kind["results"] += result["size"] or 0
     user_names = dict(get_user_model().objects.filter(pk__in=[k for k in users if k]).values_list("pk", "username"))
     pipeline_names = dict(Pipeline.objects.filter(pk__in=list(pipelines)).values_list("pk", "name"))
     found.by_user = _table(users, user_names)

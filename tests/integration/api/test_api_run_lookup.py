@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from mlopen.api.views import RunViewSet
-from mlopen.runs import labels, lookups
+from mlopen.runs import labels, lookups, results
 from mlopen.runs.models import Run, RunTag
 
 
@@ -33,7 +35,11 @@ def runs(people, make_pipeline, make_run):
     with_team.shared_groups.add(people["team"])
     private = make_run(people["carol"], pipeline=pipeline)
     RunTag.objects.create(run=own, name="best")
-    return [own, with_all, with_team, private]
+    in_database = make_run(people["alice"], pipeline=pipeline, result=None)
+    kept = results.keep(in_database.pk, {"columns": ["a"], "data": [[1], [2]], "text": "kept in the database"})
+    kept.in_database.save(force_insert=True)
+    Run.objects.filter(pk=in_database.pk).update(**kept.run_fields())
+    return [own, with_all, with_team, private, Run.objects.get(pk=in_database.pk)]
 
 
 def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_sharing(people, runs):
@@ -51,6 +57,19 @@ def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_shar
                 }
                 assert (found.pipeline, found.version, found.owner) == (orm.pipeline, orm.version, orm.owner)
         assert lookups.visible_run(user, 10**9) is None
+
+
+def test_the_compiled_lookup_brings_a_result_kept_in_the_database_and_reading_it_asks_nothing_more(people, runs):
+    in_database = runs[-1]
+    found = lookups.visible_run(people["alice"], in_database.pk)
+    with CaptureQueriesContext(connection) as queries:
+        source = results.source_of(found)
+    assert len(queries) == 0
+    assert results.page_of(source)["data"] == [[1], [2]]
+    # A run read without it (the ORM's lookup) asks once, for the same content.
+    assert results.source_of(Run.objects.get(pk=in_database.pk)) == source
+    # A run whose result is in files has none to bring.
+    assert lookups.visible_run(people["alice"], runs[0].pk).result_in_database is False
 
 
 def _answer(client, url: str) -> tuple[int, bytes]:

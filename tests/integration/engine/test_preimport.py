@@ -81,12 +81,17 @@ def _blank_pids(log: str) -> list[int]:
 
 def _ready_blank(worker, timeout: float = 60) -> int:
     """The pid of the worker's newest blank process, once the worker has seen it ready (a run takes
-    only a ready one; the worker looks once a second)."""
+    only a ready one; the worker looks once a second) and no run has taken it yet (just after a run
+    took one, the newest in the log may still be that one, its replacement not started yet)."""
     deadline = time.monotonic() + timeout
     while True:
         log = worker.log_text()
         pids = _blank_pids(log)
-        if pids and f"preimported process ready (pid {pids[-1]})" in log:
+        if (
+            pids
+            and f"preimported process ready (pid {pids[-1]})" in log
+            and f"preimported process taken (pid {pids[-1]})" not in log
+        ):
             return pids[-1]
         assert time.monotonic() < deadline, log[-3000:]
         time.sleep(0.2)

@@ -124,6 +124,8 @@ def _host_env(home: Path, s3_env: dict) -> dict:
         # Not configuration a host needs: this test session's queue and fast heartbeats.
         "MLOPEN_DEFAULT_QUEUE": settings.MLOPEN_DEFAULT_QUEUE,
         "MLOPEN_HEARTBEAT_INTERVAL": "1",
+        # Results in the bucket, however small (by default a small one is kept in the database).
+        "MLOPEN_RESULT_IN_DATABASE_KB": "0",
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src"),
         **host_network_env(),

@@ -338,4 +338,4 @@ def _result_text(run) -> str:
 
     run.refresh_from_db()
     assert run.status == "succeeded", (run.error, run.log[-2000:])
-    return results.page_of(run.result_folder)["text"]
+    return results.page_of(results.source_of(run))["text"]

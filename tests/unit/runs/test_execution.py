@@ -167,8 +167,9 @@ def full_disk(*args, **kwargs):
 
 
 def test_a_result_that_cannot_be_stored_on_a_full_disk_fails_the_run_and_leaves_no_half_result(
-    monkeypatch, two_mb_free
+    monkeypatch, two_mb_free, settings
 ):
+    settings.MLOPEN_RESULT_IN_DATABASE_KB = 0  # a result in files, however small
     run = make_run(Run.Kind.RUN)
     real_write = storage.write_stream
     writes = []

@@ -131,9 +131,10 @@ def run_list(request):
 
 
 def _first_rows(run: Run) -> dict | None:
-    if run.status != Run.Status.SUCCEEDED or not run.result_folder or run.result_rows is None:
+    source = results.source_of(run) if run.result_rows is not None else None
+    if source is None:
         return None
-    return results.page_of(run.result_folder, 1, COMPARE_RESULT_ROWS, expect_table=True)
+    return results.page_of(source, 1, COMPARE_RESULT_ROWS, expect_table=True)
 
 
 def _charts(comparison: run_compare.Comparison) -> list[dict]:

@@ -339,7 +339,8 @@ def _result_page(
     """One page of the run's result table, with the query strings its header, pager and page-size
     controls use. ``size`` None: the default page size (MLOPEN_RESULT_PAGE_SIZE), left out of links.
     A filter that cannot be used shows the whole table with why (``query_problem``; the view answers 400)."""
-    if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+    source = results.source_of(run)
+    if source is None:
         return None
     chosen_size = size
     size = size or settings.MLOPEN_RESULT_PAGE_SIZE
@@ -349,7 +350,7 @@ def _result_page(
 
     def read(number: int) -> dict:
         return results.page_of(
-            run.result_folder, number, size, sort, descending, expect_table=expect_table, filters=filters, search=search
+            source, number, size, sort, descending, expect_table=expect_table, filters=filters, search=search
         )
 
     query_problem = None
@@ -540,9 +541,10 @@ _FRAME_CSP = (
 @xframe_options_sameorigin
 def graph_frame(request, pk: int, index: int):
     run = _get_run(request, pk)
-    if run.status != Run.Status.SUCCEEDED or not run.result_folder:
+    source = results.source_of(run)
+    if source is None:
         raise Http404("This run has no graphs.")
-    graph = results.graph_at(run.result_folder, index)
+    graph = results.graph_at(source, index)
     if graph is None or graph.get("kind") != "html":
         raise Http404("No such HTML graph.")
     # The sandboxed frame has no origin of its own, so its CSP names ours: from MLOPEN_BASE_URL,
