@@ -1,7 +1,8 @@
 """One run by its id, as a user may see it, for the requests clients repeat while they watch a run.
 
 `GET /api/v1/runs/<id>/` (with or without ``?wait=``) and `GET .../logs/?offset=` are asked again
-and again by clients that poll. Building their lookup with the ORM cost ~1.5 ms a request for a
+and again by clients that poll, and an open run page asks for its status panel every few seconds
+while the run goes (:func:`visible_run_for_page`). Building their lookup with the ORM cost ~1.5 ms a request for a
 user who is not an admin (the visibility filter's three ways to see a run, compiled anew each
 time), against ~0.1 ms for the database to answer it. Here it is compiled once per process
 (mlopen.core.prepared), from ``Run.objects.visible_to`` itself, so the rule lives in one place.
@@ -37,13 +38,35 @@ def any_run(run_id: int) -> Run | None:
     return _ANY.first(run_id=run_id)
 
 
-def _one_run(user_id: int, admin: bool, run_id: int):
+def visible_run_for_page(user, run_id: int) -> Run | None:
+    """:func:`visible_run` with what the run's web page shows besides: its input and model."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return _ANY_FOR_PAGE.first(run_id=run_id)
+    return _VISIBLE_FOR_PAGE.first(run_id=run_id, user_id=user.pk)
+
+
+# With its result when that is kept in the database (runs.results.source_of): the run's detail
+# shows the result's first page, and this spares it a second query.
+_RELATED = ("pipeline", "version", "owner", "stored_result")
+_PAGE_RELATED = (*_RELATED, "input", "trained_model")
+
+
+def _one_run(user_id: int, admin: bool, run_id: int, related: tuple[str, ...] = _RELATED):
     user = get_user_model()(pk=user_id, is_superuser=admin)  # never saved: only its id is compiled
-    # With its result when that is kept in the database (runs.results.source_of): the run's
-    # detail shows the result's first page, and this spares it a second query.
-    related = ("pipeline", "version", "owner", "stored_result")
     return Run.objects.visible_to(user).select_related(*related).filter(pk=run_id).order_by()[:1]
 
 
-_ANY = prepared.Compiled(lambda run_id: _one_run(_USER, True, run_id), run_id=_RUN)
-_VISIBLE = prepared.Compiled(lambda run_id, user_id: _one_run(user_id, False, run_id), run_id=_RUN, user_id=_USER)
+def _compiled(admin: bool, related: tuple[str, ...]) -> prepared.Compiled:
+    if admin:
+        return prepared.Compiled(lambda run_id: _one_run(_USER, True, run_id, related), run_id=_RUN)
+    return prepared.Compiled(
+        lambda run_id, user_id: _one_run(user_id, False, run_id, related), run_id=_RUN, user_id=_USER
+    )
+
+
+_ANY = _compiled(True, _RELATED)
+_VISIBLE = _compiled(False, _RELATED)
+_ANY_FOR_PAGE = _compiled(True, _PAGE_RELATED)
+_VISIBLE_FOR_PAGE = _compiled(False, _PAGE_RELATED)

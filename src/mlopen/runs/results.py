@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -203,7 +203,7 @@ def source_of(run: Run) -> Source | None:
     if run.result_in_database:
         relation = Run.stored_result.related
         if relation.is_cached(run):  # read with the run (select_related, runs.lookups)
-            row = relation.get_cached_value(run)
+            row = cast(RunResult | None, relation.get_cached_value(run))
             found = [] if row is None else [(row.meta, row.table)]
         else:
             found = _STORED_RESULT.rows(run_id=run.pk)
@@ -525,7 +525,8 @@ def write_archive(source: Source, target: IO[bytes], table_name: str, with_table
     before anything is written (ResultUnreadable then); an image whose file is gone is left out."""
     lines = iter_csv(source) if with_table else None
     # A result kept in the database has no images (keep() sends results with images to files).
-    stored = [] if isinstance(source, InDatabase) else [e for e in _read_meta(source)[0]["images"] if e is not None]
+    folder = source if isinstance(source, str) else ""
+    stored = [e for e in _read_meta(folder)[0]["images"] if e is not None] if folder else []
     written = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         if lines is not None:
@@ -534,7 +535,7 @@ def write_archive(source: Source, target: IO[bytes], table_name: str, with_table
                     table_file.write(line.encode())
         for entry in stored:
             try:
-                image = result_images.open_image(source, entry)
+                image = result_images.open_image(folder, entry)
             except FileNotFoundError:
                 continue
             info = zipfile.ZipInfo(f"images/{entry['name']}", date_time=time.localtime()[:6])

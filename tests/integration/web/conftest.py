@@ -97,8 +97,10 @@ def make_run(db):
         )
         if result is not None:
             normalized = {"columns": None, "data": None, "graphs": [], "text": None, "warnings": [], **result}
-            folder, rows = results.store_result(run.pk, normalized, list(images))
-            Run.objects.filter(pk=run.pk).update(result_folder=folder, result_rows=rows)
+            kept = results.keep(run.pk, normalized, list(images))  # small ones in the database
+            if kept.in_database is not None:
+                kept.in_database.save(force_insert=True)
+            Run.objects.filter(pk=run.pk).update(**kept.run_fields())
             run.refresh_from_db()
         return run
 

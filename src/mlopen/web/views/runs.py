@@ -22,7 +22,7 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines import registry, runtimes
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.models import Pipeline, TrainedModel
-from mlopen.runs import first_run, result_queries, results, waiting, workers
+from mlopen.runs import first_run, lookups, result_queries, results, waiting, workers
 from mlopen.runs import logs as run_logs
 from mlopen.runs import rules as run_rules
 from mlopen.runs import services as run_services
@@ -42,9 +42,11 @@ def _visible_runs(request):
 
 
 def _get_run(request, pk: int) -> Run:
-    return get_object_or_404(
-        _visible_runs(request).select_related("pipeline", "version", "owner", "input", "trained_model"), pk=pk
-    )
+    # Compiled once (runs.lookups): an open page asks for its status panel every few seconds.
+    run = lookups.visible_run_for_page(request.user, pk)
+    if run is None:
+        raise Http404("No such run, or it is not shared with you.")
+    return run
 
 
 def _get_own_run(request, pk: int) -> Run:
