@@ -74,3 +74,17 @@ def submit(api):
 def multipart_body():
     """``multipart(fields, files)``: a body whose file names keep their folders (see above)."""
     return multipart
+
+
+@pytest.fixture
+def viewers(django_user_model, admin_user):
+    """Who may see a run, each way: an admin; alice (the owner of her runs); bob, in group "team";
+    carol (the owner of the runs shared with the others)."""
+    from django.contrib.auth.models import Group
+
+    team = Group.objects.create(name="team")
+    alice = django_user_model.objects.create_user(username="alice", password="alice-password-1")
+    bob = django_user_model.objects.create_user(username="bob", password="bob-password-1")
+    carol = django_user_model.objects.create_user(username="carol", password="carol-password-1")
+    bob.groups.add(team)
+    return {"admin": admin_user, "alice": alice, "bob": bob, "carol": carol, "team": team}

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 
@@ -206,6 +207,12 @@ class RunResult(models.Model):
 
     def __str__(self) -> str:
         return f"result of run {self.run_id}"
+
+    @staticmethod
+    def stored_bytes(through: str = "") -> models.Expression:
+        """Its bytes (JSON and table) as a query expression; ``through``: the path to it from the
+        queried model ("stored_result__" from Run)."""
+        return Coalesce(Length(f"{through}meta"), 0) + Coalesce(Length(f"{through}table"), 0)
 
 
 class RunLogChunk(models.Model):

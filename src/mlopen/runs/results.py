@@ -157,18 +157,14 @@ def keep(run_id: int, result: dict, images: Sequence[dict] = ()) -> Kept:
     limit = settings.MLOPEN_RESULT_IN_DATABASE_KB * 1024
     if images or limit <= 0:
         return Kept(*store_result(run_id, result, images), None)
-    folder = folder_of(run_id)
     table, rows, columns = _table_bytes(result)
-    if table is not None and len(table) > limit:
-        _write_table(folder, table)
-        _write_meta(folder, _meta_text(result, columns, []))
-        return Kept(folder, rows, None)
     meta = _meta_text(result, columns, [])
-    if len(meta) + len(table or b"") > limit:
-        _write_table(folder, table)
-        _write_meta(folder, meta)
-        return Kept(folder, rows, None)
-    return Kept("", rows, RunResult(run_id=run_id, meta=meta, table=table))
+    if len(meta) + len(table or b"") <= limit:
+        return Kept("", rows, RunResult(run_id=run_id, meta=meta, table=table))
+    folder = folder_of(run_id)
+    _write_table(folder, table)
+    _write_meta(folder, meta)
+    return Kept(folder, rows, None)
 
 
 def store_result(run_id: int, result: dict, images: Sequence[dict] = ()) -> tuple[str, int | None]:

@@ -24,12 +24,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, Length
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from mlopen.core import storage
 from mlopen.pipelines.models import ModelAlias, Pipeline, TrainedModel
-from mlopen.runs.models import Run, RunLogChunk, RunTag
+from mlopen.runs.models import Run, RunLogChunk, RunResult, RunTag
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,6 @@ _log_size = (
     .values("total")
 )
 
-# A small result kept in the database (RunResult): its JSON and table bytes.
-_kept_result_size = Coalesce(Length("stored_result__meta"), 0) + Coalesce(Length("stored_result__table"), 0)
-
 
 def prune(dry_run: bool = False, now=None) -> Pruned:
     """Delete the expired runs (``expired_runs``) with their results, logs and the models they alone
@@ -163,7 +160,7 @@ def prune(dry_run: bool = False, now=None) -> Pruned:
         batch = run_ids[start : start + BATCH]
         rows = list(
             Run.objects.filter(pk__in=batch)
-            .annotate(log_bytes=Subquery(_log_size), kept_bytes=_kept_result_size)
+            .annotate(log_bytes=Subquery(_log_size), kept_bytes=RunResult.stored_bytes("stored_result__"))
             .values("pk", "result_folder", "log_bytes", "kept_bytes")
         )
         models = list(TrainedModel.objects.filter(run_id__in=batch).values("pk", "artifact", "size"))

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Sum
-from django.db.models.functions import Coalesce, Length
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from mlopen.core import storage
@@ -179,7 +179,7 @@ def report(now=None) -> Report:
         found.by_kind["logs"] += logs["size"] or 0
     # Small results kept in the database (RunResult) count as results, as their files would.
     kept = RunResult.objects.order_by().values("run__owner_id", "run__pipeline_id")
-    for result in kept.annotate(size=Sum(Coalesce(Length("meta"), 0) + Coalesce(Length("table"), 0))):
+    for result in kept.annotate(size=Sum(RunResult.stored_bytes())):
         users[result["run__owner_id"]]["results"] += result["size"] or 0
         pipelines[result["run__pipeline_id"]]["results"] += result["size"] or 0
         found.by_kind["results"] += result["size"] or 0

@@ -5,7 +5,6 @@ answer exactly as the ORM-built lookup did."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -15,36 +14,26 @@ from mlopen.runs.models import Run, RunTag
 
 
 @pytest.fixture
-def people(django_user_model, admin_user):
-    team = Group.objects.create(name="team")
-    alice = django_user_model.objects.create_user(username="alice", password="alice-password-1")
-    bob = django_user_model.objects.create_user(username="bob", password="bob-password-1")
-    carol = django_user_model.objects.create_user(username="carol", password="carol-password-1")
-    bob.groups.add(team)
-    return {"admin": admin_user, "alice": alice, "bob": bob, "carol": carol, "team": team}
-
-
-@pytest.fixture
-def runs(people, make_pipeline, make_run):
+def runs(viewers, make_pipeline, make_run):
     pipeline = make_pipeline(name="shared")
-    own = make_run(people["alice"], pipeline=pipeline)
-    with_all = make_run(people["carol"], pipeline=pipeline, status="failed")
+    own = make_run(viewers["alice"], pipeline=pipeline)
+    with_all = make_run(viewers["carol"], pipeline=pipeline, status="failed")
     with_all.shared_with_all = True
     with_all.save()
-    with_team = make_run(people["carol"], pipeline=pipeline, status="queued")
-    with_team.shared_groups.add(people["team"])
-    private = make_run(people["carol"], pipeline=pipeline)
+    with_team = make_run(viewers["carol"], pipeline=pipeline, status="queued")
+    with_team.shared_groups.add(viewers["team"])
+    private = make_run(viewers["carol"], pipeline=pipeline)
     RunTag.objects.create(run=own, name="best")
-    in_database = make_run(people["alice"], pipeline=pipeline, result=None)
+    in_database = make_run(viewers["alice"], pipeline=pipeline, result=None)
     kept = results.keep(in_database.pk, {"columns": ["a"], "data": [[1], [2]], "text": "kept in the database"})
     kept.in_database.save(force_insert=True)
     Run.objects.filter(pk=in_database.pk).update(**kept.run_fields())
     return [own, with_all, with_team, private, Run.objects.get(pk=in_database.pk)]
 
 
-def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_sharing(people, runs):
+def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_sharing(viewers, runs):
     for name in ("admin", "alice", "bob", "carol"):
-        user = people[name]
+        user = viewers[name]
         for run in runs:
             expected = Run.objects.visible_to(user).select_related("pipeline", "version", "owner").filter(pk=run.pk)
             found = lookups.visible_run(user, run.pk)
@@ -59,9 +48,9 @@ def test_the_compiled_lookup_finds_what_visible_to_finds_for_every_user_and_shar
         assert lookups.visible_run(user, 10**9) is None
 
 
-def test_the_compiled_lookup_brings_a_result_kept_in_the_database_and_reading_it_asks_nothing_more(people, runs):
+def test_the_compiled_lookup_brings_a_result_kept_in_the_database_and_reading_it_asks_nothing_more(viewers, runs):
     in_database = runs[-1]
-    found = lookups.visible_run(people["alice"], in_database.pk)
+    found = lookups.visible_run(viewers["alice"], in_database.pk)
     with CaptureQueriesContext(connection) as queries:
         source = results.source_of(found)
     assert len(queries) == 0
@@ -69,7 +58,7 @@ def test_the_compiled_lookup_brings_a_result_kept_in_the_database_and_reading_it
     # A run read without it (the ORM's lookup) asks once, for the same content.
     assert results.source_of(Run.objects.get(pk=in_database.pk)) == source
     # A run whose result is in files has none to bring.
-    assert lookups.visible_run(people["alice"], runs[0].pk).result_in_database is False
+    assert lookups.visible_run(viewers["alice"], runs[0].pk).result_in_database is False
 
 
 def _answer(client, url: str) -> tuple[int, bytes]:
@@ -77,9 +66,9 @@ def _answer(client, url: str) -> tuple[int, bytes]:
     return response.status_code, response.content
 
 
-def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(people, runs, api_for, monkeypatch):
+def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(viewers, runs, api_for, monkeypatch):
     for name in ("admin", "alice", "bob"):
-        client = api_for(people[name])
+        client = api_for(viewers[name])
         urls = [f"/api/v1/runs/{run.pk}/" for run in runs] + [f"/api/v1/runs/{run.pk}/logs/" for run in runs]
         urls += ["/api/v1/runs/999999/", "/api/v1/runs/abc/", "/api/v1/runs/99999999999999999999/"]
         compiled = [_answer(client, url) for url in urls]
@@ -88,5 +77,5 @@ def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(people, runs
             orm_built = [_answer(client, url) for url in urls]
         assert compiled == orm_built, name
     # The owner's tag comes through although the compiled lookup prefetches none.
-    body = api_for(people["alice"]).get(f"/api/v1/runs/{runs[0].pk}/").json()
+    body = api_for(viewers["alice"]).get(f"/api/v1/runs/{runs[0].pk}/").json()
     assert body["tags"] == ["best"] == labels.tag_names(runs[0])

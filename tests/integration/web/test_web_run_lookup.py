@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.http import Http404
 
 from mlopen.runs import lookups
@@ -18,31 +17,21 @@ PAGE_RELATED = ("pipeline", "version", "owner", "input", "trained_model")
 
 
 @pytest.fixture
-def people(django_user_model, admin_user):
-    team = Group.objects.create(name="team")
-    alice = django_user_model.objects.create_user(username="alice", password="alice-password-1")
-    bob = django_user_model.objects.create_user(username="bob", password="bob-password-1")
-    carol = django_user_model.objects.create_user(username="carol", password="carol-password-1")
-    bob.groups.add(team)
-    return {"admin": admin_user, "alice": alice, "bob": bob, "carol": carol, "team": team}
-
-
-@pytest.fixture
-def runs(people, make_pipeline, make_run):
+def runs(viewers, make_pipeline, make_run):
     pipeline = make_pipeline(name="shared")
     table = {"columns": ["name", "score"], "data": [["a", 1], ["b", 2]], "text": "two rows"}
-    own = make_run(people["alice"], pipeline, result=table)
-    with_all = make_run(people["carol"], pipeline, status="failed", shared_with_all=True, error="ValueError: no")
-    with_team = make_run(people["carol"], pipeline, status="queued")  # no clock on its page
-    with_team.shared_groups.add(people["team"])
-    private = make_run(people["carol"], pipeline, result=table)
+    own = make_run(viewers["alice"], pipeline, result=table)
+    with_all = make_run(viewers["carol"], pipeline, status="failed", shared_with_all=True, error="ValueError: no")
+    with_team = make_run(viewers["carol"], pipeline, status="queued")  # no clock on its page
+    with_team.shared_groups.add(viewers["team"])
+    private = make_run(viewers["carol"], pipeline, result=table)
     return [own, with_all, with_team, private]
 
 
-def test_the_page_lookup_finds_what_visible_to_finds_for_every_user_and_sharing(people, runs):
+def test_the_page_lookup_finds_what_visible_to_finds_for_every_user_and_sharing(viewers, runs):
     assert runs[0].result_in_database  # a small result, kept as a worker keeps it
     for name in ("admin", "alice", "bob", "carol"):
-        user = people[name]
+        user = viewers[name]
         for run in runs:
             expected = Run.objects.visible_to(user).select_related(*PAGE_RELATED).filter(pk=run.pk)
             found = lookups.visible_run_for_page(user, run.pk)
@@ -71,11 +60,11 @@ def _answer(client, url: str) -> tuple[int, bytes]:
     return response.status_code, _CSRF.sub(rb"\1-", response.content)
 
 
-def test_the_run_page_and_its_status_panel_answer_as_with_the_orm_lookup(people, runs, client, monkeypatch):
+def test_the_run_page_and_its_status_panel_answer_as_with_the_orm_lookup(viewers, runs, client, monkeypatch):
     urls = [f"/runs/{run.pk}/{part}" for run in runs for part in ("", "status/", "table/")]
     urls += ["/runs/999999/", "/runs/999999/status/"]
     for name in ("admin", "bob", "alice"):
-        client.force_login(people[name])
+        client.force_login(viewers[name])
         compiled = [_answer(client, url) for url in urls]
         with monkeypatch.context() as patch:
             patch.setattr(run_views, "_get_run", _orm_lookup)
@@ -85,9 +74,9 @@ def test_the_run_page_and_its_status_panel_answer_as_with_the_orm_lookup(people,
     assert compiled[0][0] == 200 and b"two rows" in compiled[0][1]  # alice's own run, its result
 
 
-def test_a_run_someone_may_not_see_is_a_404_for_them(people, runs, rf):
+def test_a_run_someone_may_not_see_is_a_404_for_them(viewers, runs, rf):
     request = rf.get("/")
-    request.user = people["alice"]
+    request.user = viewers["alice"]
     with pytest.raises(Http404):
         run_views._get_run(request, runs[3].pk)  # carol's private run
     assert run_views._get_run(request, runs[1].pk).pk == runs[1].pk  # shared with everyone
