@@ -150,11 +150,15 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 # The web server and several workers write at once: WAL lets readers and one writer proceed
 # together, IMMEDIATE takes the write lock at BEGIN so two writers queue on the busy timeout
-# instead of failing with "database is locked" in the middle of a transaction.
+# instead of failing with "database is locked" in the middle of a transaction. temp_store=MEMORY:
+# SQLite's statement journals and sorts stay in memory instead of a new file in /var/tmp each time
+# (one per run's POST, measured): creating a file costs 0.2-0.8 ms of CPU on some hosts' ext4.
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
-    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    "init_command": (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA temp_store=MEMORY;"
+    ),
 }
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}

@@ -92,11 +92,12 @@ def handle(job: Job) -> None:
         raise JobFailed(str(exc)) from exc
 
 
-def lay_out(job: Job) -> None:
-    """The original's working folder in the job's (mlopen_runner.legacy), before any pipeline code runs."""
+def lay_out(job: Job, spare: str | None = None) -> None:
+    """The original's working folder in the job's (mlopen_runner.legacy), before any pipeline code runs;
+    `spare`: the last warm job's, to reuse if it is there."""
     refs = [job.input] if job.input else []
     named = [(ref["name"], ref["path"]) for ref in [*refs, *job.files.values()]]
-    legacy.lay_out_work_dir(job.work_dir, os.path.dirname(job.control_path), named)
+    legacy.lay_out_work_dir(job.work_dir, os.path.dirname(job.control_path), named, spare)
 
 
 def _train(job: Job, module: ModuleType) -> None:

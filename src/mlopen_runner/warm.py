@@ -48,7 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlopen_runner import child, sdk
+from mlopen_runner import child, legacy, sdk
 from mlopen_runner.inputs import InputFile
 from mlopen_runner.job import MB, Job
 
@@ -61,6 +61,8 @@ REPLIES_FD_VARIABLE = "MLOPEN_WARM_OUT_FD"
 OWN_PIDS_VARIABLE = "MLOPEN_WARM_OWN_PID_NAMESPACE"
 # Set for a blank process: the modules to import before the first job (comma-separated).
 PREIMPORT_VARIABLE = "MLOPEN_WARM_PREIMPORT"
+# A job's legacy layout, kept for the next job (mlopen_runner.legacy.set_aside_layout).
+SPARE_LAYOUT = ".spare-layout"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                 server.template = replace(template, control_path=first["control_path"], model_path=first["model_path"])
                 # Before anything of the job runs: the parent knows a death from here on is the job's.
                 os.write(replies, (json.dumps({"taken": request["id"]}) + "\n").encode())
-            why = server.handle(Job(**request["job"]))
+            job = Job(**request["job"])
+            why = server.handle(job)
             if own_pids:
                 _end_leftover_processes()
             _empty_folder(temporary)
             _flush_streams()
             why = why or server.leftovers()
+            if why is None:  # nothing of the job runs any more: its layout can wait for the next job
+                legacy.set_aside_layout(job.work_dir, server.spare_layout(job))
             reply: dict[str, Any] = {"done": request["id"], "retire": why is not None}
             if why is not None:
                 reply["why"] = why
@@ -135,7 +140,7 @@ class _Server:
         os.environ["HOME"] = job.work_dir
         opened: list[InputFile] = []
         try:
-            child.lay_out(job)  # before the first job imports the control file, as a cold run's
+            child.lay_out(job, self.spare_layout(job))  # before the first job imports the control file, as a cold run's
             if self.module is None:
                 self._load()
             assert self.module is not None  # _load() set it
@@ -165,6 +170,11 @@ class _Server:
             for input_file in opened:  # the next job must not inherit this one's open files
                 input_file.close()
         return None
+
+    @staticmethod
+    def spare_layout(job: Job) -> str:
+        """Where the last job's layout waits for the next: beside the jobs' folders, in the process's own."""
+        return os.path.join(os.path.dirname(job.work_dir), SPARE_LAYOUT)
 
     def leftovers(self) -> str | None:
         """What the job left behind that a fresh process would not have, as a reason to retire.
