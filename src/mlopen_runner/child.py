@@ -111,10 +111,16 @@ def _run(job: Job, module: ModuleType) -> None:
     write_result(job, returned)
 
 
-def write_result(job: Job, returned: object) -> None:
-    """result.json from what run_pipeline returned, its images written beside it."""
+def write_result(job: Job, returned: object, inline_max_bytes: int = 0) -> str | None:
+    """result.json from what run_pipeline returned, its images written beside it. A result of at
+    most `inline_max_bytes` once quoted as a JSON string is returned instead of written: a warm
+    process sends it with its reply (mlopen_runner.warm), saving a file per run."""
     writer = images.ImageWriter(job.work_dir, job.max_images, job.max_image_bytes)
-    Path(job.work_dir, RESULT_FILE).write_text(dumps_strict(normalize_result(returned, writer)))
+    text = dumps_strict(normalize_result(returned, writer))
+    if inline_max_bytes and len(text) <= inline_max_bytes and len(json.dumps(text)) <= inline_max_bytes:
+        return text
+    Path(job.work_dir, RESULT_FILE).write_text(text)
+    return None
 
 
 def _describe_params(job: Job, module: ModuleType) -> None:

@@ -10,17 +10,19 @@ inside per-pipeline virtual environments.
 
 Protocol, one JSON object a line:
   parent -> child, on fd MLOPEN_WARM_IN_FD:   {"id": 7, "job": {...Job fields...}}
-  child -> parent, on fd MLOPEN_WARM_OUT_FD:  {"done": 7, "retire": false}
+  child -> parent, on fd MLOPEN_WARM_OUT_FD:  {"done": 7, "retire": false, "result": "{...}"}
 stdout and stderr (one pipe) and the events pipe belong to the process and are shared by its
 jobs: the parent gives a job what arrives between sending it and its "done", and the child flushes
 both streams before it says "done". The outputs (result.json or error.json) are the cold child's,
-written to the job's own work_dir. "retire": true means the process is about to exit and must not
-be given another job, and "why" (then present) says why: the first import failed, the pipeline
-raised MemoryError or SystemExit, or the job left the process different from a fresh one in a way
-the next run would notice (a thread of its own still running, fds 0-2 or sys.stdin/stdout/stderr
-replaced or closed). The first reply also has "loaded_mb", the process's RSS once the control file
-is imported and the model read: what a fresh process would start a run with. The process exits
-when the parent closes its end of the command pipe.
+written to the job's own work_dir, except that a small result.json (MAX_INLINE_RESULT_BYTES) comes
+as the text of "result" instead, and the parent reads it with the same limits and checks.
+"retire": true means the process is about to exit and must not be given another job, and "why"
+(then present) says why: the first import failed, the pipeline raised MemoryError or SystemExit,
+or the job left the process different from a fresh one in a way the next run would notice (a
+thread of its own still running, fds 0-2 or sys.stdin/stdout/stderr replaced or closed). The
+first reply also has "loaded_mb", the process's RSS once the control file is imported and the model
+read: what a fresh process would start a run with. The process exits when the parent closes its
+end of the command pipe.
 
 A *blank* process (MLOPEN_WARM_PREIMPORT set: the modules to import, comma-separated) is started
 by mlopen_runner.preimport before anyone needs it, for a runtime rather than a pipeline: it imports
@@ -63,6 +65,9 @@ OWN_PIDS_VARIABLE = "MLOPEN_WARM_OWN_PID_NAMESPACE"
 PREIMPORT_VARIABLE = "MLOPEN_WARM_PREIMPORT"
 # A job's legacy layout, kept for the next job (mlopen_runner.legacy.set_aside_layout).
 SPARE_LAYOUT = ".spare-layout"
+# A run's result.json of at most this many bytes (quoted as a JSON string) goes in the "done"
+# reply as "result" instead of a file; the parent reads replies of up to 64 KB (MAX_REPLY_BYTES).
+MAX_INLINE_RESULT_BYTES = 32 * 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if why is None:  # nothing of the job runs any more: its layout can wait for the next job
                 legacy.set_aside_layout(job.work_dir, server.spare_layout(job))
             reply: dict[str, Any] = {"done": request["id"], "retire": why is not None}
+            if server.result_text is not None:
+                reply["result"], server.result_text = server.result_text, None
             if why is not None:
                 reply["why"] = why
             if server.loaded_mb is not None:
@@ -133,11 +140,13 @@ class _Server:
         self.pickled_model: bytes | None = None
         self.loaded: _ProcessState | None = None
         self.loaded_mb: float | None = None
+        self.result_text: str | None = None  # the last job's result, when small enough for the reply
 
     def handle(self, job: Job) -> str | None:
         """Do one run job, as the cold child's handle() would; why this process must retire, if it must."""
         os.chdir(job.work_dir)
         os.environ["HOME"] = job.work_dir
+        self.result_text = None
         opened: list[InputFile] = []
         try:
             child.lay_out(job, self.spare_layout(job))  # before the first job imports the control file, as a cold run's
@@ -157,7 +166,7 @@ class _Server:
                 args,
                 _track_params(child.pipeline_params(job), opened),
             )
-            child.write_result(job, returned)
+            self.result_text = child.write_result(job, returned, MAX_INLINE_RESULT_BYTES)
         except BaseException as exc:  # noqa: BLE001 - SystemExit from pipeline code is a failure too
             child.report_failure(job, exc)
             # An import that failed is retried by a fresh process; after MemoryError or exit()

@@ -330,11 +330,15 @@ class JobWatch:
         self.judge(outcome)
         if outcome.error is None:
             try:
-                _collect_outputs(self.job, outcome, self.keep_beside)
+                self.collect_outputs(outcome)
                 outcome.status = "succeeded"
             except OutputError as exc:
                 outcome.error = str(exc)
         return outcome
+
+    def collect_outputs(self, outcome: Outcome) -> None:
+        """Read what the job left in its folder (OutputError if it is unusable)."""
+        _collect_outputs(self.job, outcome, self.keep_beside)
 
 
 class _Every:
@@ -474,6 +478,23 @@ def _read_json(work_dir: str, name: str, max_bytes: int) -> Any:
         data = untrusted.read_bytes(work_dir, name, max_bytes)
     except untrusted.UntrustedFileError as exc:
         raise OutputError(str(exc)) from exc
+    return parse_json_output(data, name)
+
+
+def collect_run_result(job: Job, outcome: Outcome, keep_beside: str, text: str) -> None:
+    """A run's result.json given as its text (a warm process's reply), read as the file would be."""
+    data = text.encode()
+    if len(data) > job.max_result_bytes:
+        raise OutputError(
+            f"{RESULT_FILE} is {untrusted.describe_size(len(data))}, over the "
+            f"{untrusted.describe_size(job.max_result_bytes)} limit"
+        )
+    outcome.result = parse_json_output(data, RESULT_FILE)
+    if isinstance(outcome.result, dict):
+        images.collect(job, outcome, images.private_images_path(keep_beside))
+
+
+def parse_json_output(data: bytes, name: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:

