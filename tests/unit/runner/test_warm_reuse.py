@@ -12,11 +12,14 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mlopen_runner import Job, legacy
-from mlopen_runner.warm_pool import WarmPool
+from mlopen_runner import Job, child, legacy
+from mlopen_runner.job import Outcome
+from mlopen_runner.warm_pool import WarmPool, _WarmRun
+from mlopen_runner.watching import OutputError
 
 # --- the layout, by itself ------------------------------------------------------------------------
 
@@ -261,8 +264,6 @@ SIZED = """
 
 
 def test_a_written_result_is_inline_only_when_it_fits_a_reply(tmp_path):
-    from mlopen_runner import child
-
     job = Job(kind="run", control_path="/c.py", work_dir=str(tmp_path))
 
     small = child.write_result(job, {"data": [[1, 2]]}, inline_max_bytes=1024)
@@ -332,12 +333,6 @@ def test_a_warm_result_over_the_limit_fails_as_a_cold_one_does(write_pipeline, r
 def test_a_forged_result_in_a_reply_fails_only_its_own_run_as_a_bad_file_would(tmp_path, reply, error):
     # Pipeline code can write to the replies descriptor (test_warm_pool): what it puts there is
     # read with the file's limits and checks, and a "result" that is not a text is no result.
-    from types import SimpleNamespace
-
-    from mlopen_runner.job import Outcome
-    from mlopen_runner.watching import OutputError
-    from mlopen_runner.warm_pool import _WarmRun
-
     watch = _WarmRun.__new__(_WarmRun)
     watch.job = Job(kind="run", control_path="/c.py", work_dir=str(tmp_path), max_result_bytes=200 * 1024)
     watch.keep_beside, watch.warm = str(tmp_path), SimpleNamespace(jobs=1)
