@@ -97,7 +97,13 @@ def of_version(version: PipelineVersion) -> Runtime:
 
 def waiting_on(version: PipelineVersion) -> Runtime | None:
     """The version's runtime while its build has not succeeded (a run of it waits), else None."""
-    if not version.runtime_id or version.runtime.build_status == Runtime.Status.READY:
+    if not version.runtime_id:
+        return None
+    if PipelineVersion.runtime.is_cached(version):
+        status = version.runtime.build_status
+    else:  # the status alone: the row also carries the lock text (75 KB for the default runtime)
+        status = _RUNTIME_STATUS.first_value(runtime_id=version.runtime_id)
+    if status is None or status == Runtime.Status.READY:
         return None
     return version.runtime
 
@@ -107,6 +113,11 @@ def build_failed(version: PipelineVersion) -> bool:
     return bool(version.runtime_id) and _FAILED_RUNTIME.first_value(runtime_id=version.runtime_id) is not None
 
 
+# Every queued run's detail asks (the answer to a POST that does not wait included).
+_RUNTIME_STATUS = prepared.CompiledRows(
+    lambda runtime_id: Runtime.objects.filter(pk=runtime_id).values_list("build_status")[:1],
+    runtime_id=-2_000_000_123,
+)
 # Every submit asks: compiled once (mlopen.core.prepared).
 _FAILED_RUNTIME = prepared.CompiledRows(
     lambda runtime_id: Runtime.objects.filter(pk=runtime_id, build_status=Runtime.Status.FAILED).values_list("pk")[:1],

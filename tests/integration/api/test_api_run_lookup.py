@@ -79,3 +79,30 @@ def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(viewers, run
     # The owner's tag comes through although the compiled lookup prefetches none.
     body = api_for(viewers["alice"]).get(f"/api/v1/runs/{runs[0].pk}/").json()
     assert body["tags"] == ["best"] == labels.tag_names(runs[0])
+
+
+def test_the_answer_to_a_submit_reads_neither_tags_nor_the_runtimes_lock(api, make_pipeline):
+    # A new run has no tags, and of its runtime only the build status matters while it is queued:
+    # the runtime's row also holds its lock text (75 KB for the default runtime).
+    from mlopen.pipelines.models import PipelineVersion, Runtime
+
+    pipeline = make_pipeline(name="fresh")
+    runtime = Runtime.objects.create(name="tiny", digest="d" * 64, lock="x" * 75_000, build_status="ready")
+    PipelineVersion.objects.filter(pipeline=pipeline).update(runtime=runtime)
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        ready = api.post("/api/v1/runs/", {"pipeline": pipeline.pk, "kind": "train"}, format="json")
+    Runtime.objects.filter(pk=runtime.pk).update(build_status="building")
+    building = api.post("/api/v1/runs/", {"pipeline": pipeline.pk, "kind": "train"}, format="json")
+
+    assert (ready.status_code, building.status_code) == (201, 201)
+    assert ready.json()["tags"] == [] and ready.json()["waiting_for"] is None
+    assert building.json()["waiting_for"] == {"runtime": "tiny", "status": "building", "progress": None}
+    assert any("INSERT" in sql for sql in statements)  # the wrapper saw the request's statements
+    assert not [sql for sql in statements if "runs_runtag" in sql]
+    assert not [sql for sql in statements if '"lock"' in sql]
