@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 reply["why"] = why
             if server.loaded_mb is not None:
                 reply["loaded_mb"], server.loaded_mb = server.loaded_mb, None  # once, with the first job
-            os.write(replies, (json.dumps(reply) + "\n").encode())
+            _write_all(replies, (json.dumps(reply) + "\n").encode())
             if why is not None:
                 return 0
     return 0
@@ -303,6 +303,14 @@ def _flush_streams() -> None:
         with contextlib.suppress(Exception):
             if stream is not None:  # sys.__stdout__ is None without a stdout
                 stream.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`: a reply with a result is longer than a pipe writes at once (PIPE_BUF),
+    and a signal the pipeline set up can cut a write short; an unfinished line is never a reply."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _take_fd(variable: str) -> int:
