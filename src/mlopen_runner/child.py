@@ -117,6 +117,7 @@ def write_result(job: Job, returned: object, inline_max_bytes: int = 0) -> str |
     process sends it with its reply (mlopen_runner.warm), saving a file per run."""
     writer = images.ImageWriter(job.work_dir, job.max_images, job.max_image_bytes)
     text = dumps_strict(normalize_result(returned, writer))
+    # The length alone first: quoting a result of megabytes only to find it too long costs time.
     if inline_max_bytes and len(text) <= inline_max_bytes and len(json.dumps(text)) <= inline_max_bytes:
         return text
     Path(job.work_dir, RESULT_FILE).write_text(text)

@@ -93,8 +93,8 @@ def lay_out_work_dir(
         relative = user_data_name(name)
         if relative is not None:
             links.setdefault(os.path.join(user_data, relative), path)
-    if spare is not None and _move_in(spare, work_dir):
-        _drop_stale_links(user_data, links)
+    if spare is not None and _move_in(spare, work_dir) and not _drop_stale_links(user_data, links):
+        shutil.rmtree(os.path.join(work_dir, "mlopenapp"))  # not brought up to date: made afresh below
     os.makedirs(os.path.join(work_dir, IMAGES_DIR), exist_ok=True)
     os.makedirs(user_data, exist_ok=True)
     for link, target in links.items():
@@ -170,13 +170,17 @@ def _move_in(spare: str, work_dir: str) -> bool:
     return True
 
 
-def _drop_stale_links(user_data: str, links: dict[str, str]) -> None:
-    """Remove the last job's links that this job's do not replace as they are; keep the same ones."""
+def _drop_stale_links(user_data: str, links: dict[str, str]) -> bool:
+    """Remove the last job's links that this job's do not replace as they are; keep the same ones.
+    False if one could not be read or removed (it would stay, pointing at the last job's file)."""
     pipelines = os.path.join(os.path.dirname(os.path.dirname(user_data)), "pipelines")
-    for link in [pipelines, *(entry.path for entry in os.scandir(user_data))]:
-        with contextlib.suppress(OSError):
+    try:
+        for link in [pipelines, *(entry.path for entry in os.scandir(user_data))]:
             if os.readlink(link) != links.get(link):
                 os.unlink(link)
+    except OSError:
+        return False
+    return True
 
 
 def user_data_name(name: str) -> str | None:

@@ -52,14 +52,17 @@ def open_file(folder_fd: int, name: str, max_bytes: int) -> Iterator[int]:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
             raise UntrustedFileError(f"{name} is not a regular file")
-        if status.st_size > max_bytes:
-            raise UntrustedFileError(
-                f"{name} is {describe_size(status.st_size)}, over the {describe_size(max_bytes)} limit"
-            )
+        check_size(name, status.st_size, max_bytes)
         os.set_blocking(fd, True)
         yield fd
     finally:
         os.close(fd)
+
+
+def check_size(name: str, size: int, max_bytes: int) -> None:
+    """UntrustedFileError when `name`, `size` bytes long, is over `max_bytes`."""
+    if size > max_bytes:
+        raise UntrustedFileError(f"{name} is {describe_size(size)}, over the {describe_size(max_bytes)} limit")
 
 
 def exists(folder: str, name: str) -> bool:

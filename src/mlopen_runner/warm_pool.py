@@ -54,15 +54,7 @@ from typing import Any
 from mlopen_runner import preimport, sandbox, supervisor
 from mlopen_runner.job import MB, Job, Outcome, disk_full_message, is_disk_full
 from mlopen_runner.warm import COMMANDS_FD_VARIABLE, OWN_PIDS_VARIABLE, PREIMPORT_VARIABLE, REPLIES_FD_VARIABLE
-from mlopen_runner.watching import (
-    READ_SIZE,
-    Callbacks,
-    JobWatch,
-    NoCallbacks,
-    ProcessTree,
-    Stop,
-    collect_run_result,
-)
+from mlopen_runner.watching import READ_SIZE, Callbacks, JobWatch, NoCallbacks, ProcessTree, Stop
 
 log = logging.getLogger(__name__)
 
@@ -671,12 +663,10 @@ class _WarmRun(JobWatch):
         self.exited = self.tree.process.poll() is not None
         return None if self.exited else super().check_limits(now)
 
-    def collect_outputs(self, outcome: Outcome) -> None:
+    def collect_outputs(self, outcome: Outcome, result_text: str | None = None) -> None:
         inline = self.done.get("result") if self.done is not None else None
-        if isinstance(inline, str) and self.job.kind == "run":
-            collect_run_result(self.job, outcome, self.keep_beside, inline)
-        else:
-            super().collect_outputs(outcome)
+        # Anything but a text is no result: the run is read as if none came (its file, if any).
+        super().collect_outputs(outcome, inline if isinstance(inline, str) else None)
 
     def _settle(self) -> None:
         """Keep the process for the next job if the job finished, else kill it; then hand over the log."""

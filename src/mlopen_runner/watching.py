@@ -336,9 +336,10 @@ class JobWatch:
                 outcome.error = str(exc)
         return outcome
 
-    def collect_outputs(self, outcome: Outcome) -> None:
-        """Read what the job left in its folder (OutputError if it is unusable)."""
-        _collect_outputs(self.job, outcome, self.keep_beside)
+    def collect_outputs(self, outcome: Outcome, result_text: str | None = None) -> None:
+        """Read what the job left in its folder (OutputError if it is unusable); `result_text`: the
+        run's result.json as a warm process sent it instead of the file."""
+        _collect_outputs(self.job, outcome, self.keep_beside, result_text)
 
 
 class _Every:
@@ -413,10 +414,14 @@ def _parse_event(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _collect_outputs(job: Job, outcome: Outcome, keep_beside: str) -> None:
-    """Read what the job left in its folder, trusting none of it (mlopen_runner.untrusted)."""
+def _collect_outputs(job: Job, outcome: Outcome, keep_beside: str, result_text: str | None = None) -> None:
+    """Read what the job left in its folder, trusting none of it (mlopen_runner.untrusted). A run's
+    `result_text` (a warm process's reply) stands for its result.json, read with the same checks."""
     if job.kind == "run":
-        outcome.result = _read_json(job.work_dir, RESULT_FILE, job.max_result_bytes)
+        if result_text is None:
+            outcome.result = _read_json(job.work_dir, RESULT_FILE, job.max_result_bytes)
+        else:
+            outcome.result = _parse_text(RESULT_FILE, result_text, job.max_result_bytes)
         if isinstance(outcome.result, dict):
             images.collect(job, outcome, images.private_images_path(keep_beside))
     elif job.kind == "params":
@@ -478,23 +483,19 @@ def _read_json(work_dir: str, name: str, max_bytes: int) -> Any:
         data = untrusted.read_bytes(work_dir, name, max_bytes)
     except untrusted.UntrustedFileError as exc:
         raise OutputError(str(exc)) from exc
-    return parse_json_output(data, name)
+    return _parse_json(data, name)
 
 
-def collect_run_result(job: Job, outcome: Outcome, keep_beside: str, text: str) -> None:
-    """A run's result.json given as its text (a warm process's reply), read as the file would be."""
+def _parse_text(name: str, text: str, max_bytes: int) -> Any:
     data = text.encode()
-    if len(data) > job.max_result_bytes:
-        raise OutputError(
-            f"{RESULT_FILE} is {untrusted.describe_size(len(data))}, over the "
-            f"{untrusted.describe_size(job.max_result_bytes)} limit"
-        )
-    outcome.result = parse_json_output(data, RESULT_FILE)
-    if isinstance(outcome.result, dict):
-        images.collect(job, outcome, images.private_images_path(keep_beside))
+    try:
+        untrusted.check_size(name, len(data), max_bytes)
+    except untrusted.UntrustedFileError as exc:
+        raise OutputError(str(exc)) from exc
+    return _parse_json(data, name)
 
 
-def parse_json_output(data: bytes, name: str) -> Any:
+def _parse_json(data: bytes, name: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:

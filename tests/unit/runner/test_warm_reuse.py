@@ -111,6 +111,22 @@ def test_a_layout_the_job_changed_is_not_kept_and_the_next_job_gets_a_fresh_one(
     assert _listing(second) == _listing(_lay_out(tmp_path / "fresh", code, {"a.csv": stored["a.csv"]}))
 
 
+def test_a_spare_layout_that_cannot_be_brought_up_to_date_is_replaced_by_a_fresh_one(tmp_path, files):
+    code, stored = files
+    spare = tmp_path / "spare"
+    first = _lay_out(tmp_path / "job1", code, {"a.csv": stored["a.csv"]})
+    legacy.set_aside_layout(str(first), str(spare))
+    # Changed after it was set aside: a folder where the pipelines link was cannot be read as a link.
+    (spare / "pipelines").unlink()
+    (spare / "pipelines").mkdir()
+    (spare / "pipelines" / "old.py").write_text("x")
+
+    second = _lay_out(tmp_path / "job2", code, {"b.csv": stored["b.csv"]}, spare)
+
+    assert not spare.exists()
+    assert _listing(second) == _listing(_lay_out(tmp_path / "fresh", code, {"b.csv": stored["b.csv"]}))
+
+
 def test_a_nested_dataset_name_is_laid_out_fresh_every_time(tmp_path, files):
     code, stored = files
     spare = tmp_path / "spare"
