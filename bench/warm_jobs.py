@@ -7,7 +7,7 @@ and the reading and checking of the result. The pipeline reads a 100-row CSV and
 table. Reports the p50 of each, their ratio, and the CPU per job of this process and the pipeline
 process together (psutil). Writes bench/results/warm-jobs.md.
 
-    python bench/warm_jobs.py                  # 300 jobs, folders in a temporary folder
+    python bench/warm_jobs.py                  # 300 jobs, folders under /var/tmp
     python bench/warm_jobs.py --jobs 1000 --folder /srv/mlopen-home
 """
 
@@ -126,10 +126,14 @@ def report(result: dict, jobs: int, folder: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300)
-    parser.add_argument("--folder", type=Path, help="where the job folders go (default: a temporary folder)")
+    parser.add_argument("--folder", type=Path, help="where the job folders go (default: /var/tmp)")
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "warm-jobs.md")
     args = parser.parse_args(argv)
-    parent = args.folder or Path(tempfile.gettempdir())
+    # Not /tmp, where an install's MLOPEN_HOME is not (see run_bench.default_folder).
+    var_tmp = Path("/var/tmp")
+    parent = args.folder or (
+        var_tmp if var_tmp.is_dir() and os.access(var_tmp, os.W_OK) else Path(tempfile.gettempdir())
+    )
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="mlopen-warm-jobs-", dir=parent))
     try:

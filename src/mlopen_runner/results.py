@@ -97,8 +97,18 @@ def dumps_strict(value: object) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+# Cells of these exact types are JSON scalars as they are. Checked first: a table's cells are
+# mostly these, and the general path (numpy and pandas scalars, dates) cost 0.26 ms per 700 cells.
+_JSON_SCALAR_TYPES = frozenset({str, int, bool, type(None)})
+
+
 def to_cell(value: object) -> Any:
     """One table cell as a JSON scalar."""
+    kind = type(value)
+    if kind in _JSON_SCALAR_TYPES:
+        return value
+    if kind is float:
+        return _finite_or_none(value)  # type: ignore[arg-type]  # exactly a float
     value = _unboxed(value)
     if value is None or isinstance(value, (bool, int, str)):
         return value

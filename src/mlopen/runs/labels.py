@@ -107,6 +107,22 @@ def set_labels(run: Run, labels: Labels) -> Run:
     return run
 
 
+def known_untagged(run: Run) -> None:
+    """Record that ``run`` has no tags (one just made), so that reading them asks nothing.
+
+    It fills the cache Django's prefetch fills, with an empty result. prefetch_related_objects with
+    an empty queryset did the same but compiled a query on the way: 0.31 ms of every submit, against
+    0.01 ms (and 0.03 ms to ask SQLite).
+    """
+    empty = RunTag.objects.none()
+    empty._result_cache = []
+    empty._prefetch_done = True  # type: ignore[attr-defined]  # what prefetch_one_level sets
+    run._prefetched_objects_cache = {  # type: ignore[attr-defined]  # likewise
+        **getattr(run, "_prefetched_objects_cache", {}),
+        "tags": empty,
+    }
+
+
 def tag_names(run: Run) -> list[str]:
     """The run's tags by name; uses a prefetch of ``tags`` when there is one."""
     if "tags" in getattr(run, "_prefetched_objects_cache", {}):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Prefetch, prefetch_related_objects
 
 from mlopen.core import prepared
 from mlopen.datasets import schemas
@@ -23,8 +22,8 @@ from mlopen.pipelines import params as params_mod
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.environments import failure_summary
 from mlopen.pipelines.models import Pipeline, PipelineVersion, TrainedModel
-from mlopen.runs import fairness, first_run, lifecycle, model_checks
-from mlopen.runs.models import Run, RunTag
+from mlopen.runs import fairness, first_run, labels, lifecycle, model_checks
+from mlopen.runs.models import Run
 from mlopen.runs.tasks import execute_run
 
 log = logging.getLogger(__name__)
@@ -237,7 +236,7 @@ def submit_run(user, request: RunRequest) -> Run:
             builds.request_runtime_build(version.runtime, run.queue)
         transaction.on_commit(lambda: enqueue(run))
     # A new run has no tags: said here, so that its detail (the POST's answer) does not ask.
-    prefetch_related_objects([run], Prefetch("tags", queryset=RunTag.objects.none()))
+    labels.known_untagged(run)
     return run
 
 

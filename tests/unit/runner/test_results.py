@@ -52,6 +52,39 @@ def test_numpy_pandas_and_datetime_cells_become_json_scalars():
     dumps_strict(cells)  # would raise on NaN or Infinity
 
 
+def test_plain_cells_and_their_subclasses_come_out_as_the_general_path_makes_them():
+    # Plain str, int, bool, None and float take a shortcut; a subclass of one still goes the long
+    # way (numpy's float64 is a float, an IntEnum an int), and both ways agree.
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    row = [
+        "a",
+        7,
+        True,
+        None,
+        1.5,
+        float("nan"),
+        float("-inf"),
+        np.float64(2.5),
+        np.float64("nan"),
+        Level.HIGH,
+        Name("b"),
+    ]
+
+    cells = normalize_result({"data": [row]})["data"][0]
+
+    assert cells == ["a", 7, True, None, 1.5, None, "-inf", 2.5, None, 3, "b"]
+    assert [type(cell) for cell in cells[:5]] == [str, int, bool, type(None), float]
+    assert type(cells[7]) is float and cells[9] is Level.HIGH
+    assert dumps_strict(cells) == '["a",7,true,null,1.5,null,"-inf",2.5,null,3,"b"]'
+
+
 def test_a_data_frame_as_data_brings_its_columns_unless_columns_are_given():
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
 
