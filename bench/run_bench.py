@@ -115,6 +115,17 @@ class Throughput:
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per run, by part, over all bursts
     clients: int = 1
 
+    def add(self, other: Throughput) -> None:
+        """Take in ``other``'s bursts (the same runs per burst); the CPU per run becomes the mean."""
+        bursts = len(self.seconds)
+        self.seconds += other.seconds
+        parts = set(self.cpu_ms) | set(other.cpu_ms)
+        self.cpu_ms = {
+            part: (self.cpu_ms.get(part, 0.0) * bursts + other.cpu_ms.get(part, 0.0) * len(other.seconds))
+            / len(self.seconds)
+            for part in parts
+        }
+
     @property
     def rates(self) -> list[float]:
         return [self.runs / seconds for seconds in self.seconds]
@@ -303,6 +314,16 @@ class Mlopen:
                     start_new_session=True,
                 )
             )
+        self.wait_healthy(len(self.workers))
+
+    def stop_last_worker(self) -> None:
+        process = self.workers.pop()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         self.wait_healthy(len(self.workers))
 
     def stop_workers(self) -> None:
@@ -614,15 +635,21 @@ def bench_backend(backend: str, work: Path, args, train_csv: Path, input_csv: Pa
                 "warm",
                 workers,
                 warmup=warmup,
-                repeats=args.bursts,
                 clients=args.burst_clients,
                 settle_s=args.cold_pause,
             )
 
-        with profiled(mlopen, backend, args.profile):
-            out["throughput"].append(warm_burst(1, warmup=0))
-        mlopen.start_workers(1, warm=True)
-        out["throughput"].append(warm_burst(2, warmup=4))  # the second worker's warm process first
+        # One worker's bursts and two workers' take turns (1, 2, 1, 2...): this host's speed drifts
+        # over minutes, and all of one then all of the other compared two different machines.
+        one = Throughput(mlopen.backend, "warm", 1, args.burst, [], clients=args.burst_clients)
+        two = Throughput(mlopen.backend, "warm", 2, args.burst, [], clients=args.burst_clients)
+        for turn in range(args.bursts):
+            with profiled(mlopen, backend, args.profile and turn == 0):
+                one.add(warm_burst(1, warmup=0))
+            mlopen.start_workers(1, warm=True)
+            two.add(warm_burst(2, warmup=4))  # the second worker's warm process first
+            mlopen.stop_last_worker()
+        out["throughput"] += [one, two]
         if backend == "embedded" and args.fast_poll_ms:
             # What the folder broker's polling costs: the same warm runs with a worker polling faster.
             mlopen.stop_workers()
@@ -853,7 +880,8 @@ def report(
             if args.burst_clients > 1
             else "Warm bursts: one client submits every run back to back, then collects the results"
         )
-        + f"; {args.bursts} bursts each, the median shown with the range. CPU: milliseconds of CPU per run (user + "
+        + f"; {args.bursts} bursts each, 1 and 2 workers taking turns, the median shown with the range. "
+        "CPU: milliseconds of CPU per run (user + "
         "system) of each part over those bursts (with SQLite the database works inside the web server and "
         "the worker; *database and broker* are PostgreSQL's and Redis's processes on this machine); "
         f"*cores busy* = their sum × runs/s, out of {os.cpu_count()}.",
