@@ -413,8 +413,11 @@ _JSON_AS_IS = frozenset({int, str, bool, type(None)})
 
 def _json_cell(value):
     """A cell as JSON can hold it. Nested cells (lists, structs) recurse: the schema bounds their depth."""
-    if type(value) in _JSON_AS_IS:
+    kind = type(value)
+    if kind in _JSON_AS_IS:
         return value
+    if kind is float:  # the other common cell: without the look for isoformat below that it fails
+        return value if math.isfinite(value) else None
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "isoformat"):
