@@ -87,7 +87,7 @@ def prepared_statement_options(engine: str, enabled: bool) -> dict:
     default because PgBouncer in transaction mode cannot keep a session's prepared statements:
     MLOPEN_DATABASE_PREPARED=false (``enabled``) keeps Django's default there.
     """
-    if engine != "django.db.backends.postgresql" or not enabled:
+    if engine not in ("django.db.backends.postgresql", "mlopen.core.postgresql") or not enabled:
         return {}
     return {"server_side_binding": True, "prepare_threshold": 5}
 

@@ -169,6 +169,9 @@ else:
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # sqlite:// in DATABASE_URL
     DATABASES["default"]["ENGINE"] = "mlopen.core.sqlite"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # postgres:// in DATABASE_URL
+    # Django's, checking a kept connection by its socket instead of a SELECT 1 (see the module).
+    DATABASES["default"]["ENGINE"] = "mlopen.core.postgresql"
 if DATABASES["default"]["ENGINE"] == "mlopen.core.sqlite":
     # Kept between requests and tasks, as on PostgreSQL: opening one (with its PRAGMAs) cost ~1 ms
     # of every request and every run. WAL readers in autocommit hold no snapshot between statements.

@@ -70,6 +70,10 @@ def test_postgresql_prepares_statements_unless_turned_off_for_a_transaction_pool
         "server_side_binding": True,
         "prepare_threshold": 5,
     }
+    assert prepared_statement_options("mlopen.core.postgresql", True) == {
+        "server_side_binding": True,
+        "prepare_threshold": 5,
+    }
     assert prepared_statement_options("django.db.backends.postgresql", False) == {}
     assert prepared_statement_options("mlopen.core.sqlite", True) == {}
 

@@ -52,7 +52,13 @@ def execute_run(run_id: int, worker_name: str) -> str:
     the fairest one (lifecycle.claim_next, users in turn), which is ``run_id`` itself only when it
     is that user's turn. Each queued run sent one message, so every run is taken in the end.
     """
-    found = _QUEUE_OF_RUN.rows(run_id=run_id)
+    try:
+        # Tried again on a fresh connection: a kept one the database ended a moment ago can pass
+        # the cheap check before a task (mlopen.core.postgresql) and fail here.
+        found = lifecycle.retry_transient(lambda: _QUEUE_OF_RUN.rows(run_id=run_id))
+    except (OperationalError, InterfaceError) as exc:
+        log.error("run %s not claimed: the database is unavailable (%s)", run_id, exc)
+        return "skipped (database unavailable)"
     if not found:
         # Deleted with its message in flight; the message stood for it alone.
         log.info("run %s not claimed: it no longer exists", run_id)

@@ -114,8 +114,9 @@ def _retrying(write: Callable[[], T], patience: float = DEFAULT_PATIENCE_SECONDS
 
 
 def retry_transient(write: Callable[[], T], patience: float = DEFAULT_PATIENCE_SECONDS) -> T:
-    """For a write on a run's path that is not a change of its status (storing a trained model):
-    the same patience with a lost connection as the status changes here."""
+    """For a write on a run's path that is not a change of its status (storing a trained model), or
+    a read that starts one (a worker's first query of a task): the same patience with a lost
+    connection as the status changes here."""
     return _retrying(write, patience=patience)
 
 

@@ -120,6 +120,38 @@ def test_a_run_whose_database_went_away_before_its_pipeline_started_goes_back_to
     )
 
 
+def test_a_tasks_first_query_on_a_connection_the_database_just_ended_is_tried_again_on_a_fresh_one(queued, monkeypatch):
+    # A kept connection the server ended a moment ago can pass the cheap check before a task
+    # (mlopen.core.postgresql): its first query fails, and the worker reconnects instead of failing.
+    real = execution._QUEUE_OF_RUN
+    tries = []
+
+    class EndedOnce:
+        def rows(self, **values):
+            tries.append(values)
+            if len(tries) == 1:
+                raise OperationalError("terminating connection due to administrator command")
+            return real.rows(**values)
+
+    monkeypatch.setattr(execution, "_QUEUE_OF_RUN", EndedOnce())
+    claimed = []
+    monkeypatch.setattr(execution.lifecycle, "claim_next", lambda *args: claimed.append(args))
+
+    assert execution.execute_run(queued.pk, "w1") == "skipped (nothing to take)"
+    assert len(tries) == 2 and len(claimed) == 1
+
+
+def test_a_task_whose_database_stays_away_leaves_its_run_queued(queued, monkeypatch):
+    def away(read, patience=None):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(execution.lifecycle, "retry_transient", away)
+    monkeypatch.setattr(execution.lifecycle, "claim_next", lambda *args: pytest.fail("nothing may be claimed"))
+
+    assert execution.execute_run(queued.pk, "w1") == "skipped (database unavailable)"
+    assert Run.objects.get(pk=queued.pk).status == "queued"
+
+
 def test_the_message_of_a_run_deleted_in_flight_is_skipped_and_other_runs_stay_queued(queued, monkeypatch):
     monkeypatch.setattr(execution.lifecycle, "claim_next", lambda *args: pytest.fail("nothing may be claimed"))
     assert execution.execute_run(queued.pk + 1000, "w1") == "skipped (missing)"
