@@ -141,6 +141,18 @@ class Throughput:
         return f"{min(self.rates):.1f}–{max(self.rates):.1f}"
 
 
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process at once, then wait for each (killed after 30 s)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def write_data(folder: Path) -> tuple[Path, Path]:
     rng = random.Random(7)
 
@@ -317,24 +329,11 @@ class Mlopen:
         self.wait_healthy(len(self.workers))
 
     def stop_last_worker(self) -> None:
-        process = self.workers.pop()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop([self.workers.pop()])
         self.wait_healthy(len(self.workers))
 
     def stop_workers(self) -> None:
-        for process in self.workers:
-            process.send_signal(signal.SIGTERM)
-        for process in self.workers:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(self.workers)
         self.workers = []
         self.wait_healthy(0)
 
