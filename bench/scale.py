@@ -14,6 +14,9 @@ into that database (bulk_create, from this process), then measures over HTTP:
   run page     GET /runs/<id>/ of the 1 M-row run, logged in: server time (the request's wall
                time on loopback)
   upload       POST /api/v1/datasets/ with a 1 GiB CSV (--upload-mb), and the RSS growth meanwhile
+  claim        a worker's claim of the next run in fair order (lifecycle.claim_next, in this
+               process, rolled back), with 10 runs waiting from 5 users and then with ~20 000 from
+               55 users: what finding whose turn it is costs as the queue grows
 
 Writes bench/results/scale-<backend>.md (next to the run bench's latest.md) and prints it, with
 the ratio of each figure to the issue's baseline. See bench/README.md.
@@ -220,6 +223,8 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
                 pipeline=pipeline, number=1, control_filename="p.py", folder=f"pipelines/{pipeline.pk}/v1"
             )
         )
+    few_waiting = waiting_runs(versions[0], users=5, each=2, prefix="few")
+    claim_few = claim_times(CLAIMS)
     # created_at is auto_now_add; the bench spreads the runs over the last 100 days instead.
     Run._meta.get_field("created_at").auto_now_add = False
     rng = random.Random(13)
@@ -283,13 +288,69 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
         # walking the created_at index. SQLite has no such daemon, and mlopen runs no ANALYZE there.
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
+    many_waiting = waiting_runs(versions[1], users=50, each=200, prefix="many") + few_waiting
+    many_waiting += Run.objects.filter(status="queued", owner=owner).count()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    claim_many = claim_times(CLAIMS)
     return {
+        "claims": {"few": (few_waiting, claim_few), "many": (many_waiting, claim_many)},
         "pipeline": pipelines[3].pk,
         "big_run": big.pk,
         "populate_seconds": populate_seconds,
         "load": load,
         "parquet_mb": path.stat().st_size / 1024 / 1024,
     }
+
+
+def waiting_runs(version, users: int, each: int, prefix: str) -> int:
+    """``each`` queued runs for each of ``users`` new users, on the default queue; how many."""
+    from django.conf import settings  # noqa: PLC0415 - Django is set up by populate()
+    from django.contrib.auth import get_user_model  # noqa: PLC0415
+
+    from mlopen.runs.models import Run  # noqa: PLC0415
+
+    made = get_user_model().objects.bulk_create([get_user_model()(username=f"{prefix}-{i}") for i in range(users)])
+    if made[0].pk is None:
+        made = list(get_user_model().objects.filter(username__startswith=f"{prefix}-"))
+    # Given, apart: populate() turns created_at's auto_now_add off, and DRF's cursor tells rows
+    # apart by created_at alone (an offset for ties, capped).
+    now = datetime.datetime.now(datetime.UTC)
+    runs = [
+        Run(
+            pipeline=version.pipeline,
+            version=version,
+            kind="run",
+            owner=user,
+            queue=settings.MLOPEN_DEFAULT_QUEUE,
+            created_at=now - datetime.timedelta(milliseconds=index),
+        )
+        for index, user in enumerate(made * each)
+    ]
+    Run.objects.bulk_create(runs, batch_size=1000)
+    return len(runs)
+
+
+CLAIMS = 40
+
+
+def claim_times(count: int) -> list[float]:
+    """Seconds per claim of the next run, each in a transaction rolled back: the queue stays as it is."""
+    from django.conf import settings  # noqa: PLC0415 - Django is set up by populate()
+    from django.db import transaction  # noqa: PLC0415
+
+    from mlopen.runs import lifecycle  # noqa: PLC0415
+
+    times = []
+    for _ in range(count + 5):  # the first five: compiling, and PostgreSQL preparing the statements
+        started = time.perf_counter()
+        with transaction.atomic():
+            claimed = lifecycle.claim_next(settings.MLOPEN_DEFAULT_QUEUE, "bench-claim", "none")
+            transaction.set_rollback(True)
+        times.append(time.perf_counter() - started)
+        assert claimed is not None, "the bench's waiting runs should be claimable"
+    return times[5:]
 
 
 # --- measurements ------------------------------------------------------------------------------------
@@ -310,6 +371,7 @@ def measure(server: Server, made: dict, args) -> dict:
         started = time.perf_counter()
         response = client.get(url)
         depth_times.append(time.perf_counter() - started)
+        response.raise_for_status()
         url = response.json()["next"]
         if not url:
             break
@@ -447,6 +509,17 @@ def report(backend: str, args, made: dict, out: dict) -> str:
     )
     rows.append(
         ("runs page `/runs/` (web, page numbers)", "p50 {:.1f} ms, p95 {:.1f} ms".format(*out["runs page"]), "", "", "")
+    )
+    (few, few_times), (many, many_times) = made["claims"]["few"], made["claims"]["many"]
+    rows.append(
+        (
+            f"a worker's claim of the next run, {many:,} runs waiting from 55 users",
+            f"p50 {ms(many_times, 0.5):.2f} ms, p95 {ms(many_times, 0.95):.2f} ms",
+            f"{ms(many_times, 0.5) / ms(few_times, 0.5):.2f}× of p50 {ms(few_times, 0.5):.2f} ms "
+            f"with {few} waiting from 5, this run",
+            "",
+            "",
+        )
     )
     if "upload" in out:
         seconds, grown, code, size = out["upload"]

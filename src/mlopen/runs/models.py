@@ -144,6 +144,9 @@ class Run(models.Model):
             models.Index(fields=["owner", "status", "created_at", "id"], name="run_owner_status_created"),
             # The fair claim (runs.fairness): when each user was last served.
             models.Index(fields=["owner", "started_at"]),
+            # The fair claim: each user with a run waiting on a queue, one seek each
+            # (fairness._turns_sql). Partial, so it holds only waiting runs.
+            models.Index(fields=["queue", "owner"], condition=models.Q(status="queued"), name="run_waiting_owner"),
         ]
 
     def __str__(self) -> str:

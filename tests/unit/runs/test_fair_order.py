@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -185,3 +186,64 @@ def test_the_user_served_longest_ago_goes_first_among_equals(pipeline, people):
         )
     free, blocked = fairness.owners_in_turn(QUEUE)
     assert (free, blocked) == ([carol.pk, bob.pk, alice.pk], [])
+
+
+def test_the_turns_hold_exactly_the_users_with_a_run_a_worker_of_the_queue_could_take(pipeline, people):
+    """Users found one index seek at a time (the loose scan) are the users SELECT DISTINCT found:
+    queues kept apart, runs without a queue on the default one only, and a user whose every waiting
+    run is on a runtime still being built left out until one of theirs is not."""
+    alice, bob, carol = people
+    make = get_user_model().objects.create_user
+    dave, erin = make("dave", password="x"), make("erin", password="x")
+    queue_runs(pipeline, erin, 2)
+    queue_runs(pipeline, alice, 1, queue="gpu")
+    queue_runs(pipeline, carol, 1, queue="")
+    ready = pipeline.latest_version
+    building = Runtime.objects.create(digest="b" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
+    unbuilt = PipelineVersion.objects.create(
+        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=building
+    )
+    for _ in range(3):
+        Run.objects.create(pipeline=pipeline, version=unbuilt, kind="run", owner=bob, queue=QUEUE)
+    Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=dave, queue=QUEUE)
+    Run.objects.filter(owner=dave).update(status="running")  # a running run is not waiting
+
+    # Fewest running first, then never served first, then by id.
+    assert fairness.owners_in_turn(QUEUE) == ([carol.pk, erin.pk], [])
+    assert fairness.owners_in_turn("gpu") == ([alice.pk], [])
+    assert fairness.owners_in_turn("cpu") == ([], [])
+
+    Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=bob, queue=QUEUE)  # after the unbuilt
+    assert fairness.owners_in_turn(QUEUE) == ([bob.pk, carol.pk, erin.pk], [])
+    # dave has one running: after those with none
+    Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=dave, queue=QUEUE)
+    assert fairness.owners_in_turn(QUEUE) == ([bob.pk, carol.pk, erin.pk, dave.pk], [])
+
+
+def test_finding_whose_turn_it_is_seeks_each_user_in_the_waiting_runs_index(pipeline, people):
+    """The claim's first statement reads one index entry per user, not every waiting run: with
+    thousands waiting, reading them all cost 15-20 ms a claim (bench/scale.py measures it)."""
+    statement = fairness._turns_statement(True)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + statement.sql, statement.bind(queue=QUEUE))
+            plan = " | ".join(row[-1] for row in cursor.fetchall())
+            assert "INDEX run_waiting_owner (queue=? AND owner_id>?)" in plan
+        else:
+            cursor.execute("EXPLAIN " + statement.sql, statement.bind(queue=QUEUE))
+            plan = " | ".join(row[0] for row in cursor.fetchall())
+            assert "run_waiting_owner" in plan
+        assert "DISTINCT" not in statement.sql.upper()
+
+
+def test_queue_position_is_where_the_claims_take_each_run(pipeline, people):
+    """Each run's position, asked before any is taken, is the turn one worker takes it in."""
+    alice, bob, carol = people
+    runs = queue_runs(pipeline, alice, 3) + queue_runs(pipeline, bob, 1) + queue_runs(pipeline, carol, 5)
+    positions = {run.pk: fairness.queue_position(run) for run in runs}
+    taken = []
+    while (run := lifecycle.claim_next(QUEUE, "w1", "none")) is not None:
+        taken.append(run.pk)
+        finish(run)
+    assert [positions[pk] for pk in taken] == list(range(1, len(runs) + 1))
+    assert fairness.queue_position(Run.objects.get(pk=taken[0])) is None  # not queued any more
