@@ -223,7 +223,7 @@ def test_the_turns_hold_exactly_the_users_with_a_run_a_worker_of_the_queue_could
 def test_finding_whose_turn_it_is_seeks_each_user_in_the_waiting_runs_index(pipeline, people):
     """The claim's first statement reads one index entry per user, not every waiting run: with
     thousands waiting, reading them all cost 15-20 ms a claim (bench/scale.py measures it)."""
-    statement = fairness._turns_statement(True)
+    statement = fairness._turns_statement(QUEUE)
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute("EXPLAIN QUERY PLAN " + statement.sql, statement.bind(queue=QUEUE))
