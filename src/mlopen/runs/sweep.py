@@ -9,13 +9,14 @@ pipelines.builds) of environment builds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
@@ -97,18 +98,38 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     return sorted(sent)
 
 
-# Asked after every run: usually no queued run is without its message, and one cheap query says so
-# (0.015 ms; the whole sweep, built with the ORM, cost the worker 0.46 ms a run).
-_ANY_UNSENT_RUN = prepared.CompiledRows(
-    lambda: Run.objects.filter(status=Run.Status.QUEUED, enqueued_at__isnull=True).values_list("pk")[:1]
-)
+@functools.cache
+def _any_unsent_run_sql(vendor: str) -> str:
+    """Asked after every run: usually no queued run is without its message, and one cheap query says
+    so (the whole sweep, built with the ORM, cost the worker 0.46 ms a run).
+
+    Written by hand so that the status is a literal, which a partial index needs: the index of
+    waiting runs' enqueued_at answers with one seek. Through the status index it read every waiting
+    run: 10-14 ms after each run with 20 000 waiting. SQLite, which keeps no statistics here,
+    still preferred the status index, so it is told which one to use.
+    """
+    run = prepared.quoted(Run._meta.db_table)
+    pk, status, enqueued_at = prepared.columns(Run, "id", "status", "enqueued_at")
+    hint = f" INDEXED BY {prepared.quoted(_WAITING_ENQUEUED_INDEX)}" if vendor == "sqlite" else ""
+    return (
+        f"SELECT {pk} FROM {run}{hint} WHERE {status} = '{Run.Status.QUEUED.value}' AND {enqueued_at} IS NULL LIMIT 1"
+    )
+
+
+_WAITING_ENQUEUED_INDEX = "run_waiting_enqueued"  # runs.models.Run.Meta.indexes
+
+
+def _any_unsent_run() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_any_unsent_run_sql(connection.vendor), [])
+        return cursor.fetchone() is not None
 
 
 def send_unsent_runs() -> list[int]:
     """After a run ended: the sweep of :func:`requeue_lost_runs`, when some queued run has no message
     (its user was at their running limit, or the broker was down when it was submitted); else
     nothing. Messages the broker lost are re-sent by the heartbeat's sweep, on their age."""
-    if _ANY_UNSENT_RUN.first_value() is None:
+    if not _any_unsent_run():
         return []
     return requeue_lost_runs()
 
