@@ -265,3 +265,18 @@ def test_after_a_run_the_check_for_unsent_runs_is_one_seek_and_ignores_other_sta
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN QUERY PLAN " + sweep._any_unsent_run_sql("sqlite"))
             assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
+
+
+def test_a_queue_name_that_is_not_plain_is_a_parameter_never_sql(pipeline, people):
+    """Plain queue names go into the claim's SQL as literals; any other stays a bound parameter."""
+    alice, bob, _ = people
+    odd = "q'); DROP TABLE runs_run; --"
+    assert fairness._queue_in_sql("gpu-2.large") == "'gpu-2.large'"
+    assert fairness._queue_in_sql(odd) == "%(queue)s"
+    (first,) = queue_runs(pipeline, alice, 1, queue=odd)
+    (second,) = queue_runs(pipeline, bob, 1, queue=odd)
+    queue_runs(pipeline, bob, 1)  # the default queue's, not this one's
+    assert fairness.owners_in_turn(odd) == ([alice.pk, bob.pk], [])
+    assert fairness.queue_position(second) == 2
+    assert lifecycle.claim_next(odd, "w1", "none").pk == first.pk
+    assert Run.objects.count() == 3
