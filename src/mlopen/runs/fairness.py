@@ -294,8 +294,13 @@ def _named_to_positional(sql: str) -> prepared.Prepared:
     return prepared.Prepared("%s".join(parts[::2]), (None,) * len(names), dict(enumerate(names)))
 
 
+def _statement_key(queue: str) -> tuple[str, bool, str]:
+    """What the hand-written statements over ``queue``'s waiting runs are built and kept by."""
+    return connection.vendor, queue == settings.MLOPEN_DEFAULT_QUEUE, _queue_in_sql(queue)
+
+
 def _turns_statement(queue: str) -> prepared.Prepared:
-    return _turns_sql(connection.vendor, queue == settings.MLOPEN_DEFAULT_QUEUE, _queue_in_sql(queue))
+    return _turns_sql(*_statement_key(queue))
 
 
 @functools.cache
@@ -363,6 +368,5 @@ def queue_position(run: Run) -> int | None:
     before = set(turns[: turns.index(run.owner_id)]) if run.owner_id in turns else set()
     if not mine:  # this owner's next run: one turn for each user before them, who has at least one
         return 1 + len(before)
-    statement = _capped_counts_sql(connection.vendor, queue == settings.MLOPEN_DEFAULT_QUEUE, _queue_in_sql(queue))
-    counts = statement.rows(queue=queue, cap=mine + 1)
+    counts = _capped_counts_sql(*_statement_key(queue)).rows(queue=queue, cap=mine + 1)
     return mine + 1 + sum(min(n, mine + 1 if owner in before else mine) for owner, n in counts if owner != run.owner_id)
