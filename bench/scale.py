@@ -314,8 +314,7 @@ def waiting_runs(version, users: int, each: int, prefix: str) -> int:
     made = get_user_model().objects.bulk_create([get_user_model()(username=f"{prefix}-{i}") for i in range(users)])
     if made[0].pk is None:
         made = list(get_user_model().objects.filter(username__startswith=f"{prefix}-"))
-    # Given, apart: populate() turns created_at's auto_now_add off, and DRF's cursor tells rows
-    # apart by created_at alone (an offset for ties, capped).
+    # Given, 1 ms apart as real submissions are: populate() turns created_at's auto_now_add off.
     now = datetime.datetime.now(datetime.UTC)
     runs = [
         Run(

@@ -9,10 +9,12 @@ and a page past the end is a 404 that says where the last page is.
 from __future__ import annotations
 
 from base64 import b64decode
+from datetime import datetime
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import InvalidPage
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
@@ -98,6 +100,35 @@ def count_text(count: int | None, threshold: int = COUNT_THRESHOLD) -> str:
     return f"{threshold:,}+".replace(",", " ") if count is None else f"{count:,}".replace(",", " ")
 
 
+_KEY_SEPARATOR = "|"
+
+
+def _split_position(position: str) -> tuple[datetime, int | None]:
+    """A cursor's position: "<created_at>|<id>" (this mlopen's), or "<created_at>" alone (an earlier
+    one's, paged with its offset). ValueError for anything else."""
+    time_text, separator, id_text = position.partition(_KEY_SEPARATOR)
+    created_at = parse_datetime(time_text)
+    if created_at is None:
+        raise ValueError("not a time")
+    if not separator:
+        return created_at, None
+    pk = parse_int(id_text, minimum=1, maximum=MAX_INT)
+    if pk is None:
+        raise ValueError("not an id")
+    return created_at, pk
+
+
+def _after_key(created_at: datetime, pk: int | None, newer: bool) -> Q:
+    """The items past (created_at, pk) in newest-first order, or before it (``newer``). Spelled as a
+    range on created_at plus a filter on the few rows of that very time, so both databases read the
+    (…, created_at, id) indexes as one range."""
+    if pk is None:  # an earlier mlopen's cursor: the time alone, ties stepped over by its offset
+        return Q(created_at__gt=created_at) if newer else Q(created_at__lt=created_at)
+    if newer:
+        return Q(created_at__gte=created_at) & (Q(created_at__gt=created_at) | Q(id__gt=pk))
+    return Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(id__lt=pk))
+
+
 class KeysetPagination(CursorPagination):
     """Keyset ("cursor") pagination, newest first: page 2 000 costs what page 1 costs (an index range
     read from the last item seen, never an OFFSET scan). ``next``/``previous`` carry an opaque
@@ -107,6 +138,11 @@ class KeysetPagination(CursorPagination):
     A request that gives ``page`` gets page-number pagination as before (StandardPagination), for
     clients that page by number; deep page numbers skip index entries (KeysFirstPaginator), cursors
     skip nothing.
+
+    A cursor's position is the whole key, ``created_at`` and ``id`` (DRF's holds the first field
+    only, and steps over ties by an offset it caps at 1 000: runs sharing one created_at, as runs
+    imported or made in the same microsecond can, would end the walk with a 400). A cursor an earlier
+    mlopen gave (a time alone, with an offset) still pages the way it did.
     """
 
     ordering = ("-created_at", "-id")
@@ -140,11 +176,16 @@ class KeysetPagination(CursorPagination):
             position = tokens.get("p", [None])[0]
             if not 0 <= offset <= self.offset_cutoff or reverse not in ("0", "1"):
                 raise ValueError("offset or direction out of range")
-            if position is not None and parse_datetime(position) is None:
-                raise ValueError("not a time")
+            if position is not None:
+                _split_position(position)
         except (TypeError, ValueError):  # binascii.Error and UnicodeError are ValueErrors
             raise ValidationError({self.cursor_query_param: self.invalid_cursor_message}) from None
         return Cursor(offset=offset, reverse=reverse == "1", position=position)
+
+    def _get_position_from_instance(self, instance, ordering):
+        if isinstance(instance, dict):
+            return f"{instance['created_at'].isoformat()}{_KEY_SEPARATOR}{instance['id']}"
+        return f"{instance.created_at.isoformat()}{_KEY_SEPARATOR}{instance.pk}"
 
     def paginate_queryset(self, queryset, request, view=None):
         # Any order but the newest first (the cursor's own) is paged by number: a cursor over a
@@ -155,9 +196,40 @@ class KeysetPagination(CursorPagination):
             return self.numbered.paginate_queryset(queryset, request, view)
         self.count = capped_count(queryset)
         try:
-            return super().paginate_queryset(queryset, request, view)
+            return self._keyset_page(queryset, request)
         except DjangoValidationError:  # a position of the right shape the database still refuses
             raise ValidationError({self.cursor_query_param: self.invalid_cursor_message}) from None
+
+    def _keyset_page(self, queryset, request) -> list:
+        """DRF's CursorPagination.paginate_queryset with one change: the page starts after the whole
+        key (created_at, id) of the cursor's item, so no offset is ever needed. DRF has no hook for
+        the filter alone; the links (get_next_link, get_previous_link) are DRF's own and, since no two
+        items share a position, always give offset 0."""
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        self.base_url = request.build_absolute_uri()
+        self.cursor = self.decode_cursor(request)
+        offset, reverse, position = self.cursor or (0, False, None)
+        queryset = queryset.order_by(*(("created_at", "id") if reverse else self.ordering))
+        if position is not None:
+            # reverse = the page before the cursor's item, which in newest-first order is newer.
+            queryset = queryset.filter(_after_key(*_split_position(position), newer=reverse))
+        results = list(queryset[offset : offset + self.page_size + 1])
+        self.page = results[: self.page_size]
+        following = (
+            self._get_position_from_instance(results[-1], self.ordering) if len(results) > len(self.page) else None
+        )
+        came_from_somewhere = position is not None or offset > 0
+        if reverse:
+            self.page.reverse()
+            self.has_next, self.has_previous = came_from_somewhere, following is not None
+            self.next_position, self.previous_position = position, following
+        else:
+            self.has_next, self.has_previous = following is not None, came_from_somewhere
+            self.next_position, self.previous_position = following, position
+        if (self.has_previous or self.has_next) and self.template is not None:
+            self.display_page_controls = True
+        return self.page
 
     def get_paginated_response(self, data):
         if self.numbered is not None:

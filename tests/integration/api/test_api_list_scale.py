@@ -5,6 +5,7 @@ grows with the number of rows."""
 from __future__ import annotations
 
 import base64
+from urllib import parse
 
 import pytest
 from django.db import connection
@@ -12,6 +13,7 @@ from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 
 from mlopen.api import pagination
+from mlopen.runs.models import Run
 
 
 @pytest.fixture
@@ -43,6 +45,49 @@ def test_the_runs_list_walks_every_run_once_by_cursor_newest_first(api, runs_of)
     assert [run["id"] for run in api.get(second["previous"]).json()["results"]] == [r["id"] for r in first["results"]]
 
 
+def _walk_back(api, last: str) -> list[int]:
+    seen, url = [], last
+    while url:
+        body = api.get(url).json()
+        seen = [run["id"] for run in body["results"]] + seen
+        url = body["previous"]
+    return seen
+
+
+def test_runs_sharing_one_created_at_are_walked_once_each_way_past_drfs_offset_cap(api, runs_of, monkeypatch):
+    # DRF's cursor holds the time alone and steps over ties by an offset capped at offset_cutoff
+    # (1 000); here the cap is 3 and 9 runs share one time, with one older and one newer around them.
+    monkeypatch.setattr(pagination.KeysetPagination, "offset_cutoff", 3)
+    older, *tied, newer = runs_of(11)
+    one_time = tied[0].created_at
+    Run.objects.filter(pk__in=[run.pk for run in tied]).update(created_at=one_time)
+    newest_first = [newer.pk, *sorted((run.pk for run in tied), reverse=True), older.pk]
+
+    assert _walk(api, "/api/v1/runs/?page_size=2") == newest_first
+    pages, url = [], "/api/v1/runs/?page_size=2"
+    while url:
+        body = api.get(url).json()
+        pages.append(body)
+        url = body["next"]
+    assert len(pages) == 6
+    assert _walk_back(api, pages[-1]["previous"]) == newest_first[:10]
+    assert [run["id"] for run in api.get(pages[3]["previous"]).json()["results"]] == newest_first[4:6]
+
+
+def test_a_cursor_an_earlier_mlopen_gave_still_pages_by_time_and_offset(api, runs_of):
+    made = runs_of(5)
+    # A time-only position with an offset, as DRF's cursor wrote it: the runs older than made[3],
+    # skipping the first one of them.
+    position = parse.quote(str(made[3].created_at))
+    cursor = base64.b64encode(f"o=1&p={position}".encode()).decode()
+    body = api.get("/api/v1/runs/", {"cursor": cursor, "page_size": 2}).json()
+    assert [run["id"] for run in body["results"]] == [made[1].pk, made[0].pk]
+    assert body["next"] is None
+    assert [run["id"] for run in api.get(body["previous"]).json()["results"]] == [made[4].pk, made[3].pk, made[2].pk][
+        -2:
+    ]
+
+
 def test_page_numbers_still_page_for_clients_that_ask_by_number(api, runs_of):
     made = runs_of(5)
     body = api.get("/api/v1/runs/?page=2&page_size=2").json()
@@ -69,6 +114,10 @@ def test_a_count_past_the_threshold_is_not_scanned_for(api, runs_of, monkeypatch
         base64.b64encode(b"o=-1").decode(),
         base64.b64encode(b"o=99999999").decode(),
         base64.b64encode(b"r=maybe").decode(),
+        base64.b64encode(b"p=2026-01-01T00:00:00%2B00:00|abc").decode(),
+        base64.b64encode(b"p=2026-01-01T00:00:00%2B00:00|0").decode(),
+        base64.b64encode(b"p=|5").decode(),
+        base64.b64encode(b"p=2026-01-01T00:00:00%2B00:00|5|6").decode(),
         "",
     ],
 )
