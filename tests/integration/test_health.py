@@ -95,6 +95,7 @@ def test_a_disk_that_cannot_be_measured_fails_healthz_naming_it(client, monkeypa
     assert body["disk"]["status"].endswith("Permission denied")
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize(("value", "says"), [("lots", "must be a whole number"), ("-1", "must be 0 or more")])
 def test_a_bad_min_free_disk_setting_stops_mlopen_at_start(tmp_path, value, says):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPEN_", "DJANGO_", "DATABASE_URL"))}

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.embedded]
 
 HANG = """
 import time

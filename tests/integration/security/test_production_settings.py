@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Runs mlopen on the embedded default whatever DATABASE_URL says.
+pytestmark = pytest.mark.embedded
+
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -140,6 +140,7 @@ def test_a_celery_worker_started_directly_refuses_too_before_taking_a_message(tm
     _assert_still_queued(run["id"], "plain-celery")
 
 
+@pytest.mark.embedded
 def test_serve_refuses_to_start_workers_without_bubblewrap_and_says_why(tmp_path):
     env = _host_without_bwrap(
         tmp_path, MLOPEN_HOME=str(tmp_path / "home"), MLOPEN_SANDBOX="bubblewrap", MLOPEN_LOAD_DEMO="false"
@@ -171,6 +172,7 @@ def test_serve_does_not_restart_a_worker_that_refused_to_start(capsys):
     assert "mlopen: worker w1 refused to start (its reason is above); not restarting it" in capsys.readouterr().out
 
 
+@pytest.mark.embedded
 def test_deploy_check_fails_in_production_without_bubblewrap(tmp_path):
     env = _host_without_bwrap(tmp_path, MLOPEN_HOME=str(tmp_path / "home"), **_production())
     env.pop("DATABASE_URL", None)

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+# Runs mlopen on the embedded default whatever DATABASE_URL says.
+pytestmark = pytest.mark.embedded
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
