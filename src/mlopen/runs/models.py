@@ -147,8 +147,8 @@ class Run(models.Model):
             # The fair claim: each user with a run waiting on a queue, one seek each
             # (fairness._turns_sql). Partial, so it holds only waiting runs.
             models.Index(fields=["queue", "owner"], condition=models.Q(status="queued"), name="run_waiting_owner"),
-            # A waiting run without its message (sweep.send_unsent_runs, asked after every run):
-            # one seek, not every waiting run.
+            # A waiting run without its message (asked after every run), or with one older than the
+            # re-send wait (asked on every beat): one seek each, not every waiting run (runs.sweep).
             models.Index(fields=["enqueued_at"], condition=models.Q(status="queued"), name="run_waiting_enqueued"),
         ]
 

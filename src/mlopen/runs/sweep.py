@@ -62,6 +62,8 @@ def requeue_lost_runs(wait: float | None = None) -> list[int]:
     if wait <= 0:
         return []
     now = timezone.now()
+    if not _any_unsent_run() and not _any_message_sent_before(now - timedelta(seconds=wait)):
+        return []  # what every beat finds without a backlog older than the wait: two index seeks
     waited_before_last_send = ExpressionWrapper(F("enqueued_at") - F("created_at"), output_field=DurationField())
     old_enough = Q(enqueued_at__lt=now - timedelta(seconds=wait)) & Q(
         enqueued_at__lt=ExpressionWrapper(Value(now) - waited_before_last_send, output_field=DateTimeField())
@@ -122,6 +124,33 @@ _WAITING_ENQUEUED_INDEX = "run_waiting_enqueued"  # runs.models.Run.Meta.indexes
 def _any_unsent_run() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_any_unsent_run_sql(connection.vendor), [])
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _any_message_sent_before_sql(vendor: str) -> str:
+    """Whether any waiting run's last message went out before a time: a range of the same partial
+    index. The beat's sweep asks it (with _any_unsent_run) before its full query, which reads
+    every waiting run through the status index: 9.9 ms on SQLite with 20 000 waiting, on every beat
+    of every worker, to find nothing due while those runs' messages are younger than the wait.
+
+    ORDER BY is for PostgreSQL's generic plan of a prepared statement: not knowing the time, it
+    guesses a third of the rows match and, for LIMIT 1, reads the table instead (3.7 ms); the
+    index gives that order for free."""
+    run = prepared.quoted(Run._meta.db_table)
+    pk, status, enqueued_at = prepared.columns(Run, "id", "status", "enqueued_at")
+    hint = f" INDEXED BY {prepared.quoted(_WAITING_ENQUEUED_INDEX)}" if vendor == "sqlite" else ""
+    return (
+        f"SELECT {pk} FROM {run}{hint} WHERE {status} = '{Run.Status.QUEUED.value}' AND {enqueued_at} < %s"
+        f" ORDER BY {enqueued_at} LIMIT 1"
+    )
+
+
+def _any_message_sent_before(moment) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _any_message_sent_before_sql(connection.vendor), [connection.ops.adapt_datetimefield_value(moment)]
+        )
         return cursor.fetchone() is not None
 
 

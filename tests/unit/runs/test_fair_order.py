@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from mlopen.pipelines.models import Pipeline, PipelineVersion, Runtime
@@ -264,6 +265,35 @@ def test_after_a_run_the_check_for_unsent_runs_is_one_seek_and_ignores_other_sta
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN QUERY PLAN " + sweep._any_unsent_run_sql("sqlite"))
+            assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
+
+
+def test_the_beats_sweep_finds_nothing_due_with_two_seeks_and_still_resends_what_is_due(pipeline, people, monkeypatch):
+    """Every beat of every worker: with runs waiting whose messages are younger than the wait, the
+    sweep answers from the index of waiting runs' enqueued_at (two seeks), not by reading them all;
+    a message older than the wait, or none, still sends the full sweep on its way."""
+    sent = SentMessages()
+    monkeypatch.setattr(sweep, "execute_run", sent)
+    alice, bob, _ = people
+    queue_runs(pipeline, alice, 5)
+    (lost,) = queue_runs(pipeline, bob, 1)
+    Run.objects.filter(pk=lost.pk).update(status="failed", enqueued_at=timezone.now() - timedelta(days=1))
+    with CaptureQueriesContext(connection) as captured:
+        assert sweep.requeue_lost_runs(wait=60) == []
+    assert len(captured) == 2, [query["sql"] for query in captured]
+    assert all(sweep._WAITING_ENQUEUED_INDEX in query["sql"] or connection.vendor != "sqlite" for query in captured)
+
+    # Nearly due is not due: the range stops at the wait.
+    Run.objects.filter(pk=lost.pk).update(status="queued", enqueued_at=timezone.now() - timedelta(seconds=50))
+    assert sweep.requeue_lost_runs(wait=60) == []
+    Run.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - timedelta(seconds=70))
+    assert sweep.requeue_lost_runs(wait=60) == [lost.pk]
+    assert sent == [(lost.pk, QUEUE)]
+    assert sweep.requeue_lost_runs(wait=60) == []  # stamped as sent just now
+
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sweep._any_message_sent_before_sql("sqlite"), ["2026-01-01"])
             assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
 
 
