@@ -17,6 +17,8 @@ into that database (bulk_create, from this process), then measures over HTTP:
   claim        a worker's claim of the next run in fair order (lifecycle.claim_next, in this
                process, rolled back), with 10 runs waiting from 5 users and then with ~20 000 from
                55 users: what finding whose turn it is costs as the queue grows
+  beat sweep   a worker's check, every 5 s, for waiting runs whose message was lost
+               (sweep.requeue_lost_runs, nothing due), with the same two queues
 
 Writes bench/results/scale-<backend>.md (next to the run bench's latest.md) and prints it, with
 the ratio of each figure to the issue's baseline. See bench/README.md.
@@ -225,6 +227,7 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
         )
     few_waiting = waiting_runs(versions[0], users=5, each=2, prefix="few")
     claim_few = claim_times(CLAIMS)
+    sweep_few = sweep_times(CLAIMS)
     # created_at is auto_now_add; the bench spreads the runs over the last 100 days instead.
     Run._meta.get_field("created_at").auto_now_add = False
     rng = random.Random(13)
@@ -294,8 +297,10 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     claim_many = claim_times(CLAIMS)
+    sweep_many = sweep_times(CLAIMS)
     return {
         "claims": {"few": (few_waiting, claim_few), "many": (many_waiting, claim_many)},
+        "sweeps": {"few": sweep_few, "many": sweep_many},
         "pipeline": pipelines[3].pk,
         "big_run": big.pk,
         "populate_seconds": populate_seconds,
@@ -349,6 +354,25 @@ def claim_times(count: int) -> list[float]:
             transaction.set_rollback(True)
         times.append(time.perf_counter() - started)
         assert claimed is not None, "the bench's waiting runs should be claimable"
+    return times[5:]
+
+
+def sweep_times(count: int) -> list[float]:
+    """Seconds per beat's sweep for lost messages, with every waiting run's message just sent
+    (nothing due, as on nearly every beat)."""
+    from django.utils import timezone  # noqa: PLC0415 - Django is set up by populate()
+
+    from mlopen.runs import sweep  # noqa: PLC0415
+    from mlopen.runs.models import Run  # noqa: PLC0415
+
+    # As a worker's sweep finds them between submits: every message younger than the re-send wait.
+    Run.objects.filter(status="queued").update(enqueued_at=timezone.now())
+    times = []
+    for _ in range(count + 5):  # the first five: compiling, and PostgreSQL preparing the statements
+        started = time.perf_counter()
+        due = sweep.requeue_lost_runs()
+        times.append(time.perf_counter() - started)
+        assert due == [], "the bench's waiting runs were just sent: nothing is due"
     return times[5:]
 
 
@@ -516,6 +540,17 @@ def report(backend: str, args, made: dict, out: dict) -> str:
             f"p50 {ms(many_times, 0.5):.2f} ms, p95 {ms(many_times, 0.95):.2f} ms",
             f"{ms(many_times, 0.5) / ms(few_times, 0.5):.2f}× of p50 {ms(few_times, 0.5):.2f} ms "
             f"with {few} waiting from 5, this run",
+            "",
+            "",
+        )
+    )
+    sweep_few, sweep_many = made["sweeps"]["few"], made["sweeps"]["many"]
+    rows.append(
+        (
+            f"a worker's beat sweep for lost messages (nothing due), {many:,} runs waiting",
+            f"p50 {ms(sweep_many, 0.5):.2f} ms, p95 {ms(sweep_many, 0.95):.2f} ms",
+            f"{ms(sweep_many, 0.5) / ms(sweep_few, 0.5):.2f}× of p50 {ms(sweep_few, 0.5):.2f} ms "
+            f"with {few} waiting, this run",
             "",
             "",
         )
