@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -146,7 +146,7 @@ def _any_message_sent_before_sql(vendor: str) -> str:
     )
 
 
-def _any_message_sent_before(moment) -> bool:
+def _any_message_sent_before(moment: datetime) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             _any_message_sent_before_sql(connection.vendor), [connection.ops.adapt_datetimefield_value(moment)]
