@@ -183,9 +183,7 @@ class KeysetPagination(CursorPagination):
         return Cursor(offset=offset, reverse=reverse == "1", position=position)
 
     def _get_position_from_instance(self, instance, ordering):
-        if isinstance(instance, dict):
-            return f"{instance['created_at'].isoformat()}{_KEY_SEPARATOR}{instance['id']}"
-        return f"{instance.created_at.isoformat()}{_KEY_SEPARATOR}{instance.pk}"
+        return f"{instance.created_at.isoformat()}{_KEY_SEPARATOR}{instance.pk}"  # the runs: model instances
 
     def paginate_queryset(self, queryset, request, view=None):
         # Any order but the newest first (the cursor's own) is paged by number: a cursor over a

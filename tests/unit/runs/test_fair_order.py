@@ -257,14 +257,14 @@ def test_after_a_run_the_check_for_unsent_runs_is_one_seek_and_ignores_other_sta
     Run.objects.filter(pk=done.pk).update(status="succeeded", enqueued_at=None)
     (waiting,) = queue_runs(pipeline, alice, 1)
     Run.objects.filter(pk=waiting.pk).update(enqueued_at=timezone.now())
-    assert not sweep._any_unsent_run()
+    assert not sweep._any_waiting_run(sweep._UNSENT)
     Run.objects.filter(pk=waiting.pk).update(enqueued_at=None)
-    assert sweep._any_unsent_run()
+    assert sweep._any_waiting_run(sweep._UNSENT)
 
     assert sweep._WAITING_ENQUEUED_INDEX in {index.name for index in Run._meta.indexes}
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN QUERY PLAN " + sweep._any_unsent_run_sql("sqlite"))
+            cursor.execute("EXPLAIN QUERY PLAN " + sweep._waiting_run_sql("sqlite", sweep._UNSENT))
             assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
 
 
@@ -293,7 +293,7 @@ def test_the_beats_sweep_finds_nothing_due_with_two_seeks_and_still_resends_what
 
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN QUERY PLAN " + sweep._any_message_sent_before_sql("sqlite"), ["2026-01-01"])
+            cursor.execute("EXPLAIN QUERY PLAN " + sweep._waiting_run_sql("sqlite", sweep._SENT_BEFORE), ["2026-01-01"])
             assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
 
 
