@@ -298,9 +298,12 @@ def populate(env: dict, runs: int, result_rows: int) -> dict:
             cursor.execute("ANALYZE")
     claim_many = claim_times(CLAIMS)
     sweep_many = sweep_times(CLAIMS)
+    positions = position_times(CLAIMS, owner)
+    sweep_backlog = backlog_sweep_times(CLAIMS)
     return {
         "claims": {"few": (few_waiting, claim_few), "many": (many_waiting, claim_many)},
-        "sweeps": {"few": sweep_few, "many": sweep_many},
+        "sweeps": {"few": sweep_few, "many": sweep_many, "backlog": sweep_backlog},
+        "positions": positions,
         "pipeline": pipelines[3].pk,
         "big_run": big.pk,
         "populate_seconds": populate_seconds,
@@ -374,6 +377,43 @@ def sweep_times(count: int) -> list[float]:
         times.append(time.perf_counter() - started)
         assert due == [], "the bench's waiting runs were just sent: nothing is due"
     return times[5:]
+
+
+def backlog_sweep_times(count: int) -> list[float]:
+    """Seconds per beat's sweep behind a backlog: every waiting run submitted 10 minutes ago and its
+    message re-sent 3 minutes ago, so older than the re-send wait (2 minutes) and yet not due again
+    until it has waited as long as it had then (the doubling rule). Changes the waiting runs' times."""
+    from django.utils import timezone  # noqa: PLC0415 - Django is set up by populate()
+
+    from mlopen.runs import sweep  # noqa: PLC0415
+    from mlopen.runs.models import Run  # noqa: PLC0415
+
+    now = timezone.now()
+    Run.objects.filter(status="queued").update(
+        created_at=now - datetime.timedelta(minutes=10), enqueued_at=now - datetime.timedelta(minutes=3)
+    )
+    times = []
+    for _ in range(count + 5):
+        started = time.perf_counter()
+        due = sweep.requeue_lost_runs()
+        times.append(time.perf_counter() - started)
+        assert due == [], "no waiting run is due again yet"
+    return times[5:]
+
+
+def position_times(count: int, owner) -> tuple[int, list[float]]:
+    """The queue position of ``owner``'s newest waiting run (the deepest of their queue), as the run
+    page asks every few seconds while it waits: (the position, seconds per answer)."""
+    from mlopen.runs import fairness  # noqa: PLC0415 - Django is set up by populate()
+    from mlopen.runs.models import Run  # noqa: PLC0415
+
+    newest = Run.objects.filter(owner=owner, status="queued").order_by("-created_at", "-pk").first()
+    times = []
+    for _ in range(count + 5):  # the first five: compiling, and PostgreSQL preparing the statements
+        started = time.perf_counter()
+        position = fairness.queue_position(newest)
+        times.append(time.perf_counter() - started)
+    return position, times[5:]
 
 
 # --- measurements ------------------------------------------------------------------------------------
@@ -551,6 +591,26 @@ def report(backend: str, args, made: dict, out: dict) -> str:
             f"p50 {ms(sweep_many, 0.5):.2f} ms, p95 {ms(sweep_many, 0.95):.2f} ms",
             f"{ms(sweep_many, 0.5) / ms(sweep_few, 0.5):.2f}× of p50 {ms(sweep_few, 0.5):.2f} ms "
             f"with {few} waiting, this run",
+            "",
+            "",
+        )
+    )
+    backlog = made["sweeps"]["backlog"]
+    rows.append(
+        (
+            f"the same sweep behind a backlog (every message older than the wait, none due again), {many:,} waiting",
+            f"p50 {ms(backlog, 0.5):.2f} ms, p95 {ms(backlog, 0.95):.2f} ms",
+            "",
+            "",
+            "",
+        )
+    )
+    position, position_times_ = made["positions"]
+    rows.append(
+        (
+            f"queue position of a run {position:,} deep in its owner's queue, {many:,} runs waiting",
+            f"p50 {ms(position_times_, 0.5):.2f} ms, p95 {ms(position_times_, 0.95):.2f} ms",
+            "",
             "",
             "",
         )

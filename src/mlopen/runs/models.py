@@ -147,9 +147,19 @@ class Run(models.Model):
             # The fair claim: each user with a run waiting on a queue, one seek each
             # (fairness._turns_sql). Partial, so it holds only waiting runs.
             models.Index(fields=["queue", "owner"], condition=models.Q(status="queued"), name="run_waiting_owner"),
-            # A waiting run without its message (asked after every run), or with one older than the
-            # re-send wait (asked on every beat): one seek each, not every waiting run (runs.sweep).
-            models.Index(fields=["enqueued_at"], condition=models.Q(status="queued"), name="run_waiting_enqueued"),
+            # How many of a user's runs wait before one (its queue position), from the index alone.
+            # Owner first: led by (queue, owner), PostgreSQL's claim took it instead of the one above
+            # to find the next user, and each seek there read the previous user's entries (20 ms).
+            models.Index(
+                fields=["owner", "queue", "created_at", "id"],
+                condition=models.Q(status="queued"),
+                name="run_waiting_owner_created",
+            ),
+            # A waiting run without its message (asked after every run), or one due again (asked on
+            # every beat): from this index alone, not every waiting run's row (runs.sweep).
+            models.Index(
+                fields=["enqueued_at", "created_at"], condition=models.Q(status="queued"), name="run_waiting_enqueued"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -151,6 +151,38 @@ def test_queue_position_counts_turns(pipeline, people):
     assert fairness.queue_position(alices[0]) == 1
 
 
+def test_queue_position_leaves_out_runs_on_a_runtime_being_built_and_reads_the_waiting_index(pipeline, people):
+    """Runs waiting for their runtime's build are not in the line; with no build going on, the
+    position is counted from the index of waiting runs alone (the run page asks every 3 s)."""
+    alice, bob, _ = people
+    ready = pipeline.latest_version
+    building = Runtime.objects.create(digest="c" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
+    unbuilt = PipelineVersion.objects.create(
+        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=building
+    )
+    for _ in range(3):
+        Run.objects.create(pipeline=pipeline, version=unbuilt, kind="run", owner=alice, queue=QUEUE)
+    alices = [Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=alice) for _ in range(2)]
+    bobs = Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=bob)
+    assert [fairness.queue_position(run) for run in (*alices, bobs)] == [1, 3, 2]
+    Runtime.objects.filter(pk=building.pk).update(build_status=Runtime.Status.READY)
+    # alice's three older runs can be taken now: one of them, bob's, the other two, then alice's two.
+    assert [fairness.queue_position(run) for run in (*alices, bobs)] == [5, 6, 2]
+
+    if connection.vendor == "sqlite":
+        statement = fairness._earlier_of_owner_sql(*fairness._statement_key(QUEUE), False)
+        created = connection.ops.adapt_datetimefield_value(bobs.created_at)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "EXPLAIN QUERY PLAN " + statement.sql,
+                statement.bind(queue=QUEUE, owner=bob.pk, created=created, pk=bobs.pk),
+            )
+            searches = [row[-1] for row in cursor.fetchall() if row[-1].startswith("SEARCH")]
+        # One range for the default queue's name and one for runs without a queue.
+        search = "SEARCH r USING INDEX run_waiting_owner_created (owner_id=? AND queue=? AND created_at<?)"
+        assert searches == [search, search]
+
+
 def test_usage_counts_running_and_queued_with_limits(pipeline, people):
     alice, _, _ = people
     RunLimits.objects.create(user=alice, max_queued=7)
@@ -293,8 +325,37 @@ def test_the_beats_sweep_finds_nothing_due_with_two_seeks_and_still_resends_what
 
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN QUERY PLAN " + sweep._waiting_run_sql("sqlite", sweep._SENT_BEFORE), ["2026-01-01"])
+            moments = ["2026-01-01", "2026-01-02"]
+            cursor.execute("EXPLAIN QUERY PLAN " + sweep._waiting_run_sql("sqlite", sweep._DUE_AGAIN), moments)
             assert "USING INDEX run_waiting_enqueued" in cursor.fetchall()[0][-1]
+
+
+def test_behind_a_backlog_the_beats_sweep_applies_the_doubling_rule_in_the_index(pipeline, people, monkeypatch):
+    """Runs waiting longer than the re-send wait, each re-sent once already and not due again (it
+    waited longer before that message than it has since): still two index reads on every beat,
+    not a read of each run with the dates compared in Python. Due again once the time has doubled."""
+    sent = SentMessages()
+    monkeypatch.setattr(sweep, "execute_run", sent)
+    alice, _, _ = people
+    runs = queue_runs(pipeline, alice, 4)
+    now = timezone.now()
+    # Submitted 10 minutes ago, re-sent 3 minutes ago: next due 7 minutes after that re-send.
+    Run.objects.update(created_at=now - timedelta(minutes=10), enqueued_at=now - timedelta(minutes=3))
+    with CaptureQueriesContext(connection) as captured:
+        assert sweep.requeue_lost_runs(wait=60) == []
+    assert len(captured) == 2, [query["sql"] for query in captured]
+    assert sent == []
+
+    # One whose last message went out 6 minutes after submit, 7 minutes ago: due again.
+    Run.objects.filter(pk=runs[1].pk).update(
+        enqueued_at=now - timedelta(minutes=7), created_at=now - timedelta(minutes=13)
+    )
+    # One at the edge: it waited 5 minutes before its message, and 4 m 50 s since.
+    Run.objects.filter(pk=runs[2].pk).update(
+        enqueued_at=now - timedelta(minutes=4, seconds=50), created_at=now - timedelta(minutes=9, seconds=50)
+    )
+    assert sweep.requeue_lost_runs(wait=60) == [runs[1].pk]
+    assert sent == [(runs[1].pk, QUEUE)]
 
 
 def test_a_queue_name_that_is_not_plain_is_a_parameter_never_sql(pipeline, people):
