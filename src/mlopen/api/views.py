@@ -469,7 +469,9 @@ class RunViewSet(
         if self.action not in self.COMPILED_LOOKUP_ACTIONS:
             return super().get_object()
         run_id = parse_id(str(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")))
-        run = run_lookups.visible_run(self.request.user, run_id) if run_id is not None else None
+        # The log tail needs the run's status alone, not its pipeline, version, owner and result.
+        find = run_lookups.visible_run_alone if self.action == "logs" else run_lookups.visible_run
+        run = find(self.request.user, run_id) if run_id is not None else None
         if run is None:
             raise NotFound()  # the answer DRF's lookup gives, for a run that is not there or not yours
         self.check_object_permissions(self.request, run)

@@ -38,6 +38,16 @@ def any_run(run_id: int) -> Run | None:
     return _ANY.first(run_id=run_id)
 
 
+def visible_run_alone(user, run_id: int) -> Run | None:
+    """:func:`visible_run` without its pipeline, version, owner or result: what a log tail needs
+    (the run's id and status), asked every second or two while a run goes."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return _ANY_ALONE.first(run_id=run_id)
+    return _VISIBLE_ALONE.first(run_id=run_id, user_id=user.pk)
+
+
 def visible_run_for_page(user, run_id: int) -> Run | None:
     """:func:`visible_run` with what the run's web page shows besides: its input and model."""
     if not user.is_authenticated:
@@ -55,7 +65,10 @@ _PAGE_RELATED = (*_RELATED, "input", "trained_model")
 
 def _one_run(user_id: int, admin: bool, run_id: int, related: tuple[str, ...] = _RELATED):
     user = get_user_model()(pk=user_id, is_superuser=admin)  # never saved: only its id is compiled
-    return Run.objects.visible_to(user).select_related(*related).filter(pk=run_id).order_by()[:1]
+    runs = Run.objects.visible_to(user)
+    if related:  # select_related() with no names would follow every foreign key
+        runs = runs.select_related(*related)
+    return runs.filter(pk=run_id).order_by()[:1]
 
 
 def _compiled(admin: bool, related: tuple[str, ...]) -> prepared.Compiled:
@@ -68,5 +81,7 @@ def _compiled(admin: bool, related: tuple[str, ...]) -> prepared.Compiled:
 
 _ANY = _compiled(True, _RELATED)
 _VISIBLE = _compiled(False, _RELATED)
+_ANY_ALONE = _compiled(True, ())
+_VISIBLE_ALONE = _compiled(False, ())
 _ANY_FOR_PAGE = _compiled(True, _PAGE_RELATED)
 _VISIBLE_FOR_PAGE = _compiled(False, _PAGE_RELATED)

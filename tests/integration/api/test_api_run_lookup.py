@@ -81,6 +81,27 @@ def test_the_run_detail_and_logs_answer_as_the_orm_built_lookup_did(viewers, run
     assert body["tags"] == ["best"] == labels.tag_names(runs[0])
 
 
+def test_the_log_tail_reads_the_run_alone_without_its_result_or_related_rows(viewers, runs, api_for):
+    """Asked every second or two while a run goes: one statement on the runs table, with no join
+    to the result kept in the database, the pipeline, version or owner, for the owner and an admin."""
+    in_database = runs[-1]
+    for name in ("alice", "admin"):
+        statements: list[str] = []
+
+        def record(execute, sql, params, many, context, statements=statements):
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):
+            response = api_for(viewers[name]).get(f"/api/v1/runs/{in_database.pk}/logs/")
+        assert response.status_code == 200
+        assert response["X-Run-Status"] == in_database.status
+        lookup = [sql for sql in statements if 'FROM "runs_run"' in sql and "runs_runlogchunk" not in sql]
+        assert len(lookup) == 1, statements
+        assert "JOIN" not in lookup[0].split(" WHERE ")[0], lookup[0]
+        assert not [sql for sql in statements if "runs_runresult" in sql]
+
+
 def test_the_answer_to_a_submit_reads_neither_tags_nor_the_runtimes_lock(api, make_pipeline):
     # A new run has no tags, and of its runtime only the build status matters while it is queued:
     # the runtime's row also holds its lock text (75 KB for the default runtime).
