@@ -153,11 +153,15 @@ DATABASE_URL = env_str("DATABASE_URL")
 # instead of failing with "database is locked" in the middle of a transaction. temp_store=MEMORY:
 # SQLite's statement journals and sorts stay in memory instead of a new file in /var/tmp each time
 # (one per run's POST, measured): creating a file costs 0.2-0.8 ms of CPU on some hosts' ext4.
+# journal_size_limit: the WAL file keeps the largest size it ever reached (results up to
+# MLOPEN_RESULT_IN_DATABASE_KB are written through it, and a checkpoint cannot restart it while
+# readers hold old snapshots); past 64 MB it is cut back to that after each checkpoint that restarts it.
 SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
     "init_command": (
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA temp_store=MEMORY;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA temp_store=MEMORY; "
+        f"PRAGMA journal_size_limit={64 * 1024 * 1024};"
     ),
 }
 if DATABASE_URL:

@@ -149,3 +149,27 @@ def test_a_sqlite_database_url_gets_the_same_engine(tmp_path):
         check=True,
     )
     assert shown.stdout.strip() == "mlopen.core.sqlite"
+
+
+def test_the_wal_file_is_cut_back_after_a_large_write():
+    """Results up to MLOPEN_RESULT_IN_DATABASE_KB go through the WAL: a burst of them must not leave
+    the file at its largest size for good. Past 64 MB it is cut back once a checkpoint restarts it."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_size_limit")
+        limit = cursor.fetchone()[0]
+    assert limit == 64 * 1024 * 1024
+    _fresh_probe_table()
+    wal = Path(str(Path(connection.settings_dict["NAME"]).resolve()) + "-wal")
+    block = os.urandom(1024 * 1024)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS wal_probe (data BLOB)")
+        for _ in range(72):
+            cursor.execute("INSERT INTO wal_probe VALUES (%s)", [block])
+    grown = wal.stat().st_size
+    assert grown > limit
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE wal_probe")
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    with transaction.atomic(), connection.cursor() as cursor:  # the next write restarts the WAL
+        cursor.execute("INSERT INTO lock_probe VALUES (1)")
+    assert wal.stat().st_size <= limit < grown
