@@ -43,6 +43,14 @@ def queue_runs(pipeline, owner, count: int, queue: str = QUEUE) -> list[Run]:
     ]
 
 
+def version_being_built(pipeline) -> PipelineVersion:
+    """A second version of ``pipeline`` on a runtime whose build has not ended."""
+    building = Runtime.objects.create(digest="b" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
+    return PipelineVersion.objects.create(
+        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=building
+    )
+
+
 def finish(run: Run) -> None:
     assert lifecycle.finish(run.pk, Run.Status.SUCCEEDED)
 
@@ -132,10 +140,7 @@ def test_the_running_limit_comes_from_the_settings_and_zero_is_no_limit(pipeline
 def test_claim_next_keeps_to_its_queue_and_skips_runs_waiting_for_their_runtime(pipeline, people):
     alice, bob, _ = people
     queue_runs(pipeline, alice, 1, queue="gpu")
-    runtime = Runtime.objects.create(digest="d" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
-    waiting_version = PipelineVersion.objects.create(
-        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=runtime
-    )
+    waiting_version = version_being_built(pipeline)
     Run.objects.create(pipeline=pipeline, version=waiting_version, kind="run", owner=bob, queue=QUEUE)
     assert lifecycle.claim_next(QUEUE, "w1", "none") is None
     assert Run.objects.filter(status="queued").count() == 2
@@ -156,16 +161,13 @@ def test_queue_position_leaves_out_runs_on_a_runtime_being_built_and_reads_the_w
     position is counted from the index of waiting runs alone (the run page asks every 3 s)."""
     alice, bob, _ = people
     ready = pipeline.latest_version
-    building = Runtime.objects.create(digest="c" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
-    unbuilt = PipelineVersion.objects.create(
-        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=building
-    )
+    unbuilt = version_being_built(pipeline)
     for _ in range(3):
         Run.objects.create(pipeline=pipeline, version=unbuilt, kind="run", owner=alice, queue=QUEUE)
     alices = [Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=alice) for _ in range(2)]
     bobs = Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=bob)
     assert [fairness.queue_position(run) for run in (*alices, bobs)] == [1, 3, 2]
-    Runtime.objects.filter(pk=building.pk).update(build_status=Runtime.Status.READY)
+    Runtime.objects.filter(pk=unbuilt.runtime_id).update(build_status=Runtime.Status.READY)
     # alice's three older runs can be taken now: one of them, bob's, the other two, then alice's two.
     assert [fairness.queue_position(run) for run in (*alices, bobs)] == [5, 6, 2]
 
@@ -232,10 +234,7 @@ def test_the_turns_hold_exactly_the_users_with_a_run_a_worker_of_the_queue_could
     queue_runs(pipeline, alice, 1, queue="gpu")
     queue_runs(pipeline, carol, 1, queue="")
     ready = pipeline.latest_version
-    building = Runtime.objects.create(digest="b" * 64, name="rt", lock="", build_status=Runtime.Status.BUILDING)
-    unbuilt = PipelineVersion.objects.create(
-        pipeline=pipeline, number=2, control_filename="iris.py", folder="x", runtime=building
-    )
+    unbuilt = version_being_built(pipeline)
     for _ in range(3):
         Run.objects.create(pipeline=pipeline, version=unbuilt, kind="run", owner=bob, queue=QUEUE)
     Run.objects.create(pipeline=pipeline, version=ready, kind="run", owner=dave, queue=QUEUE)
