@@ -173,6 +173,12 @@ def quoted(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def index_hint(vendor: str, index: str) -> str:
+    """`` INDEXED BY index`` on SQLite, else nothing: SQLite keeps no statistics for mlopen's
+    tables, and a hand-written statement that needs one index (a partial one, say) names it."""
+    return f" INDEXED BY {quoted(index)}" if vendor == "sqlite" else ""
+
+
 def columns(model, *fields: str) -> Sequence[str]:
     """The quoted column names of ``model``'s ``fields``, for statements written by hand."""
     return [quoted(model._meta.get_field(field).column) for field in fields]

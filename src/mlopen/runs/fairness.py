@@ -172,11 +172,6 @@ def owners_in_turn(queue: str) -> tuple[list[int], list[int]]:
 
 WAITING_OWNER_CREATED_INDEX = "run_waiting_owner_created"  # runs.models.Run.Meta.indexes
 
-
-def _index_hint(vendor: str, index: str) -> str:
-    return f" INDEXED BY {prepared.quoted(index)}" if vendor == "sqlite" else ""
-
-
 _QUEUE_STAND_IN = "\x00mlopen-queue\x00"
 _OWNER_STAND_IN = -2_000_000_123  # within every integer column's range: the ORM drops out-of-range lookups
 
@@ -229,7 +224,7 @@ def _waiting_sql(vendor: str, default_queue: bool, queue_in_sql: str, builds: bo
     # A run without a queue goes to the default one.
     names = [queue_in_sql, "''"] if default_queue else [queue_in_sql]
     queues = [f"r.{queue} = {name}" for name in names]
-    hint = _index_hint(vendor, WAITING_OWNER_CREATED_INDEX)
+    hint = prepared.index_hint(vendor, WAITING_OWNER_CREATED_INDEX)
 
     def after(name: str, above: str | None) -> str:
         if above is None:
@@ -322,7 +317,7 @@ def _earlier_of_owner_sql(vendor: str, default_queue: bool, queue_in_sql: str, b
         return _named_to_positional(f"SELECT COUNT(*) {runnable} AND {earlier}")
     run = prepared.quoted(Run._meta.db_table)
     owner, status, queue = prepared.columns(Run, "owner", "status", "queue")
-    hint = _index_hint(vendor, WAITING_OWNER_CREATED_INDEX)
+    hint = prepared.index_hint(vendor, WAITING_OWNER_CREATED_INDEX)
     names = [queue_in_sql, "''"] if default_queue else [queue_in_sql]  # no queue: the default one
     counts = [
         f"(SELECT COUNT(*) FROM {run} r{hint} WHERE r.{queue} = {name} AND r.{owner} = %(owner)s "

@@ -138,7 +138,7 @@ def _waiting_runs_sql(vendor: str, condition: str) -> str:
     """
     run = prepared.quoted(Run._meta.db_table)
     pk, status = prepared.columns(Run, "id", "status")
-    hint = f" INDEXED BY {prepared.quoted(_WAITING_ENQUEUED_INDEX)}" if vendor == "sqlite" else ""
+    hint = prepared.index_hint(vendor, _WAITING_ENQUEUED_INDEX)
     return (
         f"SELECT {pk} FROM {run}{hint} WHERE {status} = '{Run.Status.QUEUED.value}' "
         f"AND {_condition_sql(vendor, condition)}"
