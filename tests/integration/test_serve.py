@@ -201,7 +201,10 @@ def test_serve_with_rabbitmq_as_broker_runs_a_pipeline(tmp_path):
         )
         assert server.client.post("/api/v1/pipelines/", files={"control": ("quick.py", quick)}).status_code == 201
 
-        run = server.client.post("/api/v1/runs/", json={"pipeline": "quick", "wait": 60}).json()
+        # The first run waits for the runtime's uv build: 11 s on an idle host, over the client's
+        # default 30 s on a loaded CI host. The client waits longer than the server, so a slow run
+        # comes back as a run with its status and the server's log, not as a read timeout.
+        run = server.client.post("/api/v1/runs/", json={"pipeline": "quick", "wait": 60}, timeout=90).json()
 
         assert run["status"] == "succeeded", (run, server.output()[-3000:])
         assert run["result"]["text"] == "via rabbitmq"
