@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from worker_support import database_url
+from worker_support import database_url, seed_default_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -96,9 +96,9 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def default_runtime_built(request):
-    """Pipelines run on the default runtime: build it once per test process (uv, a few seconds from a
-    warm cache) before tests that run pipelines, so their uploads find it ready on this host and their
-    runs do not wait for a worker to build it. Unit tests run no pipeline and skip this."""
+    """Pipelines run on the default runtime: give this test process's home the built one before tests
+    that run pipelines, so their uploads find it ready on this host and their runs do not wait for a
+    worker to build it. Unit tests run no pipeline and skip this."""
     runs_pipelines = any(
         ("integration" in item.path.parts or "e2e" in item.path.parts) for item in request.session.items
     )
@@ -108,11 +108,10 @@ def default_runtime_built(request):
 
     from mlopen.pipelines import runtimes
 
-    lock = runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)
     started = time.monotonic()
-    python, _log = runtimes.ensure_built(runtimes.digest_of(lock), lock)
-    print(f"default runtime built in {time.monotonic() - started:.1f} s")  # shown with -s: the suite's cost
-    return python
+    seed_default_runtime(Path(settings.MLOPEN_HOME))
+    print(f"default runtime ready in {time.monotonic() - started:.1f} s")  # shown with -s: the suite's cost
+    return runtimes.python_of(runtimes.digest_of(runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)))
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from django.db import connection
 
@@ -40,3 +43,37 @@ def host_network_env() -> dict:
     """The variables of _HOST_NETWORK this machine sets: for a worker started with an environment
     of its own (a "remote host"), which builds runtimes like any host."""
     return {name: os.environ[name] for name in _HOST_NETWORK if name in os.environ}
+
+
+# The default runtime, built once for every test process and every `./run-tests` on this host (its
+# folder is named by its lock's digest, so a changed lock builds a new one), and kept like the uv
+# cache. Each test home gets hard links to it (seed_default_runtime): CI's two test processes and
+# its PostgreSQL pass built it three times (20-30 s each on a busy 2-core host) before.
+SHARED_RUNTIMES = Path(tempfile.gettempdir()) / f"mlopen-test-runtimes-{os.getuid()}"
+
+
+def seed_default_runtime(home: Path) -> None:
+    """Give the MLOPEN_HOME ``home`` the built default runtime, as hard links to the shared build.
+
+    For tests whose subject is not the build: the build itself is tested where a home starts empty
+    (test_runtimes, test_scale_out, test_s3_storage, the demo run of test_serve).
+    """
+    from django.conf import settings
+    from django.test import override_settings
+
+    from mlopen.pipelines import runtimes
+
+    lock = runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)
+    digest = runtimes.digest_of(lock)
+    with override_settings(MLOPEN_HOME=SHARED_RUNTIMES):
+        runtimes.ensure_built(digest, lock)
+        built = runtimes.venv_path(digest)
+    with override_settings(MLOPEN_HOME=home):
+        target = runtimes.venv_path(digest)
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(target.name + ".seeding")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(built, scratch, symlinks=True, copy_function=os.link)
+    scratch.rename(target)

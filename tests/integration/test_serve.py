@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from worker_support import seed_default_runtime
 
 pytestmark = [pytest.mark.engine, pytest.mark.embedded]
 
@@ -191,6 +192,9 @@ def test_serve_with_rabbitmq_as_broker_runs_a_pipeline(tmp_path):
     from kombu import Connection, Queue
 
     queue = f"serve-amqp-{os.getpid()}-{time.monotonic_ns()}"
+    # This test is about the broker: its home starts with the default runtime built (the demo test
+    # above starts from an empty home and builds it as a first start does).
+    seed_default_runtime(tmp_path / "home")
     server = Server(tmp_path / "home", CELERY_BROKER_URL=RABBITMQ, MLOPEN_DEFAULT_QUEUE=queue, MLOPEN_LOAD_DEMO="false")
     try:
         health = server.wait_healthy(workers=1)
@@ -201,9 +205,9 @@ def test_serve_with_rabbitmq_as_broker_runs_a_pipeline(tmp_path):
         )
         assert server.client.post("/api/v1/pipelines/", files={"control": ("quick.py", quick)}).status_code == 201
 
-        # The first run waits for the runtime's uv build: 11 s on an idle host, over the client's
-        # default 30 s on a loaded CI host. The client waits longer than the server, so a slow run
-        # comes back as a run with its status and the server's log, not as a read timeout.
+        # The client waits longer than the server (it read-timed out at 30 s once, on a loaded CI
+        # host, while the run waited for a runtime build): a slow run comes back as a run with its
+        # status and the server's log, not as a read timeout.
         run = server.client.post("/api/v1/runs/", json={"pipeline": "quick", "wait": 60}, timeout=90).json()
 
         assert run["status"] == "succeeded", (run, server.output()[-3000:])

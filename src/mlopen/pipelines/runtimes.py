@@ -32,7 +32,7 @@ from mlopen.pipelines.models import PipelineVersion, Runtime
 
 SHIPPED = Path(__file__).resolve().parent.parent / "runtimes"
 LOCK_FILENAME = "requirements.txt"
-READY_MARKER = ".mlopen-ready"
+READY_MARKER = environments.READY_MARKER
 # The lock is installed in this many uv calls, so a build reports its progress between them; uv
 # downloads the packages of one call in parallel.
 PROGRESS_STEPS = 6
@@ -126,11 +126,11 @@ _FAILED_RUNTIME = prepared.CompiledRows(
 
 
 def root() -> Path:
-    return settings.MLOPEN_HOME / "runtimes"
+    return environments.runtimes_root()
 
 
 def venv_path(digest: str) -> Path:
-    return root() / digest[:24]
+    return environments.runtime_venv(digest)
 
 
 def python_of(digest: str) -> Path:
@@ -219,7 +219,7 @@ def interpreter_for(version: PipelineVersion) -> tuple[str, list[str], dict]:
     python = python_of(runtime.digest) if built_here(runtime.digest) else ensure_built(runtime.digest, runtime.lock)[0]
     if version.requirements:
         env_hash = version.env_hash or environments.requirements_hash(version.requirements, runtime.digest)
-        python, _log = environments.ensure_environment(env_hash, version.requirements, runtime.lock)
+        python, _log = environments.ensure_environment(env_hash, version.requirements, runtime.lock, runtime.digest)
     record = {"runtime": runtime.name, "digest": runtime.digest, **describe_interpreter(python)}
     return str(python), [str(environments.sdk_overlay())], record
 

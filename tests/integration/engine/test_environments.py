@@ -130,3 +130,42 @@ def test_two_requirements_files_in_one_upload_are_refused(pipeline_from):
     assert body["errors"]["requirements"] == (
         "Two requirements.txt files were given; send one, as the requirements field or among the support files."
     )
+
+
+def test_an_environment_starts_as_a_copy_of_its_built_runtime_sharing_no_file_with_it(settings):
+    import shutil
+    import subprocess
+
+    from mlopen.pipelines import environments, runtimes
+    from mlopen.pipelines.interpreters import describe_interpreter
+
+    lock = runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)
+    digest = runtimes.digest_of(lock)
+    base = runtimes.ensure_built(digest, lock)[0].parent.parent
+    describe_interpreter(base / "bin" / "python")  # the runtime's package list, as after its first run
+    requirements = "tinydb==4.8.2\n"
+    env_hash = environments.requirements_hash(requirements, digest)
+    shutil.rmtree(environments.env_path(env_hash), ignore_errors=True)
+
+    python, log = environments.ensure_environment(env_hash, requirements, lock, digest)
+
+    env = python.parent.parent
+    assert "copy the runtime's environment" in log and "+ tinydb==4.8.2" in log, log
+    assert "numpy" not in log  # nothing of the runtime was installed again
+    numpy_init = next((env / "lib").glob("python*/site-packages/numpy/__init__.py"))
+    runtime_numpy_init = next((base / "lib").glob("python*/site-packages/numpy/__init__.py"))
+    # A copy, not hard links: what a source build of a requirement writes stays in the environment.
+    assert numpy_init.stat().st_ino != runtime_numpy_init.stat().st_ino
+    assert list((numpy_init.parent / "__pycache__").glob("__init__.*.pyc")), "the compiled bytecode came along"
+    f2py = (env / "bin" / "f2py").read_text()
+    assert str(env) in f2py and str(base) not in f2py
+    assert describe_interpreter(python)["packages"]["tinydb"] == "4.8.2"
+    assert "tinydb" not in describe_interpreter(base / "bin" / "python")["packages"]
+    assert (env / environments.READY_MARKER).read_text() == requirements
+    imported = subprocess.run(
+        [str(python), "-c", "import numpy, tinydb; print(tinydb.__version__, numpy.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.split() == ["4.8.2", str(numpy_init)]
