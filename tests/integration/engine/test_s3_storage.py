@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
 from engine_support import database_url, poll
-from worker_support import host_network_env
+from worker_support import host_network_env, seed_default_runtime
 
 from mlopen.config import s3_storage_options
 from mlopen.core import storage
@@ -142,6 +142,9 @@ def test_a_worker_on_another_host_trains_and_runs_with_only_the_bucket_between_t
     local_storage_before = _files_under(settings.MLOPEN_STORAGE_DIR)
     remote_home = tmp_path / "remote-host"
     env = _host_env(remote_home, s3_env)
+    # Its runtime is there already: building it on a new host is test_scale_out's, and building an
+    # environment on a host without it is the next test's.
+    seed_default_runtime(remote_home)
     pipeline = pipeline_from("scored", SCORED, files={"scoring.py": "FACTOR = 3\n"})
     dataset = upload_dataset("lines.txt", b"alpha\nbe\ngamma\n")
     worker = start_worker("s3-host-worker", env=env)
@@ -224,6 +227,8 @@ def run_pipeline(input, model, args, params=None):
         message="the environment is built",
     )
     assert version.env_status == "ready", f"{version.env_log}\n{worker.log_text()[-3000:]}"
+    # This host had not built the runtime: the environment installed the runtime's lock itself.
+    assert "copy the runtime's environment" not in version.env_log and ".runtime.txt" in version.env_log
     assert (tmp_path / "builder-host/storage-cache" / version.folder / "helper.py").read_text() == "GREETING = 'hey'\n"
     assert api.get(f"/api/v1/pipelines/{uploaded['id']}/").json()["params"]["run"] == {
         "greeting": {"type": "string", "default": "hey"}
