@@ -63,6 +63,18 @@ def pytest_configure(config):
     _retry_flush_on_deadlock()
 
 
+def pytest_collection_modifyitems(items):
+    """Modules marked `slow` first, each in its place otherwise.
+
+    xdist hands out whole modules (--dist loadfile) as its processes ask for more. By default it
+    orders them by their number of tests, which put the one-test, two-minute Schemathesis module
+    and the `mlopen serve` modules last: one process ran them alone for a minute or two at the end
+    of the suite while the other had finished. ./run-tests and .ci/run turn that order off
+    (--no-loadscope-reorder) and take this one.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _retry_flush_on_deadlock() -> None:
     """Let pytest-django's between-test flush retry when PostgreSQL picks it as a deadlock victim.
 

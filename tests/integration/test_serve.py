@@ -17,7 +17,7 @@ import httpx
 import pytest
 from worker_support import seed_default_runtime
 
-pytestmark = [pytest.mark.engine, pytest.mark.embedded]
+pytestmark = [pytest.mark.engine, pytest.mark.embedded, pytest.mark.slow]
 
 HANG = """
 import time

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.engine, pytest.mark.embedded]
+pytestmark = [pytest.mark.engine, pytest.mark.embedded, pytest.mark.slow]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CLIENT_TIMEOUT = 3  # MLOPEN_WEB_CLIENT_TIMEOUT for this server

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400), pytest.mark.slow]
 
 CHECKS = (
     "not_a_server_error",

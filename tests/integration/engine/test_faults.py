@@ -22,7 +22,7 @@ from engine_support import alive, poll, processes_with_marker
 from mlopen.celery_app import app
 from mlopen.runs.models import Run
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[2]
 

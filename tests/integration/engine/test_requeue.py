@@ -35,7 +35,7 @@ from mlopen.pipelines.tasks import build_environment
 from mlopen.runs import sweep
 from mlopen.runs.models import Run, Worker
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 REQUEUE_SECONDS = 2
 # Environments are cached by their requirements for the whole session: these tests use requirements

@@ -27,7 +27,7 @@ from mlopen.pipelines.models import PipelineVersion, TrainedModel
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 PREFIX = "mlopen-data"
 CREDENTIALS = {

@@ -15,7 +15,7 @@ from worker_support import host_network_env
 from mlopen.pipelines.models import Pipeline
 from mlopen.runs.models import Run, Worker
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 READS_INPUT = """
 def train(inpt, params=None):

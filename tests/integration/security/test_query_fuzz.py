@@ -12,7 +12,7 @@ import pytest
 from security_routes import all_routes
 from test_persona_walk import CASES
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 # What the pages read (grep request.GET in mlopen.web), what the API's pages do, and some nobody reads.
 PARAMETERS = ("page", "pipeline", "kind", "status", "input", "from", "to", "sort", "order", "name", "next", "q", "x")

@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 # Runs mlopen on the embedded default whatever DATABASE_URL says.
-pytestmark = pytest.mark.embedded
+pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 
