@@ -118,12 +118,10 @@ def default_runtime_built(request):
         return None
     from django.conf import settings
 
-    from mlopen.pipelines import runtimes
-
     started = time.monotonic()
-    seed_default_runtime(Path(settings.MLOPEN_HOME))
+    python = seed_default_runtime(Path(settings.MLOPEN_HOME))
     print(f"default runtime ready in {time.monotonic() - started:.1f} s")  # shown with -s: the suite's cost
-    return runtimes.python_of(runtimes.digest_of(runtimes.lock_of(settings.MLOPEN_DEFAULT_RUNTIME)))
+    return python
 
 
 @pytest.fixture

@@ -52,8 +52,9 @@ def host_network_env() -> dict:
 SHARED_RUNTIMES = Path(tempfile.gettempdir()) / f"mlopen-test-runtimes-{os.getuid()}"
 
 
-def seed_default_runtime(home: Path) -> None:
-    """Give the MLOPEN_HOME ``home`` the built default runtime, as hard links to the shared build.
+def seed_default_runtime(home: Path) -> Path:
+    """Give the MLOPEN_HOME ``home`` the built default runtime, as hard links to the shared build;
+    return its python.
 
     For tests whose subject is not the build: the build itself is tested where a home starts empty
     (test_runtimes, test_scale_out, test_s3_storage, the demo run of test_serve).
@@ -70,10 +71,10 @@ def seed_default_runtime(home: Path) -> None:
         built = runtimes.venv_path(digest)
     with override_settings(MLOPEN_HOME=home):
         target = runtimes.venv_path(digest)
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(target.name + ".seeding")
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.copytree(built, scratch, symlinks=True, copy_function=os.link)
-    scratch.rename(target)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(target.name + ".seeding")
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(built, scratch, symlinks=True, copy_function=os.link)
+        scratch.rename(target)
+    return target / "bin" / "python"

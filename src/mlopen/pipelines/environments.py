@@ -225,15 +225,27 @@ def _copy_runtime(base: Path, target: Path) -> str:
         return [name for name in names if name.startswith(".mlopen-")] if Path(folder) == base else []
 
     shutil.copytree(base, target, symlinks=True, ignore=platform_files)
+    scripts = target / "bin"
+    if scripts.is_symlink():  # not what uv built: its scripts would be rewritten wherever it points
+        raise EnvironmentFailed(
+            f"$ copy the runtime's environment ({base.name})\nIts bin/ is a link, not the folder uv built: "
+            "an admin should delete the runtime's folder so that it is built again.\n"
+        )
     before, after = str(base).encode(), str(target).encode()
-    for script in (target / "bin").iterdir():
-        if script.is_file() and not script.is_symlink():
-            content = script.read_bytes()
-            first, newline, rest = content.partition(b"\n")
-            if _VENV_SHEBANG.fullmatch(first):  # a console script: run by this venv's python
-                content = b"#!" + after + b"/bin/python" + newline + rest
-            script.write_bytes(content.replace(before, after))  # the activate scripts name the venv
-    return f"$ copy the runtime's environment ({base.name}) and install the requirements on it\n"
+    for script in scripts.iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        content = script.read_bytes()
+        first, newline, rest = content.partition(b"\n")
+        if _VENV_SHEBANG.fullmatch(first):  # a console script: run by this venv's python
+            first = b"#!" + after + b"/bin/python"
+        pointed = (first + newline + rest).replace(before, after)  # the activate scripts name the venv
+        if pointed != content:
+            script.write_bytes(pointed)
+    return _COPIED_LOG.format(name=base.name)
+
+
+_COPIED_LOG = "$ copy the runtime's environment ({name}) and install the requirements on it\n"
 
 
 def _recheck(requirements: str) -> None:
