@@ -1,6 +1,6 @@
 """An environment's build as a message: requested at upload (once committed), re-sent by the workers'
-sweep when the broker lost it or its builder died. The build itself is environments.build_for_version,
-run by the task in pipelines.tasks."""
+sweep when the broker lost it or its builder died. The build itself is runtimes.build_environment
+(the runtime on this host, then environments.build_for_version), run by the task in pipelines.tasks."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 An environment is a virtual environment holding the version's runtime first, then its requirements
 installed on top by uv, so a requirement only adds what the runtime lacks and keeps the runtime's
-versions unless it asks for others. The runtime part is a copy of the runtime's venv when this host
-has built it (its bytecode compiled already), else the runtime lock installed by uv (exact versions,
-hash-checked). It is named by the hash of its
+versions unless it asks for others. The runtime part is a copy of the runtime's venv, which the
+build job builds on this host first (runtimes.build_environment), with its bytecode compiled already;
+where that is missing, the runtime lock installed by uv (exact versions, hash-checked). It is named by the hash of its
 requirements, the runtime's digest and the Python version, so versions that share those share one
 environment. It lives
 under MLOPEN_HOME/envs on each worker host: a worker that finds it missing builds it before the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import math
 import shutil
 import sys
@@ -29,6 +30,8 @@ from mlopen.pipelines import environments
 from mlopen.pipelines.control import PipelineRejected
 from mlopen.pipelines.interpreters import describe_interpreter
 from mlopen.pipelines.models import PipelineVersion, Runtime
+
+log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "runtimes"
 LOCK_FILENAME = "requirements.txt"
@@ -222,6 +225,31 @@ def interpreter_for(version: PipelineVersion) -> tuple[str, list[str], dict]:
         python, _log = environments.ensure_environment(env_hash, version.requirements, runtime.lock, runtime.digest)
     record = {"runtime": runtime.name, "digest": runtime.digest, **describe_interpreter(python)}
     return str(python), [str(environments.sdk_overlay())], record
+
+
+def build_environment(version_id: int) -> str:
+    """The background build job of a version's environment, on a host that may not have its runtime.
+
+    The runtime comes first: the environment then starts as a copy of it (a few seconds) instead of
+    a second install of the same lock, and the host's runs of the version need the runtime anyway
+    (interpreter_for). A runtime that does not build here is left to the environment's own build,
+    which installs the lock itself and records why it failed in the version's env_log.
+    """
+    version = PipelineVersion.objects.filter(pk=version_id).select_related("runtime").first()
+    needs_base = (
+        version is not None
+        and version.requirements
+        and version.env_status == PipelineVersion.EnvStatus.BUILDING
+        and version.runtime_id
+        and version.runtime.build_status != Runtime.Status.FAILED
+        and not built_here(version.runtime.digest)
+    )
+    if needs_base:
+        try:
+            ensure_built(version.runtime.digest, version.runtime.lock)
+        except (environments.EnvironmentFailed, environments.subprocess.TimeoutExpired) as exc:
+            log.warning("runtime %s did not build on this host before an environment on it: %s", version.runtime, exc)
+    return environments.build_for_version(version_id)
 
 
 def build(runtime_id: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from mlopen.pipelines import environments, runtimes
+from mlopen.pipelines import runtimes
 
 BUILD_TASK = "mlopen.build_environment"
 RUNTIME_TASK = "mlopen.build_runtime"
@@ -13,7 +13,7 @@ RUNTIME_TASK = "mlopen.build_runtime"
 
 @shared_task(name=BUILD_TASK, ignore_result=True, acks_late=True)
 def build_environment(*, version_id: int) -> str:
-    return environments.build_for_version(version_id)
+    return runtimes.build_environment(version_id)
 
 
 @shared_task(name=RUNTIME_TASK, ignore_result=True, acks_late=True)

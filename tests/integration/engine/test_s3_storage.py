@@ -227,8 +227,11 @@ def run_pipeline(input, model, args, params=None):
         message="the environment is built",
     )
     assert version.env_status == "ready", f"{version.env_log}\n{worker.log_text()[-3000:]}"
-    # This host had not built the runtime: the environment installed the runtime's lock itself.
-    assert "copy the runtime's environment" not in version.env_log and ".runtime.txt" in version.env_log
+    # This host had not built the runtime: it built it first, once, and the environment started as
+    # a copy of it instead of a second install of the same lock.
+    assert "copy the runtime's environment" in version.env_log and ".runtime.txt" not in version.env_log
+    runtime_venv = tmp_path / "builder-host" / "runtimes" / version.runtime.digest[:24]
+    assert (runtime_venv / ".mlopen-ready").is_file()
     assert (tmp_path / "builder-host/storage-cache" / version.folder / "helper.py").read_text() == "GREETING = 'hey'\n"
     assert api.get(f"/api/v1/pipelines/{uploaded['id']}/").json()["params"]["run"] == {
         "greeting": {"type": "string", "default": "hey"}
