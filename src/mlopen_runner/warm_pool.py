@@ -167,7 +167,6 @@ class WarmPool:
             why = disk_full_message(str(process.root)) if is_disk_full(exc) else str(exc)
             return Outcome(status="failed", error=f"Could not start the pipeline process: {why}")
         log.info("%s: warm process started (pid %s)", label, process.pid)
-        self._start_reaper()
         return self._run(process, job, callbacks, keep, label)
 
     def _run(self, process: _WarmProcess, job: Job, callbacks: Callbacks, keep: bool, label: str) -> Outcome:
@@ -227,12 +226,17 @@ class WarmPool:
             process.stop()
 
     def reap_idle(self, now: float | None = None) -> None:
-        """Stop idle processes unused for idle_seconds, dead, or found working while idle."""
+        """Stop idle processes unused for idle_seconds, dead, or found working while idle; drop their
+        copies of stored files that are gone or changed since (a dataset deleted meanwhile)."""
         now = time.monotonic() if now is None else now
         with self.lock:
             stale = [k for k, p in self.idle.items() if now - p.last_used >= self.idle_seconds or not p.alive()]
             processes = [self.idle.pop(k) for k in stale]
             waiting = list(self.idle.items())
+            # Under the lock, so no run takes the process meanwhile: a stat of each kept copy's
+            # stored file (one job's inputs, usually one file), a rename for each that is gone.
+            for _key, process in waiting:
+                process.input_copies.drop_outdated(self.trash)
         for process in processes:
             log.info("warm process stopped (pid %s): idle for %.0f s", process.pid, now - process.last_used)
             process.stop()
@@ -297,6 +301,8 @@ class WarmPool:
                     evicted.append(self.idle.popitem(last=False)[1])
         for old in evicted:
             old.stop()
+        # Whichever way the process came (started here, or a blank one taken), an idle one is reaped.
+        self._start_reaper()
 
     def _new_root(self) -> Path:
         self.started_count += 1
@@ -735,6 +741,21 @@ def _localized(job: Job, job_dir: Path, copy_of: Callable[[str], str]) -> Job:
     return replace(job, work_dir=str(job_dir), input=job_input, files=files, readonly_paths=[])
 
 
+_Identity = tuple[str, int, int, int, int]
+
+
+def _identity(path: str, status: os.stat_result) -> _Identity:
+    """A stored file as it was when copied: the same path, device, inode, size and modification time."""
+    return (path, status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def _unchanged(identity: _Identity) -> bool:
+    try:
+        return _identity(identity[0], os.stat(identity[0])) == identity
+    except OSError:
+        return False
+
+
 class _InputCopies:
     """A warm process's copies of the stored files its jobs read, in its read-only inputs folder.
 
@@ -750,10 +771,19 @@ class _InputCopies:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.made = 0
-        self.kept: dict[tuple[str, int, int, int, int], str] = {}
+        self.kept: dict[_Identity, str] = {}
 
     def for_job(self, trash: _Trash) -> _JobInputs:
         return _JobInputs(self, trash)
+
+    def drop_outdated(self, trash: _Trash) -> None:
+        """Put in the trash the copies of stored files that are gone or changed since they were copied.
+
+        A user who deletes a dataset expects it gone from the workers too, not only when this idle
+        process stops (MLOPEN_WARM_IDLE_SECONDS) or runs again; the reaper calls this every second.
+        """
+        for identity in [identity for identity in self.kept if not _unchanged(identity)]:
+            trash.put(Path(self.kept.pop(identity)).parent)
 
 
 class _JobInputs:
@@ -762,7 +792,7 @@ class _JobInputs:
     def __init__(self, copies: _InputCopies, trash: _Trash) -> None:
         self.copies = copies
         self.trash = trash
-        self.used: dict[tuple[str, int, int, int, int], str] = {}
+        self.used: dict[_Identity, str] = {}
         self.by_path: dict[str, str] = {}
         self.unkept: list[Path] = []
 
@@ -776,7 +806,7 @@ class _JobInputs:
         if status is None:  # a missing file stays missing: the pipeline reports it as a cold run would
             target = self._new_folder(keep=False) / os.path.basename(path)
         else:
-            identity = (path, status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            identity = _identity(path, status)
             kept = self.copies.kept.pop(identity, None)
             if kept is None:
                 folder = self._new_folder(keep=True)

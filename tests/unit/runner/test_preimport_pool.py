@@ -142,6 +142,28 @@ def test_a_first_run_takes_a_blank_process_that_imported_pandas_and_a_new_blank_
     assert replacement != blank
 
 
+def test_a_warm_process_made_from_a_blank_one_is_stopped_once_idle_too(trained, tmp_path, monkeypatch):
+    # The idle reaper used to start only with a warm process started from nothing, so with the
+    # default pool (every first run takes a blank process) an idle one was never stopped.
+    monkeypatch.setattr(preimport, "CHECK_S", 3600.0)
+    control, model, data = trained
+    pool = WarmPool(tmp_path / "warm", idle_seconds=0.5, blank_pool_size=1, preimport_modules=["pandas"])
+    try:
+        job = job_for(control, model, data, str(tmp_path / "w1"))
+        pool.prepare(job)
+        [blank] = blank_pids(pool)
+        outcome, log = run(pool, job, "alice")
+        assert outcome.status == "succeeded", outcome.error
+        assert "preloaded" in log and pool.pids() == [blank]
+
+        deadline = time.monotonic() + 30
+        while pool.pids() or (psutil.pid_exists(blank) and psutil.Process(blank).status() != psutil.STATUS_ZOMBIE):
+            assert time.monotonic() < deadline, "the idle warm process was never stopped"
+            time.sleep(0.05)
+    finally:
+        pool.shutdown()
+
+
 def test_two_owners_never_share_a_blank_process(pool, trained, tmp_path):
     control, model, data = trained
     pool.prepare(job_for(control, model, data, str(tmp_path / "w0")))

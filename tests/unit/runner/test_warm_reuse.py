@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,6 +258,27 @@ def test_a_warm_job_on_another_dataset_gets_its_own_copy_and_the_old_one_goes(wr
     assert (first["input_text"], second["input_text"]) == ("x\n1\n", "y\n2\n")
     assert third["input_path"] == second["input_path"]
     assert third["input_folders"] == [Path(second["input_path"]).parent.name]
+
+
+def test_an_idle_warm_process_drops_its_copy_of_a_dataset_deleted_meanwhile(write_pipeline, stored, run_warm):
+    # A deleted dataset leaves the worker within the reaper's second, not when the process next
+    # runs or stops (MLOPEN_WARM_IDLE_SECONDS later); the process itself stays warm.
+    control = write_pipeline(LOOKS_AROUND)
+    one, two = stored("x\n1\n", name="one.csv"), stored("y\n2\n", name="two.csv")
+    first = run_warm(control, one)
+    copy = Path(first["input_path"])
+    assert copy.read_text() == "x\n1\n"
+
+    Path(one["path"]).unlink()
+    deadline = time.monotonic() + 10
+    while copy.parent.exists():
+        assert time.monotonic() < deadline, "the copy of the deleted dataset is still on the worker"
+        time.sleep(0.05)
+    second = run_warm(control, two)
+
+    assert second["input_text"] == "y\n2\n"
+    assert second["layout_inode"] == first["layout_inode"]  # the same warm process served it
+    assert second["input_folders"] == [Path(second["input_path"]).parent.name]
 
 
 # --- a small result comes with the reply --------------------------------------------------------
