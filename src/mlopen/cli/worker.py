@@ -6,9 +6,12 @@ solo pool: one run per worker process, and `mlopen serve --workers N` (or more h
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
+import threading
+from typing import NoReturn
 
 import django
 from django.conf import settings
@@ -51,5 +54,33 @@ def run_worker(name: str | None, queues: str | None, loglevel: str = "INFO", qui
         "--prefetch-multiplier",
         "1",
     ]
-    app.worker_main(argv)
-    return 0
+    try:
+        app.worker_main(argv)
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+        _exit_without_teardown(stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1)
+    _exit_without_teardown(0)
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """End the worker process without tearing the interpreter down.
+
+    By the time Celery returns it has stopped, the worker_shutdown handler has stopped the warm and
+    blank processes, and only this thread is left (any other not a daemon is waited for, as at a
+    normal exit). Freeing the modules of Django, Celery, pandas and pyarrow one by one then took
+    0.45 s of every worker's stop (measured with strace: SIGTERM to Celery's return 0.11 s, to the
+    process's exit 0.56 s), which every restart and `mlopen serve` Ctrl-C waited for. What exiting
+    still has to do is done here: database connections closed (SQLite checkpoints on the last
+    close), the atexit handlers run (logging's flush among them), output flushed.
+    """
+    from django.db import connections  # noqa: PLC0415 - django.setup() ran long before
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    connections.close_all()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

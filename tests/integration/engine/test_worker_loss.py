@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 
+import psutil
 import pytest
 from django.conf import settings
 from engine_support import alive, poll, processes_with_marker
 
-from mlopen.runs.models import Run
+from mlopen.runs.models import Run, Worker
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -141,3 +142,34 @@ def test_a_workers_heartbeat_keeps_its_run_alive_but_not_past_the_runs_time_limi
     workers.heartbeat("busy-w1")
     assert workers.fail_lost_runs() == 1
     assert Run.objects.get(pk=run_id).status == "failed"
+
+
+def test_a_worker_asked_to_stop_exits_cleanly_leaving_no_process_folder_or_worker_row(
+    pipeline_from, submit, wait_for_run, start_worker
+):
+    # The worker ends without tearing its interpreter down (mlopen.cli.worker): what a clean exit
+    # must still do is done, and nothing it started outlives it.
+    pipeline_from(
+        "stays_warm",
+        """
+        def train(inpt, params=None):
+            pass
+        def run_pipeline(input, model, args, params=None):
+            print("served", flush=True)
+            return {"text": "ok"}
+        """,
+    )
+    worker = start_worker()
+    run = wait_for_run(submit("stays_warm")["id"], timeout=90)
+    assert run.status == "succeeded", f"{run.error}\n{worker.log_text()[-3000:]}"
+    tree = psutil.Process(worker.process.pid).children(recursive=True)
+    assert tree, "the run's warm process (or a blank one) is gone already"
+    warm_folder = settings.MLOPEN_WORK_DIR / "warm" / f"worker-{worker.process.pid}"
+    assert warm_folder.is_dir()
+
+    worker.process.terminate()
+    assert worker.process.wait(timeout=30) == 0
+    assert not [process for process in tree if alive(process)]
+    assert not warm_folder.exists()
+    assert not Worker.objects.filter(name=worker.name).exists()
+    assert "Warm shutdown" in worker.log_text()
