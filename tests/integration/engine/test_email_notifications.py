@@ -50,14 +50,23 @@ def _messages(count: int, timeout: float = 30.0, settle: float = 0.0) -> list[em
     """The messages the worker wrote, once there are ``count`` (then ``settle`` more seconds for any
     that should not come)."""
     deadline = time.monotonic() + timeout
-    while len(list(MAIL_DIR.iterdir())) < count and time.monotonic() < deadline:
+    while len(_written()) < count and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(settle)
-    found = []
+    return [email.message_from_bytes(raw) for raw in _written()]
+
+
+def _written() -> list[bytes]:
+    """The messages written whole, oldest first. Django's file backend creates a message's file
+    before it writes into it, and ends each message with a line of 79 dashes: a file read before
+    that line is still being written (a CI run once read one empty)."""
+    separator = b"\n" + b"-" * 79 + b"\n"
+    written = []
     for path in sorted(MAIL_DIR.iterdir(), key=lambda p: p.stat().st_mtime):
-        raw = path.read_bytes().split(b"\n" + b"-" * 79 + b"\n")[0]
-        found.append(email.message_from_bytes(raw))
-    return found
+        content = path.read_bytes()
+        if separator in content:
+            written.append(content.split(separator)[0])
+    return written
 
 
 def _subject(message) -> str:
